@@ -1,0 +1,236 @@
+//! From a [`Decision`] to what the store must do: tokens drawn, invitations
+//! rendered, counters named, the consultant's daily cap keyed, all gathered in
+//! one [`IngestUnit`] that the store commits as a single transaction.
+//!
+//! The rules here are pure and unit-tested: which counters a decision bumps,
+//! and when an invitation may first be sent. What only the store can know
+//! (already invited? over today's cap?) is decided inside its transaction.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::address::HmacKey;
+use crate::classify::{Decision, Ignored, Refusal, SkipReason, Trigger, TriggerKind};
+use crate::compose::{self, ConfirmationFacts};
+use crate::config::Config;
+use crate::store::{self, counter, Committed, IngestMark, IngestUnit, NewInvitation, Store};
+use crate::token::Token;
+use crate::window;
+
+/// What is known about the message besides the decision.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFacts {
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    /// The message's identity for "processed once".
+    pub seen_key: Option<[u8; 32]>,
+    /// Advance this source's mark with the commit.
+    pub mark: Option<(String, IngestMark)>,
+}
+
+/// A stable identity for a message: its Message-ID, or its bytes without one.
+pub fn seen_key(message_id: Option<&str>, raw: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    match message_id {
+        Some(id) if !id.trim().is_empty() => {
+            h.update(b"message-id:");
+            h.update(id.trim().as_bytes());
+        }
+        _ => {
+            h.update(b"raw:");
+            h.update(raw);
+        }
+    }
+    h.finalize().into()
+}
+
+/// The counters a decision bumps: (region, name). Region "" is global.
+pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
+    match decision {
+        Decision::Invite(t) => {
+            let mut c = vec![(t.region.clone(), counter::TRIGGERS.to_string())];
+            if t.skipped
+                .iter()
+                .any(|s| s.why == SkipReason::OverMessageCap)
+            {
+                c.push((t.region.clone(), counter::REFUSED_OVER_CAP.to_string()));
+            }
+            c
+        }
+        Decision::Refuse { reason, region, .. } => {
+            let region = region.clone().unwrap_or_default();
+            let name = match reason {
+                Refusal::UnknownSender => counter::REFUSED_UNKNOWN_SENDER,
+                Refusal::Unauthenticated { .. } => counter::REFUSED_UNAUTHENTICATED,
+                Refusal::OutsideWindow { .. } => counter::OUTSIDE_WINDOW,
+            };
+            vec![(region, name.to_string())]
+        }
+        Decision::Ignore { reason } => {
+            let name = match reason {
+                Ignored::Unparseable => "ignored_unparseable",
+                Ignored::NoSender => "ignored_no_sender",
+                Ignored::OwnMail => "ignored_own_mail",
+                Ignored::Bounce => "ignored_bounce",
+                Ignored::AutoReply { .. } => "ignored_auto_reply",
+                Ignored::BulkOrList { .. } => "ignored_bulk",
+            };
+            vec![(String::new(), name.to_string())]
+        }
+    }
+}
+
+/// A unit ready to commit, and what the confirmation reply needs.
+pub struct Plan {
+    pub unit: IngestUnit,
+    pub confirmation: Option<ConfirmationFacts>,
+    /// Invitees whose invitation could not be rendered (address lettre refuses).
+    pub unrenderable: Vec<(String, String)>,
+}
+
+/// Builds the unit for a decision. Draws a token for every candidate invitee;
+/// the store keeps only the hashes of those actually invited.
+pub fn plan(
+    decision: &Decision,
+    facts: &MessageFacts,
+    received: DateTime<Utc>,
+    now: DateTime<Utc>,
+    cfg: &Config,
+    key: &HmacKey,
+) -> Plan {
+    let mut unit = IngestUnit {
+        seen_key: facts.seen_key,
+        mark: facts.mark.clone(),
+        counters: counters_for(decision),
+        created_at: Some(now),
+        ..Default::default()
+    };
+    let mut unrenderable = Vec::new();
+    let mut confirmation = None;
+    if let Decision::Invite(t) = decision {
+        unit.region = t.region.clone();
+        unit.consultant = Some(t.consultant.clone());
+        if t.kind != TriggerKind::Manual {
+            let day = received.with_timezone(&window::TZ).date_naive();
+            unit.daily_cap = Some((
+                Store::daily_key(&key.key_of(&t.consultant), day),
+                cfg.sending.max_invitees_per_consultant_per_day,
+            ));
+        }
+        let not_before =
+            window::first_send_time(now, cfg.sending.delay_minutes, cfg.sending.hours.as_ref());
+        for addr in &t.invitees {
+            let token = Token::generate();
+            match compose::invitation(cfg, addr, &token, not_before) {
+                Ok(outgoing) => unit.invitations.push(NewInvitation {
+                    address: addr.clone(),
+                    address_key: key.key_of(addr),
+                    token_hash: token.hash(),
+                    outgoing,
+                }),
+                Err(e) => unrenderable.push((addr.to_string(), e.to_string())),
+            }
+        }
+        if t.kind == TriggerKind::PhoneContact {
+            confirmation = Some(confirmation_facts(t, facts, &unrenderable));
+        }
+    }
+    Plan {
+        unit,
+        confirmation,
+        unrenderable,
+    }
+}
+
+fn confirmation_facts(
+    t: &Trigger,
+    facts: &MessageFacts,
+    unrenderable: &[(String, String)],
+) -> ConfirmationFacts {
+    let mut skipped: Vec<(String, String)> = t
+        .skipped
+        .iter()
+        .map(|s| {
+            (
+                s.address.clone(),
+                compose::skip_reason_da(s.why).to_string(),
+            )
+        })
+        .collect();
+    skipped.extend(unrenderable.iter().map(|(a, e)| (a.clone(), e.clone())));
+    ConfirmationFacts {
+        consultant: Some(t.consultant.clone()),
+        subject: facts.subject.clone(),
+        in_reply_to: facts.message_id.clone(),
+        skipped,
+        invalid: t.invalid.clone(),
+    }
+}
+
+/// Commits a plan: one transaction, confirmation included.
+pub fn commit(
+    store: &Store,
+    plan: &Plan,
+    cfg: &Config,
+    now: DateTime<Utc>,
+) -> Result<Committed, store::StoreError> {
+    let confirm = |outcomes: &[store::InviteOutcome]| {
+        let facts = plan.confirmation.as_ref()?;
+        match compose::confirmation(cfg, facts, outcomes, now) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot render the confirmation reply");
+                None
+            }
+        }
+    };
+    store.commit_ingest(&plan.unit, &confirm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Skipped;
+
+    fn trigger(skipped: Vec<Skipped>) -> Decision {
+        Decision::Invite(Trigger {
+            kind: TriggerKind::Cc,
+            consultant: crate::address::parse("anne@siri.dk").unwrap(),
+            region: "Sjælland".into(),
+            invitees: vec![],
+            skipped,
+            invalid: vec![],
+        })
+    }
+
+    #[test]
+    fn counters_follow_the_decision() {
+        assert_eq!(
+            counters_for(&trigger(vec![])),
+            vec![("Sjælland".into(), "triggers".into())]
+        );
+        let capped = trigger(vec![Skipped {
+            address: "x@y.dk".into(),
+            why: SkipReason::OverMessageCap,
+        }]);
+        assert_eq!(
+            counters_for(&capped)[1],
+            ("Sjælland".into(), "refused_over_cap".into())
+        );
+        let refused = Decision::Refuse {
+            reason: Refusal::UnknownSender,
+            sender: Some("x@y.dk".into()),
+            region: None,
+        };
+        assert_eq!(
+            counters_for(&refused),
+            vec![(String::new(), "refused_unknown_sender".into())]
+        );
+    }
+
+    #[test]
+    fn seen_key_prefers_message_id() {
+        assert_eq!(seen_key(Some("a@b"), b"one"), seen_key(Some("a@b"), b"two"));
+        assert_ne!(seen_key(None, b"one"), seen_key(None, b"two"));
+    }
+}

@@ -1,0 +1,689 @@
+//! Deciding what a message asks of canvass. Pure: raw message + config in, a
+//! [`Decision`] out; no store, no clock, no network. `canvass explain` prints
+//! exactly this, so an operator sees the same reasoning the daemon used.
+//!
+//! The order of the checks is the policy:
+//! 1. unreadable, or our own mail → ignore;
+//! 2. a bounce, an auto-reply, bulk or list mail → ignore (RFC 3834: never answer those);
+//! 3. the sender must be a configured consultant → else refused;
+//! 4. where a trusted `authserv-id` is configured, DKIM or DMARC must have passed for
+//!    the consultant's domain → else refused;
+//! 5. received inside the collection window → else refused (counted);
+//! 6. recipients other than the survey address and the sender (valid or not) →
+//!    a CC/BCC trigger, decided by the headers alone (the body, quoted text
+//!    included, is never read); none → a phone-contact command whose body lists
+//!    the addresses. One exception: when the only visible recipient is the
+//!    consultant and the survey address is not in the headers ("To: myself,
+//!    Bcc: everybody"), the contacts are hidden in Bcc: a BCC trigger that can
+//!    name nobody, rather than guessing invitees from the body;
+//! 7. invitees are the recipients minus the consultant, other consultants, the
+//!    survey address and internal domains, de-duplicated; beyond the per-message cap
+//!    they are refused.
+//!
+//! What the store must answer (already invited? over the consultant's daily cap?) is
+//! decided later, in [`crate::apply`], also by pure functions.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use mail_parser::{HeaderName, Message, MessageParser};
+use serde::Serialize;
+
+use crate::address::{self, Address};
+use crate::config::Config;
+use crate::window::Position;
+
+/// What canvass does with one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Invite these contacts (those not invited before) on behalf of a consultant.
+    Invite(Trigger),
+    /// A would-be trigger that canvass refuses; counted in `status`.
+    Refuse {
+        reason: Refusal,
+        /// The From address, when there was one.
+        sender: Option<String>,
+        /// The consultant's region, when the sender is a consultant.
+        region: Option<String>,
+    },
+    /// Nothing to do, and nothing to count.
+    Ignore { reason: Ignored },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    pub consultant: Address,
+    pub region: String,
+    /// Candidates in the order they appeared, de-duplicated.
+    pub invitees: Vec<Address>,
+    /// Recipients that are not invited, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Phone contacts: body lines that looked like addresses but were not valid.
+    pub invalid: Vec<InvalidLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// The survey address was in To or Cc.
+    Cc,
+    /// The survey address was not in the headers: it was a Bcc.
+    Bcc,
+    /// Sent to the survey address alone; the body lists the contacts.
+    PhoneContact,
+    /// Entered by an operator with `canvass invite`.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub address: String,
+    pub why: SkipReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The sending consultant.
+    Sender,
+    /// Another configured consultant.
+    Consultant,
+    /// The survey address itself.
+    SurveyAddress,
+    /// A colleague: one of the configured internal domains.
+    InternalDomain,
+    /// Beyond `sending.max_invitees_per_message`.
+    OverMessageCap,
+    /// Beyond `sending.max_invitees_per_consultant_per_day` (decided in apply).
+    OverDailyCap,
+    /// Invited before, by anyone (decided in apply).
+    AlreadyInvited,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidLine {
+    pub line: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum Refusal {
+    /// From is not a configured consultant.
+    UnknownSender,
+    /// A trusted authserv-id is configured and it did not vouch for the sender.
+    Unauthenticated { detail: String },
+    /// Received before or after the collection window.
+    OutsideWindow {
+        position: Position,
+        received: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum Ignored {
+    /// Not a parseable message at all.
+    Unparseable,
+    /// No usable From address.
+    NoSender,
+    /// Sent by canvass itself.
+    OwnMail,
+    /// A delivery status notification (bounces are matched elsewhere).
+    Bounce,
+    /// An automatic reply (RFC 3834), e.g. out of office.
+    AutoReply { header: String },
+    /// Bulk or mailing-list mail.
+    BulkOrList { header: String },
+}
+
+impl Decision {
+    /// A short word for logs and counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Invite(t) => match t.kind {
+                TriggerKind::Cc => "trigger_cc",
+                TriggerKind::Bcc => "trigger_bcc",
+                TriggerKind::PhoneContact => "phone_contact",
+                TriggerKind::Manual => "manual",
+            },
+            Decision::Refuse { reason, .. } => match reason {
+                Refusal::UnknownSender => "refused_unknown_sender",
+                Refusal::Unauthenticated { .. } => "refused_unauthenticated",
+                Refusal::OutsideWindow { .. } => "outside_window",
+            },
+            Decision::Ignore { reason } => match reason {
+                Ignored::Unparseable => "ignored_unparseable",
+                Ignored::NoSender => "ignored_no_sender",
+                Ignored::OwnMail => "ignored_own_mail",
+                Ignored::Bounce => "ignored_bounce",
+                Ignored::AutoReply { .. } => "ignored_auto_reply",
+                Ignored::BulkOrList { .. } => "ignored_bulk",
+            },
+        }
+    }
+}
+
+/// Parses and classifies a raw message received at `received` (IMAP INTERNALDATE
+/// or the file's time: never the forgeable Date header).
+pub fn classify_raw(raw: &[u8], received: DateTime<Utc>, cfg: &Config) -> Decision {
+    match MessageParser::default().parse(raw) {
+        Some(msg) => classify(&msg, received, cfg),
+        None => Decision::Ignore {
+            reason: Ignored::Unparseable,
+        },
+    }
+}
+
+/// Classifies a parsed message. See the module documentation for the order.
+pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Decision {
+    let ignore = |reason| Decision::Ignore { reason };
+
+    let Some(sender) = sender(msg) else {
+        if is_bounce(msg) {
+            return ignore(Ignored::Bounce);
+        }
+        return ignore(Ignored::NoSender);
+    };
+    if sender == cfg.survey_address || is_own_message_id(msg, cfg) {
+        return ignore(Ignored::OwnMail);
+    }
+    if is_bounce(msg) {
+        return ignore(Ignored::Bounce);
+    }
+    if let Some(header) = auto_reply(msg) {
+        return ignore(Ignored::AutoReply { header });
+    }
+    if let Some(header) = bulk(msg) {
+        return ignore(Ignored::BulkOrList { header });
+    }
+
+    let Some(region) = cfg.consultant_region(&sender) else {
+        return Decision::Refuse {
+            reason: Refusal::UnknownSender,
+            sender: Some(sender.to_string()),
+            region: None,
+        };
+    };
+    let refuse = |reason| Decision::Refuse {
+        reason,
+        sender: Some(sender.to_string()),
+        region: Some(region.name.clone()),
+    };
+    if let Some(authserv) = &cfg.trust.authserv_id {
+        if let Err(detail) = authenticated(msg, authserv, sender.domain()) {
+            return refuse(Refusal::Unauthenticated { detail });
+        }
+    }
+    let position = cfg.window.position(received);
+    if position != Position::Inside {
+        return refuse(Refusal::OutsideWindow {
+            position,
+            received: received.to_rfc3339(),
+        });
+    }
+
+    // Who else the message went to, by the headers alone.
+    let mut survey_in_headers = false;
+    let mut any_recipient = false;
+    let mut recipients = Vec::new();
+    let mut invalid = Vec::new();
+    for list in msg.all_to().chain(msg.all_cc()) {
+        for a in list.iter() {
+            let Some(raw) = a.address() else { continue };
+            any_recipient = true;
+            match address::parse(raw) {
+                Ok(addr) if addr == cfg.survey_address => survey_in_headers = true,
+                Ok(addr) => recipients.push(addr),
+                Err(e) => invalid.push(invalid_header_address(a.name(), raw, e)),
+            }
+        }
+    }
+    let others = !invalid.is_empty() || recipients.iter().any(|a| *a != sender);
+
+    let kind = if others {
+        if survey_in_headers {
+            TriggerKind::Cc
+        } else {
+            TriggerKind::Bcc
+        }
+    } else if survey_in_headers || !any_recipient {
+        // To the survey address alone (in To/Cc, or as the only Bcc with no
+        // visible recipient at all), perhaps with a copy to the consultant.
+        let body = msg.body_text(0).unwrap_or_default();
+        let (found, bad) = addresses_in_body(&body);
+        recipients = found;
+        invalid = bad;
+        TriggerKind::PhoneContact
+    } else {
+        // "To: myself, Bcc: the contacts and the survey address": the contacts
+        // cannot be seen. The body is a letter to them, not a list: not read.
+        TriggerKind::Bcc
+    };
+
+    Decision::Invite(select_invitees(
+        cfg,
+        &sender,
+        &region.name,
+        kind,
+        recipients,
+        invalid,
+    ))
+}
+
+/// Step 7 of the policy, shared with `canvass invite`: the candidates minus the
+/// consultant, other consultants, the survey address and internal domains,
+/// de-duplicated in order of appearance, at most
+/// `sending.max_invitees_per_message` of them.
+pub fn select_invitees(
+    cfg: &Config,
+    consultant: &Address,
+    region: &str,
+    kind: TriggerKind,
+    candidates: Vec<Address>,
+    invalid: Vec<InvalidLine>,
+) -> Trigger {
+    let mut trigger = Trigger {
+        kind,
+        consultant: consultant.clone(),
+        region: region.to_string(),
+        invitees: Vec::new(),
+        skipped: Vec::new(),
+        invalid,
+    };
+    let mut seen = HashSet::new();
+    for addr in candidates {
+        if !seen.insert(addr.clone()) {
+            continue;
+        }
+        let why = if addr == cfg.survey_address {
+            Some(SkipReason::SurveyAddress)
+        } else if addr == *consultant {
+            Some(SkipReason::Sender)
+        } else if cfg.is_consultant(&addr) {
+            Some(SkipReason::Consultant)
+        } else if cfg.is_internal(&addr) {
+            Some(SkipReason::InternalDomain)
+        } else if trigger.invitees.len() >= cfg.sending.max_invitees_per_message {
+            Some(SkipReason::OverMessageCap)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => trigger.skipped.push(Skipped {
+                address: addr.to_string(),
+                why,
+            }),
+            None => trigger.invitees.push(addr),
+        }
+    }
+    trigger
+}
+
+/// A To/Cc entry that is not an address canvass writes to. mail-parser reads
+/// `"a@b"@c.dk` as the display name `a@b` and the address `@c.dk`: put the
+/// quoted local part back so the report shows what the consultant wrote.
+fn invalid_header_address(name: Option<&str>, raw: &str, e: address::AddressError) -> InvalidLine {
+    if let (Some(name), true) = (name, raw.starts_with('@')) {
+        let line = format!("\"{name}\"{raw}");
+        let error = match address::parse(&line) {
+            Err(e) => e.to_string(),
+            Ok(_) => e.to_string(),
+        };
+        return InvalidLine { line, error };
+    }
+    InvalidLine {
+        line: raw.to_string(),
+        error: e.to_string(),
+    }
+}
+
+/// The author: the From address. A message whose From headers name more than
+/// one mailbox (two From headers, as a forger may add, or several authors) has
+/// no single author canvass could act for: none.
+fn sender(msg: &Message<'_>) -> Option<Address> {
+    let mut author: Option<Address> = None;
+    for h in msg.headers() {
+        if h.name != HeaderName::From {
+            continue;
+        }
+        let Some(list) = h.value.as_address() else {
+            continue;
+        };
+        for a in list.iter() {
+            let Some(raw) = a.address() else { continue };
+            let addr = address::parse(raw).ok()?;
+            match &author {
+                None => author = Some(addr),
+                Some(first) if *first == addr => {}
+                Some(_) => return None,
+            }
+        }
+    }
+    author
+}
+
+/// The headers in message order (top first), values raw (folded, undecoded),
+/// decoded lossily so one 8-bit header does not hide the others.
+fn raw_headers<'a>(msg: &'a Message<'_>) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> + 'a {
+    let raw = msg.raw_message();
+    msg.headers().iter().map(move |h| {
+        let value = raw
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .map(String::from_utf8_lossy)
+            .unwrap_or(Cow::Borrowed(""));
+        (h.name.as_str(), value)
+    })
+}
+
+fn header_values<'a>(msg: &'a Message<'_>, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    raw_headers(msg)
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| unfold(&v))
+}
+
+fn first_header(msg: &Message<'_>, name: &str) -> Option<String> {
+    header_values(msg, name).next()
+}
+
+/// Canvass marks every message it sends with a Message-ID of its own shape.
+pub const MESSAGE_ID_PREFIX: &str = "canvass.";
+
+fn is_own_message_id(msg: &Message<'_>, cfg: &Config) -> bool {
+    msg.message_id()
+        .map(|id| {
+            id.starts_with(MESSAGE_ID_PREFIX)
+                && id.ends_with(&format!("@{}", cfg.survey_address.domain()))
+        })
+        .unwrap_or(false)
+}
+
+/// A delivery status notification, standard (RFC 3464) or in the common shapes.
+pub fn is_bounce(msg: &Message<'_>) -> bool {
+    let ctype = first_header(msg, "Content-Type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if ctype.starts_with("multipart/report") && ctype.contains("delivery-status") {
+        return true;
+    }
+    if let Some(rp) = first_header(msg, "Return-Path") {
+        if rp.trim() == "<>" {
+            return true;
+        }
+    }
+    let from = msg
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    from.starts_with("mailer-daemon@")
+        || (from.starts_with("postmaster@") && ctype.contains("report"))
+}
+
+/// RFC 3834 and the de-facto headers of Exchange and others.
+fn auto_reply(msg: &Message<'_>) -> Option<String> {
+    if let Some(v) = first_header(msg, "Auto-Submitted") {
+        if !v.to_ascii_lowercase().starts_with("no") {
+            return Some(format!("Auto-Submitted: {v}"));
+        }
+    }
+    for name in ["X-Autoreply", "X-Autorespond", "X-Autogenerated"] {
+        if let Some(v) = first_header(msg, name) {
+            return Some(format!("{name}: {v}"));
+        }
+    }
+    let subject = msg.subject().unwrap_or("");
+    if is_ooo_subject(&subject.to_lowercase()) {
+        if let Some(v) = first_header(msg, "X-Auto-Response-Suppress") {
+            // Exchange out-of-office replies carry "All" together with an OOF subject.
+            if v.eq_ignore_ascii_case("all") {
+                return Some(format!("X-Auto-Response-Suppress: {v}"));
+            }
+        }
+        return Some(format!("Subject: {subject}"));
+    }
+    None
+}
+
+/// The subject prefixes mail programs put on automatic replies. The phrase
+/// must be the whole subject or be followed by a colon: "Fraværende elev på
+/// Bakkeskolen" is a consultant's subject, "Fraværende: Møde" is not.
+fn is_ooo_subject(subject: &str) -> bool {
+    [
+        "automatisk svar",
+        "autosvar",
+        "fraværende",
+        "out of office autoreply",
+        "out of office",
+        "automatic reply",
+        "autoreply",
+        "auto-reply",
+        "auto reply",
+    ]
+    .iter()
+    .any(|p| {
+        subject
+            .trim_start()
+            .strip_prefix(p)
+            .map(|rest| {
+                let rest = rest.trim_start();
+                rest.is_empty() || rest.starts_with(':')
+            })
+            .unwrap_or(false)
+    })
+}
+
+fn bulk(msg: &Message<'_>) -> Option<String> {
+    if let Some(v) = first_header(msg, "Precedence") {
+        let l = v.to_ascii_lowercase();
+        if ["bulk", "list", "junk", "auto_reply"].contains(&l.as_str()) {
+            return Some(format!("Precedence: {v}"));
+        }
+    }
+    if let Some(v) = first_header(msg, "List-Id") {
+        return Some(format!("List-Id: {v}"));
+    }
+    None
+}
+
+/// Checks `Authentication-Results` stamped by the trusted server: DKIM with a
+/// signing domain equal to the sender's, or DMARC for the sender's domain.
+///
+/// Only the topmost block of headers carrying the trusted authserv-id is read:
+/// from the first of them down to the next `Received` header. Anything below
+/// that was in the message when our server received it, so a forger may have
+/// written it (RFC 8601 §5 asks the border server to delete such headers; this
+/// is the second line of defence, not a replacement).
+fn authenticated(msg: &Message<'_>, authserv: &str, domain: &str) -> Result<(), String> {
+    let mut seen_ours = false;
+    for (name, value) in raw_headers(msg) {
+        if name.eq_ignore_ascii_case("Received") {
+            if seen_ours {
+                break;
+            }
+            continue;
+        }
+        if !name.eq_ignore_ascii_case("Authentication-Results") {
+            continue;
+        }
+        let value = strip_comments(&unfold(&value));
+        let mut parts = value.split(';');
+        let id = parts
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if id != authserv {
+            continue;
+        }
+        seen_ours = true;
+        for result in parts {
+            let words: Vec<String> = result
+                .split_whitespace()
+                .map(|w| w.to_ascii_lowercase())
+                .collect();
+            let Some(method) = words.first() else {
+                continue;
+            };
+            let prop = |key: &str| {
+                words
+                    .iter()
+                    .find_map(|w| w.strip_prefix(key).map(|v| v.trim_matches('"').to_string()))
+            };
+            let pass_for_domain = |d: Option<String>| {
+                d.map(|d| d.trim_start_matches('@') == domain || d.ends_with(&format!("@{domain}")))
+                    .unwrap_or(false)
+            };
+            if method == "dkim=pass"
+                && (pass_for_domain(prop("header.d=")) || pass_for_domain(prop("header.i=")))
+            {
+                return Ok(());
+            }
+            if method == "dmarc=pass" && pass_for_domain(prop("header.from=")) {
+                return Ok(());
+            }
+        }
+    }
+    if seen_ours {
+        Err(format!(
+            "Authentication-Results from {authserv} shows neither dkim=pass nor dmarc=pass for {domain}"
+        ))
+    } else {
+        Err(format!("no Authentication-Results header from {authserv}"))
+    }
+}
+
+fn unfold(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Removes RFC 5322 comments, `(2048-bit key; unprotected)` as OpenDKIM writes
+/// them: their semicolons would otherwise split a result in two.
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(' ');
+                }
+            }
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Phone contacts: every line of the body that holds an `@` names contacts.
+/// Quoted text, signatures and the quoted original of a reply are not read.
+pub fn addresses_in_body(body: &str) -> (Vec<Address>, Vec<InvalidLine>) {
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut invalid = Vec::new();
+    for line in body.lines() {
+        let trimmed = line.trim();
+        if line == "-- " || trimmed.starts_with("-----") || trimmed.starts_with("________") {
+            break; // signature or the quoted original
+        }
+        let lower = trimmed.to_lowercase();
+        if lower.starts_with("fra:") || lower.starts_with("from:") {
+            break; // Outlook's quoted header block
+        }
+        if is_attribution(&lower) {
+            break; // "Den 12. aug. 2024 kl. 10.00 skrev Mette <m@x.dk>:"
+        }
+        if trimmed.starts_with('>') || !trimmed.contains('@') {
+            continue;
+        }
+        let mut line_ok = false;
+        let mut line_err = None;
+        for word in trimmed.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+            if !word.contains('@') {
+                continue;
+            }
+            let word = word.trim_matches(|c: char| "()[]\"'.:".contains(c));
+            let inner = match (word.find('<'), word.rfind('>')) {
+                (Some(a), Some(b)) if a < b => &word[a + 1..b],
+                _ => word,
+            };
+            match address::parse(inner) {
+                Ok(a) => {
+                    line_ok = true;
+                    if seen.insert(a.clone()) {
+                        found.push(a);
+                    }
+                }
+                Err(e) => line_err = Some((inner.to_string(), e.to_string())),
+            }
+        }
+        if let Some((word, e)) = line_err {
+            invalid.push(InvalidLine {
+                line: if line_ok { word } else { trimmed.to_string() },
+                error: e,
+            });
+        }
+    }
+    (found, invalid)
+}
+
+/// The line a mail program writes above a quoted original, in Danish or
+/// English, possibly wrapped after the author's name.
+fn is_attribution(lower: &str) -> bool {
+    if lower.ends_with("skrev:") || lower.ends_with("wrote:") {
+        return true;
+    }
+    (lower.starts_with("den ") || lower.starts_with("on "))
+        && (lower.contains(" skrev ") || lower.contains(" wrote "))
+        && (lower.ends_with(':') || lower.ends_with('<'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_addresses_with_names_and_noise() {
+        let body = "Hej\n\nanne@kommune.dk\nBo Berg <BO@politi.dk>, c@x.dk\nikke en adresse@\n> q@quoted.dk\n-- \nsig@siri.dk\n";
+        let (found, invalid) = addresses_in_body(body);
+        let found: Vec<&str> = found.iter().map(|a| a.as_str()).collect();
+        assert_eq!(found, ["anne@kommune.dk", "bo@politi.dk", "c@x.dk"]);
+        assert_eq!(invalid.len(), 1);
+        assert_eq!(invalid[0].line, "ikke en adresse@");
+    }
+
+    #[test]
+    fn quoted_local_part_is_reported() {
+        let (found, invalid) = addresses_in_body("\"a@b\"@c\n");
+        assert!(found.is_empty());
+        assert_eq!(invalid.len(), 1);
+    }
+}

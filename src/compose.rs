@@ -1,0 +1,263 @@
+//! The mail canvass writes, rendered to RFC 5322 bytes for the outbox: the
+//! Danish invitation (plain text beside HTML) and the confirmation reply to a
+//! consultant's phone-contact mail. Every message carries a Message-ID of
+//! canvass' own shape and `Auto-Submitted: auto-generated` (RFC 3834).
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use minijinja::{context, Environment};
+use rand::RngCore;
+
+use crate::address::Address;
+use crate::classify::{InvalidLine, MESSAGE_ID_PREFIX};
+use crate::config::Config;
+use crate::store::{InviteOutcome, Outgoing};
+use crate::token::Token;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("{address} cannot be written into a mail header: {reason}")]
+    Address { address: String, reason: String },
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    #[error("template error: {0}")]
+    Template(#[from] minijinja::Error),
+}
+
+fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Names ending in .html are auto-escaped.
+    let add = |env: &mut Environment<'static>, name, src| {
+        env.add_template(name, src)
+            .unwrap_or_else(|e| unreachable!("built-in template {name} is invalid: {e}"));
+    };
+    add(
+        &mut env,
+        "invitation.txt",
+        include_str!("templates/invitation.txt"),
+    );
+    add(
+        &mut env,
+        "invitation.html",
+        include_str!("templates/invitation.html"),
+    );
+    add(
+        &mut env,
+        "confirmation.txt",
+        include_str!("templates/confirmation.txt"),
+    );
+    env
+}
+
+/// A fresh Message-ID (without angle brackets) in canvass' own shape.
+pub fn new_message_id(cfg: &Config) -> String {
+    let mut b = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!(
+        "{MESSAGE_ID_PREFIX}{}@{}",
+        hex::encode(b),
+        cfg.survey_address.domain()
+    )
+}
+
+/// The personal link in an invitation.
+pub fn survey_link(cfg: &Config, token: &Token) -> String {
+    format!("{}/s/{}", cfg.base_url, token.as_str())
+}
+
+const MONTHS: [&str; 12] = [
+    "januar",
+    "februar",
+    "marts",
+    "april",
+    "maj",
+    "juni",
+    "juli",
+    "august",
+    "september",
+    "oktober",
+    "november",
+    "december",
+];
+
+/// "20. september 2024".
+pub fn danish_date(d: NaiveDate) -> String {
+    format!("{}. {} {}", d.day(), MONTHS[d.month0() as usize], d.year())
+}
+
+fn mailbox(name: Option<&str>, addr: &str) -> Result<Mailbox, ComposeError> {
+    let parsed =
+        addr.parse()
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address {
+                address: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+    Ok(Mailbox::new(name.map(str::to_string), parsed))
+}
+
+fn raw_header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+fn base(
+    cfg: &Config,
+    to: &Mailbox,
+    subject: &str,
+    message_id: &str,
+) -> Result<lettre::message::MessageBuilder, ComposeError> {
+    let from = mailbox(Some(&cfg.from_name), cfg.survey_address.as_str())?;
+    let mut b = Message::builder()
+        .from(from)
+        .to(to.clone())
+        .subject(subject)
+        .message_id(Some(format!("<{message_id}>")))
+        .date_now()
+        .raw_header(raw_header("Auto-Submitted", "auto-generated".to_string()))
+        .raw_header(raw_header("X-Auto-Response-Suppress", "All".to_string()));
+    if let Some(r) = &cfg.reply_to {
+        b = b.reply_to(mailbox(None, r.as_str())?);
+    }
+    Ok(b)
+}
+
+/// The invitation to `to`, with its personal link.
+pub fn invitation(
+    cfg: &Config,
+    to: &Address,
+    token: &Token,
+    not_before: DateTime<Utc>,
+) -> Result<Outgoing, ComposeError> {
+    let message_id = new_message_id(cfg);
+    let subject = format!(
+        "Hvad synes du om {}s sikkerhedskonsulentordning?",
+        cfg.agency
+    );
+    let env = templates();
+    let ctx = context! {
+        agency => cfg.agency,
+        link => survey_link(cfg, token),
+        deadline => danish_date(cfg.window.end),
+        from_name => cfg.from_name,
+        subject => subject,
+    };
+    let text = env.get_template("invitation.txt")?.render(&ctx)?;
+    let html = env.get_template("invitation.html")?.render(&ctx)?;
+    let to_box = mailbox(None, to.as_str())?;
+    let unsubscribe = format!("<mailto:{}?subject=afmeld>", cfg.survey_address);
+    let msg = base(cfg, &to_box, &subject, &message_id)?
+        .raw_header(raw_header("List-Unsubscribe", unsubscribe))
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id,
+        raw: msg.formatted(),
+        not_before,
+    })
+}
+
+/// What the confirmation reply reports besides the outcomes.
+#[derive(Debug, Clone, Default)]
+pub struct ConfirmationFacts {
+    pub consultant: Option<Address>,
+    pub subject: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub skipped: Vec<(String, String)>,
+    pub invalid: Vec<InvalidLine>,
+}
+
+/// The reply to a consultant's phone-contact mail: who was invited, who was
+/// skipped as already invited, and which lines were not addresses.
+pub fn confirmation(
+    cfg: &Config,
+    facts: &ConfirmationFacts,
+    outcomes: &[InviteOutcome],
+    now: DateTime<Utc>,
+) -> Result<Option<Outgoing>, ComposeError> {
+    let Some(consultant) = &facts.consultant else {
+        return Ok(None);
+    };
+    let mut invited = Vec::new();
+    let mut already = Vec::new();
+    let mut skipped: Vec<minijinja::Value> = facts
+        .skipped
+        .iter()
+        .map(|(a, why)| context! { address => a, why => why })
+        .collect();
+    for o in outcomes {
+        match o {
+            InviteOutcome::Invited(a) => invited.push(a.to_string()),
+            InviteOutcome::AlreadyInvited(a) => already.push(a.to_string()),
+            InviteOutcome::OverDailyCap(a) => skipped.push(context! {
+                address => a.to_string(),
+                why => "over dagens grænse for invitationer; send adressen igen i morgen",
+            }),
+        }
+    }
+    let invalid: Vec<minijinja::Value> = facts
+        .invalid
+        .iter()
+        .map(|l| context! { line => l.line, error => l.error })
+        .collect();
+    let text = templates()
+        .get_template("confirmation.txt")?
+        .render(context! {
+            invited, already, skipped, invalid, from_name => cfg.from_name,
+        })?;
+    let subject = match facts.subject.as_deref() {
+        Some(s) if !s.trim().is_empty() => format!("Re: {}", s.trim()),
+        _ => "Kvittering: telefonkontakter til spørgeskemaet".to_string(),
+    };
+    let message_id = new_message_id(cfg);
+    let to_box = mailbox(None, consultant.as_str())?;
+    let mut b = base(cfg, &to_box, &subject, &message_id)?;
+    if let Some(id) = &facts.in_reply_to {
+        b = b
+            .in_reply_to(format!("<{id}>"))
+            .references(format!("<{id}>"));
+    }
+    let msg = b
+        .singlepart(SinglePart::plain(text))
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(Some(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![consultant.to_string()],
+        message_id,
+        raw: msg.formatted(),
+        not_before: now,
+    }))
+}
+
+/// The Danish words for why a recipient was not invited (confirmation mail).
+pub fn skip_reason_da(why: crate::classify::SkipReason) -> &'static str {
+    use crate::classify::SkipReason::*;
+    match why {
+        Sender => "det er dig selv",
+        Consultant => "en sikkerhedskonsulent inviteres ikke",
+        SurveyAddress => "undersøgelsens egen adresse",
+        InternalDomain => "en kollega (intern adresse) inviteres ikke",
+        OverMessageCap => "for mange adresser i én mail; send resten i en ny mail",
+        OverDailyCap => "over dagens grænse for invitationer; send adressen igen i morgen",
+        AlreadyInvited => "allerede inviteret",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn danish_dates() {
+        assert_eq!(
+            danish_date(NaiveDate::from_ymd_opt(2024, 9, 20).unwrap()),
+            "20. september 2024"
+        );
+        assert_eq!(
+            danish_date(NaiveDate::from_ymd_opt(2024, 8, 7).unwrap()),
+            "7. august 2024"
+        );
+    }
+}

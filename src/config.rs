@@ -1,0 +1,977 @@
+//! The configuration file: one TOML document, unknown keys are errors.
+//!
+//! [`Config::load`] parses and then validates the whole file, collecting *every*
+//! problem with the key it belongs to ([`ConfigErrors`]), so an operator fixes a
+//! config in one round. Secrets (IMAP/SMTP passwords, the HMAC key) are never
+//! written in the file itself: the file names other files, which systemd's
+//! `LoadCredential=` can provide (relative secret paths are looked up in
+//! `$CREDENTIALS_DIRECTORY` when it is set).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use serde::Deserialize;
+
+use crate::address::{self, Address};
+use crate::survey::Survey;
+use crate::window::{SendingHours, Window};
+
+/// Where the config is read from when no `--config` is given.
+pub const DEFAULT_PATH: &str = "/etc/canvass/canvass.toml";
+
+/// One problem in a config file, with the dotted key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub path: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} error(s) in the configuration",
+            self.path.display(),
+            self.errors.len()
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written (raw, deserialised by serde).
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    survey: RawSurvey,
+    window: RawWindow,
+    #[serde(default)]
+    sending: RawSending,
+    #[serde(default)]
+    trust: RawTrust,
+    secrets: RawSecrets,
+    store: RawStore,
+    inbound: RawInbound,
+    outbound: RawOutbound,
+    #[serde(default)]
+    web: RawWeb,
+    #[serde(default)]
+    regions: Vec<RawRegion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSurvey {
+    address: String,
+    #[serde(default = "default_from_name")]
+    from_name: String,
+    #[serde(default = "default_agency")]
+    agency: String,
+    base_url: String,
+    definition: PathBuf,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+fn default_agency() -> String {
+    "SIRI".to_string()
+}
+
+fn default_from_name() -> String {
+    "Spørgeskemaundersøgelse".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    start: toml::value::Datetime,
+    end: toml::value::Datetime,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSending {
+    #[serde(default)]
+    delay_minutes: u32,
+    #[serde(default)]
+    hours: Option<RawHours>,
+    #[serde(default = "default_max_per_message")]
+    max_invitees_per_message: usize,
+    #[serde(default = "default_max_per_day")]
+    max_invitees_per_consultant_per_day: u32,
+    #[serde(default = "default_retry_seconds")]
+    min_retry_seconds: u32,
+    #[serde(default = "default_retry_minutes")]
+    max_retry_minutes: u32,
+}
+
+impl Default for RawSending {
+    fn default() -> Self {
+        RawSending {
+            delay_minutes: 0,
+            hours: None,
+            max_invitees_per_message: default_max_per_message(),
+            max_invitees_per_consultant_per_day: default_max_per_day(),
+            min_retry_seconds: default_retry_seconds(),
+            max_retry_minutes: default_retry_minutes(),
+        }
+    }
+}
+
+fn default_max_per_message() -> usize {
+    20
+}
+fn default_max_per_day() -> u32 {
+    100
+}
+fn default_retry_seconds() -> u32 {
+    30
+}
+fn default_retry_minutes() -> u32 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHours {
+    start: String,
+    end: String,
+    #[serde(default = "default_weekdays")]
+    days: Vec<String>,
+}
+
+fn default_weekdays() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    authserv_id: Option<String>,
+    #[serde(default)]
+    internal_domains: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    hmac_key_file: PathBuf,
+    #[serde(default)]
+    generate_hmac_key_if_missing: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: PathBuf,
+    #[serde(default)]
+    control_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RawInbound {
+    Imap(RawImap),
+    Maildir(RawMaildir),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    tls: TlsMode,
+    username: String,
+    password_file: PathBuf,
+    #[serde(default = "default_mailbox")]
+    mailbox: String,
+    #[serde(default)]
+    move_to: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_max_message_bytes")]
+    max_message_bytes: u64,
+}
+
+fn default_mailbox() -> String {
+    "INBOX".to_string()
+}
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaildir {
+    path: PathBuf,
+    #[serde(default = "default_poll_ms")]
+    poll_interval_ms: u64,
+    #[serde(default = "default_max_message_bytes")]
+    max_message_bytes: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    500
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RawOutbound {
+    Smtp(RawSmtp),
+    File(RawFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    tls: TlsMode,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_pool")]
+    pool_size: u32,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: u64,
+}
+
+fn default_pool() -> u32 {
+    4
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    #[serde(default = "default_bind")]
+    bind: String,
+}
+
+impl Default for RawWeb {
+    fn default() -> Self {
+        RawWeb {
+            bind: default_bind(),
+        }
+    }
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    name: String,
+    #[serde(default)]
+    consultants: Vec<String>,
+    #[serde(default)]
+    managers: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// The validated config.
+// ---------------------------------------------------------------------------
+
+/// How to talk TLS to a mail server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    #[default]
+    Implicit,
+    /// Plain connection upgraded with STARTTLS (IMAP 143, submission 587).
+    Starttls,
+    /// No TLS at all: only allowed to a loopback host.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub survey_address: Address,
+    pub from_name: String,
+    pub agency: String,
+    pub reply_to: Option<Address>,
+    pub base_url: String,
+    pub survey: Survey,
+    pub window: Window,
+    pub sending: Sending,
+    pub trust: Trust,
+    pub hmac_key_file: PathBuf,
+    /// Demo convenience: create the key at start when it does not exist.
+    pub generate_hmac_key_if_missing: bool,
+    pub store_path: PathBuf,
+    /// The daemon's control socket (`canvass status`/`invite` talk to it).
+    pub control_socket: PathBuf,
+    pub inbound: Inbound,
+    pub outbound: Outbound,
+    pub web_bind: String,
+    pub regions: Vec<Region>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sending {
+    pub delay_minutes: u32,
+    pub hours: Option<SendingHours>,
+    pub max_invitees_per_message: usize,
+    pub max_invitees_per_consultant_per_day: u32,
+    pub min_retry_seconds: u32,
+    pub max_retry_minutes: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub authserv_id: Option<String>,
+    /// Lower-case domains whose addresses are colleagues, never invited.
+    pub internal_domains: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    Imap(ImapConfig),
+    Maildir(MaildirConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password_file: PathBuf,
+    pub mailbox: String,
+    pub move_to: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub max_message_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaildirConfig {
+    pub path: PathBuf,
+    pub poll_interval_ms: u64,
+    pub max_message_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Smtp(SmtpConfig),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub pool_size: u32,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub name: String,
+    pub consultants: Vec<Address>,
+    pub managers: Vec<Address>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Every problem is reported at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let fail = |key: &str, message: String| ConfigErrors {
+            path: path.to_path_buf(),
+            errors: vec![ConfigError {
+                key: key.to_string(),
+                message,
+            }],
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail("(file)", format!("cannot read the config file: {e}")))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` locates relative paths and names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigErrors {
+            path: path.to_path_buf(),
+            errors: vec![toml_error(&e, text)],
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut v = Validator {
+            errors: Vec::new(),
+            base,
+        };
+        let cfg = v.config(raw);
+        match cfg {
+            Some(mut cfg) if v.errors.is_empty() => {
+                cfg.path = path.to_path_buf();
+                Ok(cfg)
+            }
+            _ => Err(ConfigErrors {
+                path: path.to_path_buf(),
+                errors: v.errors,
+            }),
+        }
+    }
+
+    /// The region a consultant belongs to, if the address is a configured consultant.
+    pub fn consultant_region(&self, addr: &Address) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|r| r.consultants.iter().any(|c| c == addr))
+    }
+
+    pub fn is_consultant(&self, addr: &Address) -> bool {
+        self.consultant_region(addr).is_some()
+    }
+
+    pub fn region(&self, name: &str) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name) || r.name == name)
+    }
+
+    pub fn region_names(&self) -> Vec<&str> {
+        self.regions.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Whether `addr` is a colleague's (configured internal domain).
+    pub fn is_internal(&self, addr: &Address) -> bool {
+        self.trust.internal_domains.contains(addr.domain())
+    }
+
+    /// Checks the files the config names (secrets, CA certificates): what
+    /// `canvass check-config` and the daemon's start report besides syntax.
+    pub fn check_files(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |key: &str, message: String| {
+            errors.push(ConfigError {
+                key: key.to_string(),
+                message,
+            })
+        };
+        if !self.generate_hmac_key_if_missing || self.hmac_key_file.exists() {
+            if let Err(e) = crate::address::HmacKey::load(&self.hmac_key_file) {
+                err("secrets.hmac_key_file", e.to_string());
+            }
+        }
+        let mut readable = |key: &str, p: &Path| {
+            if let Err(e) = std::fs::File::open(p) {
+                err(key, format!("cannot read {}: {e}", p.display()));
+            }
+        };
+        match &self.inbound {
+            Inbound::Imap(i) => {
+                readable("inbound.imap.password_file", &i.password_file);
+                if let Some(ca) = &i.ca_file {
+                    readable("inbound.imap.ca_file", ca);
+                }
+            }
+            Inbound::Maildir(_) => {}
+        }
+        if let Outbound::Smtp(o) = &self.outbound {
+            if let Some(p) = &o.password_file {
+                readable("outbound.smtp.password_file", p);
+            }
+            if let Some(ca) = &o.ca_file {
+                readable("outbound.smtp.ca_file", ca);
+            }
+        }
+        errors
+    }
+
+    /// A short human summary, printed by `canvass check-config`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "config {} is valid", self.path.display());
+        let _ = writeln!(s, "  survey address  {}", self.survey_address);
+        let _ = writeln!(
+            s,
+            "  survey          {} ({} questions, version {})",
+            self.survey.title,
+            self.survey.questions.len(),
+            self.survey.version
+        );
+        let _ = writeln!(
+            s,
+            "  window          {} to {} inclusive (Europe/Copenhagen)",
+            self.window.start, self.window.end
+        );
+        let inbound = match &self.inbound {
+            Inbound::Imap(i) => format!(
+                "IMAP {}@{}:{} ({:?}), mailbox {}",
+                i.username, i.host, i.port, i.tls, i.mailbox
+            ),
+            Inbound::Maildir(m) => format!("Maildir {}", m.path.display()),
+        };
+        let outbound = match &self.outbound {
+            Outbound::Smtp(o) => format!("SMTP {}:{} ({:?})", o.host, o.port, o.tls),
+            Outbound::File(p) => format!(".eml files in {}", p.display()),
+        };
+        let _ = writeln!(s, "  inbound         {inbound}");
+        let _ = writeln!(s, "  outbound        {outbound}");
+        let _ = writeln!(s, "  store           {}", self.store_path.display());
+        let _ = writeln!(s, "  web             {}", self.web_bind);
+        for r in &self.regions {
+            let _ = writeln!(
+                s,
+                "  region {:<12} {} consultant(s), {} manager(s)",
+                r.name,
+                r.consultants.len(),
+                r.managers.len()
+            );
+        }
+        s
+    }
+}
+
+fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
+    // toml's message names the key and shows the offending line.
+    let key = match e.span() {
+        Some(span) => format!(
+            "line {}",
+            text[..span.start.min(text.len())].matches('\n').count() + 1
+        ),
+        None => "(file)".to_string(),
+    };
+    ConfigError {
+        key,
+        message: e.message().trim_end().to_string(),
+    }
+}
+
+struct Validator {
+    errors: Vec<ConfigError>,
+    base: PathBuf,
+}
+
+impl Validator {
+    fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// Secret files: relative paths are looked up in `$CREDENTIALS_DIRECTORY` first.
+    fn secret_path(&self, p: &Path) -> PathBuf {
+        secret_path(p, &self.base)
+    }
+
+    fn address(&mut self, key: &str, s: &str) -> Option<Address> {
+        match address::parse(s) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.err(key, format!("{s:?} is not a valid address: {e}"));
+                None
+            }
+        }
+    }
+
+    fn date(&mut self, key: &str, d: &toml::value::Datetime) -> Option<NaiveDate> {
+        match (&d.date, &d.time) {
+            (Some(date), None) if d.offset.is_none() => {
+                NaiveDate::from_ymd_opt(date.year as i32, date.month as u32, date.day as u32)
+                    .or_else(|| {
+                        self.err(key, "not a calendar date");
+                        None
+                    })
+            }
+            _ => {
+                self.err(
+                    key,
+                    "must be a plain date like 2024-08-07 (no time, no offset)",
+                );
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, key: &str, s: &str) -> Option<NaiveTime> {
+        match NaiveTime::parse_from_str(s, "%H:%M") {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.err(key, format!("{s:?} is not a time like \"08:00\""));
+                None
+            }
+        }
+    }
+
+    fn port(
+        &mut self,
+        key: &str,
+        port: Option<u16>,
+        tls: TlsMode,
+        plain: u16,
+        implicit: u16,
+    ) -> u16 {
+        match port {
+            Some(0) => {
+                self.err(key, "port 0 is not a port");
+                0
+            }
+            Some(p) => p,
+            None if tls == TlsMode::Implicit => implicit,
+            None => plain,
+        }
+    }
+
+    fn plaintext_only_loopback(&mut self, key: &str, host: &str, tls: TlsMode) {
+        if tls == TlsMode::None && !is_loopback_host(host) {
+            self.err(
+                key,
+                format!(
+                    "tls = \"none\" is only allowed to a loopback host (127.0.0.1, ::1, localhost), not {host:?}; use \"implicit\" or \"starttls\""
+                ),
+            );
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let survey_address = self.address("survey.address", &raw.survey.address);
+        let reply_to = raw
+            .survey
+            .reply_to
+            .as_deref()
+            .and_then(|r| self.address("survey.reply_to", r));
+        let base_url = raw.survey.base_url.trim_end_matches('/').to_string();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            self.err(
+                "survey.base_url",
+                format!("{base_url:?} must start with https:// (or http:// for a local demo)"),
+            );
+        }
+        let survey_path = self.path(&raw.survey.definition);
+        let survey = match Survey::load(&survey_path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.err("survey.definition", e.to_string());
+                None
+            }
+        };
+
+        let start = self.date("window.start", &raw.window.start);
+        let end = self.date("window.end", &raw.window.end);
+        if let (Some(s), Some(e)) = (start, end) {
+            if e < s {
+                self.err("window.end", format!("{e} is before window.start {s}"));
+            }
+        }
+
+        let hours = match &raw.sending.hours {
+            None => None,
+            Some(h) => {
+                let start = self.time("sending.hours.start", &h.start);
+                let end = self.time("sending.hours.end", &h.end);
+                let mut days = Vec::new();
+                for (i, d) in h.days.iter().enumerate() {
+                    match d.parse::<Weekday>() {
+                        Ok(w) => days.push(w),
+                        Err(_) => self.err(
+                            format!("sending.hours.days[{i}]"),
+                            format!("{d:?} is not a weekday (mon, tue, wed, thu, fri, sat, sun)"),
+                        ),
+                    }
+                }
+                if days.is_empty() {
+                    self.err(
+                        "sending.hours.days",
+                        "names no day: nothing would ever be sent",
+                    );
+                }
+                match (start, end) {
+                    (Some(s), Some(e)) if s < e => Some(SendingHours {
+                        start: s,
+                        end: e,
+                        days,
+                    }),
+                    (Some(_), Some(_)) => {
+                        self.err(
+                            "sending.hours.end",
+                            "must be later than sending.hours.start",
+                        );
+                        None
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if raw.sending.max_invitees_per_message == 0 {
+            self.err(
+                "sending.max_invitees_per_message",
+                "must be at least 1 (0 would refuse every trigger)",
+            );
+        }
+        if raw.sending.max_invitees_per_consultant_per_day == 0 {
+            self.err(
+                "sending.max_invitees_per_consultant_per_day",
+                "must be at least 1 (0 would refuse every trigger)",
+            );
+        }
+        if raw.sending.max_retry_minutes == 0 {
+            self.err("sending.max_retry_minutes", "must be at least 1");
+        }
+
+        let mut internal_domains = BTreeSet::new();
+        for (i, d) in raw.trust.internal_domains.iter().enumerate() {
+            let d = d.trim().trim_start_matches('@').to_lowercase();
+            if d.is_empty() || !d.contains('.') && d != "localhost" {
+                self.err(
+                    format!("trust.internal_domains[{i}]"),
+                    format!("{d:?} is not a domain"),
+                );
+            } else {
+                internal_domains.insert(d);
+            }
+        }
+        if let Some(id) = &raw.trust.authserv_id {
+            if id.trim().is_empty() {
+                self.err(
+                    "trust.authserv_id",
+                    "is empty; remove the key to disable the check",
+                );
+            }
+        }
+
+        let hmac_key_file = self.secret_path(&raw.secrets.hmac_key_file);
+        let store_path = self.path(&raw.store.path);
+        let control_socket = match &raw.store.control_socket {
+            Some(p) => self.path(p),
+            None => store_path.with_extension("sock"),
+        };
+
+        let inbound = match raw.inbound {
+            RawInbound::Imap(i) => {
+                let port = self.port("inbound.imap.port", i.port, i.tls, 143, 993);
+                self.plaintext_only_loopback("inbound.imap.tls", &i.host, i.tls);
+                if i.username.is_empty() {
+                    self.err("inbound.imap.username", "is empty");
+                }
+                Some(Inbound::Imap(ImapConfig {
+                    port,
+                    tls: i.tls,
+                    password_file: self.secret_path(&i.password_file),
+                    ca_file: i.ca_file.as_deref().map(|p| self.path(p)),
+                    host: i.host,
+                    username: i.username,
+                    mailbox: i.mailbox,
+                    move_to: i.move_to,
+                    max_message_bytes: i.max_message_bytes,
+                }))
+            }
+            RawInbound::Maildir(m) => Some(Inbound::Maildir(MaildirConfig {
+                path: self.path(&m.path),
+                poll_interval_ms: m.poll_interval_ms.max(50),
+                max_message_bytes: m.max_message_bytes,
+            })),
+        };
+
+        let outbound = match raw.outbound {
+            RawOutbound::Smtp(o) => {
+                let port = self.port("outbound.smtp.port", o.port, o.tls, 25, 465);
+                self.plaintext_only_loopback("outbound.smtp.tls", &o.host, o.tls);
+                if o.username.is_some() != o.password_file.is_some() {
+                    self.err(
+                        "outbound.smtp.password_file",
+                        "username and password_file go together: set both or neither",
+                    );
+                }
+                if o.pool_size == 0 {
+                    self.err("outbound.smtp.pool_size", "must be at least 1");
+                }
+                Some(Outbound::Smtp(SmtpConfig {
+                    port,
+                    tls: o.tls,
+                    password_file: o.password_file.as_deref().map(|p| self.secret_path(p)),
+                    ca_file: o.ca_file.as_deref().map(|p| self.path(p)),
+                    host: o.host,
+                    username: o.username,
+                    pool_size: o.pool_size,
+                    timeout_seconds: o.timeout_seconds.max(1),
+                }))
+            }
+            RawOutbound::File(f) => Some(Outbound::File(self.path(&f.path))),
+        };
+
+        if raw.web.bind.parse::<std::net::SocketAddr>().is_err() {
+            self.err(
+                "web.bind",
+                format!(
+                    "{:?} is not an address:port like 127.0.0.1:8080",
+                    raw.web.bind
+                ),
+            );
+        }
+
+        let mut regions = Vec::new();
+        let mut seen_consultants: Vec<(Address, String)> = Vec::new();
+        if raw.regions.is_empty() {
+            self.err(
+                "regions",
+                "no [[regions]] configured: nobody could trigger an invitation",
+            );
+        }
+        for (i, r) in raw.regions.iter().enumerate() {
+            let name = r.name.trim().to_string();
+            if name.is_empty() {
+                self.err(format!("regions[{i}].name"), "is empty");
+            }
+            if regions.iter().any(|x: &Region| x.name == name) {
+                self.err(
+                    format!("regions[{i}].name"),
+                    format!("region {name:?} is configured twice"),
+                );
+            }
+            let mut consultants = Vec::new();
+            for (j, c) in r.consultants.iter().enumerate() {
+                let key = format!("regions[{i}].consultants[{j}]");
+                if let Some(a) = self.address(&key, c) {
+                    if let Some((_, other)) = seen_consultants.iter().find(|(x, _)| *x == a) {
+                        self.err(
+                            &key,
+                            format!("{a} is already a consultant of region {other:?}; a consultant belongs to one region"),
+                        );
+                    } else {
+                        seen_consultants.push((a.clone(), name.clone()));
+                        consultants.push(a);
+                    }
+                }
+            }
+            let mut managers = Vec::new();
+            for (j, m) in r.managers.iter().enumerate() {
+                if let Some(a) = self.address(&format!("regions[{i}].managers[{j}]"), m) {
+                    managers.push(a);
+                }
+            }
+            regions.push(Region {
+                name,
+                consultants,
+                managers,
+            });
+        }
+        if let Some(sa) = &survey_address {
+            if seen_consultants.iter().any(|(c, _)| c == sa) {
+                self.err("survey.address", "is also listed as a consultant");
+            }
+        }
+
+        Some(Config {
+            path: PathBuf::new(),
+            survey_address: survey_address?,
+            from_name: raw.survey.from_name,
+            agency: raw.survey.agency,
+            reply_to,
+            base_url,
+            survey: survey?,
+            window: Window::new(start?, end?),
+            sending: Sending {
+                delay_minutes: raw.sending.delay_minutes,
+                hours,
+                max_invitees_per_message: raw.sending.max_invitees_per_message,
+                max_invitees_per_consultant_per_day: raw
+                    .sending
+                    .max_invitees_per_consultant_per_day,
+                min_retry_seconds: raw.sending.min_retry_seconds.max(1),
+                max_retry_minutes: raw.sending.max_retry_minutes,
+            },
+            trust: Trust {
+                authserv_id: raw.trust.authserv_id.map(|s| s.trim().to_lowercase()),
+                internal_domains,
+            },
+            hmac_key_file,
+            generate_hmac_key_if_missing: raw.secrets.generate_hmac_key_if_missing,
+            store_path,
+            control_socket,
+            inbound: inbound?,
+            outbound: outbound?,
+            web_bind: raw.web.bind,
+            regions,
+        })
+    }
+}
+
+/// Resolves a secret file path: relative paths are looked up in
+/// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) when it is set and the
+/// file is there, else next to the config file.
+pub fn secret_path(p: &Path, base: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let candidate = Path::new(&dir).join(p);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    base.join(p)
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Reads a secret file, trimming a trailing newline.
+pub fn read_secret(path: &Path) -> std::io::Result<String> {
+    let s = std::fs::read_to_string(path)?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}

@@ -1,0 +1,215 @@
+//! Wires the stages together and runs them until shutdown:
+//! the ingest loop (IMAP or Maildir), the outbox loop, the web server and the
+//! control socket, each a task with a handle. [`run`] is what tests drive;
+//! [`run_with_signals`] adds SIGTERM/SIGINT (shutdown) and SIGHUP (reload).
+//!
+//! Shutdown is bounded: loops stop taking work, finish the unit in hand, the
+//! store is flushed, and tasks still busy after [`DRAIN_TIMEOUT`] are abandoned
+//! (what they had not committed is redone at the next start).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::address::HmacKey;
+use crate::config::{Config, Inbound};
+use crate::ingest::{self, imap::ImapSource, maildir::MaildirSource};
+use crate::metrics::Metrics;
+use crate::outbox::{self, Outbox};
+use crate::pipeline::Pipeline;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// How long shutdown waits for loops to finish their unit of work.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A started daemon: its pipeline (for tests and reloads) and its tasks.
+pub struct Daemon {
+    pub pipeline: Arc<Pipeline>,
+    pub web_addr: std::net::SocketAddr,
+    tasks: JoinSet<()>,
+    shutdown: Shutdown,
+}
+
+/// Opens the store, builds the transport and starts every loop. `listener` is
+/// the web server's socket (tests bind 127.0.0.1:0).
+pub async fn start(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<Daemon> {
+    if cfg.generate_hmac_key_if_missing && !cfg.hmac_key_file.exists() {
+        if let Some(dir) = cfg.hmac_key_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::address::generate_key_file(&cfg.hmac_key_file)
+            .with_context(|| format!("cannot create {}", cfg.hmac_key_file.display()))?;
+        tracing::warn!(path = %cfg.hmac_key_file.display(), "created a new HMAC key (secrets.generate_hmac_key_if_missing); keep it: without it nobody can be de-duplicated");
+    }
+    let key = HmacKey::load(&cfg.hmac_key_file)?;
+    if let Some(parent) = cfg.store_path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| {
+            format!(
+                "cannot create the folder of store.path {}",
+                parent.display()
+            )
+        })?;
+    }
+    let store = Store::open(&cfg.store_path)?;
+    let transport: Arc<dyn crate::transport::Transport> =
+        crate::transport::from_config(&cfg.outbound)?.into();
+    if let Err(e) = transport.check().await {
+        tracing::warn!(transport = %transport.describe(), error = %e, "outbound mail is not reachable now; invitations wait in the outbox");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let cfg = Arc::new(cfg);
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        key,
+        cfg.clone(),
+        metrics.clone(),
+    ));
+    let web_addr = listener.local_addr()?;
+    let mut tasks = JoinSet::new();
+
+    let outbox = Outbox {
+        store: store.clone(),
+        transport,
+        wake: pipeline.outbox_wake(),
+        settings: outbox::Settings {
+            concurrency: match &cfg.outbound {
+                crate::config::Outbound::Smtp(s) => s.pool_size as usize,
+                crate::config::Outbound::File(_) => 1,
+            },
+            min_retry_seconds: cfg.sending.min_retry_seconds,
+            max_retry_minutes: cfg.sending.max_retry_minutes,
+            hours: cfg.sending.hours.clone(),
+        },
+        metrics,
+    };
+    tasks.spawn(outbox.run(shutdown.clone()));
+
+    match &cfg.inbound {
+        Inbound::Imap(i) => tasks.spawn(ingest::run(
+            ImapSource::new(i),
+            pipeline.clone(),
+            shutdown.clone(),
+        )),
+        Inbound::Maildir(m) => tasks.spawn(ingest::run(
+            MaildirSource::new(m),
+            pipeline.clone(),
+            shutdown.clone(),
+        )),
+    };
+
+    let web_pipeline = pipeline.clone();
+    let web_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = crate::web::run(listener, web_pipeline, web_shutdown).await {
+            tracing::error!(error = %e, "web server stopped");
+        }
+    });
+
+    let socket: PathBuf = cfg.control_socket.clone();
+    let ctl_pipeline = pipeline.clone();
+    let ctl_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = crate::control::serve(&socket, ctl_pipeline, ctl_shutdown).await {
+            tracing::error!(error = %e, socket = %socket.display(), "control socket unavailable; `canvass status` cannot reach the daemon");
+        }
+    });
+
+    tracing::info!(
+        web = %web_addr,
+        store = %cfg.store_path.display(),
+        window_start = %cfg.window.start,
+        window_end = %cfg.window.end,
+        "canvass started"
+    );
+    Ok(Daemon {
+        pipeline,
+        web_addr,
+        tasks,
+        shutdown,
+    })
+}
+
+impl Daemon {
+    /// Waits for shutdown, then drains: bounded by [`DRAIN_TIMEOUT`].
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        self.shutdown.wait().await;
+        tracing::info!("shutting down: finishing the work in hand");
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some work did not finish in time; it is redone at the next start");
+            self.tasks.abort_all();
+        }
+        self.pipeline
+            .store
+            .flush()
+            .await
+            .context("flushing the store")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs until `shutdown` fires.
+pub async fn run(cfg: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    start(cfg, listener, shutdown).await?.wait().await
+}
+
+/// Runs as a service: SIGTERM/SIGINT stop, SIGHUP reloads the config file.
+pub async fn run_with_signals(cfg: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listener = TcpListener::bind(&cfg.web_bind)
+        .await
+        .with_context(|| format!("cannot listen on web.bind {}", cfg.web_bind))?;
+    let path = cfg.path.clone();
+    let shutdown = Shutdown::new();
+    let daemon = start(cfg, listener, shutdown.clone()).await?;
+    let pipeline = daemon.pipeline.clone();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let signals = {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT"); break; }
+                    _ = hup.recv() => reload(&path, &pipeline),
+                    _ = shutdown.wait() => break,
+                }
+            }
+            shutdown.trigger();
+        }
+    };
+    let (_, result) = tokio::join!(signals, daemon.wait());
+    result
+}
+
+/// Reloads the config; a bad file is logged and the old config stays.
+pub fn reload(path: &std::path::Path, pipeline: &Pipeline) {
+    match Config::load(path) {
+        Ok(new) => {
+            let old = pipeline.config();
+            if new.store_path != old.store_path || new.web_bind != old.web_bind {
+                tracing::warn!("store.path and web.bind take effect only after a restart");
+            }
+            pipeline.set_config(Arc::new(new));
+            tracing::info!(config = %path.display(), "configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(config = %path.display(), errors = %e.to_string().replace('\n', "; "), "new configuration rejected; the old one stays in force");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `canvass explain FILE.eml...`: what canvass decides for raw messages and
+//! why, with no store and no network. It runs the very [`classify`] the daemon
+//! runs; "received" is the file's modification time unless given.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::classify::{self, Decision, Refusal, SkipReason, TriggerKind};
+use crate::config::Config;
+
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub file: String,
+    pub received: String,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+/// Explains one file. An unreadable file is an error naming the file.
+pub fn explain_file(
+    path: &Path,
+    received: Option<DateTime<Utc>>,
+    cfg: &Config,
+) -> anyhow::Result<Explanation> {
+    use anyhow::Context;
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let received = match received {
+        Some(r) => r,
+        None => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_else(|_| Utc::now()),
+    };
+    Ok(Explanation {
+        file: path.display().to_string(),
+        received: received.to_rfc3339(),
+        decision: classify::classify_raw(&raw, received, cfg),
+    })
+}
+
+fn skip_words(why: SkipReason) -> &'static str {
+    match why {
+        SkipReason::Sender => "the sending consultant",
+        SkipReason::Consultant => "a consultant",
+        SkipReason::SurveyAddress => "the survey address",
+        SkipReason::InternalDomain => "a colleague (internal domain)",
+        SkipReason::OverMessageCap => "over sending.max_invitees_per_message",
+        SkipReason::OverDailyCap => "over the consultant's daily cap",
+        SkipReason::AlreadyInvited => "invited before",
+    }
+}
+
+/// The explanation for a person.
+pub fn render_text(e: &Explanation, cfg: &Config) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", e.file);
+    let _ = writeln!(s, "  received  {}", e.received);
+    match &e.decision {
+        Decision::Invite(t) => {
+            let how = match t.kind {
+                TriggerKind::Cc => "trigger: the survey address was in To/Cc",
+                TriggerKind::Bcc => "trigger: the survey address was a Bcc",
+                TriggerKind::PhoneContact => "phone contact: addresses read from the body; the consultant gets a confirmation reply",
+                TriggerKind::Manual => "entered with `canvass invite`",
+            };
+            let _ = writeln!(s, "  decision  INVITE ({how})");
+            let _ = writeln!(s, "  on behalf of {} (region {})", t.consultant, t.region);
+            if t.invitees.is_empty() {
+                let _ = writeln!(s, "  invites   nobody");
+            }
+            for a in &t.invitees {
+                let _ = writeln!(s, "  invites   {a}  (unless invited before, or over the consultant's daily cap of {})", cfg.sending.max_invitees_per_consultant_per_day);
+            }
+            for sk in &t.skipped {
+                let _ = writeln!(s, "  skips     {}  ({})", sk.address, skip_words(sk.why));
+            }
+            for l in &t.invalid {
+                let _ = writeln!(s, "  invalid   {:?}: {}", l.line, l.error);
+            }
+        }
+        Decision::Refuse {
+            reason,
+            sender,
+            region,
+        } => {
+            let why = match reason {
+                Refusal::UnknownSender => format!(
+                    "{} is not a configured consultant (add it under [[regions]] consultants if it should be)",
+                    sender.as_deref().unwrap_or("the sender")
+                ),
+                Refusal::Unauthenticated { detail } => format!(
+                    "the sender could not be authenticated: {detail} (trust.authserv_id = {:?})",
+                    cfg.trust.authserv_id.as_deref().unwrap_or("")
+                ),
+                Refusal::OutsideWindow { position, received } => format!(
+                    "received {received}, {} the collection window {} to {} (Europe/Copenhagen, inclusive)",
+                    match position {
+                        crate::window::Position::Before => "before",
+                        _ => "after",
+                    },
+                    cfg.window.start,
+                    cfg.window.end
+                ),
+            };
+            let _ = writeln!(s, "  decision  REFUSED: {why}");
+            if let Some(r) = region {
+                let _ = writeln!(s, "  region    {r}");
+            }
+            let _ = writeln!(s, "  counted   yes, in `canvass status`");
+        }
+        Decision::Ignore { reason } => {
+            let why = match reason {
+                classify::Ignored::Unparseable => "not a readable message".to_string(),
+                classify::Ignored::NoSender => "no usable From address".to_string(),
+                classify::Ignored::OwnMail => "sent by canvass itself".to_string(),
+                classify::Ignored::Bounce => "a delivery status notification (bounce)".to_string(),
+                classify::Ignored::AutoReply { header } => {
+                    format!("an automatic reply ({header}); never answered (RFC 3834)")
+                }
+                classify::Ignored::BulkOrList { header } => format!("bulk or list mail ({header})"),
+            };
+            let _ = writeln!(s, "  decision  IGNORED: {why}");
+        }
+    }
+    s
+}

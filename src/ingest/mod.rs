@@ -1,0 +1,190 @@
+//! Reading the survey mailbox. Sources sit behind [`MailSource`] (IMAP with
+//! IDLE in production, a Maildir for the demo); [`run`] is the one loop over
+//! any of them:
+//!
+//! ```text
+//! connect ─► fetch a batch ─► for each: classify → plan → commit (one transaction each)
+//!         ─► flush the store ─► mark the batch processed on the server ─► wait for mail (IDLE)
+//! ```
+//!
+//! Shutdown is only looked at between batches; waiting is interrupted at once.
+//! A lost connection is retried with backoff and logged once per outage.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::backoff::{Backoff, Outage};
+use crate::pipeline::Pipeline;
+use crate::shutdown::Shutdown;
+use crate::store::{IngestMark, Store};
+
+pub mod imap;
+pub mod maildir;
+
+/// Messages fetched per round.
+pub const BATCH: usize = 100;
+
+/// One message as read from a source.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Source-specific identity (UID, file name), for marking it processed.
+    pub id: String,
+    pub raw: Vec<u8>,
+    /// When the mailbox received it (INTERNALDATE, file time).
+    pub received: DateTime<Utc>,
+    /// The source mark to store with this message (IMAP: its UID).
+    pub mark: Option<IngestMark>,
+    /// Only the header was read (the message is over the size limit).
+    pub headers_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot connect to {what}: {detail}")]
+    Connect { what: String, detail: String },
+    #[error(
+        "{what} refused the login for {user}: {detail} (check the user name and the password file)"
+    )]
+    Auth {
+        what: String,
+        user: String,
+        detail: String,
+    },
+    #[error("{what}: {detail}")]
+    Protocol { what: String, detail: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A mailbox canvass reads.
+pub trait MailSource: Send {
+    /// A stable name, under which the store keeps this source's mark.
+    fn name(&self) -> String;
+
+    /// Connects, or reconnects after an error.
+    fn connect(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Unprocessed messages, oldest first, at most `limit`.
+    fn fetch(
+        &mut self,
+        store: &Store,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Incoming>, SourceError>> + Send;
+
+    /// Marks messages processed (IMAP: \Seen, and moved when configured;
+    /// Maildir: moved to cur/ with the S flag). Never deletes.
+    fn mark_processed(
+        &mut self,
+        done: &[Incoming],
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Returns when new mail may have arrived, after a timeout, or at shutdown.
+    fn wait_for_mail(
+        &mut self,
+        shutdown: &Shutdown,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+}
+
+/// Runs the ingest loop over `source` until shutdown.
+pub async fn run<S: MailSource>(
+    mut source: S,
+    pipeline: std::sync::Arc<Pipeline>,
+    shutdown: Shutdown,
+) {
+    let name = source.name();
+    let mut outage = Outage::new("mailbox");
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut connected = false;
+    let mut ever_connected = false;
+    while !shutdown.is_triggered() {
+        if !connected {
+            match source.connect().await {
+                Ok(()) => {
+                    connected = true;
+                    if ever_connected {
+                        pipeline.metrics.imap_reconnected();
+                    }
+                    ever_connected = true;
+                    outage.ok();
+                    tracing::info!(source = %name, "mailbox connected");
+                }
+                Err(e) => {
+                    outage.failed(&e);
+                    if shutdown.sleep(backoff.next_delay()).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        let batch = match source.fetch(&pipeline.store, BATCH).await {
+            Ok(b) => b,
+            Err(e) => {
+                connected = false;
+                outage.failed(&e);
+                if shutdown.sleep(backoff.next_delay()).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        let full = batch.len() >= BATCH;
+        if !batch.is_empty() {
+            let done = process_batch(&pipeline, &name, &batch).await;
+            if !done.is_empty() {
+                if let Err(e) = source.mark_processed(&done).await {
+                    // Committed already: marking again later is harmless.
+                    tracing::warn!(source = %name, error = %e, "cannot mark processed mail; will retry");
+                    connected = false;
+                    continue;
+                }
+            }
+            if done.len() < batch.len() {
+                // The store refused (disk full?): wait before trying again.
+                if shutdown.sleep(backoff.next_delay()).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        if full {
+            continue;
+        }
+        if let Err(e) = source.wait_for_mail(&shutdown).await {
+            connected = false;
+            outage.failed(&e);
+        }
+    }
+    tracing::debug!(source = %name, "ingest loop stopped");
+}
+
+/// Processes a batch in order; stops at the first message the store cannot
+/// take. Returns the messages committed (and flushed), to be marked processed.
+async fn process_batch(pipeline: &Pipeline, source: &str, batch: &[Incoming]) -> Vec<Incoming> {
+    let mut done = Vec::with_capacity(batch.len());
+    for msg in batch {
+        let mark = msg.mark.map(|m| (source.to_string(), m));
+        match pipeline.process(&msg.raw, msg.received, mark, msg.headers_only) {
+            Ok(_) => done.push(msg.clone()),
+            Err(e) => {
+                tracing::error!(source, error = %e, "cannot store the outcome of a message; it stays unprocessed and will be retried");
+                break;
+            }
+        }
+    }
+    if !done.is_empty() {
+        if let Err(e) = pipeline.store.flush().await {
+            tracing::error!(error = %e, "cannot flush the store; the batch stays unprocessed");
+            return Vec::new();
+        }
+        pipeline.wake_outbox();
+    }
+    done
+}

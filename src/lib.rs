@@ -1,0 +1,57 @@
+//! canvass runs a survey by email.
+//!
+//! A consultant CCs the survey address; canvass reads that mailbox, invites
+//! each contact exactly once with a personal single-use link, and stores the
+//! anonymous answers. The data flow, one module per stage:
+//!
+//! ```text
+//! ingest (IMAP IDLE / Maildir) ─► classify (pure) ─► apply (plan, pure) ─► store (sled) ─► outbox ─► transport (SMTP / .eml files)
+//! ```
+//!
+//! Module map:
+//!
+//! - [`config`]: the TOML file, validated with every error named by its key.
+//! - [`survey`]: the questionnaire definition (config/survey.da.toml).
+//! - [`address`]: address normalisation and the HMAC the store de-duplicates on.
+//! - [`token`]: personal tokens (128 random bits; only the hash is stored).
+//! - [`window`]: collection window and sending hours (pure time rules).
+//! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore.
+//! - [`apply`]: turns a decision into a plan for the store (tokens, rendered mail, caps).
+//! - [`compose`]: the Danish invitation and the confirmation reply, as RFC 5322 bytes.
+//! - [`store`]: the only module that knows sled; multi-tree changes are transactions.
+//! - [`ingest`]: mail sources (IMAP, Maildir) behind one trait, and the ingest loop.
+//! - [`outbox`]: the single loop that drains the durable outbox, with backoff.
+//! - [`transport`]: where mail goes (SMTP, .eml files) behind one trait.
+//! - [`status`]: the figures of `canvass status`, computed from stored counters.
+//! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
+//! - [`web`]: the respondent-facing HTTP server (links, health).
+//! - [`control`]: the control socket `canvass status`/`invite` use while the daemon runs.
+//! - [`pipeline`]: what the loops share, and the unit of ingest work.
+//! - [`backoff`]: reconnect backoff and once-per-outage logging.
+//! - [`logging`]: tracing set-up (text or JSON).
+//! - [`metrics`]: counters for `/metrics`.
+//! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
+//! - [`shutdown`]: the shutdown signal every loop listens to.
+
+pub mod address;
+pub mod apply;
+pub mod backoff;
+pub mod classify;
+pub mod compose;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod explain;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
+pub mod outbox;
+pub mod pipeline;
+pub mod shutdown;
+pub mod status;
+pub mod store;
+pub mod survey;
+pub mod token;
+pub mod transport;
+pub mod web;
+pub mod window;

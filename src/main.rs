@@ -1,0 +1,192 @@
+//! The `canvass` command: parses the command line and starts things. Every
+//! behaviour lives in the library (see `src/lib.rs` for the module map).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use canvass::config::{self, Config};
+use canvass::control::{self, Request};
+use canvass::logging::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "canvass",
+    version,
+    about = "Runs a survey by email: CC'd mail in, one personal invitation out, anonymous answers."
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "CANVASS_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (ingest, outbox, web server) until SIGTERM.
+    Run,
+    /// Print invitations and triggers per region.
+    Status {
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration; exit code 2 on errors.
+    CheckConfig,
+    /// Invite contacts by hand (the phone-contact case).
+    Invite {
+        /// One or more addresses.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// The region the contact belongs to.
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what canvass decides for raw messages, and why. Touches nothing.
+    Explain {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+        /// Judge as received at this time (RFC 3339) instead of the file's time.
+        #[arg(long)]
+        received: Option<String>,
+    },
+    /// Create a new HMAC key file (mode 0600).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("canvass: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => match Config::load(&cli.config) {
+            Ok(cfg) => {
+                let problems = cfg.check_files();
+                if problems.is_empty() {
+                    print!("{}", cfg.summary());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprint!(
+                    "{}",
+                    config::ConfigErrors {
+                        path: cfg.path.clone(),
+                        errors: problems
+                    }
+                );
+                Ok(ExitCode::from(2))
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Keygen { out } => {
+            canvass::address::generate_key_file(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            println!("wrote a new key to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            files,
+            json,
+            received,
+        } => {
+            let cfg = load_config(&cli.config)?;
+            let received = received
+                .map(|r| {
+                    chrono::DateTime::parse_from_rfc3339(&r)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .with_context(|| format!("--received {r:?} is not an RFC 3339 time"))
+                })
+                .transpose()?;
+            let mut failed = false;
+            for f in files {
+                match canvass::explain::explain_file(&f, received, &cfg) {
+                    Ok(e) if json => println!("{}", serde_json::to_string(&e)?),
+                    Ok(e) => print!("{}", canvass::explain::render_text(&e, &cfg)),
+                    Err(e) => {
+                        eprintln!("canvass: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Run => {
+            let cfg = load_config(&cli.config)?;
+            runtime()?.block_on(canvass::daemon::run_with_signals(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => ask(&cli.config, Request::Status, json),
+        Command::Invite {
+            addresses,
+            region,
+            json,
+        } => ask(&cli.config, Request::Invite { addresses, region }, json),
+    }
+}
+
+/// Asks the running daemon over its control socket, or answers from the store
+/// when no daemon runs.
+fn ask(config: &std::path::Path, req: Request, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let rt = runtime()?;
+    let answer = match rt.block_on(control::request(&cfg.control_socket, &req)) {
+        Ok(Some(a)) => a,
+        Ok(None) | Err(_) => {
+            let pipeline = canvass::pipeline::Pipeline::open_offline(cfg)?;
+            control::handle(&pipeline, req)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer.json)?);
+    } else if answer.ok {
+        print!("{}", answer.text);
+    } else {
+        eprintln!("canvass: {}", answer.text);
+    }
+    Ok(if answer.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

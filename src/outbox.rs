@@ -1,0 +1,141 @@
+//! The one loop that drains the durable outbox (Delta Chat's SMTP loop): take
+//! what is due, send it, and only then mark it sent. A transient failure
+//! reschedules the message with exponential backoff (kept inside the sending
+//! hours for invitations); a permanent one records the server's reply.
+//!
+//! A crash between "accepted by the server" and "marked sent" sends that one
+//! message again on restart, with the same Message-ID: at most one duplicate,
+//! never a loss.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::backoff::Outage;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{OutboxItem, Purpose, Store};
+use crate::transport::{SendError, Transport};
+use crate::window::{self, SendingHours};
+
+/// How many messages are taken from the store at once.
+const BATCH: usize = 256;
+/// The longest the loop sleeps without looking at the store.
+const IDLE_RECHECK: Duration = Duration::from_secs(60);
+
+/// Settings of the outbox loop (from the config; reloadable).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub concurrency: usize,
+    pub min_retry_seconds: u32,
+    pub max_retry_minutes: u32,
+    pub hours: Option<SendingHours>,
+}
+
+pub struct Outbox {
+    pub store: Store,
+    pub transport: Arc<dyn Transport>,
+    pub wake: Arc<Notify>,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    /// Runs until shutdown. The batch in hand is always finished.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut outage = Outage::new("smtp");
+        while !shutdown.is_triggered() {
+            let next = match self.work(&mut outage).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot read the store; retrying");
+                    Some(Duration::from_secs(5))
+                }
+            };
+            match next {
+                Some(d) if d.is_zero() => continue,
+                next => {
+                    let wait = next.unwrap_or(IDLE_RECHECK).min(IDLE_RECHECK);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            }
+        }
+        tracing::debug!("outbox loop stopped");
+    }
+
+    /// Sends everything due now. Returns how long until something is due
+    /// (zero: more is waiting right now).
+    pub async fn work(
+        &self,
+        outage: &mut Outage,
+    ) -> Result<Option<Duration>, crate::store::StoreError> {
+        let now = Utc::now();
+        let (due, next) = self.store.outbox_due(now, BATCH)?;
+        self.metrics
+            .set_outbox_depth(self.store.outbox_len() as u64);
+        if due.is_empty() {
+            return Ok(next.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO)));
+        }
+        let transport = &self.transport;
+        let mut results = futures::stream::iter(due)
+            .map(|item| async move {
+                let r = transport.send(&item.from, &item.to, &item.raw).await;
+                (item, r)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1));
+        while let Some((item, result)) = results.next().await {
+            match result {
+                Ok(()) => {
+                    outage.ok();
+                    self.store.mark_sent(&item, Utc::now())?;
+                    self.metrics.sent(item_kind(&item), "sent");
+                    tracing::info!(message_id = %item.message_id, kind = item_kind(&item), attempts = item.attempts + 1, "sent");
+                }
+                Err(e) if e.is_permanent() => {
+                    self.store.mark_failed(&item, Utc::now(), &e.message)?;
+                    self.metrics.sent(item_kind(&item), "failed");
+                    tracing::warn!(message_id = %item.message_id, kind = item_kind(&item), reply = %e.message, "refused for good by the server");
+                }
+                Err(e) => {
+                    outage.failed(&e);
+                    self.reschedule(&item, &e)?;
+                    self.metrics.sent(item_kind(&item), "deferred");
+                }
+            }
+        }
+        self.metrics
+            .set_outbox_depth(self.store.outbox_len() as u64);
+        // Look again at once: what was deferred tells the store when it is due.
+        Ok(Some(Duration::ZERO))
+    }
+
+    fn reschedule(&self, item: &OutboxItem, e: &SendError) -> Result<(), crate::store::StoreError> {
+        let delay = window::retry_delay(
+            item.attempts + 1,
+            self.settings.min_retry_seconds,
+            self.settings.max_retry_minutes,
+        );
+        let mut next = Utc::now() + delay;
+        if matches!(item.purpose, Purpose::Invitation { .. }) {
+            if let Some(h) = &self.settings.hours {
+                next = h.next_open(next);
+            }
+        }
+        tracing::debug!(message_id = %item.message_id, attempts = item.attempts + 1, error = %e.message, retry_at = %next, "deferred");
+        self.store.reschedule(item, next, &e.message)
+    }
+}
+
+fn item_kind(item: &OutboxItem) -> &'static str {
+    match item.purpose {
+        Purpose::Invitation { .. } => "invitation",
+        Purpose::Confirmation => "confirmation",
+    }
+}

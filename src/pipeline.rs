@@ -1,0 +1,309 @@
+//! What the loops share: the store, the HMAC key, the current config, the
+//! outbox's wake-up and the metrics; and [`Pipeline::process`], the unit of
+//! ingest work: classify → plan → commit → log, for one message.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use mail_parser::MessageParser;
+use tokio::sync::Notify;
+
+use crate::address::HmacKey;
+use crate::apply::{self, MessageFacts};
+use crate::classify::{self, Decision, Ignored};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{Committed, IngestMark, InviteOutcome, Store, StoreError};
+
+pub struct Pipeline {
+    pub store: Store,
+    pub key: HmacKey,
+    config: RwLock<Arc<Config>>,
+    outbox_wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The result of processing one message, for callers that report it.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub decision: Decision,
+    pub committed: Committed,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, key: HmacKey, config: Arc<Config>, metrics: Arc<Metrics>) -> Pipeline {
+        Pipeline {
+            store,
+            key,
+            config: RwLock::new(config),
+            outbox_wake: Arc::new(Notify::new()),
+            metrics,
+        }
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the config (SIGHUP), for the next message on.
+    pub fn set_config(&self, cfg: Arc<Config>) {
+        match self.config.write() {
+            Ok(mut c) => *c = cfg,
+            Err(poisoned) => *poisoned.into_inner() = cfg,
+        }
+    }
+
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.outbox_wake.clone()
+    }
+
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// Classifies one raw message and commits what it asks for.
+    pub fn process(
+        &self,
+        raw: &[u8],
+        received: DateTime<Utc>,
+        mark: Option<(String, IngestMark)>,
+        headers_only: bool,
+    ) -> Result<Processed, StoreError> {
+        let cfg = self.config();
+        let parsed = MessageParser::default().parse(raw);
+        let (decision, facts) = match &parsed {
+            Some(msg) => {
+                let message_id = msg.message_id().map(str::to_string);
+                let facts = MessageFacts {
+                    seen_key: Some(apply::seen_key(message_id.as_deref(), raw)),
+                    message_id,
+                    subject: msg.subject().map(str::to_string),
+                    mark,
+                };
+                (classify::classify(msg, received, &cfg), facts)
+            }
+            None => (
+                Decision::Ignore {
+                    reason: Ignored::Unparseable,
+                },
+                MessageFacts {
+                    seen_key: Some(apply::seen_key(None, raw)),
+                    mark,
+                    ..Default::default()
+                },
+            ),
+        };
+        let now = Utc::now();
+        let plan = apply::plan(&decision, &facts, received, now, &cfg, &self.key);
+        let committed = apply::commit(&self.store, &plan, &cfg, now)?;
+        log_decision(
+            &decision,
+            &facts,
+            &committed,
+            &plan.unrenderable,
+            headers_only,
+        );
+        let invited = match &committed {
+            Committed::Done(o) => o
+                .iter()
+                .filter(|o| matches!(o, InviteOutcome::Invited(_)))
+                .count(),
+            Committed::AlreadyProcessed => 0,
+        };
+        self.metrics.ingested(invited as u64);
+        self.metrics
+            .set_ingest_lag_ms((now - received).num_milliseconds().max(0) as u64);
+        Ok(Processed {
+            decision,
+            committed,
+        })
+    }
+}
+
+/// One structured line per decision: ids and counts, never a token, never an
+/// invitee's address.
+fn log_decision(
+    decision: &Decision,
+    facts: &MessageFacts,
+    committed: &Committed,
+    unrenderable: &[(String, String)],
+    headers_only: bool,
+) {
+    let message_id = facts.message_id.as_deref().unwrap_or("-");
+    let (invited, already, over_cap) = match committed {
+        Committed::Done(o) => (
+            o.iter()
+                .filter(|o| matches!(o, InviteOutcome::Invited(_)))
+                .count(),
+            o.iter()
+                .filter(|o| matches!(o, InviteOutcome::AlreadyInvited(_)))
+                .count(),
+            o.iter()
+                .filter(|o| matches!(o, InviteOutcome::OverDailyCap(_)))
+                .count(),
+        ),
+        Committed::AlreadyProcessed => {
+            tracing::info!(message_id, "already processed before; skipped");
+            return;
+        }
+    };
+    match decision {
+        Decision::Invite(t) => tracing::info!(
+            message_id,
+            decision = decision.label(),
+            consultant = %t.consultant,
+            region = %t.region,
+            invited,
+            already_invited = already,
+            over_daily_cap = over_cap,
+            skipped = t.skipped.len(),
+            invalid = t.invalid.len(),
+            unrenderable = unrenderable.len(),
+            headers_only,
+            "trigger"
+        ),
+        Decision::Refuse {
+            reason,
+            sender,
+            region,
+        } => tracing::warn!(
+            message_id,
+            decision = decision.label(),
+            sender = sender.as_deref().unwrap_or("-"),
+            region = region.as_deref().unwrap_or("-"),
+            reason = ?reason,
+            "trigger refused"
+        ),
+        Decision::Ignore { reason } => tracing::info!(
+            message_id,
+            decision = decision.label(),
+            reason = ?reason,
+            "ignored"
+        ),
+    }
+}
+
+/// What `canvass invite` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ManualInvite {
+    pub region: String,
+    pub outcomes: Vec<InviteOutcome>,
+    pub skipped: Vec<classify::Skipped>,
+    pub invalid: Vec<classify::InvalidLine>,
+}
+
+/// Why `canvass invite` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualInviteError {
+    #[error("unknown region {given:?}; configured regions: {known}")]
+    UnknownRegion { given: String, known: String },
+    #[error(
+        "today ({today}) is outside the collection window {start} to {end}; nobody was invited"
+    )]
+    OutsideWindow {
+        today: chrono::NaiveDate,
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Pipeline {
+    /// The phone-contact case from the command line: the same rules as a
+    /// consultant's mail, on behalf of the region, judged by today's date.
+    pub fn invite_manual(
+        &self,
+        addresses: &[String],
+        region: &str,
+    ) -> Result<ManualInvite, ManualInviteError> {
+        let cfg = self.config();
+        let Some(region) = cfg.region(region) else {
+            return Err(ManualInviteError::UnknownRegion {
+                given: region.to_string(),
+                known: cfg.region_names().join(", "),
+            });
+        };
+        let now = Utc::now();
+        if !cfg.window.contains(now) {
+            return Err(ManualInviteError::OutsideWindow {
+                today: now.with_timezone(&crate::window::TZ).date_naive(),
+                start: cfg.window.start,
+                end: cfg.window.end,
+            });
+        }
+        let mut valid = Vec::new();
+        let mut invalid = Vec::new();
+        for a in addresses {
+            match crate::address::parse(a) {
+                Ok(addr) => valid.push(addr),
+                Err(e) => invalid.push(classify::InvalidLine {
+                    line: a.clone(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        let trigger = classify::select_invitees(
+            &cfg,
+            &cfg.survey_address,
+            &region.name,
+            classify::TriggerKind::Manual,
+            valid,
+            invalid,
+        );
+        let decision = Decision::Invite(trigger.clone());
+        let plan = apply::plan(
+            &decision,
+            &MessageFacts::default(),
+            now,
+            now,
+            &cfg,
+            &self.key,
+        );
+        let committed = apply::commit(&self.store, &plan, &cfg, now)?;
+        self.store.flush_blocking()?;
+        self.wake_outbox();
+        let outcomes = match committed {
+            Committed::Done(o) => o,
+            Committed::AlreadyProcessed => Vec::new(),
+        };
+        let mut invalid = trigger.invalid;
+        invalid.extend(
+            plan.unrenderable
+                .into_iter()
+                .map(|(line, error)| classify::InvalidLine { line, error }),
+        );
+        tracing::info!(
+            decision = "manual",
+            region = %region.name,
+            invited = outcomes.iter().filter(|o| matches!(o, InviteOutcome::Invited(_))).count(),
+            "invite from the command line"
+        );
+        Ok(ManualInvite {
+            region: region.name.clone(),
+            outcomes,
+            skipped: trigger.skipped,
+            invalid,
+        })
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over the store without a daemon (for `canvass status` and
+    /// `canvass invite` when no daemon runs). Mail it queues is sent by the
+    /// daemon when it starts.
+    pub fn open_offline(cfg: Config) -> anyhow::Result<Pipeline> {
+        let key = HmacKey::load(&cfg.hmac_key_file)?;
+        let store = Store::open(&cfg.store_path)?;
+        Ok(Pipeline::new(
+            store,
+            key,
+            Arc::new(cfg),
+            Arc::new(Metrics::default()),
+        ))
+    }
+}

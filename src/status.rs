@@ -1,0 +1,184 @@
+//! `canvass status`: per region, how many were invited, sent, failed, are
+//! waiting in the outbox, and how many triggers were refused or came outside
+//! the window. Computed by a pure function from the store's counters, so it
+//! costs the same with ten invitations or a million.
+
+use serde::Serialize;
+
+use crate::store::counter;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub region: String,
+    pub triggers: u64,
+    pub invited: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Created but not yet accepted by the server.
+    pub waiting: u64,
+    /// Refused triggers: unknown or unauthenticated sender, over a cap.
+    pub refused: u64,
+    pub outside_window: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub regions: Vec<Row>,
+    /// Refused triggers from senders who are not consultants (no region).
+    pub refused_unknown_sender: u64,
+    pub total: Row,
+    /// Everything in the outbox (invitations and replies).
+    pub outbox: u64,
+}
+
+/// Builds the status from counters `(region, name, value)`; `regions` gives the
+/// order (the config's), regions only in the counters follow.
+pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64) -> Status {
+    let mut rows: Vec<Row> = regions
+        .iter()
+        .map(|r| Row {
+            region: r.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    let mut unknown = 0;
+    for (region, name, value) in counters {
+        if region.is_empty() {
+            if name == counter::REFUSED_UNKNOWN_SENDER {
+                unknown += value;
+            }
+            continue;
+        }
+        let row = match rows.iter().position(|r| &r.region == region) {
+            Some(i) => &mut rows[i],
+            None => {
+                rows.push(Row {
+                    region: region.clone(),
+                    ..Default::default()
+                });
+                let last = rows.len() - 1;
+                &mut rows[last]
+            }
+        };
+        match name.as_str() {
+            counter::TRIGGERS => row.triggers += value,
+            counter::INVITED => row.invited += value,
+            counter::SENT => row.sent += value,
+            counter::FAILED => row.failed += value,
+            counter::REFUSED_UNAUTHENTICATED | counter::REFUSED_OVER_CAP => row.refused += value,
+            counter::OUTSIDE_WINDOW => row.outside_window += value,
+            _ => {}
+        }
+    }
+    let mut total = Row {
+        region: "I alt".to_string(),
+        refused: unknown,
+        ..Default::default()
+    };
+    for r in &mut rows {
+        r.waiting = r.invited.saturating_sub(r.sent + r.failed);
+        total.triggers += r.triggers;
+        total.invited += r.invited;
+        total.sent += r.sent;
+        total.failed += r.failed;
+        total.waiting += r.waiting;
+        total.refused += r.refused;
+        total.outside_window += r.outside_window;
+    }
+    Status {
+        regions: rows,
+        refused_unknown_sender: unknown,
+        total,
+        outbox,
+    }
+}
+
+/// The table for a terminal.
+pub fn render_text(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let header = [
+        "region",
+        "triggers",
+        "invited",
+        "sent",
+        "failed",
+        "waiting",
+        "refused",
+        "outside window",
+    ];
+    let _ = writeln!(
+        out,
+        "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>15}",
+        header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7]
+    );
+    let line = |out: &mut String, r: &Row| {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>15}",
+            r.region,
+            r.triggers,
+            r.invited,
+            r.sent,
+            r.failed,
+            r.waiting,
+            r.refused,
+            r.outside_window
+        );
+    };
+    for r in &s.regions {
+        line(&mut out, r);
+    }
+    let _ = writeln!(out, "{}", "-".repeat(86));
+    line(&mut out, &s.total);
+    let _ = writeln!(
+        out,
+        "\nrefused from senders who are not consultants: {}\nmessages in the outbox: {}",
+        s.refused_unknown_sender, s.outbox
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(region: &str, name: &str, v: u64) -> (String, String, u64) {
+        (region.into(), name.into(), v)
+    }
+
+    #[test]
+    fn rows_and_totals() {
+        let counters = vec![
+            c("Sjælland", "invited", 10),
+            c("Sjælland", "sent", 7),
+            c("Sjælland", "failed", 1),
+            c("Sjælland", "triggers", 9),
+            c("Syddanmark", "invited", 4),
+            c("Syddanmark", "sent", 4),
+            c("Syddanmark", "outside_window", 2),
+            c("Syddanmark", "refused_over_cap", 1),
+            c("", "refused_unknown_sender", 3),
+            c("", "daily:abc:2024-08-07", 5),
+        ];
+        let s = compute(&["Hovedstaden", "Sjælland", "Syddanmark"], &counters, 2);
+        assert_eq!(
+            s.regions[0],
+            Row {
+                region: "Hovedstaden".into(),
+                ..Default::default()
+            }
+        );
+        assert_eq!(s.regions[1].waiting, 2);
+        assert_eq!(s.regions[2].outside_window, 2);
+        assert_eq!(s.regions[2].refused, 1);
+        assert_eq!(s.total.invited, 14);
+        assert_eq!(s.total.sent, 11);
+        assert_eq!(s.total.waiting, 2);
+        assert_eq!(s.total.refused, 4);
+        assert_eq!(s.refused_unknown_sender, 3);
+        let text = render_text(&s);
+        assert!(text.contains("Sjælland"));
+        assert!(text.contains("I alt"));
+    }
+}

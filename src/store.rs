@@ -1,0 +1,760 @@
+//! The durable state, in sled. This is the only module that knows sled: the
+//! rest of canvass sees plain records and a handful of operations, each of which
+//! is one transaction when it touches more than one tree.
+//!
+//! Trees:
+//! - `invitations`: id (u64 BE) → [`Invitation`]
+//! - `recipients`: HMAC of the address → invitation id (nobody invited twice)
+//! - `tokens`: SHA-256 of the token → invitation id
+//! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
+//! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
+//! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
+//! - `meta`: `schema` → the schema version of the whole store
+//!
+//! Every stored value starts with a one-byte record version; a store written by
+//! a newer canvass is refused at open, never misread.
+
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+
+use crate::address::{Address, AddressKey};
+use crate::token::TokenHash;
+
+/// The layout version this canvass writes and reads.
+pub const SCHEMA_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another canvass process (is the daemon running? use its control socket)")]
+    Locked { path: String },
+    #[error("the store at {path} was written by a newer canvass (schema {found}, this one reads {SCHEMA_VERSION}); upgrade canvass")]
+    TooNew { path: String, found: u8 },
+    #[error("a stored record is corrupt or of an unknown version ({what})")]
+    Corrupt { what: String },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+impl StoreError {
+    /// Disk full, I/O errors: the operation may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![SCHEMA_VERSION];
+    // bincode cannot fail on these plain structs.
+    out.extend(bincode::serialize(v).unwrap_or_default());
+    out
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&SCHEMA_VERSION, rest)) => {
+            bincode::deserialize(rest).map_err(|e| StoreError::Corrupt {
+                what: format!("{what}: {e}"),
+            })
+        }
+        _ => Err(StoreError::Corrupt {
+            what: what.to_string(),
+        }),
+    }
+}
+
+fn tx_decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
+    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+}
+
+/// Where an invitation stands with the mail server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// In the outbox, not yet accepted by the server.
+    Queued,
+    /// Accepted by the server.
+    Sent { at: DateTime<Utc> },
+    /// Refused for good by the server (5xx), with its reply.
+    Failed { at: DateTime<Utc>, reason: String },
+}
+
+/// One invitation: one contact, invited once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: u64,
+    pub address_key: AddressKey,
+    /// The plain address, kept only as long as reminders and bounces need it.
+    pub address: Option<Address>,
+    pub region: String,
+    pub consultant: Address,
+    pub created_at: DateTime<Utc>,
+    pub token_hash: TokenHash,
+    /// Message-ID of the invitation mail (without angle brackets).
+    pub message_id: String,
+    pub delivery: Delivery,
+    pub answered: bool,
+}
+
+/// A message waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub id: u64,
+    pub purpose: Purpose,
+    pub from: String,
+    pub to: Vec<String>,
+    pub message_id: String,
+    /// The whole RFC 5322 message, as it will be sent.
+    pub raw: Vec<u8>,
+    /// Not before this instant (delay, sending hours, backoff).
+    pub next_attempt: DateTime<Utc>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    Invitation {
+        invitation_id: u64,
+    },
+    /// The reply to a consultant's phone-contact mail.
+    Confirmation,
+}
+
+/// A message prepared for the outbox (before it has an id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub from: String,
+    pub to: Vec<String>,
+    pub message_id: String,
+    pub raw: Vec<u8>,
+    pub not_before: DateTime<Utc>,
+}
+
+/// How far a mail source has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestMark {
+    pub uid_validity: u32,
+    pub last_uid: u32,
+}
+
+/// An invitation to create, with its message.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub address: Address,
+    pub address_key: AddressKey,
+    pub token_hash: TokenHash,
+    pub outgoing: Outgoing,
+}
+
+/// Everything one incoming message changes, committed as one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct IngestUnit {
+    /// Identifies the message; a message seen before is not processed again.
+    pub seen_key: Option<[u8; 32]>,
+    /// Advances the source's mark in the same transaction.
+    pub mark: Option<(String, IngestMark)>,
+    /// Counters to bump by one: (region, name).
+    pub counters: Vec<(String, String)>,
+    /// The invitations to create, if their addresses were never invited.
+    pub invitations: Vec<NewInvitation>,
+    pub region: String,
+    pub consultant: Option<Address>,
+    /// The consultant's daily cap: (key of consultant and day, cap).
+    pub daily_cap: Option<(String, u32)>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What became of one would-be invitee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "address", rename_all = "snake_case")]
+pub enum InviteOutcome {
+    Invited(Address),
+    AlreadyInvited(Address),
+    OverDailyCap(Address),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// The message had been processed before: nothing was changed.
+    AlreadyProcessed,
+    Done(Vec<InviteOutcome>),
+}
+
+/// Counter names.
+pub mod counter {
+    pub const INVITED: &str = "invited";
+    pub const SENT: &str = "sent";
+    pub const FAILED: &str = "failed";
+    pub const REFUSED_UNKNOWN_SENDER: &str = "refused_unknown_sender";
+    pub const REFUSED_UNAUTHENTICATED: &str = "refused_unauthenticated";
+    pub const REFUSED_OVER_CAP: &str = "refused_over_cap";
+    pub const OUTSIDE_WINDOW: &str = "outside_window";
+    pub const TRIGGERS: &str = "triggers";
+}
+
+/// The open store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    invitations: sled::Tree,
+    recipients: sled::Tree,
+    tokens: sled::Tree,
+    outbox: sled::Tree,
+    ingest: sled::Tree,
+    counters: sled::Tree,
+}
+
+fn counter_key(region: &str, name: &str) -> Vec<u8> {
+    let mut k = region.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn bump(tx: &TransactionalTree, key: &[u8], by: u64) -> Result<u64, UnabortableTransactionError> {
+    let old = tx.get(key)?.map(|v| u64_from(&v)).unwrap_or(0);
+    let new = old.saturating_add(by);
+    tx.insert(key, &new.to_be_bytes())?;
+    Ok(new)
+}
+
+fn u64_from(v: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if v.len() == 8 {
+        b.copy_from_slice(v);
+    }
+    u64::from_be_bytes(b)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked { path: p.clone() }
+                }
+                e => StoreError::Sled(e),
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema")? {
+            None => {
+                meta.insert("schema", &[SCHEMA_VERSION])?;
+            }
+            Some(v) if v.as_ref() == [SCHEMA_VERSION] => {}
+            Some(v) => {
+                let found = v.first().copied().unwrap_or(0);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::TooNew { path: p, found });
+                }
+                // Older schemas get migrated here when there are any.
+                return Err(StoreError::Corrupt {
+                    what: format!("unknown schema version {found}"),
+                });
+            }
+        }
+        Ok(Store {
+            invitations: db.open_tree("invitations")?,
+            recipients: db.open_tree("recipients")?,
+            tokens: db.open_tree("tokens")?,
+            outbox: db.open_tree("outbox")?,
+            ingest: db.open_tree("ingest")?,
+            counters: db.open_tree("counters")?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable (fsync).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The mark of a mail source.
+    pub fn ingest_mark(&self, source: &str) -> Result<Option<IngestMark>, StoreError> {
+        self.ingest
+            .get(format!("mark:{source}"))?
+            .map(|v| decode(&v, "ingest mark"))
+            .transpose()
+    }
+
+    /// Resets a source's mark (UIDVALIDITY changed).
+    pub fn set_ingest_mark(&self, source: &str, mark: IngestMark) -> Result<(), StoreError> {
+        self.ingest
+            .insert(format!("mark:{source}"), encode(&mark))?;
+        Ok(())
+    }
+
+    /// Commits one processed message: its invitations (those never invited
+    /// before, within the daily cap) with their queued messages, its counters, the
+    /// source mark and the "seen" note, all or nothing. `confirm` renders the
+    /// reply to the consultant from the outcomes, queued in the same transaction.
+    pub fn commit_ingest(
+        &self,
+        unit: &IngestUnit,
+        confirm: &dyn Fn(&[InviteOutcome]) -> Option<Outgoing>,
+    ) -> Result<Committed, StoreError> {
+        let trees = (
+            &self.invitations,
+            &self.recipients,
+            &self.tokens,
+            &self.outbox,
+            &self.ingest,
+            &self.counters,
+        );
+        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt)| {
+            if let Some(seen) = &unit.seen_key {
+                let mut key = b"seen:".to_vec();
+                key.extend_from_slice(seen);
+                if ing.get(&key)?.is_some() {
+                    return Ok(Committed::AlreadyProcessed);
+                }
+                ing.insert(key, &[])?;
+            }
+            if let Some((source, mark)) = &unit.mark {
+                ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
+            }
+            for (region, name) in &unit.counters {
+                bump(cnt, &counter_key(region, name), 1)?;
+            }
+            let mut used_today = match &unit.daily_cap {
+                Some((key, _)) => cnt
+                    .get(counter_key("", key))?
+                    .map(|v| u64_from(&v))
+                    .unwrap_or(0),
+                None => 0,
+            };
+            let mut outcomes = Vec::with_capacity(unit.invitations.len());
+            let mut over_cap = false;
+            for new in &unit.invitations {
+                if rcp.get(new.address_key.0)?.is_some() {
+                    outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
+                    continue;
+                }
+                if let Some((_, cap)) = &unit.daily_cap {
+                    if used_today >= u64::from(*cap) {
+                        over_cap = true;
+                        outcomes.push(InviteOutcome::OverDailyCap(new.address.clone()));
+                        continue;
+                    }
+                }
+                used_today += 1;
+                let id = inv.generate_id()?;
+                let outbox_id = out.generate_id()?;
+                let invitation = Invitation {
+                    id,
+                    address_key: new.address_key,
+                    address: Some(new.address.clone()),
+                    region: unit.region.clone(),
+                    consultant: unit
+                        .consultant
+                        .clone()
+                        .unwrap_or_else(|| new.address.clone()),
+                    created_at: unit.created_at.unwrap_or_else(Utc::now),
+                    token_hash: new.token_hash,
+                    message_id: new.outgoing.message_id.clone(),
+                    delivery: Delivery::Queued,
+                    answered: false,
+                };
+                inv.insert(&id.to_be_bytes(), encode(&invitation))?;
+                rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
+                tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
+                let item = outbox_item(
+                    outbox_id,
+                    Purpose::Invitation { invitation_id: id },
+                    &new.outgoing,
+                );
+                out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+                bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
+                outcomes.push(InviteOutcome::Invited(new.address.clone()));
+            }
+            if let Some((key, _)) = &unit.daily_cap {
+                cnt.insert(counter_key("", key), &used_today.to_be_bytes())?;
+            }
+            if over_cap {
+                bump(
+                    cnt,
+                    &counter_key(&unit.region, counter::REFUSED_OVER_CAP),
+                    1,
+                )?;
+            }
+            if let Some(reply) = confirm(&outcomes) {
+                let outbox_id = out.generate_id()?;
+                let item = outbox_item(outbox_id, Purpose::Confirmation, &reply);
+                out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+            }
+            Ok(Committed::Done(outcomes))
+        });
+        result.map_err(StoreError::from)
+    }
+
+    /// Queues a stand-alone message (not tied to an invitation).
+    pub fn enqueue(&self, purpose: Purpose, outgoing: &Outgoing) -> Result<u64, StoreError> {
+        let id = self.db.generate_id()?;
+        self.outbox.insert(
+            id.to_be_bytes(),
+            encode(&outbox_item(id, purpose, outgoing)),
+        )?;
+        Ok(id)
+    }
+
+    /// Outbox items due at `now`, oldest first, at most `limit`; and the
+    /// earliest time a not-yet-due item becomes due.
+    pub fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<OutboxItem>, Option<DateTime<Utc>>), StoreError> {
+        let mut due = Vec::new();
+        let mut next: Option<DateTime<Utc>> = None;
+        for kv in self.outbox.iter() {
+            let (_, v) = kv?;
+            let item: OutboxItem = decode(&v, "outbox item")?;
+            if item.next_attempt <= now {
+                if due.len() < limit {
+                    due.push(item);
+                } else {
+                    next = Some(now);
+                }
+            } else {
+                next = Some(next.map_or(item.next_attempt, |n| n.min(item.next_attempt)));
+            }
+        }
+        Ok((due, next))
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The server accepted the message: forget its body (it holds a token) and
+    /// record the invitation as sent.
+    pub fn mark_sent(&self, item: &OutboxItem, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.finish(item, Delivery::Sent { at }, counter::SENT)
+    }
+
+    /// The server refused the message for good.
+    pub fn mark_failed(
+        &self,
+        item: &OutboxItem,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.finish(
+            item,
+            Delivery::Failed {
+                at,
+                reason: reason.to_string(),
+            },
+            counter::FAILED,
+        )
+    }
+
+    fn finish(&self, item: &OutboxItem, delivery: Delivery, name: &str) -> Result<(), StoreError> {
+        let trees = (&self.outbox, &self.invitations, &self.counters);
+        trees
+            .transaction(|(out, inv, cnt)| {
+                let key = item.id.to_be_bytes();
+                if out.remove(&key)?.is_none() {
+                    return Ok(()); // finished before (a resend after a crash)
+                }
+                if let Purpose::Invitation { invitation_id } = item.purpose {
+                    let ikey = invitation_id.to_be_bytes();
+                    let Some(v) = inv.get(ikey)? else {
+                        return Ok(());
+                    };
+                    let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                    invitation.delivery = delivery.clone();
+                    inv.insert(&ikey, encode(&invitation))?;
+                    bump(cnt, &counter_key(&invitation.region, name), 1)?;
+                }
+                Ok(())
+            })
+            .map_err(StoreError::from)
+    }
+
+    /// A transient failure: try again at `next`.
+    pub fn reschedule(
+        &self,
+        item: &OutboxItem,
+        next: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let key = item.id.to_be_bytes();
+        let mut updated = item.clone();
+        updated.attempts += 1;
+        updated.next_attempt = next;
+        updated.last_error = Some(error.to_string());
+        // Only if still queued (compare-and-swap against what was read).
+        let current = self.outbox.get(key)?;
+        if let Some(cur) = current {
+            let _ = self
+                .outbox
+                .compare_and_swap(key, Some(cur), Some(encode(&updated)))?;
+        }
+        Ok(())
+    }
+
+    /// All counters: (region, name, value). Region "" holds global counters.
+    pub fn counters(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.counters.iter() {
+            let (k, v) = kv?;
+            let Some(pos) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let region = String::from_utf8_lossy(&k[..pos]).into_owned();
+            let name = String::from_utf8_lossy(&k[pos + 1..]).into_owned();
+            out.push((region, name, u64_from(&v)));
+        }
+        Ok(out)
+    }
+
+    /// Bumps a counter outside any other change (refusals, ignored mail).
+    pub fn bump_counter(&self, region: &str, name: &str) -> Result<(), StoreError> {
+        let key = counter_key(region, name);
+        self.counters.update_and_fetch(key, |old| {
+            let n = old.map(u64_from).unwrap_or(0) + 1;
+            Some(n.to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
+    pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
+        let Some(id) = self.tokens.get(hash.0)? else {
+            return Ok(None);
+        };
+        self.invitation(u64_from(&id))
+    }
+
+    pub fn invitation(&self, id: u64) -> Result<Option<Invitation>, StoreError> {
+        self.invitations
+            .get(id.to_be_bytes())?
+            .map(|v| decode(&v, "invitation"))
+            .transpose()
+    }
+
+    pub fn invitation_by_address(
+        &self,
+        key: &AddressKey,
+    ) -> Result<Option<Invitation>, StoreError> {
+        let Some(id) = self.recipients.get(key.0)? else {
+            return Ok(None);
+        };
+        self.invitation(u64_from(&id))
+    }
+
+    /// Every invitation, in creation order.
+    pub fn invitations(&self) -> impl Iterator<Item = Result<Invitation, StoreError>> + '_ {
+        self.invitations.iter().map(|kv| {
+            let (_, v) = kv?;
+            decode(&v, "invitation")
+        })
+    }
+
+    pub fn invitation_count(&self) -> usize {
+        self.invitations.len()
+    }
+
+    /// The day key for a consultant's daily cap.
+    pub fn daily_key(consultant: &AddressKey, day: NaiveDate) -> String {
+        format!("daily:{}:{}", hex::encode(&consultant.0[..8]), day)
+    }
+}
+
+fn outbox_item(id: u64, purpose: Purpose, o: &Outgoing) -> OutboxItem {
+    OutboxItem {
+        id,
+        purpose,
+        from: o.from.clone(),
+        to: o.to.clone(),
+        message_id: o.message_id.clone(),
+        raw: o.raw.clone(),
+        next_attempt: o.not_before,
+        attempts: 0,
+        last_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse, HmacKey};
+    use crate::token::Token;
+
+    fn new_inv(key: &HmacKey, addr: &str) -> NewInvitation {
+        let address = parse(addr).unwrap();
+        NewInvitation {
+            address_key: key.key_of(&address),
+            token_hash: Token::generate().hash(),
+            outgoing: Outgoing {
+                from: "s@siri.dk".into(),
+                to: vec![address.to_string()],
+                message_id: format!("canvass.{addr}"),
+                raw: b"Subject: x\r\n\r\nbody".to_vec(),
+                not_before: Utc::now(),
+            },
+            address,
+        }
+    }
+
+    fn unit(key: &HmacKey, addrs: &[&str], seen: u8) -> IngestUnit {
+        IngestUnit {
+            seen_key: Some([seen; 32]),
+            region: "Sjælland".into(),
+            invitations: addrs.iter().map(|a| new_inv(key, a)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nobody_is_invited_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let r1 = store
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_| None)
+            .unwrap();
+        let r2 = store
+            .commit_ingest(&unit(&key, &["B@X.dk", "c@x.dk"], 2), &|_| None)
+            .unwrap();
+        assert!(
+            matches!(r1, Committed::Done(ref o) if o.iter().all(|o| matches!(o, InviteOutcome::Invited(_))))
+        );
+        match r2 {
+            Committed::Done(o) => {
+                assert!(matches!(o[0], InviteOutcome::AlreadyInvited(_)));
+                assert!(matches!(o[1], InviteOutcome::Invited(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.invitation_count(), 3);
+        assert_eq!(store.outbox_len(), 3);
+        // The same message again changes nothing.
+        assert_eq!(
+            store
+                .commit_ingest(&unit(&key, &["d@x.dk"], 2), &|_| None)
+                .unwrap(),
+            Committed::AlreadyProcessed
+        );
+        assert_eq!(store.invitation_count(), 3);
+    }
+
+    #[test]
+    fn daily_cap_refuses_the_excess() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let mut u = unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1);
+        u.daily_cap = Some(("daily:anne:2024-08-07".into(), 2));
+        let Committed::Done(o) = store.commit_ingest(&u, &|_| None).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(o[2], InviteOutcome::OverDailyCap(_)));
+        assert_eq!(store.invitation_count(), 2);
+    }
+
+    #[test]
+    fn sent_and_failed_update_invitation_and_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        store
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_| None)
+            .unwrap();
+        let (due, _) = store.outbox_due(Utc::now(), 10).unwrap();
+        assert_eq!(due.len(), 2);
+        store.mark_sent(&due[0], Utc::now()).unwrap();
+        store
+            .mark_failed(&due[1], Utc::now(), "550 no such user")
+            .unwrap();
+        store.mark_sent(&due[0], Utc::now()).unwrap(); // idempotent
+        assert_eq!(store.outbox_len(), 0);
+        let c = store.counters().unwrap();
+        let get = |n: &str| c.iter().find(|(_, k, _)| k == n).map(|x| x.2);
+        assert_eq!(get("invited"), Some(2));
+        assert_eq!(get("sent"), Some(1));
+        assert_eq!(get("failed"), Some(1));
+        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        assert!(matches!(invs[0].delivery, Delivery::Sent { .. }));
+        assert!(
+            matches!(invs[1].delivery, Delivery::Failed { ref reason, .. } if reason.contains("550"))
+        );
+    }
+
+    #[test]
+    fn reopened_store_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .commit_ingest(&unit(&key, &["a@x.dk"], 1), &|_| None)
+                .unwrap();
+            store
+                .set_ingest_mark(
+                    "imap",
+                    IngestMark {
+                        uid_validity: 9,
+                        last_uid: 42,
+                    },
+                )
+                .unwrap();
+            store.flush_blocking().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.invitation_count(), 1);
+        assert_eq!(
+            store.ingest_mark("imap").unwrap(),
+            Some(IngestMark {
+                uid_validity: 9,
+                last_uid: 42
+            })
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema", &[SCHEMA_VERSION + 1])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+}

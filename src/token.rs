@@ -1,0 +1,76 @@
+//! Personal survey tokens: 128 bits from the OS RNG, URL-safe in the link,
+//! only their SHA-256 in the store.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// A token as it appears in the link. Never logged, never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+/// What the store keeps of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl Token {
+    /// A fresh token: 16 random bytes, base64url without padding (22 characters).
+    pub fn generate() -> Token {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Token(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts a token from a URL if it has the right shape; anything else is no token.
+    pub fn from_url(s: &str) -> Option<Token> {
+        let ok = s.len() == 22
+            && URL_SAFE_NO_PAD
+                .decode(s)
+                .map(|b| b.len() == 16)
+                .unwrap_or(false);
+        ok.then(|| Token(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_fresh_urlsafe_and_hashed() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 22);
+        assert!(a
+            .as_str()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(Token::from_url(a.as_str()), Some(a.clone()));
+        assert_eq!(a.hash(), a.clone().hash());
+        assert_ne!(a.hash(), b.hash());
+        assert!(format!("{a:?}").contains(".."));
+    }
+
+    #[test]
+    fn malformed_tokens_are_no_tokens() {
+        assert_eq!(Token::from_url(""), None);
+        assert_eq!(Token::from_url("../../etc/passwd"), None);
+        assert_eq!(Token::from_url("AAAAAAAAAAAAAAAAAAAAA"), None);
+    }
+}
