@@ -91,6 +91,12 @@ struct RawSurvey {
     definition: PathBuf,
     #[serde(default)]
     reply_to: Option<String>,
+    #[serde(default = "default_true")]
+    region_on_answers: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_agency() -> String {
@@ -106,6 +112,8 @@ fn default_from_name() -> String {
 struct RawWindow {
     start: toml::value::Datetime,
     end: toml::value::Datetime,
+    #[serde(default)]
+    answers_until: Option<toml::value::Datetime>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,7 +342,11 @@ pub struct Config {
     pub reply_to: Option<Address>,
     pub base_url: String,
     pub survey: Survey,
+    /// Keep the invitation's region on the answer (the agency reports per region).
+    pub region_on_answers: bool,
     pub window: Window,
+    /// The last day (inclusive) the form accepts answers.
+    pub answers_until: NaiveDate,
     pub sending: Sending,
     pub trust: Trust,
     pub hmac_key_file: PathBuf,
@@ -706,6 +718,15 @@ impl Validator {
 
         let start = self.date("window.start", &raw.window.start);
         let end = self.date("window.end", &raw.window.end);
+        let answers_until = match &raw.window.answers_until {
+            Some(d) => self.date("window.answers_until", d),
+            None => end.map(|e| e + chrono::Duration::days(14)),
+        };
+        if let (Some(e), Some(a)) = (end, answers_until) {
+            if a < e {
+                self.err("window.answers_until", format!("{a} is before window.end {e}: invitations sent on the last day could not be answered"));
+            }
+        }
         if let (Some(s), Some(e)) = (start, end) {
             if e < s {
                 self.err("window.end", format!("{e} is before window.start {s}"));
@@ -917,7 +938,9 @@ impl Validator {
             reply_to,
             base_url,
             survey: survey?,
+            region_on_answers: raw.survey.region_on_answers,
             window: Window::new(start?, end?),
+            answers_until: answers_until?,
             sending: Sending {
                 delay_minutes: raw.sending.delay_minutes,
                 hours,

@@ -10,6 +10,7 @@
 //!
 //! Module map:
 //!
+//! - [`answer`]: an answer as plain data (question code → value).
 //! - [`config`]: the TOML file, validated with every error named by its key.
 //! - [`survey`]: the questionnaire definition (config/survey.da.toml).
 //! - [`address`]: address normalisation and the HMAC the store de-duplicates on.
@@ -24,6 +25,7 @@
 //! - [`transport`]: where mail goes (SMTP, .eml files) behind one trait.
 //! - [`status`]: the figures of `canvass status`, computed from stored counters.
 //! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
+//! - [`form`]: the survey form: render and validate (pure).
 //! - [`web`]: the respondent-facing HTTP server (links, health).
 //! - [`control`]: the control socket `canvass status`/`invite` use while the daemon runs.
 //! - [`pipeline`]: what the loops share, and the unit of ingest work.
@@ -34,6 +36,7 @@
 //! - [`shutdown`]: the shutdown signal every loop listens to.
 
 pub mod address;
+pub mod answer;
 pub mod apply;
 pub mod backoff;
 pub mod classify;
@@ -42,6 +45,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod explain;
+pub mod form;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;

@@ -1,28 +1,64 @@
-//! The respondent-facing HTTP server (axum), inside the daemon: the personal
-//! link `/s/<token>` and `/healthz` for the service manager.
+//! The respondent-facing HTTP server (axum), inside the daemon.
 //!
-//! Tokens are looked up by hash and never logged; the request log carries
-//! neither the path's token nor the client's address.
+//! - `GET /s/<token>`: the survey form, or a polite page for every other state
+//!   (already answered, opted out, closed, unknown link), each with its status;
+//! - `POST /s/<token>`: validate; re-show with messages, or store the answer
+//!   (one transaction, flushed) and thank;
+//! - `/healthz` for the service manager, `/metrics` for Prometheus,
+//!   `/assets/form.css`.
+//!
+//! Privacy: tokens are compared by hash and never logged; the request log
+//! names the route pattern, never the path or the client's address; the
+//! client's address is used only in memory, to rate-limit unknown links so
+//! the token space cannot be walked. Bodies are limited in size.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use chrono::Utc;
 use tokio::net::TcpListener;
 
+use crate::form;
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
+use crate::store::{Invitation, StoredResponse, SubmitOutcome};
 use crate::token::Token;
 
+/// Largest accepted form body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Unknown links allowed per client address per [`MISS_WINDOW`].
+pub const MAX_MISSES: u32 = 20;
+pub const MISS_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Clone)]
+struct AppState {
+    pipeline: Arc<Pipeline>,
+    misses: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+}
+
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
+    let state = AppState {
+        pipeline,
+        misses: Arc::new(Mutex::new(HashMap::new())),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/s/{token}", get(survey))
-        .with_state(pipeline)
+        .route("/assets/form.css", get(css))
+        .route("/s/{token}", get(show).post(submit))
+        .fallback(fallback)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -32,16 +68,21 @@ pub async fn run(
     pipeline: Arc<Pipeline>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pipeline))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    axum::serve(
+        listener,
+        router(pipeline).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await
 }
 
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     );
     h.insert(
         header::REFERRER_POLICY,
@@ -52,68 +93,261 @@ async fn security_headers(mut res: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     res
 }
 
-async fn healthz(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
-    // The store answers: we are alive and can serve links.
-    match p.store.invitation(0) {
+/// Logs the route pattern and the status: never the path (it holds the
+/// token) and never the client's address.
+async fn log_request(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".to_string());
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    tracing::debug!(target: "canvass::web", %method, route, status = res.status().as_u16(), "request");
+    res
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    match s.pipeline.store.invitation(0) {
         Ok(_) => (StatusCode::OK, "ok\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
     }
 }
 
-async fn metrics(State(p): State<Arc<Pipeline>>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        p.metrics.render(),
+        s.pipeline.metrics.render(),
     )
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"da\">\n<head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head>\n<body style=\"font-family: Arial, Helvetica, sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; line-height: 1.5; color: #1a1a1a;\">\n<main><h1>{title}</h1>\n{body}\n</main></body></html>\n"
-    );
-    (status, Html(html)).into_response()
+async fn css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        form::CSS,
+    )
 }
 
-async fn survey(State(p): State<Arc<Pipeline>>, Path(token): Path<String>) -> Response {
-    let Some(token) = Token::from_url(&token) else {
-        return not_found();
-    };
-    match p.store.invitation_by_token(&token.hash()) {
-        Ok(Some(inv)) if inv.answered => page(
-            StatusCode::OK,
-            "Tak for dit svar",
-            "<p>Du har allerede besvaret spørgeskemaet. Tak for hjælpen.</p>",
-        ),
-        Ok(Some(_)) => {
-            let cfg = p.config();
-            page(
-                StatusCode::OK,
-                &html_escape(&cfg.survey.title),
-                &format!("<p>{}</p>", html_escape(&cfg.survey.intro)),
-            )
+fn page(status: StatusCode, title: &str, paragraphs: &[&str]) -> Response {
+    (status, Html(form::render_page(title, paragraphs))).into_response()
+}
+
+async fn fallback() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Siden findes ikke",
+        &["Adressen er ikke en side i spørgeskemaet."],
+    )
+}
+
+fn unknown_link() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Linket findes ikke",
+        &["Linket er ikke gyldigt. Kontrollér, at hele linket fra mailen er kommet med, hvis du har kopieret det."],
+    )
+}
+
+fn too_many() -> Response {
+    let mut r = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "For mange forsøg",
+        &["Der er prøvet for mange ugyldige links fra din forbindelse. Prøv igen senere."],
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
+    r
+}
+
+fn already_answered(status: StatusCode) -> Response {
+    page(
+        status,
+        "Tak – du har allerede svaret",
+        &[
+            "Du har allerede besvaret spørgeskemaet, og dit svar er gemt. Tak for din hjælp.",
+            "Hvert link kan kun bruges én gang.",
+        ],
+    )
+}
+
+fn opted_out() -> Response {
+    page(
+        StatusCode::GONE,
+        "Du har frameldt dig",
+        &["Du har meldt fra til undersøgelsen, så vi sender dig ikke flere mails om den. Tak for din besked."],
+    )
+}
+
+fn closed(until: chrono::NaiveDate) -> Response {
+    let when = crate::compose::danish_date(until);
+    let text = format!("Undersøgelsen lukkede for svar den {when}. Tak for din interesse.");
+    page(StatusCode::GONE, "Undersøgelsen er lukket", &[&text])
+}
+
+fn store_error(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "store error on a survey link");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Midlertidig fejl",
+        &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
+    )
+}
+
+fn thanks() -> Response {
+    page(
+        StatusCode::OK,
+        "Tak for dit svar",
+        &["Din besvarelse er gemt. Den er anonym: den gemmes uden din mailadresse, uden linket og uden tidspunkt.", "Du kan lukke siden nu."],
+    )
+}
+
+impl AppState {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        matches!(misses.get(&ip), Some((since, n)) if since.elapsed() < MISS_WINDOW && *n >= MAX_MISSES)
+    }
+
+    fn missed(&self, ip: IpAddr) {
+        let mut misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        if misses.len() > 10_000 {
+            misses.retain(|_, (since, _)| since.elapsed() < MISS_WINDOW);
         }
-        Ok(None) => not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, "store error on a survey link");
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Midlertidig fejl",
-                "<p>Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt.</p>",
-            )
+        let e = misses.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= MISS_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+
+    /// Resolves the link to an invitation, or the page to show instead.
+    fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Response> {
+        if self.blocked(ip) {
+            return Err(too_many());
+        }
+        let found = match Token::from_url(raw) {
+            Some(t) => match self.pipeline.store.invitation_by_token(&t.hash()) {
+                Ok(Some(inv)) => Some((t, inv)),
+                Ok(None) => None,
+                Err(e) => return Err(store_error(&e)),
+            },
+            None => None,
+        };
+        match found {
+            Some(f) => Ok(f),
+            None => {
+                self.missed(ip);
+                Err(unknown_link())
+            }
         }
     }
 }
 
-fn not_found() -> Response {
-    page(
-        StatusCode::NOT_FOUND,
-        "Linket findes ikke",
-        "<p>Linket er ikke gyldigt. Kontrollér, at hele linket fra mailen er kopieret med.</p>",
-    )
+fn today() -> chrono::NaiveDate {
+    Utc::now().with_timezone(&crate::window::TZ).date_naive()
+}
+
+async fn show(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(raw): Path<String>,
+) -> Response {
+    let (_, inv) = match s.lookup(peer.ip(), &raw) {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let cfg = s.pipeline.config();
+    if inv.answered {
+        return already_answered(StatusCode::OK);
+    }
+    if inv.opted_out {
+        return opted_out();
+    }
+    if today() > cfg.answers_until {
+        return closed(cfg.answers_until);
+    }
+    match form::render(&cfg.survey, &format!("/s/{raw}"), None) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(raw): Path<String>,
+    method: Method,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    debug_assert_eq!(method, Method::POST);
+    let (token, inv) = match s.lookup(peer.ip(), &raw) {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let cfg = s.pipeline.config();
+    if inv.answered {
+        return already_answered(StatusCode::CONFLICT);
+    }
+    if inv.opted_out {
+        return opted_out();
+    }
+    if today() > cfg.answers_until {
+        return closed(cfg.answers_until);
+    }
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.starts_with("application/x-www-form-urlencoded"))
+        .unwrap_or(false);
+    if !is_form {
+        return page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Svaret kunne ikke læses",
+            &["Svaret skal sendes fra formularen. Gå tilbage og prøv igen."],
+        );
+    }
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let answers = match form::validate(&cfg.survey, &fields) {
+        Ok(a) => a,
+        Err(invalid) => {
+            return match form::render(&cfg.survey, &format!("/s/{raw}"), Some(&invalid)) {
+                Ok(html) => (StatusCode::UNPROCESSABLE_ENTITY, Html(html)).into_response(),
+                Err(e) => store_error(&e),
+            }
+        }
+    };
+    let response = StoredResponse {
+        survey_id: cfg.survey.id.clone(),
+        survey_version: cfg.survey.version,
+        region: None,
+        day: today(),
+        answers,
+    };
+    match s
+        .pipeline
+        .store
+        .submit_response(&token.hash(), response, cfg.region_on_answers)
+        .await
+    {
+        Ok(SubmitOutcome::Stored) => {
+            s.pipeline.metrics.answered();
+            tracing::info!(target: "canvass::web", "answer stored");
+            thanks()
+        }
+        Ok(SubmitOutcome::AlreadyAnswered) => already_answered(StatusCode::CONFLICT),
+        Ok(SubmitOutcome::OptedOut) => opted_out(),
+        Ok(SubmitOutcome::UnknownToken) => unknown_link(),
+        Err(e) => store_error(&e),
+    }
 }
 
 pub fn html_escape(s: &str) -> String {

@@ -9,6 +9,7 @@
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
+//! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `meta`: `schema` → the schema version of the whole store
 //!
 //! Every stored value starts with a one-byte record version; a store written by
@@ -108,7 +109,14 @@ pub struct Invitation {
     /// Message-ID of the invitation mail (without angle brackets).
     pub message_id: String,
     pub delivery: Delivery,
+    /// The respondent submitted the form (the answer itself is stored apart).
     pub answered: bool,
+    /// The invitee replied "afmeld" / used List-Unsubscribe.
+    pub opted_out: bool,
+    /// A permanent bounce was matched to this invitation.
+    pub bounced: bool,
+    /// Reminders sent so far.
+    pub reminders: u32,
 }
 
 /// A message waiting to be sent.
@@ -197,6 +205,9 @@ pub enum Committed {
 }
 
 /// Counter names.
+mod responses;
+pub use responses::{StoredResponse, SubmitOutcome};
+
 pub mod counter {
     pub const INVITED: &str = "invited";
     pub const SENT: &str = "sent";
@@ -206,6 +217,7 @@ pub mod counter {
     pub const REFUSED_OVER_CAP: &str = "refused_over_cap";
     pub const OUTSIDE_WINDOW: &str = "outside_window";
     pub const TRIGGERS: &str = "triggers";
+    pub const ANSWERED: &str = "answered";
 }
 
 /// The open store.
@@ -218,6 +230,7 @@ pub struct Store {
     outbox: sled::Tree,
     ingest: sled::Tree,
     counters: sled::Tree,
+    responses: sled::Tree,
 }
 
 fn counter_key(region: &str, name: &str) -> Vec<u8> {
@@ -283,6 +296,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             ingest: db.open_tree("ingest")?,
             counters: db.open_tree("counters")?,
+            responses: db.open_tree("responses")?,
             db,
         })
     }
@@ -383,6 +397,9 @@ impl Store {
                     message_id: new.outgoing.message_id.clone(),
                     delivery: Delivery::Queued,
                     answered: false,
+                    opted_out: false,
+                    bounced: false,
+                    reminders: 0,
                 };
                 inv.insert(&id.to_be_bytes(), encode(&invitation))?;
                 rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
