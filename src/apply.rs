@@ -14,7 +14,7 @@ use crate::classify::{Decision, Ignored, Refusal, SkipReason, Trigger, TriggerKi
 use crate::compose::{self, ConfirmationFacts};
 use crate::config::Config;
 use crate::store::{self, counter, Committed, IngestMark, IngestUnit, NewInvitation, Store};
-use crate::token::Token;
+use crate::token::{Token, TokenNonce};
 use crate::window;
 
 /// What is known about the message besides the decision.
@@ -120,12 +120,14 @@ pub fn plan(
         let not_before =
             window::first_send_time(now, cfg.sending.delay_minutes, cfg.sending.hours.as_ref());
         for addr in &t.invitees {
-            let token = Token::generate();
+            let nonce = TokenNonce::generate();
+            let token = Token::derive(key, &nonce);
             match compose::invitation(cfg, addr, &token, not_before) {
                 Ok(outgoing) => unit.invitations.push(NewInvitation {
                     address: addr.clone(),
                     address_key: key.key_of(addr),
                     token_hash: token.hash(),
+                    token_nonce: Some(nonce),
                     outgoing,
                 }),
                 Err(e) => unrenderable.push((addr.to_string(), e.to_string())),

@@ -1,5 +1,10 @@
-//! Personal survey tokens: 128 bits from the OS RNG, URL-safe in the link,
-//! only their SHA-256 in the store.
+//! Personal survey tokens: URL-safe in the link, only their SHA-256 in the store.
+//!
+//! A token is derived, not stored: 128 bits from the OS RNG (the *nonce*, kept
+//! with the invitation) go through HMAC-SHA256 under the secret key that lives
+//! outside the database, truncated to 128 bits. The store alone therefore
+//! holds nothing that opens a link, yet canvass can write the same link again
+//! in a reminder. Without the key the nonce is useless.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,8 +25,33 @@ impl std::fmt::Debug for Token {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TokenHash(pub [u8; 32]);
 
+/// The random half of a token, stored with the invitation.
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenNonce(pub [u8; 16]);
+
+impl std::fmt::Debug for TokenNonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenNonce(..)")
+    }
+}
+
+impl TokenNonce {
+    /// 128 bits from the OS RNG.
+    pub fn generate() -> TokenNonce {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        TokenNonce(bytes)
+    }
+}
+
 impl Token {
-    /// A fresh token: 16 random bytes, base64url without padding (22 characters).
+    /// The token for `nonce` under `key`: base64url, 22 characters.
+    pub fn derive(key: &crate::address::HmacKey, nonce: &TokenNonce) -> Token {
+        let mac = key.mac(b"token:", &nonce.0);
+        Token(URL_SAFE_NO_PAD.encode(&mac.0[..16]))
+    }
+
+    /// A fresh token from a fresh nonce (for tests and tools).
     pub fn generate() -> Token {
         let mut bytes = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -65,6 +95,18 @@ mod tests {
         assert_eq!(a.hash(), a.clone().hash());
         assert_ne!(a.hash(), b.hash());
         assert!(format!("{a:?}").contains(".."));
+    }
+
+    #[test]
+    fn derived_tokens_need_the_key() {
+        let k1 = crate::address::HmacKey::from_bytes(&[1; 32]);
+        let k2 = crate::address::HmacKey::from_bytes(&[2; 32]);
+        let n = TokenNonce::generate();
+        assert_eq!(Token::derive(&k1, &n), Token::derive(&k1, &n));
+        assert_ne!(Token::derive(&k1, &n), Token::derive(&k2, &n));
+        assert_ne!(Token::derive(&k1, &n), Token::derive(&k1, &TokenNonce::generate()));
+        let t = Token::derive(&k1, &n);
+        assert_eq!(Token::from_url(t.as_str()), Some(t));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use sled::transaction::{
 use sled::Transactional;
 
 use crate::address::{Address, AddressKey};
-use crate::token::TokenHash;
+use crate::token::{TokenHash, TokenNonce};
 
 /// The layout version this canvass writes and reads.
 pub const SCHEMA_VERSION: u8 = 1;
@@ -106,6 +106,8 @@ pub struct Invitation {
     pub consultant: Address,
     pub created_at: DateTime<Utc>,
     pub token_hash: TokenHash,
+    /// With the secret key, gives the token again (reminders); erased with the address.
+    pub token_nonce: Option<TokenNonce>,
     /// Message-ID of the invitation mail (without angle brackets).
     pub message_id: String,
     pub delivery: Delivery,
@@ -167,6 +169,7 @@ pub struct NewInvitation {
     pub address: Address,
     pub address_key: AddressKey,
     pub token_hash: TokenHash,
+    pub token_nonce: Option<TokenNonce>,
     pub outgoing: Outgoing,
 }
 
@@ -394,6 +397,7 @@ impl Store {
                         .unwrap_or_else(|| new.address.clone()),
                     created_at: unit.created_at.unwrap_or_else(Utc::now),
                     token_hash: new.token_hash,
+                    token_nonce: new.token_nonce,
                     message_id: new.outgoing.message_id.clone(),
                     delivery: Delivery::Queued,
                     answered: false,
@@ -632,6 +636,7 @@ mod tests {
         NewInvitation {
             address_key: key.key_of(&address),
             token_hash: Token::generate().hash(),
+            token_nonce: None,
             outgoing: Outgoing {
                 from: "s@siri.dk".into(),
                 to: vec![address.to_string()],

@@ -116,6 +116,7 @@ mod tests {
             invitations: vec![NewInvitation {
                 address_key: key.key_of(&address),
                 token_hash: token.hash(),
+                token_nonce: None,
                 outgoing: Outgoing {
                     from: "s@siri.dk".into(),
                     to: vec![addr.into()],
