@@ -16,6 +16,11 @@ pub struct Row {
     pub failed: u64,
     /// Created but not yet accepted by the server.
     pub waiting: u64,
+    /// Sent and not bounced.
+    pub delivered: u64,
+    pub bounced: u64,
+    pub opted_out: u64,
+    pub answered: u64,
     /// Refused triggers: unknown or unauthenticated sender, over a cap.
     pub refused: u64,
     pub outside_window: u64,
@@ -65,6 +70,9 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
             counter::INVITED => row.invited += value,
             counter::SENT => row.sent += value,
             counter::FAILED => row.failed += value,
+            counter::BOUNCED => row.bounced += value,
+            counter::OPTED_OUT => row.opted_out += value,
+            counter::ANSWERED => row.answered += value,
             counter::REFUSED_UNAUTHENTICATED | counter::REFUSED_OVER_CAP => row.refused += value,
             counter::OUTSIDE_WINDOW => row.outside_window += value,
             _ => {}
@@ -77,7 +85,12 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
     };
     for r in &mut rows {
         r.waiting = r.invited.saturating_sub(r.sent + r.failed);
+        r.delivered = r.sent.saturating_sub(r.bounced);
         total.triggers += r.triggers;
+        total.delivered += r.delivered;
+        total.bounced += r.bounced;
+        total.opted_out += r.opted_out;
+        total.answered += r.answered;
         total.invited += r.invited;
         total.sent += r.sent;
         total.failed += r.failed;
@@ -90,6 +103,14 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
         refused_unknown_sender: unknown,
         total,
         outbox,
+    }
+}
+
+/// A whole percent, rounded half up, as the agency prints it; "–" without a base.
+pub fn percent(part: u64, whole: u64) -> String {
+    match whole {
+        0 => "–".to_string(),
+        w => format!("{} %", (part * 200 + w) / (2 * w)),
     }
 }
 
@@ -129,7 +150,7 @@ pub fn render_text(s: &Status) -> String {
     for r in &s.regions {
         line(&mut out, r);
     }
-    let _ = writeln!(out, "{}", "-".repeat(86));
+    let _ = writeln!(out, "{}", "-".repeat(101));
     line(&mut out, &s.total);
     let _ = writeln!(
         out,
@@ -154,6 +175,8 @@ mod tests {
             c("Sjælland", "sent", 7),
             c("Sjælland", "failed", 1),
             c("Sjælland", "triggers", 9),
+            c("Sjælland", "answered", 4),
+            c("Sjælland", "bounced", 1),
             c("Syddanmark", "invited", 4),
             c("Syddanmark", "sent", 4),
             c("Syddanmark", "outside_window", 2),
@@ -170,6 +193,9 @@ mod tests {
             }
         );
         assert_eq!(s.regions[1].waiting, 2);
+        assert_eq!(s.regions[1].delivered, 6);
+        assert_eq!(s.regions[1].answered, 4);
+        assert_eq!(s.total.answered, 4);
         assert_eq!(s.regions[2].outside_window, 2);
         assert_eq!(s.regions[2].refused, 1);
         assert_eq!(s.total.invited, 14);
@@ -177,6 +203,9 @@ mod tests {
         assert_eq!(s.total.waiting, 2);
         assert_eq!(s.total.refused, 4);
         assert_eq!(s.refused_unknown_sender, 3);
+        assert_eq!(percent(79, 157), "50 %");
+        assert_eq!(percent(1, 8), "13 %");
+        assert_eq!(percent(0, 0), "–");
         let text = render_text(&s);
         assert!(text.contains("Sjælland"));
         assert!(text.contains("I alt"));

@@ -221,6 +221,18 @@ pub mod counter {
     pub const OUTSIDE_WINDOW: &str = "outside_window";
     pub const TRIGGERS: &str = "triggers";
     pub const ANSWERED: &str = "answered";
+    pub const BOUNCED: &str = "bounced";
+    pub const OPTED_OUT: &str = "opted_out";
+    pub const REMINDED: &str = "reminded";
+    /// Prefix of the per-week invitation counters (`invited_week:2024-W32`).
+    pub const INVITED_WEEK: &str = "invited_week:";
+
+    /// The counter of invitations created in the ISO week (Copenhagen) of `at`.
+    pub fn invited_week(at: chrono::DateTime<chrono::Utc>) -> String {
+        use chrono::Datelike;
+        let w = at.with_timezone(&crate::window::TZ).iso_week();
+        format!("{INVITED_WEEK}{}-W{:02}", w.year(), w.week())
+    }
 }
 
 /// The open store.
@@ -415,6 +427,11 @@ impl Store {
                 );
                 out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
                 bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
+                bump(
+                    cnt,
+                    &counter_key(&unit.region, &counter::invited_week(invitation.created_at)),
+                    1,
+                )?;
                 outcomes.push(InviteOutcome::Invited(new.address.clone()));
             }
             if let Some((key, _)) = &unit.daily_cap {

@@ -1,0 +1,446 @@
+//! The managers' digest: per region invited, delivered, bounced, opted out,
+//! answered, the response rate (of invited and of delivered), the change since
+//! the previous digest, invitations per week since the window opened (so a
+//! vacation dip shows), days left, and refused triggers; then the totals.
+//!
+//! [`compute`] is pure: counters and the previous snapshot in, figures out.
+//! Rendering gives a plain-text table for terminal mail clients and an HTML
+//! table that references the bar chart by `cid:` ([`crate::chart`]).
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, Duration, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::status::{percent, Status};
+use crate::store::counter;
+use crate::web::html_escape;
+use crate::window::Window;
+
+/// What the previous digest showed, to print the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// region → (invited, answered)
+    pub regions: BTreeMap<String, (u64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub region: String,
+    pub invited: u64,
+    pub delivered: u64,
+    pub bounced: u64,
+    pub opted_out: u64,
+    pub answered: u64,
+    pub rate_invited: String,
+    pub rate_delivered: String,
+    /// Change since the previous digest: new invitations and new answers.
+    pub new_invited: Option<u64>,
+    pub new_answered: Option<u64>,
+    pub refused: u64,
+    pub outside_window: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Digest {
+    pub today: NaiveDate,
+    pub window: (NaiveDate, NaiveDate),
+    /// Days left in the window including today; 0 once it closed.
+    pub days_left: i64,
+    pub lines: Vec<Line>,
+    pub total: Line,
+    pub refused_unknown_sender: u64,
+    /// ISO weeks since the window opened: (label, invitations per region in `lines` order).
+    pub weeks: Vec<(String, Vec<u64>)>,
+    pub is_final: bool,
+}
+
+fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
+    let before = prev.map(|p| p.regions.get(&r.region).copied().unwrap_or((0, 0)));
+    Line {
+        region: r.region.clone(),
+        invited: r.invited,
+        delivered: r.delivered,
+        bounced: r.bounced,
+        opted_out: r.opted_out,
+        answered: r.answered,
+        rate_invited: percent(r.answered, r.invited),
+        rate_delivered: percent(r.answered, r.delivered),
+        new_invited: before.map(|(i, _)| r.invited.saturating_sub(i)),
+        new_answered: before.map(|(_, a)| r.answered.saturating_sub(a)),
+        refused: r.refused,
+        outside_window: r.outside_window,
+    }
+}
+
+/// The ISO weeks from the window's start to `until` (inclusive), labelled.
+fn weeks_between(start: NaiveDate, until: NaiveDate) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut d = start;
+    while d <= until && out.len() < 60 {
+        let w = d.iso_week();
+        out.push(format!("{}-W{:02}", w.year(), w.week()));
+        d += Duration::days(7 - i64::from(d.weekday().num_days_from_monday()));
+    }
+    out
+}
+
+/// Computes the digest for `regions` (a manager's regions; all when empty).
+pub fn compute(
+    status: &Status,
+    counters: &[(String, String, u64)],
+    previous: Option<&Snapshot>,
+    window: &Window,
+    today: NaiveDate,
+    regions: &[String],
+    is_final: bool,
+) -> Digest {
+    let rows: Vec<&crate::status::Row> = status
+        .regions
+        .iter()
+        .filter(|r| regions.is_empty() || regions.contains(&r.region))
+        .collect();
+    let lines: Vec<Line> = rows.iter().map(|r| line(r, previous)).collect();
+    let mut total = line(&status.total, None);
+    if let Some(p) = previous {
+        let (i, a) = p
+            .regions
+            .values()
+            .fold((0, 0), |(i, a), (x, y)| (i + x, a + y));
+        total.new_invited = Some(status.total.invited.saturating_sub(i));
+        total.new_answered = Some(status.total.answered.saturating_sub(a));
+    }
+    total.refused = status.total.refused;
+    let until = today.min(window.end);
+    let weeks = weeks_between(window.start, until)
+        .into_iter()
+        .map(|label| {
+            let name = format!("{}{label}", counter::INVITED_WEEK);
+            let per_region = lines
+                .iter()
+                .map(|l| {
+                    counters
+                        .iter()
+                        .filter(|(r, n, _)| *r == l.region && *n == name)
+                        .map(|c| c.2)
+                        .sum()
+                })
+                .collect();
+            (label, per_region)
+        })
+        .collect();
+    Digest {
+        today,
+        window: (window.start, window.end),
+        days_left: (window.end - today).num_days().clamp(-1, i64::MAX) + 1,
+        lines,
+        total,
+        refused_unknown_sender: status.refused_unknown_sender,
+        weeks,
+        is_final,
+    }
+}
+
+/// What the next digest compares against.
+pub fn snapshot(status: &Status) -> Snapshot {
+    Snapshot {
+        regions: status
+            .regions
+            .iter()
+            .map(|r| (r.region.clone(), (r.invited, r.answered)))
+            .collect(),
+    }
+}
+
+fn change(v: Option<u64>) -> String {
+    match v {
+        Some(n) => format!("+{n}"),
+        None => "–".to_string(),
+    }
+}
+
+pub fn subject(d: &Digest) -> String {
+    if d.is_final {
+        format!(
+            "Spørgeskemaundersøgelsen er afsluttet: {} svar ({})",
+            d.total.answered, d.total.rate_invited
+        )
+    } else {
+        format!(
+            "Svarprocent uge {}: {} ({} svar)",
+            d.today.iso_week().week(),
+            d.total.rate_invited,
+            d.total.answered
+        )
+    }
+}
+
+/// Plain text for a terminal mail client (fixed-width table).
+pub fn render_text(d: &Digest) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", subject(d));
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Indsamling {} til {}. {}",
+        d.window.0,
+        d.window.1,
+        if d.days_left > 0 {
+            format!("{} dag(e) tilbage.", d.days_left)
+        } else {
+            "Indsamlingen er slut.".to_string()
+        }
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<13} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
+        "Region",
+        "Inviteret",
+        "Leveret",
+        "Afvist",
+        "Frameldt",
+        "Svar",
+        "Svar/invit.",
+        "Svar/leveret",
+        "Nye inv",
+        "Nye svar"
+    );
+    let row = |s: &mut String, l: &Line| {
+        let _ = writeln!(
+            s,
+            "{:<13} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
+            l.region,
+            l.invited,
+            l.delivered,
+            l.bounced,
+            l.opted_out,
+            l.answered,
+            l.rate_invited,
+            l.rate_delivered,
+            change(l.new_invited),
+            change(l.new_answered)
+        );
+    };
+    for l in &d.lines {
+        row(&mut s, l);
+    }
+    let _ = writeln!(s, "{}", "-".repeat(103));
+    let mut total = d.total.clone();
+    total.region = "I alt".into();
+    row(&mut s, &total);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Invitationer pr. uge siden indsamlingen startede:");
+    let _ = write!(s, "{:<10}", "Uge");
+    for l in &d.lines {
+        let _ = write!(s, " {:>12}", l.region);
+    }
+    let _ = writeln!(s);
+    for (week, counts) in &d.weeks {
+        let _ = write!(s, "{week:<10}");
+        for c in counts {
+            let _ = write!(s, " {c:>12}");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s);
+    let refused: u64 = d.lines.iter().map(|l| l.refused).sum::<u64>() + d.refused_unknown_sender;
+    let outside: u64 = d.lines.iter().map(|l| l.outside_window).sum();
+    let _ = writeln!(
+        s,
+        "Afviste henvendelser: {refused} (heraf {} fra afsendere, der ikke er sikkerhedskonsulenter), {outside} uden for indsamlingsperioden.",
+        d.refused_unknown_sender
+    );
+    if refused > 0 {
+        let _ = writeln!(s, "Afviste henvendelser kan skyldes en forkert opsat konsulentadresse eller en forfalsket afsender: tjek `canvass status`.");
+    }
+    s
+}
+
+/// HTML with the same table; the chart is `cid:chart`.
+pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html><html lang=\"da\"><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family: Arial, Helvetica, sans-serif; color: #1a1a1a;\">",
+        html_escape(&subject(d))
+    );
+    let _ = write!(
+        s,
+        "<h1 style=\"font-size: 20px;\">{}</h1>",
+        html_escape(&subject(d))
+    );
+    let _ = write!(
+        s,
+        "<p>Indsamling {} til {}. {}</p>",
+        d.window.0,
+        d.window.1,
+        if d.days_left > 0 {
+            format!("{} dag(e) tilbage.", d.days_left)
+        } else {
+            "Indsamlingen er slut.".to_string()
+        }
+    );
+    if let Some(cid) = chart_cid {
+        let _ = write!(s, "<p><img src=\"cid:{cid}\" alt=\"Svarprocent pr. region\" width=\"640\" height=\"320\"></p>");
+    }
+    let th = "style=\"text-align: right; padding: 4px 8px; border-bottom: 2px solid #444;\"";
+    let td = "style=\"text-align: right; padding: 4px 8px; border-bottom: 1px solid #ccc;\"";
+    let _ = write!(s, "<table style=\"border-collapse: collapse;\"><caption style=\"text-align: left; font-weight: bold;\">Svar pr. region</caption><thead><tr>");
+    for h in [
+        "Region",
+        "Inviteret",
+        "Leveret",
+        "Afvist (bounce)",
+        "Frameldt",
+        "Svar",
+        "Svar / inviteret",
+        "Svar / leveret",
+        "Nye invitationer",
+        "Nye svar",
+    ] {
+        let _ = write!(s, "<th scope=\"col\" {th}>{h}</th>");
+    }
+    let _ = write!(s, "</tr></thead><tbody>");
+    let row = |s: &mut String, l: &Line, bold: bool| {
+        let b = if bold { "font-weight: bold; " } else { "" };
+        let _ = write!(
+            s,
+            "<tr><th scope=\"row\" style=\"{b}text-align: left; padding: 4px 8px;\">{}</th>",
+            html_escape(&l.region)
+        );
+        for v in [
+            l.invited.to_string(),
+            l.delivered.to_string(),
+            l.bounced.to_string(),
+            l.opted_out.to_string(),
+            l.answered.to_string(),
+            l.rate_invited.clone(),
+            l.rate_delivered.clone(),
+            change(l.new_invited),
+            change(l.new_answered),
+        ] {
+            let _ = write!(s, "<td {td}>{}</td>", html_escape(&v));
+        }
+        let _ = write!(s, "</tr>");
+    };
+    for l in &d.lines {
+        row(&mut s, l, false);
+    }
+    let mut total = d.total.clone();
+    total.region = "I alt".into();
+    row(&mut s, &total, true);
+    let _ = write!(s, "</tbody></table>");
+    let _ = write!(s, "<h2 style=\"font-size: 16px;\">Invitationer pr. uge</h2><table style=\"border-collapse: collapse;\"><thead><tr><th scope=\"col\" {th}>Uge</th>");
+    for l in &d.lines {
+        let _ = write!(s, "<th scope=\"col\" {th}>{}</th>", html_escape(&l.region));
+    }
+    let _ = write!(s, "</tr></thead><tbody>");
+    for (week, counts) in &d.weeks {
+        let _ = write!(
+            s,
+            "<tr><th scope=\"row\" style=\"text-align: left; padding: 4px 8px;\">{week}</th>"
+        );
+        for c in counts {
+            let _ = write!(s, "<td {td}>{c}</td>");
+        }
+        let _ = write!(s, "</tr>");
+    }
+    let _ = write!(s, "</tbody></table>");
+    let refused: u64 = d.lines.iter().map(|l| l.refused).sum::<u64>() + d.refused_unknown_sender;
+    let outside: u64 = d.lines.iter().map(|l| l.outside_window).sum();
+    let _ = write!(
+        s,
+        "<p>Afviste henvendelser: {refused} (heraf {} fra afsendere, der ikke er sikkerhedskonsulenter); {outside} uden for indsamlingsperioden.</p></body></html>",
+        d.refused_unknown_sender
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::compute as status;
+
+    fn c(region: &str, name: &str, v: u64) -> (String, String, u64) {
+        (region.into(), name.into(), v)
+    }
+
+    fn window() -> Window {
+        Window::new(
+            NaiveDate::from_ymd_opt(2024, 8, 7).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 9, 20).unwrap(),
+        )
+    }
+
+    #[test]
+    fn figures_rates_and_change() {
+        let counters = vec![
+            c("Syddanmark", "invited", 35),
+            c("Syddanmark", "sent", 35),
+            c("Syddanmark", "bounced", 2),
+            c("Syddanmark", "answered", 20),
+            c("Syddanmark", "invited_week:2024-W32", 10),
+            c("Syddanmark", "invited_week:2024-W34", 25),
+            c("Sjælland", "invited", 30),
+            c("Sjælland", "sent", 30),
+            c("Sjælland", "answered", 12),
+            c("Sjælland", "opted_out", 1),
+            c("", "refused_unknown_sender", 2),
+        ];
+        let st = status(&["Sjælland", "Syddanmark"], &counters, 0);
+        let prev = Snapshot {
+            regions: [
+                ("Syddanmark".to_string(), (30, 15)),
+                ("Sjælland".to_string(), (30, 12)),
+            ]
+            .into(),
+        };
+        let today = NaiveDate::from_ymd_opt(2024, 8, 26).unwrap();
+        let d = compute(&st, &counters, Some(&prev), &window(), today, &[], false);
+        let syd = &d.lines[1];
+        assert_eq!(syd.rate_invited, "57 %");
+        assert_eq!(syd.delivered, 33);
+        assert_eq!(syd.rate_delivered, "61 %");
+        assert_eq!(syd.new_invited, Some(5));
+        assert_eq!(syd.new_answered, Some(5));
+        assert_eq!(d.lines[0].rate_invited, "40 %");
+        assert_eq!(d.total.answered, 32);
+        assert_eq!(d.total.new_answered, Some(5));
+        assert_eq!(d.days_left, 26);
+        // Weeks 32..35; the vacation dip (week 33) shows as 0.
+        let labels: Vec<&str> = d.weeks.iter().map(|w| w.0.as_str()).collect();
+        assert_eq!(labels, ["2024-W32", "2024-W33", "2024-W34", "2024-W35"]);
+        assert_eq!(d.weeks[1].1, vec![0, 0]);
+        assert_eq!(d.weeks[2].1, vec![0, 25]);
+        let text = render_text(&d);
+        assert!(text.contains("57 %"));
+        assert!(text.contains("2 fra afsendere"));
+        let html = render_html(&d, Some("chart"));
+        assert!(html.contains("cid:chart"));
+        assert!(html.contains("<th scope=\"row\""));
+    }
+
+    #[test]
+    fn a_regional_manager_sees_the_region_and_totals() {
+        let counters = vec![c("Syddanmark", "invited", 3), c("Sjælland", "invited", 4)];
+        let st = status(&["Sjælland", "Syddanmark"], &counters, 0);
+        let today = NaiveDate::from_ymd_opt(2024, 9, 30).unwrap();
+        let d = compute(
+            &st,
+            &counters,
+            None,
+            &window(),
+            today,
+            &["Sjælland".to_string()],
+            true,
+        );
+        assert_eq!(d.lines.len(), 1);
+        assert_eq!(d.total.invited, 7);
+        assert_eq!(d.days_left, 0);
+        assert_eq!(d.lines[0].new_invited, None);
+        assert!(subject(&d).contains("afsluttet"));
+    }
+}
