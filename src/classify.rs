@@ -624,9 +624,10 @@ pub fn addresses_in_body(body: &str) -> (Vec<Address>, Vec<InvalidLine>) {
         if trimmed.starts_with('>') || !trimmed.contains('@') {
             continue;
         }
+        let unlinked = unlink_mailto(trimmed);
         let mut line_ok = false;
         let mut line_err = None;
-        for word in trimmed.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+        for word in unlinked.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
             if !word.contains('@') {
                 continue;
             }
@@ -656,14 +657,35 @@ pub fn addresses_in_body(body: &str) -> (Vec<Address>, Vec<InvalidLine>) {
 }
 
 /// The line a mail program writes above a quoted original, in Danish or
-/// English, possibly wrapped after the author's name.
+/// English ("Den 12.08.2024 kl. 11.30 skrev Mette Larsen <m@x.dk>:"), also
+/// when it is wrapped before the author's address.
 fn is_attribution(lower: &str) -> bool {
     if lower.ends_with("skrev:") || lower.ends_with("wrote:") {
         return true;
     }
     (lower.starts_with("den ") || lower.starts_with("on "))
-        && (lower.contains(" skrev ") || lower.contains(" wrote "))
-        && (lower.ends_with(':') || lower.ends_with('<'))
+        && (lower.contains(" skrev") || lower.contains(" wrote"))
+        && lower.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Outlook's plain-text part writes a linked address as
+/// `anne@x.dk<mailto:anne@x.dk>`: make that two words, `anne@x.dk <anne@x.dk>`.
+fn unlink_mailto(line: &str) -> Cow<'_, str> {
+    const LINK: &str = "<mailto:";
+    let lower = line.to_ascii_lowercase();
+    if !lower.contains(LINK) {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut rest = 0;
+    // `to_ascii_lowercase` keeps every byte offset, so `lower`'s apply to `line`.
+    for (at, _) in lower.match_indices(LINK) {
+        out.push_str(&line[rest..at]);
+        out.push_str(" <");
+        rest = at + LINK.len();
+    }
+    out.push_str(&line[rest..]);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -678,6 +700,55 @@ mod tests {
         assert_eq!(found, ["anne@kommune.dk", "bo@politi.dk", "c@x.dk"]);
         assert_eq!(invalid.len(), 1);
         assert_eq!(invalid[0].line, "ikke en adresse@");
+    }
+
+    #[test]
+    fn outlook_mailto_links_are_one_address() {
+        let body = "Camilla <camilla@x.dk<mailto:camilla@x.dk>>\nbo@y.dk<MAILTO:bo@y.dk>\nSkriv til Ib<mailto:ib@z.dk>\n";
+        let (found, invalid) = addresses_in_body(body);
+        let found: Vec<&str> = found.iter().map(|a| a.as_str()).collect();
+        assert_eq!(found, ["camilla@x.dk", "bo@y.dk", "ib@z.dk"]);
+        assert!(invalid.is_empty(), "{invalid:?}");
+    }
+
+    #[test]
+    fn attribution_lines_end_the_list() {
+        for attribution in [
+            "Den 12.08.2024 kl. 11.30 skrev Mette Larsen <mette@aarhus.dk>:",
+            "Den tir. 13. aug. 2024 kl. 09.12 skrev Mette Larsen <",
+            "On Tue, 13 Aug 2024 at 09:12, Mette <mette@aarhus.dk> wrote:",
+            "mette@aarhus.dk skrev:",
+        ] {
+            let (found, _) =
+                addresses_in_body(&format!("a@x.dk\n{attribution}\nmette@aarhus.dk>:\n"));
+            let found: Vec<&str> = found.iter().map(|a| a.as_str()).collect();
+            assert_eq!(found, ["a@x.dk"], "{attribution}");
+        }
+        // A plain sentence that starts with "Den" is not an attribution.
+        let (found, _) = addresses_in_body("Den borger ringede fra b@y.dk\n");
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn auto_reply_subjects_need_the_colon() {
+        assert!(is_ooo_subject("automatisk svar: møde"));
+        assert!(is_ooo_subject("fraværende: bekræftelse"));
+        assert!(is_ooo_subject("out of office autoreply: x"));
+        assert!(is_ooo_subject("autosvar"));
+        assert!(!is_ooo_subject("fraværende elev på bakkeskolen"));
+        assert!(!is_ooo_subject("sv: automatisk svar: møde"));
+        assert!(!is_ooo_subject("autosvaret virker ikke"));
+    }
+
+    #[test]
+    fn comments_do_not_split_results() {
+        assert_eq!(
+            unfold(&strip_comments(
+                "mx; dkim=pass (2048-bit key; unprotected) header.d=siri.dk"
+            )),
+            "mx; dkim=pass header.d=siri.dk"
+        );
+        assert_eq!(strip_comments("a (b (c; d) e) f \"(q)\""), "a   f \"(q)\"");
     }
 
     #[test]

@@ -492,9 +492,16 @@ impl Config {
         self.regions.iter().map(|r| r.name.as_str()).collect()
     }
 
-    /// Whether `addr` is a colleague's (configured internal domain).
+    /// Whether `addr` is a colleague's: a configured internal domain or one of
+    /// its subdomains (`region.siri.dk` under `siri.dk`).
     pub fn is_internal(&self, addr: &Address) -> bool {
-        self.trust.internal_domains.contains(addr.domain())
+        let d = addr.domain();
+        self.trust.internal_domains.iter().any(|i| {
+            d == i
+                || (d.len() > i.len()
+                    && d.ends_with(i.as_str())
+                    && d[..d.len() - i.len()].ends_with('.'))
+        })
     }
 
     /// Checks the files the config names (secrets, CA certificates): what
