@@ -13,7 +13,7 @@ use crate::address::HmacKey;
 use crate::classify::{Decision, Ignored, Refusal, SkipReason, Trigger, TriggerKind};
 use crate::compose::{self, ConfirmationFacts};
 use crate::config::Config;
-use crate::store::{self, counter, Committed, IngestMark, IngestUnit, NewInvitation, Store};
+use crate::store::{self, counter, Committed, Effect, IngestMark, IngestUnit, NewInvitation, Store};
 use crate::token::{Token, TokenNonce};
 use crate::window;
 
@@ -26,6 +26,8 @@ pub struct MessageFacts {
     pub seen_key: Option<[u8; 32]>,
     /// Advance this source's mark with the commit.
     pub mark: Option<(String, IngestMark)>,
+    /// The text body, read only for replies (they are forwarded).
+    pub body_text: Option<String>,
 }
 
 /// A stable identity for a message: its Message-ID, or its bytes without one.
@@ -77,6 +79,11 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
             };
             vec![(String::new(), name.to_string())]
         }
+        // Bounces and opt-outs are counted per region when they are matched
+        // to an invitation (in the store); here only that one arrived.
+        Decision::Bounce(_) => vec![(String::new(), "bounce_reports".to_string())],
+        Decision::OptOut { .. } => vec![(String::new(), "opt_out_requests".to_string())],
+        Decision::Reply { .. } => vec![(String::new(), "replies".to_string())],
     }
 }
 
@@ -84,6 +91,8 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
 pub struct Plan {
     pub unit: IngestUnit,
     pub confirmation: Option<ConfirmationFacts>,
+    /// A human reply to forward (to the consultant of the matched invitation).
+    pub forward: Option<compose::ForwardFacts>,
     /// Invitees whose invitation could not be rendered (address lettre refuses).
     pub unrenderable: Vec<(String, String)>,
 }
@@ -107,6 +116,38 @@ pub fn plan(
     };
     let mut unrenderable = Vec::new();
     let mut confirmation = None;
+    let mut forward = None;
+    match decision {
+        Decision::Bounce(b) => {
+            unit.effect = Some(Effect::Bounce {
+                recipients: b
+                    .recipients
+                    .iter()
+                    .map(|r| (crate::address::parse(&r.address).ok().map(|a| key.key_of(&a)), r.permanent))
+                    .collect(),
+                message_ids: b.message_ids.clone(),
+            });
+        }
+        Decision::OptOut { from, message_ids } => {
+            unit.effect = Some(Effect::OptOut {
+                from: key.key_of(from),
+                message_ids: message_ids.clone(),
+            });
+        }
+        Decision::Reply { from, message_ids, subject } => {
+            unit.effect = Some(Effect::Reply {
+                from: key.key_of(from),
+                message_ids: message_ids.clone(),
+            });
+            forward = Some(compose::ForwardFacts {
+                from: from.clone(),
+                subject: subject.clone(),
+                text: facts.body_text.clone().unwrap_or_default(),
+                in_reply_to: facts.message_id.clone(),
+            });
+        }
+        _ => {}
+    }
     if let Decision::Invite(t) = decision {
         unit.region = t.region.clone();
         unit.consultant = Some(t.consultant.clone());
@@ -140,6 +181,7 @@ pub fn plan(
     Plan {
         unit,
         confirmation,
+        forward,
         unrenderable,
     }
 }
@@ -176,17 +218,35 @@ pub fn commit(
     cfg: &Config,
     now: DateTime<Utc>,
 ) -> Result<Committed, store::StoreError> {
-    let confirm = |outcomes: &[store::InviteOutcome]| {
-        let facts = plan.confirmation.as_ref()?;
-        match compose::confirmation(cfg, facts, outcomes, now) {
-            Ok(o) => o,
+    let respond = |view: &store::CommitView| -> Option<(store::Purpose, store::Outgoing)> {
+        if let Some(facts) = &plan.confirmation {
+            return match compose::confirmation(cfg, facts, view.outcomes, now) {
+                Ok(o) => o.map(|o| (store::Purpose::Confirmation, o)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot render the confirmation reply");
+                    None
+                }
+            };
+        }
+        let forward = plan.forward.as_ref()?;
+        let to = view
+            .matched
+            .map(|i| i.consultant.clone())
+            .filter(|c| *c != cfg.survey_address)
+            .or_else(|| cfg.replies_forward_to.clone());
+        let Some(to) = to else {
+            tracing::warn!("a reply matches no invitation and [replies] forward_to is not set; it stays in the mailbox");
+            return None;
+        };
+        match compose::forward(cfg, &to, forward, view.matched, now) {
+            Ok(o) => Some((store::Purpose::Forward, o)),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot render the confirmation reply");
+                tracing::warn!(error = %e, "cannot render the forwarded reply; it stays in the mailbox");
                 None
             }
         }
     };
-    store.commit_ingest(&plan.unit, &confirm)
+    store.commit_ingest(&plan.unit, &respond)
 }
 
 #[cfg(test)]

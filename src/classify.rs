@@ -3,20 +3,33 @@
 //! exactly this, so an operator sees the same reasoning the daemon used.
 //!
 //! The order of the checks is the policy:
-//! 1. unreadable, or our own mail → ignore;
-//! 2. a bounce, an auto-reply, bulk or list mail → ignore (RFC 3834: never answer those);
-//! 3. the sender must be a configured consultant → else refused;
-//! 4. where a trusted `authserv-id` is configured, DKIM or DMARC must have passed for
+//! 1. unreadable, or our own mail → ignore (a delivery report is never our own
+//!    mail: the bounce of an invitation comes from MAILER-DAEMON, not from us);
+//! 2. a bounce → [`Decision::Bounce`], read by [`crate::bounce`] (recipients,
+//!    permanent or temporary, the canvass Message-IDs it returns);
+//! 3. an auto-reply (out-of-office replies to invitations included: never an
+//!    opt-out, never a reply), bulk or list mail → ignore (RFC 3834: never
+//!    answer those); the one exception is the invitation's List-Unsubscribe
+//!    mailto (subject "afmeld", to the survey address), an opt-out even when
+//!    the mail program marks it auto-generated;
+//! 4. a sender who is not a configured consultant:
+//!    - asks to opt out (see [`asks_to_opt_out`]: the subject or the first own
+//!      lines of the body, never quoted text, since the invitation itself says
+//!      "afmeld") and answers canvass mail or writes to the survey address
+//!      alone → [`Decision::OptOut`];
+//!    - else In-Reply-To/References name a canvass Message-ID → [`Decision::Reply`];
+//!    - else refused, unknown sender;
+//! 5. where a trusted `authserv-id` is configured, DKIM or DMARC must have passed for
 //!    the consultant's domain → else refused;
-//! 5. received inside the collection window → else refused (counted);
-//! 6. recipients other than the survey address and the sender (valid or not) →
+//! 6. received inside the collection window → else refused (counted);
+//! 7. recipients other than the survey address and the sender (valid or not) →
 //!    a CC/BCC trigger, decided by the headers alone (the body, quoted text
 //!    included, is never read); none → a phone-contact command whose body lists
 //!    the addresses. One exception: when the only visible recipient is the
 //!    consultant and the survey address is not in the headers ("To: myself,
 //!    Bcc: everybody"), the contacts are hidden in Bcc: a BCC trigger that can
 //!    name nobody, rather than guessing invitees from the body;
-//! 7. invitees are the recipients minus the consultant, other consultants, the
+//! 8. invitees are the recipients minus the consultant, other consultants, the
 //!    survey address and internal domains, de-duplicated; beyond the per-message cap
 //!    they are refused.
 //!
@@ -31,6 +44,7 @@ use mail_parser::{HeaderName, Message, MessageParser};
 use serde::Serialize;
 
 use crate::address::{self, Address};
+use crate::bounce;
 use crate::config::Config;
 use crate::window::Position;
 
@@ -50,6 +64,42 @@ pub enum Decision {
     },
     /// Nothing to do, and nothing to count.
     Ignore { reason: Ignored },
+    /// A delivery status notification about mail canvass sent.
+    Bounce(BounceReport),
+    /// An invitee asks to hear no more ("afmeld", "unsubscribe", List-Unsubscribe).
+    OptOut {
+        from: Address,
+        /// canvass Message-IDs the message refers to (In-Reply-To, References).
+        message_ids: Vec<String>,
+    },
+    /// A human reply to mail canvass sent: forwarded so no question is lost.
+    Reply {
+        from: Address,
+        message_ids: Vec<String>,
+        subject: Option<String>,
+    },
+}
+
+/// What a bounce says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BounceReport {
+    /// The failed (or delayed) recipients.
+    pub recipients: Vec<BouncedRecipient>,
+    /// canvass Message-IDs found in the bounce (the returned original).
+    pub message_ids: Vec<String>,
+    /// Which shape was recognised: "rfc3464", "qmail", "exchange", "text", ...
+    pub format: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BouncedRecipient {
+    /// The normalised address (as written when it is not valid).
+    pub address: String,
+    /// The enhanced status code, e.g. "5.1.1".
+    pub status: Option<String>,
+    /// Permanent (5.x.x / failed) rather than temporary (4.x.x / delayed).
+    pub permanent: bool,
+    pub diagnostic: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -163,6 +213,9 @@ impl Decision {
                 Ignored::AutoReply { .. } => "ignored_auto_reply",
                 Ignored::BulkOrList { .. } => "ignored_bulk",
             },
+            Decision::Bounce(_) => "bounce",
+            Decision::OptOut { .. } => "opt_out",
+            Decision::Reply { .. } => "reply",
         }
     }
 }
@@ -182,17 +235,41 @@ pub fn classify_raw(raw: &[u8], received: DateTime<Utc>, cfg: &Config) -> Decisi
 pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Decision {
     let ignore = |reason| Decision::Ignore { reason };
 
-    let Some(sender) = sender(msg) else {
-        if is_bounce(msg) {
-            return ignore(Ignored::Bounce);
+    let sender = sender(msg);
+    let from_consultant = sender.as_ref().is_some_and(|s| cfg.is_consultant(s));
+    let sign = bounce_sign(msg, from_consultant);
+    // Only a null Return-Path says "bounce": RFC 3834 auto-replies are sent
+    // that way too, and their own headers say which they are.
+    let is_bounce = match sign {
+        Some(BounceSign::Report | BounceSign::Strong) => true,
+        Some(BounceSign::Weak) => auto_reply(msg).is_none(),
+        None => false,
+    };
+
+    let Some(sender) = sender else {
+        if is_bounce {
+            return bounce_decision(msg, cfg);
         }
         return ignore(Ignored::NoSender);
     };
-    if sender == cfg.survey_address || is_own_message_id(msg, cfg) {
+    // canvass never sends delivery reports: one is never our own mail, even
+    // when an MTA copied our Message-ID or address onto it.
+    if sign != Some(BounceSign::Report)
+        && (sender == cfg.survey_address || is_own_message_id(msg, cfg))
+    {
         return ignore(Ignored::OwnMail);
     }
-    if is_bounce(msg) {
-        return ignore(Ignored::Bounce);
+    if is_bounce {
+        return bounce_decision(msg, cfg);
+    }
+    let region = cfg.consultant_region(&sender);
+    // The invitation's List-Unsubscribe mailto, even when the mail program
+    // that sends it marks it `Auto-Submitted: auto-generated`.
+    if region.is_none() && is_unsubscribe_mailto(msg, cfg) {
+        return Decision::OptOut {
+            from: sender,
+            message_ids: referenced_canvass_ids(msg, cfg),
+        };
     }
     if let Some(header) = auto_reply(msg) {
         return ignore(Ignored::AutoReply { header });
@@ -201,12 +278,8 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
         return ignore(Ignored::BulkOrList { header });
     }
 
-    let Some(region) = cfg.consultant_region(&sender) else {
-        return Decision::Refuse {
-            reason: Refusal::UnknownSender,
-            sender: Some(sender.to_string()),
-            region: None,
-        };
+    let Some(region) = region else {
+        return from_non_consultant(msg, sender, cfg);
     };
     let refuse = |reason| Decision::Refuse {
         reason,
@@ -274,7 +347,7 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
     ))
 }
 
-/// Step 7 of the policy, shared with `canvass invite`: the candidates minus the
+/// Step 8 of the policy, shared with `canvass invite`: the candidates minus the
 /// consultant, other consultants, the survey address and internal domains,
 /// de-duplicated in order of appearance, at most
 /// `sending.max_invitees_per_message` of them.

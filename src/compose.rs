@@ -231,6 +231,76 @@ pub fn confirmation(
     }))
 }
 
+/// A human reply to forward.
+#[derive(Debug, Clone)]
+pub struct ForwardFacts {
+    pub from: Address,
+    pub subject: Option<String>,
+    pub text: String,
+    pub in_reply_to: Option<String>,
+}
+
+/// Replaces personal links in `text` so a forwarded reply does not hand the
+/// respondent's link to somebody else.
+pub fn redact_links(cfg: &Config, text: &str) -> String {
+    let marker = format!("{}/s/", cfg.base_url);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&marker) {
+        out.push_str(&rest[..at + marker.len()]);
+        rest = &rest[at + marker.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            out.push_str("[link fjernet]");
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Forwards a human reply to `to` (the consultant who triggered the
+/// invitation, or the configured address), with Reply-To the respondent.
+pub fn forward(
+    cfg: &Config,
+    to: &Address,
+    facts: &ForwardFacts,
+    invitation: Option<&crate::store::Invitation>,
+    now: DateTime<Utc>,
+) -> Result<Outgoing, ComposeError> {
+    let message_id = new_message_id(cfg);
+    let subject = format!(
+        "Svar på spørgeskemaet fra {}: {}",
+        facts.from,
+        facts.subject.as_deref().unwrap_or("(uden emne)")
+    );
+    let region = invitation
+        .map(|i| format!(" (region {})", i.region))
+        .unwrap_or_default();
+    let text = format!(
+        "{from}{region} har svaret på mailen om spørgeskemaet. Svaret er sendt videre til dig, så et spørgsmål ikke går tabt.\nSvar direkte til {from}: dette svar går til afsenderen.\n\n----- Svaret -----\n{body}\n",
+        from = facts.from,
+        body = redact_links(cfg, facts.text.trim()),
+    );
+    let to_box = mailbox(None, to.as_str())?;
+    let mut b = base(cfg, &to_box, &subject, &message_id)?.reply_to(mailbox(None, facts.from.as_str())?);
+    if let Some(id) = &facts.in_reply_to {
+        b = b.references(format!("<{id}>"));
+    }
+    let msg = b
+        .singlepart(SinglePart::plain(text))
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id,
+        raw: msg.formatted(),
+        not_before: now,
+    })
+}
+
 /// The Danish words for why a recipient was not invited (confirmation mail).
 pub fn skip_reason_da(why: crate::classify::SkipReason) -> &'static str {
     use crate::classify::SkipReason::*;

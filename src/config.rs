@@ -76,6 +76,8 @@ struct RawConfig {
     #[serde(default)]
     web: RawWeb,
     #[serde(default)]
+    replies: RawReplies,
+    #[serde(default)]
     regions: Vec<RawRegion>,
 }
 
@@ -305,6 +307,13 @@ fn default_bind() -> String {
     "127.0.0.1:8080".to_string()
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplies {
+    #[serde(default)]
+    forward_to: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRegion {
@@ -358,6 +367,8 @@ pub struct Config {
     pub inbound: Inbound,
     pub outbound: Outbound,
     pub web_bind: String,
+    /// Where human replies go when no consultant can be found for them.
+    pub replies_forward_to: Option<Address>,
     pub regions: Vec<Region>,
 }
 
@@ -885,6 +896,11 @@ impl Validator {
             );
         }
 
+        let replies_forward_to = raw
+            .replies
+            .forward_to
+            .as_deref()
+            .and_then(|a| self.address("replies.forward_to", a));
         let mut regions = Vec::new();
         let mut seen_consultants: Vec<(Address, String)> = Vec::new();
         if raw.regions.is_empty() {
@@ -969,6 +985,7 @@ impl Validator {
             inbound: inbound?,
             outbound: outbound?,
             web_bind: raw.web.bind,
+            replies_forward_to,
             regions,
         })
     }

@@ -21,6 +21,7 @@ use crate::ingest::{self, imap::ImapSource, maildir::MaildirSource};
 use crate::metrics::Metrics;
 use crate::outbox::{self, Outbox};
 use crate::pipeline::Pipeline;
+use crate::service;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -33,6 +34,8 @@ pub struct Daemon {
     pub web_addr: std::net::SocketAddr,
     tasks: JoinSet<()>,
     shutdown: Shutdown,
+    /// systemd: READY=1, STATUS= and the watchdog (src/service.rs).
+    supervisor: service::Supervisor,
 }
 
 /// Opens the store, builds the transport and starts every loop. `listener` is
@@ -50,6 +53,7 @@ pub async fn start(
             .with_context(|| format!("cannot create {}", cfg.hmac_key_file.display()))?;
         tracing::warn!(path = %cfg.hmac_key_file.display(), "created a new HMAC key (secrets.generate_hmac_key_if_missing); keep it: without it nobody can be de-duplicated");
     }
+    service::status("opening the store"); // systemd STATUS= (src/service.rs)
     let key = HmacKey::load(&cfg.hmac_key_file)?;
     if let Some(parent) = cfg.store_path.parent() {
         std::fs::create_dir_all(parent).with_context(|| {
@@ -62,6 +66,7 @@ pub async fn start(
     let store = Store::open(&cfg.store_path)?;
     let transport: Arc<dyn crate::transport::Transport> =
         crate::transport::from_config(&cfg.outbound)?.into();
+    service::status("checking outbound mail"); // systemd STATUS= (src/service.rs)
     if let Err(e) = transport.check().await {
         tracing::warn!(transport = %transport.describe(), error = %e, "outbound mail is not reachable now; invitations wait in the outbox");
     }
@@ -75,6 +80,10 @@ pub async fn start(
     ));
     let web_addr = listener.local_addr()?;
     let mut tasks = JoinSet::new();
+    // systemd (src/service.rs): `health` tells the watchdog whether the loops
+    // are alive; `mailbox` reports the source's first connection for READY=1.
+    let health = service::Health::new();
+    let mailbox = service::MailboxProbe::new();
 
     let outbox = Outbox {
         store: store.clone(),
@@ -91,28 +100,34 @@ pub async fn start(
         },
         metrics,
     };
-    tasks.spawn(outbox.run(shutdown.clone()));
+    tasks.spawn(health.track("outbox", outbox.run(shutdown.clone())));
 
     match &cfg.inbound {
-        Inbound::Imap(i) => tasks.spawn(ingest::run(
-            ImapSource::new(i),
-            pipeline.clone(),
-            shutdown.clone(),
+        Inbound::Imap(i) => tasks.spawn(health.track(
+            "ingest",
+            ingest::run(
+                mailbox.wrap(ImapSource::new(i)),
+                pipeline.clone(),
+                shutdown.clone(),
+            ),
         )),
-        Inbound::Maildir(m) => tasks.spawn(ingest::run(
-            MaildirSource::new(m),
-            pipeline.clone(),
-            shutdown.clone(),
+        Inbound::Maildir(m) => tasks.spawn(health.track(
+            "ingest",
+            ingest::run(
+                mailbox.wrap(MaildirSource::new(m)),
+                pipeline.clone(),
+                shutdown.clone(),
+            ),
         )),
     };
 
     let web_pipeline = pipeline.clone();
     let web_shutdown = shutdown.clone();
-    tasks.spawn(async move {
+    tasks.spawn(health.track("web", async move {
         if let Err(e) = crate::web::run(listener, web_pipeline, web_shutdown).await {
             tracing::error!(error = %e, "web server stopped");
         }
-    });
+    }));
 
     let socket: PathBuf = cfg.control_socket.clone();
     let ctl_pipeline = pipeline.clone();
@@ -130,11 +145,15 @@ pub async fn start(
         window_end = %cfg.window.end,
         "canvass started"
     );
+    // systemd: READY=1 once the mailbox connected, then STATUS= and WATCHDOG=1.
+    let supervisor =
+        service::Supervisor::spawn(pipeline.clone(), health, mailbox, shutdown.clone());
     Ok(Daemon {
         pipeline,
         web_addr,
         tasks,
         shutdown,
+        supervisor,
     })
 }
 
@@ -142,6 +161,9 @@ impl Daemon {
     /// Waits for shutdown, then drains: bounded by [`DRAIN_TIMEOUT`].
     pub async fn wait(mut self) -> anyhow::Result<()> {
         self.shutdown.wait().await;
+        // systemd: STOPPING=1, and no more keep-alives (src/service.rs).
+        service::stopping();
+        self.supervisor.stop().await;
         tracing::info!("shutting down: finishing the work in hand");
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while self.tasks.join_next().await.is_some() {}
@@ -174,11 +196,13 @@ pub async fn run_with_signals(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on web.bind {}", cfg.web_bind))?;
     let path = cfg.path.clone();
     let shutdown = Shutdown::new();
-    let daemon = start(cfg, listener, shutdown.clone()).await?;
-    let pipeline = daemon.pipeline.clone();
+    // Handlers before `start`: READY=1 may go out from there, and a SIGHUP
+    // (`systemctl reload`) right after it must not hit the default action.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let daemon = start(cfg, listener, shutdown.clone()).await?;
+    let pipeline = daemon.pipeline.clone();
     let signals = {
         let shutdown = shutdown.clone();
         async move {
@@ -199,6 +223,7 @@ pub async fn run_with_signals(cfg: Config) -> anyhow::Result<()> {
 
 /// Reloads the config; a bad file is logged and the old config stays.
 pub fn reload(path: &std::path::Path, pipeline: &Pipeline) {
+    service::reloading(); // systemd: RELOADING=1 … READY=1 (src/service.rs)
     match Config::load(path) {
         Ok(new) => {
             let old = pipeline.config();
@@ -207,9 +232,11 @@ pub fn reload(path: &std::path::Path, pipeline: &Pipeline) {
             }
             pipeline.set_config(Arc::new(new));
             tracing::info!(config = %path.display(), "configuration reloaded");
+            service::reloaded(true);
         }
         Err(e) => {
             tracing::error!(config = %path.display(), errors = %e.to_string().replace('\n', "; "), "new configuration rejected; the old one stays in force");
+            service::reloaded(false);
         }
     }
 }

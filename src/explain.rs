@@ -124,6 +124,40 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             };
             let _ = writeln!(s, "  decision  IGNORED: {why}");
         }
+        Decision::Bounce(b) => {
+            let _ = writeln!(s, "  decision  BOUNCE ({} report)", b.format);
+            if b.recipients.is_empty() {
+                let _ = writeln!(s, "  failed    no recipient could be read from it");
+            }
+            for r in &b.recipients {
+                let _ = writeln!(
+                    s,
+                    "  failed    {}  {} {}{}",
+                    r.address,
+                    if r.permanent { "PERMANENT" } else { "temporary" },
+                    r.status.as_deref().unwrap_or("(no status code)"),
+                    r.diagnostic.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                );
+            }
+            for id in &b.message_ids {
+                let _ = writeln!(s, "  original  <{id}>");
+            }
+            let _ = writeln!(s, "  effect    permanent failures mark the matching invitation bounced; temporary ones change nothing");
+        }
+        Decision::OptOut { from, message_ids } => {
+            let _ = writeln!(s, "  decision  OPT-OUT from {from}");
+            for id in message_ids {
+                let _ = writeln!(s, "  refers to <{id}>");
+            }
+            let _ = writeln!(s, "  effect    the invitation of {from} is marked opted out: no reminders, the link shows a polite page");
+        }
+        Decision::Reply { from, message_ids, .. } => {
+            let _ = writeln!(s, "  decision  REPLY from {from}");
+            for id in message_ids {
+                let _ = writeln!(s, "  refers to <{id}>");
+            }
+            let _ = writeln!(s, "  effect    forwarded to the consultant who triggered the invitation (or [replies] forward_to)");
+        }
     }
     s
 }

@@ -89,7 +89,7 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
                     if let Some((_, v)) = fields.iter().find(|(k, _)| *k == name) {
                         let t = clean(v, MAX_OTHER);
                         e.other = t.clone();
-                        if !t.is_empty() && codes.iter().any(|c| *c == o.code) {
+                        if !t.is_empty() && codes.contains(&o.code) {
                             other = Some(t);
                         }
                     }

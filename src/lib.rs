@@ -16,6 +16,7 @@
 //! - [`address`]: address normalisation and the HMAC the store de-duplicates on.
 //! - [`token`]: personal tokens (128 random bits; only the hash is stored).
 //! - [`window`]: collection window and sending hours (pure time rules).
+//! - [`chart`]: the digest's PNG bar chart (plotters, bundled font).
 //! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore.
 //! - [`apply`]: turns a decision into a plan for the store (tokens, rendered mail, caps).
 //! - [`compose`]: the Danish invitation and the confirmation reply, as RFC 5322 bytes.
@@ -24,33 +25,44 @@
 //! - [`outbox`]: the single loop that drains the durable outbox, with backoff.
 //! - [`transport`]: where mail goes (SMTP, .eml files) behind one trait.
 //! - [`status`]: the figures of `canvass status`, computed from stored counters.
+//! - [`report`]: the agency's analysis (response rate, figures 1–4) as text or one HTML page (pure).
+//! - [`export`]: the answers as CSV (for Excel) or JSON, one row per answer (pure).
 //! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
 //! - [`form`]: the survey form: render and validate (pure).
 //! - [`web`]: the respondent-facing HTTP server (links, health).
 //! - [`control`]: the control socket `canvass status`/`invite` use while the daemon runs.
 //! - [`pipeline`]: what the loops share, and the unit of ingest work.
 //! - [`backoff`]: reconnect backoff and once-per-outage logging.
-//! - [`logging`]: tracing set-up (text or JSON).
+//! - [`logging`]: tracing set-up (text, JSON or the systemd journal).
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`digest`]: the managers' digest figures (pure) and their text/HTML.
 //! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
+//! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
+//! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
 //! - [`shutdown`]: the shutdown signal every loop listens to.
 
 pub mod address;
 pub mod answer;
 pub mod apply;
 pub mod backoff;
+pub mod chart;
 pub mod classify;
 pub mod compose;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod digest;
 pub mod explain;
+pub mod export;
 pub mod form;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod schedule;
+pub mod report;
+pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod store;

@@ -21,8 +21,9 @@ struct Cli {
     /// The configuration file.
     #[arg(long, global = true, env = "CANVASS_CONFIG", default_value = config::DEFAULT_PATH)]
     config: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Log format: text or json on stderr, or journald; auto = journald when
+    /// systemd connected stderr to the journal ($JOURNAL_STREAM), else text.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -83,8 +83,25 @@ impl Outbox {
         if due.is_empty() {
             return Ok(next.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO)));
         }
+        // A reminder whose invitee answered, opted out or bounced meanwhile is dropped.
+        let mut sendable = Vec::with_capacity(due.len());
+        for item in due {
+            if let Purpose::Reminder { invitation_id } = item.purpose {
+                let still_due = self
+                    .store
+                    .invitation(invitation_id)?
+                    .map(|i| !(i.answered || i.opted_out || i.bounced))
+                    .unwrap_or(false);
+                if !still_due {
+                    self.store.drop_outbox_item(item.id)?;
+                    tracing::info!(message_id = %item.message_id, "reminder dropped: no longer due");
+                    continue;
+                }
+            }
+            sendable.push(item);
+        }
         let transport = &self.transport;
-        let mut results = futures::stream::iter(due)
+        let mut results = futures::stream::iter(sendable)
             .map(|item| async move {
                 let r = transport.send(&item.from, &item.to, &item.raw).await;
                 (item, r)
@@ -95,6 +112,9 @@ impl Outbox {
                 Ok(()) => {
                     outage.ok();
                     self.store.mark_sent(&item, Utc::now())?;
+                    // Durable before the next send: a crash re-sends at most
+                    // the messages in flight, never one already marked.
+                    self.store.flush().await?;
                     self.metrics.sent(item_kind(&item), "sent");
                     tracing::info!(message_id = %item.message_id, kind = item_kind(&item), attempts = item.attempts + 1, "sent");
                 }
@@ -123,7 +143,7 @@ impl Outbox {
             self.settings.max_retry_minutes,
         );
         let mut next = Utc::now() + delay;
-        if matches!(item.purpose, Purpose::Invitation { .. }) {
+        if matches!(item.purpose, Purpose::Invitation { .. } | Purpose::Reminder { .. }) {
             if let Some(h) = &self.settings.hours {
                 next = h.next_open(next);
             }
@@ -137,5 +157,8 @@ fn item_kind(item: &OutboxItem) -> &'static str {
     match item.purpose {
         Purpose::Invitation { .. } => "invitation",
         Purpose::Confirmation => "confirmation",
+        Purpose::Reminder { .. } => "reminder",
+        Purpose::Digest => "digest",
+        Purpose::Forward => "forward",
     }
 }

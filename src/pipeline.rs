@@ -78,13 +78,19 @@ impl Pipeline {
         let (decision, facts) = match &parsed {
             Some(msg) => {
                 let message_id = msg.message_id().map(str::to_string);
+                let decision = classify::classify(msg, received, &cfg);
+                let body_text = match decision {
+                    Decision::Reply { .. } => msg.body_text(0).map(|b| b.into_owned()),
+                    _ => None,
+                };
                 let facts = MessageFacts {
                     seen_key: Some(apply::seen_key(message_id.as_deref(), raw)),
                     message_id,
                     subject: msg.subject().map(str::to_string),
                     mark,
+                    body_text,
                 };
-                (classify::classify(msg, received, &cfg), facts)
+                (decision, facts)
             }
             None => (
                 Decision::Ignore {
@@ -112,7 +118,7 @@ impl Pipeline {
                 .iter()
                 .filter(|o| matches!(o, InviteOutcome::Invited(_)))
                 .count(),
-            Committed::AlreadyProcessed => 0,
+            _ => 0,
         };
         self.metrics.ingested(invited as u64);
         self.metrics
@@ -150,6 +156,16 @@ fn log_decision(
             tracing::info!(message_id, "already processed before; skipped");
             return;
         }
+        Committed::Effect(e) => {
+            tracing::info!(
+                message_id,
+                decision = decision.label(),
+                marked = e.marked,
+                unmatched = e.unmatched,
+                "applied to invitations"
+            );
+            return;
+        }
     };
     match decision {
         Decision::Invite(t) => tracing::info!(
@@ -184,6 +200,16 @@ fn log_decision(
             reason = ?reason,
             "ignored"
         ),
+        Decision::Bounce(b) => tracing::info!(
+            message_id,
+            decision = decision.label(),
+            format = %b.format,
+            permanent = b.recipients.iter().filter(|r| r.permanent).count(),
+            temporary = b.recipients.iter().filter(|r| !r.permanent).count(),
+            "bounce"
+        ),
+        Decision::OptOut { .. } => tracing::info!(message_id, decision = decision.label(), "opt-out"),
+        Decision::Reply { .. } => tracing::info!(message_id, decision = decision.label(), "reply"),
     }
 }
 
@@ -269,7 +295,7 @@ impl Pipeline {
         self.wake_outbox();
         let outcomes = match committed {
             Committed::Done(o) => o,
-            Committed::AlreadyProcessed => Vec::new(),
+            _ => Vec::new(),
         };
         let mut invalid = trigger.invalid;
         invalid.extend(

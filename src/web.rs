@@ -229,15 +229,15 @@ impl AppState {
     }
 
     /// Resolves the link to an invitation, or the page to show instead.
-    fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Response> {
+    fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Box<Response>> {
         if self.blocked(ip) {
-            return Err(too_many());
+            return Err(Box::new(too_many()));
         }
         let found = match Token::from_url(raw) {
             Some(t) => match self.pipeline.store.invitation_by_token(&t.hash()) {
                 Ok(Some(inv)) => Some((t, inv)),
                 Ok(None) => None,
-                Err(e) => return Err(store_error(&e)),
+                Err(e) => return Err(Box::new(store_error(&e))),
             },
             None => None,
         };
@@ -245,7 +245,7 @@ impl AppState {
             Some(f) => Ok(f),
             None => {
                 self.missed(ip);
-                Err(unknown_link())
+                Err(Box::new(unknown_link()))
             }
         }
     }
@@ -262,7 +262,7 @@ async fn show(
 ) -> Response {
     let (_, inv) = match s.lookup(peer.ip(), &raw) {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let cfg = s.pipeline.config();
     if inv.answered {
@@ -291,7 +291,7 @@ async fn submit(
     debug_assert_eq!(method, Method::POST);
     let (token, inv) = match s.lookup(peer.ip(), &raw) {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let cfg = s.pipeline.config();
     if inv.answered {

@@ -9,6 +9,8 @@
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
+//! - `msgids`: canvass Message-ID → invitation id
+//! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `meta`: `schema` → the schema version of the whole store
 //!
@@ -117,8 +119,9 @@ pub struct Invitation {
     pub opted_out: bool,
     /// A permanent bounce was matched to this invitation.
     pub bounced: bool,
-    /// Reminders sent so far.
+    /// Reminders queued so far.
     pub reminders: u32,
+    pub last_reminder_at: Option<DateTime<Utc>>,
 }
 
 /// A message waiting to be sent.
@@ -144,6 +147,12 @@ pub enum Purpose {
     },
     /// The reply to a consultant's phone-contact mail.
     Confirmation,
+    /// A reminder; dropped unsent if the invitee answered, opted out or bounced meanwhile.
+    Reminder { invitation_id: u64 },
+    /// A manager's digest.
+    Digest,
+    /// A human reply forwarded to the consultant.
+    Forward,
 }
 
 /// A message prepared for the outbox (before it has an id).
@@ -189,6 +198,46 @@ pub struct IngestUnit {
     /// The consultant's daily cap: (key of consultant and day, cap).
     pub daily_cap: Option<(String, u32)>,
     pub created_at: Option<DateTime<Utc>>,
+    /// What the message says about invitations already sent.
+    pub effect: Option<Effect>,
+}
+
+/// A message's effect on existing invitations, matched in the transaction by
+/// canvass Message-ID (what the message refers to) or by address key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Failed recipients: (address key when the address is valid, permanent).
+    Bounce {
+        recipients: Vec<(Option<AddressKey>, bool)>,
+        message_ids: Vec<String>,
+    },
+    OptOut {
+        from: AddressKey,
+        message_ids: Vec<String>,
+    },
+    /// A human reply: forwarded (the forward is rendered by the caller's
+    /// `respond` with the matched invitation).
+    Reply {
+        from: AddressKey,
+        message_ids: Vec<String>,
+    },
+}
+
+/// What the transaction tells the caller's `respond` callback.
+#[derive(Debug)]
+pub struct CommitView<'a> {
+    pub outcomes: &'a [InviteOutcome],
+    /// The invitation a reply or opt-out was matched to.
+    pub matched: Option<&'a Invitation>,
+}
+
+/// What an [`Effect`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EffectOutcome {
+    /// Invitations newly marked bounced / opted out.
+    pub marked: u32,
+    /// Recipients or senders no invitation matched.
+    pub unmatched: u32,
 }
 
 /// What became of one would-be invitee.
@@ -205,10 +254,14 @@ pub enum Committed {
     /// The message had been processed before: nothing was changed.
     AlreadyProcessed,
     Done(Vec<InviteOutcome>),
+    /// A bounce, opt-out or reply was applied.
+    Effect(EffectOutcome),
 }
 
 /// Counter names.
+mod jobs;
 mod responses;
+pub use jobs::JobState;
 pub use responses::{StoredResponse, SubmitOutcome};
 
 pub mod counter {
@@ -246,6 +299,9 @@ pub struct Store {
     ingest: sled::Tree,
     counters: sled::Tree,
     responses: sled::Tree,
+    jobs: sled::Tree,
+    /// canvass Message-ID → invitation id (bounces and replies are matched on it).
+    msgids: sled::Tree,
 }
 
 fn counter_key(region: &str, name: &str) -> Vec<u8> {
@@ -312,6 +368,8 @@ impl Store {
             ingest: db.open_tree("ingest")?,
             counters: db.open_tree("counters")?,
             responses: db.open_tree("responses")?,
+            jobs: db.open_tree("jobs")?,
+            msgids: db.open_tree("msgids")?,
             db,
         })
     }
@@ -349,7 +407,7 @@ impl Store {
     pub fn commit_ingest(
         &self,
         unit: &IngestUnit,
-        confirm: &dyn Fn(&[InviteOutcome]) -> Option<Outgoing>,
+        respond: &dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>,
     ) -> Result<Committed, StoreError> {
         let trees = (
             &self.invitations,
@@ -358,8 +416,9 @@ impl Store {
             &self.outbox,
             &self.ingest,
             &self.counters,
+            &self.msgids,
         );
-        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt)| {
+        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
             if let Some(seen) = &unit.seen_key {
                 let mut key = b"seen:".to_vec();
                 key.extend_from_slice(seen);
@@ -373,6 +432,18 @@ impl Store {
             }
             for (region, name) in &unit.counters {
                 bump(cnt, &counter_key(region, name), 1)?;
+            }
+            if let Some(effect) = &unit.effect {
+                let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid)?;
+                if let Some((purpose, msg)) = respond(&CommitView {
+                    outcomes: &[],
+                    matched: matched.as_ref(),
+                }) {
+                    let outbox_id = out.generate_id()?;
+                    let item = outbox_item(outbox_id, purpose, &msg);
+                    out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+                }
+                return Ok(Committed::Effect(outcome));
             }
             let mut used_today = match &unit.daily_cap {
                 Some((key, _)) => cnt
@@ -416,10 +487,12 @@ impl Store {
                     opted_out: false,
                     bounced: false,
                     reminders: 0,
+                    last_reminder_at: None,
                 };
                 inv.insert(&id.to_be_bytes(), encode(&invitation))?;
                 rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
                 tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
+                mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
                 let item = outbox_item(
                     outbox_id,
                     Purpose::Invitation { invitation_id: id },
@@ -444,9 +517,12 @@ impl Store {
                     1,
                 )?;
             }
-            if let Some(reply) = confirm(&outcomes) {
+            if let Some((purpose, reply)) = respond(&CommitView {
+                outcomes: &outcomes,
+                matched: None,
+            }) {
                 let outbox_id = out.generate_id()?;
-                let item = outbox_item(outbox_id, Purpose::Confirmation, &reply);
+                let item = outbox_item(outbox_id, purpose, &reply);
                 out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
             }
             Ok(Committed::Done(outcomes))
@@ -628,6 +704,99 @@ impl Store {
     }
 }
 
+/// Finds the invitation an effect is about: by address key first, then by
+/// the canvass Message-IDs the message refers to.
+fn match_invitation(
+    key: Option<&AddressKey>,
+    message_ids: &[String],
+    inv: &TransactionalTree,
+    rcp: &TransactionalTree,
+    mid: &TransactionalTree,
+) -> TxResult<Option<(u64, Invitation)>> {
+    let mut id = match key {
+        Some(k) => rcp.get(k.0)?.map(|v| u64_from(&v)),
+        None => None,
+    };
+    if id.is_none() {
+        for m in message_ids {
+            if let Some(v) = mid.get(m.as_bytes())? {
+                id = Some(u64_from(&v));
+                break;
+            }
+        }
+    }
+    let Some(id) = id else { return Ok(None) };
+    match inv.get(id.to_be_bytes())? {
+        Some(v) => Ok(Some((id, tx_decode(&v, "invitation")?))),
+        None => Ok(None),
+    }
+}
+
+fn apply_effect(
+    effect: &Effect,
+    inv: &TransactionalTree,
+    rcp: &TransactionalTree,
+    cnt: &TransactionalTree,
+    mid: &TransactionalTree,
+) -> TxResult<(EffectOutcome, Option<Invitation>)> {
+    let mut outcome = EffectOutcome::default();
+    let mut last = None;
+    match effect {
+        Effect::Bounce {
+            recipients,
+            message_ids,
+        } => {
+            // A bounce naming one recipient may be matched by Message-ID alone
+            // (the address was rewritten on the way); with several, only by address.
+            let by_id_ok = recipients.len() <= 1;
+            for (key, permanent) in recipients {
+                let ids: &[String] = if by_id_ok { message_ids } else { &[] };
+                match match_invitation(key.as_ref(), ids, inv, rcp, mid)? {
+                    Some((id, mut i)) => {
+                        if *permanent && !i.bounced {
+                            i.bounced = true;
+                            inv.insert(&id.to_be_bytes(), encode(&i))?;
+                            bump(cnt, &counter_key(&i.region, counter::BOUNCED), 1)?;
+                            outcome.marked += 1;
+                        }
+                        last = Some(i);
+                    }
+                    None => outcome.unmatched += 1,
+                }
+            }
+            if recipients.is_empty() && !message_ids.is_empty() {
+                outcome.unmatched += 1;
+            }
+        }
+        Effect::OptOut { from, message_ids } => {
+            match match_invitation(Some(from), message_ids, inv, rcp, mid)? {
+                Some((id, mut i)) => {
+                    if !i.opted_out {
+                        i.opted_out = true;
+                        inv.insert(&id.to_be_bytes(), encode(&i))?;
+                        bump(cnt, &counter_key(&i.region, counter::OPTED_OUT), 1)?;
+                        outcome.marked += 1;
+                    }
+                    last = Some(i);
+                }
+                None => outcome.unmatched += 1,
+            }
+        }
+        Effect::Reply { from, message_ids } => {
+            // A reply is about the message it answers: Message-ID first.
+            let found = match match_invitation(None, message_ids, inv, rcp, mid)? {
+                Some(f) => Some(f),
+                None => match_invitation(Some(from), &[], inv, rcp, mid)?,
+            };
+            match found {
+                Some((_, i)) => last = Some(i),
+                None => outcome.unmatched += 1,
+            }
+        }
+    }
+    Ok((outcome, last))
+}
+
 fn outbox_item(id: u64, purpose: Purpose, o: &Outgoing) -> OutboxItem {
     OutboxItem {
         id,
@@ -680,10 +849,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let key = HmacKey::from_bytes(&[7; 32]);
         let r1 = store
-            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_| None)
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_: &CommitView| None)
             .unwrap();
         let r2 = store
-            .commit_ingest(&unit(&key, &["B@X.dk", "c@x.dk"], 2), &|_| None)
+            .commit_ingest(&unit(&key, &["B@X.dk", "c@x.dk"], 2), &|_: &CommitView| None)
             .unwrap();
         assert!(
             matches!(r1, Committed::Done(ref o) if o.iter().all(|o| matches!(o, InviteOutcome::Invited(_))))
@@ -700,7 +869,7 @@ mod tests {
         // The same message again changes nothing.
         assert_eq!(
             store
-                .commit_ingest(&unit(&key, &["d@x.dk"], 2), &|_| None)
+                .commit_ingest(&unit(&key, &["d@x.dk"], 2), &|_: &CommitView| None)
                 .unwrap(),
             Committed::AlreadyProcessed
         );
@@ -714,7 +883,7 @@ mod tests {
         let key = HmacKey::from_bytes(&[7; 32]);
         let mut u = unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1);
         u.daily_cap = Some(("daily:anne:2024-08-07".into(), 2));
-        let Committed::Done(o) = store.commit_ingest(&u, &|_| None).unwrap() else {
+        let Committed::Done(o) = store.commit_ingest(&u, &|_: &CommitView| None).unwrap() else {
             panic!()
         };
         assert!(matches!(o[2], InviteOutcome::OverDailyCap(_)));
@@ -727,7 +896,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let key = HmacKey::from_bytes(&[7; 32]);
         store
-            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_| None)
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_: &CommitView| None)
             .unwrap();
         let (due, _) = store.outbox_due(Utc::now(), 10).unwrap();
         assert_eq!(due.len(), 2);
@@ -756,7 +925,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store
-                .commit_ingest(&unit(&key, &["a@x.dk"], 1), &|_| None)
+                .commit_ingest(&unit(&key, &["a@x.dk"], 1), &|_: &CommitView| None)
                 .unwrap();
             store
                 .set_ingest_mark(

@@ -128,7 +128,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        store.commit_ingest(&unit, &|_| None).unwrap();
+        store.commit_ingest(&unit, &|_: &crate::store::CommitView| None).unwrap();
         token
     }
 
