@@ -13,7 +13,9 @@ use crate::address::HmacKey;
 use crate::classify::{Decision, Ignored, Refusal, SkipReason, Trigger, TriggerKind};
 use crate::compose::{self, ConfirmationFacts};
 use crate::config::Config;
-use crate::store::{self, counter, Committed, Effect, IngestMark, IngestUnit, NewInvitation, Store};
+use crate::store::{
+    self, counter, Committed, Effect, IngestMark, IngestUnit, NewInvitation, Store,
+};
 use crate::token::{Token, TokenNonce};
 use crate::window;
 
@@ -123,7 +125,14 @@ pub fn plan(
                 recipients: b
                     .recipients
                     .iter()
-                    .map(|r| (crate::address::parse(&r.address).ok().map(|a| key.key_of(&a)), r.permanent))
+                    .map(|r| {
+                        (
+                            crate::address::parse(&r.address)
+                                .ok()
+                                .map(|a| key.key_of(&a)),
+                            r.permanent,
+                        )
+                    })
                     .collect(),
                 message_ids: b.message_ids.clone(),
             });
@@ -134,7 +143,11 @@ pub fn plan(
                 message_ids: message_ids.clone(),
             });
         }
-        Decision::Reply { from, message_ids, subject } => {
+        Decision::Reply {
+            from,
+            message_ids,
+            subject,
+        } => {
             unit.effect = Some(Effect::Reply {
                 from: key.key_of(from),
                 message_ids: message_ids.clone(),

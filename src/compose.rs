@@ -26,29 +26,26 @@ pub enum ComposeError {
     Template(#[from] minijinja::Error),
 }
 
-fn templates() -> Environment<'static> {
-    let mut env = Environment::new();
-    // Names ending in .html are auto-escaped.
-    let add = |env: &mut Environment<'static>, name, src| {
-        env.add_template(name, src)
-            .unwrap_or_else(|e| unreachable!("built-in template {name} is invalid: {e}"));
-    };
-    add(
-        &mut env,
-        "invitation.txt",
-        include_str!("templates/invitation.txt"),
-    );
-    add(
-        &mut env,
-        "invitation.html",
-        include_str!("templates/invitation.html"),
-    );
-    add(
-        &mut env,
-        "confirmation.txt",
-        include_str!("templates/confirmation.txt"),
-    );
-    env
+/// The mail templates, parsed once.
+fn templates() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // Names ending in .html are auto-escaped.
+        for (name, src) in [
+            ("invitation.txt", include_str!("templates/invitation.txt")),
+            ("invitation.html", include_str!("templates/invitation.html")),
+            (
+                "confirmation.txt",
+                include_str!("templates/confirmation.txt"),
+            ),
+            ("reminder.txt", include_str!("templates/reminder.txt")),
+        ] {
+            env.add_template(name, src)
+                .unwrap_or_else(|e| unreachable!("built-in template {name} is invalid: {e}"));
+        }
+        env
+    })
 }
 
 /// A fresh Message-ID (without angle brackets) in canvass' own shape.
@@ -158,6 +155,83 @@ pub fn invitation(
         not_before,
     })
 }
+
+/// A reminder with the same personal link (plain text: it is short).
+pub fn reminder(
+    cfg: &Config,
+    to: &Address,
+    token: &Token,
+    not_before: DateTime<Utc>,
+) -> Result<Outgoing, ComposeError> {
+    let message_id = new_message_id(cfg);
+    let subject = format!(
+        "Påmindelse: hvad synes du om {}s sikkerhedskonsulentordning?",
+        cfg.agency
+    );
+    let text = templates().get_template("reminder.txt")?.render(context! {
+        agency => cfg.agency,
+        link => survey_link(cfg, token),
+        deadline => danish_date(cfg.answers_until.min(cfg.window.end)),
+        from_name => cfg.from_name,
+    })?;
+    let to_box = mailbox(None, to.as_str())?;
+    let unsubscribe = format!("<mailto:{}?subject=afmeld>", cfg.survey_address);
+    let msg = base(cfg, &to_box, &subject, &message_id)?
+        .raw_header(raw_header("List-Unsubscribe", unsubscribe))
+        .singlepart(SinglePart::plain(text))
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id,
+        raw: msg.formatted(),
+        not_before,
+    })
+}
+
+/// The managers' digest: plain text beside HTML that shows the chart inline
+/// (a `cid:` image in multipart/related, so nothing is loaded from elsewhere).
+pub fn digest(
+    cfg: &Config,
+    to: &Address,
+    subject: &str,
+    text: String,
+    html: String,
+    chart_png: Option<Vec<u8>>,
+    now: DateTime<Utc>,
+) -> Result<Outgoing, ComposeError> {
+    use lettre::message::{header::ContentType, Attachment};
+    let message_id = new_message_id(cfg);
+    let to_box = mailbox(None, to.as_str())?;
+    let html_part = SinglePart::html(html);
+    let alternative = match chart_png {
+        Some(png) => {
+            let image = Attachment::new_inline(CHART_CID.to_string()).body(
+                png,
+                ContentType::parse("image/png").map_err(|e| ComposeError::Build(e.to_string()))?,
+            );
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(text))
+                .multipart(MultiPart::related().singlepart(html_part).singlepart(image))
+        }
+        None => MultiPart::alternative()
+            .singlepart(SinglePart::plain(text))
+            .singlepart(html_part),
+    };
+    let msg = base(cfg, &to_box, subject, &message_id)?
+        .multipart(alternative)
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id,
+        raw: msg.formatted(),
+        not_before: now,
+    })
+}
+
+/// The Content-ID of the digest's chart.
+pub const CHART_CID: &str = "svarprocent";
 
 /// What the confirmation reply reports besides the outcomes.
 #[derive(Debug, Clone, Default)]
@@ -285,7 +359,8 @@ pub fn forward(
         body = redact_links(cfg, facts.text.trim()),
     );
     let to_box = mailbox(None, to.as_str())?;
-    let mut b = base(cfg, &to_box, &subject, &message_id)?.reply_to(mailbox(None, facts.from.as_str())?);
+    let mut b =
+        base(cfg, &to_box, &subject, &message_id)?.reply_to(mailbox(None, facts.from.as_str())?);
     if let Some(id) = &facts.in_reply_to {
         b = b.references(format!("<{id}>"));
     }
@@ -318,6 +393,86 @@ pub fn skip_reason_da(why: crate::classify::SkipReason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg() -> Config {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/classify/config.toml");
+        Config::load(&dir).expect("fixture config")
+    }
+
+    fn text_of(raw: &[u8]) -> String {
+        let msg = mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("parses");
+        msg.body_text(0).unwrap_or_default().into_owned()
+    }
+
+    #[test]
+    fn every_message_renders() {
+        let cfg = cfg();
+        let now = Utc::now();
+        let to = crate::address::parse("kontakt@kommune.dk").unwrap();
+        let token = Token::generate();
+        let link = survey_link(&cfg, &token);
+
+        let inv = invitation(&cfg, &to, &token, now).unwrap();
+        let raw = String::from_utf8_lossy(&inv.raw).into_owned();
+        assert!(raw.contains("Auto-Submitted: auto-generated"));
+        assert!(raw.contains("List-Unsubscribe: <mailto:"));
+        assert!(raw.contains(&format!("Message-ID: <{}>", inv.message_id)));
+        assert!(text_of(&inv.raw).contains(&link));
+        assert!(text_of(&inv.raw).contains("Spørgeskemaet"));
+
+        let rem = reminder(&cfg, &to, &token, now).unwrap();
+        assert!(text_of(&rem.raw).contains(&link));
+        assert!(text_of(&rem.raw).starts_with("Kære modtager"));
+
+        let facts = ConfirmationFacts {
+            consultant: Some(crate::address::parse("anne.hansen@siri.dk").unwrap()),
+            subject: Some("Telefonkontakter".into()),
+            in_reply_to: Some("x@siri.dk".into()),
+            skipped: vec![],
+            invalid: vec![InvalidLine {
+                line: "nej@".into(),
+                error: "x".into(),
+            }],
+        };
+        let outcomes = [InviteOutcome::Invited(to.clone())];
+        let conf = confirmation(&cfg, &facts, &outcomes, now).unwrap().unwrap();
+        let text = text_of(&conf.raw);
+        assert!(
+            text.contains("kontakt@kommune.dk") && text.contains("nej@"),
+            "{text}"
+        );
+
+        let fwd = ForwardFacts {
+            from: to.clone(),
+            subject: Some("Spørgsmål".into()),
+            text: format!("Hvad betyder det? > {link}"),
+            in_reply_to: None,
+        };
+        let f = forward(&cfg, &facts.consultant.clone().unwrap(), &fwd, None, now).unwrap();
+        let text = text_of(&f.raw);
+        assert!(
+            !text.contains(token.as_str()),
+            "the link is redacted: {text}"
+        );
+        assert!(text.contains("Hvad betyder det?"));
+
+        let d = digest(
+            &cfg,
+            &to,
+            "Svarprocent",
+            "tekst".into(),
+            "<p>html</p>".into(),
+            Some(vec![0x89, b'P', b'N', b'G']),
+            now,
+        )
+        .unwrap();
+        let raw = String::from_utf8_lossy(&d.raw).into_owned();
+        assert!(raw.contains("multipart/related"));
+        assert!(raw.contains(&format!("Content-ID: <{CHART_CID}>")));
+    }
 
     #[test]
     fn danish_dates() {

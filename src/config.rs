@@ -78,6 +78,10 @@ struct RawConfig {
     #[serde(default)]
     replies: RawReplies,
     #[serde(default)]
+    digest: RawDigest,
+    #[serde(default)]
+    reminders: RawReminders,
+    #[serde(default)]
     regions: Vec<RawRegion>,
 }
 
@@ -307,6 +311,44 @@ fn default_bind() -> String {
     "127.0.0.1:8080".to_string()
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDigest {
+    #[serde(default = "default_digest_schedule")]
+    schedule: String,
+    #[serde(default)]
+    managers: Vec<String>,
+    #[serde(default = "default_true")]
+    final_digest: bool,
+}
+
+impl Default for RawDigest {
+    fn default() -> Self {
+        RawDigest {
+            schedule: default_digest_schedule(),
+            managers: Vec::new(),
+            final_digest: true,
+        }
+    }
+}
+
+fn default_digest_schedule() -> String {
+    "0 0 8 * * Mon".to_string()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReminders {
+    #[serde(default)]
+    after_days: u32,
+    #[serde(default = "default_reminders_max")]
+    max: u32,
+}
+
+fn default_reminders_max() -> u32 {
+    1
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReplies {
@@ -369,6 +411,9 @@ pub struct Config {
     pub web_bind: String,
     /// Where human replies go when no consultant can be found for them.
     pub replies_forward_to: Option<Address>,
+    pub digest: DigestConfig,
+    /// Reminders: after this many days without an answer (0 = none), at most `max`.
+    pub reminders: RemindersConfig,
     pub regions: Vec<Region>,
 }
 
@@ -431,6 +476,42 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     pub pool_size: u32,
     pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DigestConfig {
+    pub schedule: crate::schedule::Cron,
+    /// Managers who get every region (regional managers are under [[regions]]).
+    pub managers: Vec<Address>,
+    pub final_digest: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemindersConfig {
+    pub after_days: u32,
+    pub max: u32,
+}
+
+impl Config {
+    /// Every manager with the regions they get (empty: all regions).
+    pub fn managers(&self) -> Vec<(Address, Vec<String>)> {
+        let mut out: Vec<(Address, Vec<String>)> = self
+            .digest
+            .managers
+            .iter()
+            .map(|m| (m.clone(), Vec::new()))
+            .collect();
+        for r in &self.regions {
+            for m in &r.managers {
+                match out.iter_mut().find(|(a, _)| a == m) {
+                    Some((_, regions)) if regions.is_empty() => {} // already gets all
+                    Some((_, regions)) => regions.push(r.name.clone()),
+                    None => out.push((m.clone(), vec![r.name.clone()])),
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -896,6 +977,25 @@ impl Validator {
             );
         }
 
+        let schedule = match crate::schedule::Cron::parse(&raw.digest.schedule) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.err("digest.schedule", e);
+                None
+            }
+        };
+        let mut all_managers = Vec::new();
+        for (i, m) in raw.digest.managers.iter().enumerate() {
+            if let Some(a) = self.address(&format!("digest.managers[{i}]"), m) {
+                all_managers.push(a);
+            }
+        }
+        if raw.reminders.after_days > 0 && raw.reminders.max == 0 {
+            self.err(
+                "reminders.max",
+                "is 0 while reminders.after_days is set: set max to 1 or more, or after_days to 0",
+            );
+        }
         let replies_forward_to = raw
             .replies
             .forward_to
@@ -986,6 +1086,15 @@ impl Validator {
             outbound: outbound?,
             web_bind: raw.web.bind,
             replies_forward_to,
+            digest: DigestConfig {
+                schedule: schedule?,
+                managers: all_managers,
+                final_digest: raw.digest.final_digest,
+            },
+            reminders: RemindersConfig {
+                after_days: raw.reminders.after_days,
+                max: raw.reminders.max,
+            },
             regions,
         })
     }

@@ -22,6 +22,19 @@ pub enum Request {
         addresses: Vec<String>,
         region: String,
     },
+    /// The agency's analysis; `html` asks for the HTML page instead of text.
+    Report {
+        html: bool,
+    },
+    Export {
+        format: String,
+        bom: bool,
+        delimiter: Option<char>,
+    },
+    /// The digest: printed, or queued for the managers.
+    Digest {
+        send: bool,
+    },
 }
 
 /// An answer: human text and the same as JSON.
@@ -44,7 +57,7 @@ impl Answer {
 
 /// Answers a request against the pipeline (in the daemon, or in the CLI when
 /// no daemon runs).
-pub fn handle(pipeline: &Pipeline, req: Request) -> Answer {
+pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
     match req {
         Request::Status => match current_status(pipeline) {
             Ok(s) => Answer {
@@ -64,7 +77,97 @@ pub fn handle(pipeline: &Pipeline, req: Request) -> Answer {
                 Err(e) => Answer::error(e.to_string()),
             }
         }
+        Request::Report { html } => match report(pipeline) {
+            Ok(r) => Answer {
+                ok: true,
+                text: if html {
+                    crate::report::render_html(&r)
+                } else {
+                    crate::report::render_text(&r)
+                },
+                json: serde_json::to_value(&r).unwrap_or_default(),
+            },
+            Err(e) => Answer::error(format!("cannot read the store: {e}")),
+        },
+        Request::Export {
+            format,
+            bom,
+            delimiter,
+        } => {
+            let format: crate::export::Format = match format.parse() {
+                Ok(f) => f,
+                Err(_) => {
+                    return Answer::error(format!(
+                        "unknown export format {format:?}: use csv or json"
+                    ))
+                }
+            };
+            let cfg = pipeline.config();
+            match responses(pipeline) {
+                Ok(rs) => {
+                    let text = match (format, delimiter) {
+                        (crate::export::Format::Csv, Some(d)) => {
+                            crate::export::to_csv_with_delimiter(&cfg.survey, &rs, bom, d)
+                        }
+                        _ => crate::export::export(format, &cfg.survey, &rs, bom),
+                    };
+                    Answer {
+                        ok: true,
+                        text,
+                        json: serde_json::json!({ "answers": rs.len() }),
+                    }
+                }
+                Err(e) => Answer::error(format!("cannot read the store: {e}")),
+            }
+        }
+        Request::Digest { send } => {
+            let scheduler = crate::scheduler::Scheduler {
+                pipeline: pipeline.clone(),
+            };
+            let now = chrono::Utc::now();
+            if send {
+                match scheduler.queue_digests(now, false) {
+                    Ok(n) => Answer {
+                        ok: true,
+                        text: format!("digest queued for {n} manager(s)\n"),
+                        json: serde_json::json!({ "queued": n }),
+                    },
+                    Err(e) => Answer::error(e.to_string()),
+                }
+            } else {
+                match scheduler.preview(now) {
+                    Ok(text) => Answer {
+                        ok: true,
+                        json: serde_json::json!({ "text": text }),
+                        text,
+                    },
+                    Err(e) => Answer::error(e.to_string()),
+                }
+            }
+        }
     }
+}
+
+fn responses(
+    pipeline: &Pipeline,
+) -> Result<Vec<crate::store::StoredResponse>, crate::store::StoreError> {
+    pipeline.store.responses().collect()
+}
+
+/// The agency's report from the stored answers and the counters.
+pub fn report(pipeline: &Pipeline) -> Result<crate::report::Report, crate::store::StoreError> {
+    let cfg = pipeline.config();
+    let status = current_status(pipeline)?;
+    let rates: Vec<(String, u64, u64)> = status
+        .regions
+        .iter()
+        .map(|r| (r.region.clone(), r.invited, r.answered))
+        .collect();
+    Ok(crate::report::compute(
+        &cfg.survey,
+        &responses(pipeline)?,
+        &rates,
+    ))
 }
 
 pub fn current_status(pipeline: &Pipeline) -> Result<status::Status, crate::store::StoreError> {

@@ -129,6 +129,11 @@ pub async fn start(
         }
     }));
 
+    let scheduler = crate::scheduler::Scheduler {
+        pipeline: pipeline.clone(),
+    };
+    tasks.spawn(health.track("scheduler", scheduler.run(shutdown.clone())));
+
     let socket: PathBuf = cfg.control_socket.clone();
     let ctl_pipeline = pipeline.clone();
     let ctl_shutdown = shutdown.clone();

@@ -73,16 +73,22 @@ fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
     }
 }
 
-/// The ISO weeks from the window's start to `until` (inclusive), labelled.
+/// The most weeks a digest lists (the latest ones).
+pub const MAX_WEEKS: usize = 12;
+
+/// The ISO weeks from the window's start to `until` (inclusive), labelled;
+/// only the latest [`MAX_WEEKS`] for a long window.
 fn weeks_between(start: NaiveDate, until: NaiveDate) -> Vec<String> {
+    let start = start.max(until - Duration::weeks(MAX_WEEKS as i64 + 1));
     let mut out = Vec::new();
     let mut d = start;
-    while d <= until && out.len() < 60 {
+    while d <= until {
         let w = d.iso_week();
         out.push(format!("{}-W{:02}", w.year(), w.week()));
         d += Duration::days(7 - i64::from(d.weekday().num_days_from_monday()));
     }
-    out
+    let skip = out.len().saturating_sub(MAX_WEEKS);
+    out.split_off(skip)
 }
 
 /// Computes the digest for `regions` (a manager's regions; all when empty).
@@ -421,6 +427,16 @@ mod tests {
         let html = render_html(&d, Some("chart"));
         assert!(html.contains("cid:chart"));
         assert!(html.contains("<th scope=\"row\""));
+    }
+
+    #[test]
+    fn a_long_window_lists_the_latest_weeks() {
+        let w = weeks_between(
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+        );
+        assert_eq!(w.len(), MAX_WEEKS);
+        assert_eq!(w.last().unwrap(), "2026-W48");
     }
 
     #[test]

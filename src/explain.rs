@@ -134,9 +134,16 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
                     s,
                     "  failed    {}  {} {}{}",
                     r.address,
-                    if r.permanent { "PERMANENT" } else { "temporary" },
+                    if r.permanent {
+                        "PERMANENT"
+                    } else {
+                        "temporary"
+                    },
                     r.status.as_deref().unwrap_or("(no status code)"),
-                    r.diagnostic.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                    r.diagnostic
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
                 );
             }
             for id in &b.message_ids {
@@ -151,7 +158,9 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             }
             let _ = writeln!(s, "  effect    the invitation of {from} is marked opted out: no reminders, the link shows a polite page");
         }
-        Decision::Reply { from, message_ids, .. } => {
+        Decision::Reply {
+            from, message_ids, ..
+        } => {
             let _ = writeln!(s, "  decision  REPLY from {from}");
             for id in message_ids {
                 let _ = writeln!(s, "  refers to <{id}>");

@@ -18,6 +18,7 @@
 //! - [`window`]: collection window and sending hours (pure time rules).
 //! - [`chart`]: the digest's PNG bar chart (plotters, bundled font).
 //! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore.
+//! - [`bounce`]: reading bounces (RFC 3464, Exchange, Gmail, qmail, plain text) into a report (pure).
 //! - [`apply`]: turns a decision into a plan for the store (tokens, rendered mail, caps).
 //! - [`compose`]: the Danish invitation and the confirmation reply, as RFC 5322 bytes.
 //! - [`store`]: the only module that knows sled; multi-tree changes are transactions.
@@ -39,12 +40,14 @@
 //! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
 //! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
 //! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
+//! - [`scheduler`]: the loop running the digest, the final digest and reminders.
 //! - [`shutdown`]: the shutdown signal every loop listens to.
 
 pub mod address;
 pub mod answer;
 pub mod apply;
 pub mod backoff;
+pub mod bounce;
 pub mod chart;
 pub mod classify;
 pub mod compose;
@@ -60,8 +63,9 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
-pub mod schedule;
 pub mod report;
+pub mod schedule;
+pub mod scheduler;
 pub mod service;
 pub mod shutdown;
 pub mod status;

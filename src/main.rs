@@ -63,6 +63,37 @@ enum Command {
         #[arg(long)]
         received: Option<String>,
     },
+    /// The agency's analysis of the answers (figures 1–4, response rates).
+    Report {
+        /// Write a self-contained HTML page with charts to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The anonymous answers, one row per answer.
+    Export {
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
+        /// Start with a UTF-8 byte order mark (Excel).
+        #[arg(long)]
+        bom: bool,
+        /// CSV field separator (Danish Excel opens ';' files directly).
+        #[arg(long)]
+        delimiter: Option<char>,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The managers' digest now.
+    Digest {
+        /// Render it to the terminal, send nothing.
+        #[arg(long, conflicts_with = "send", required_unless_present = "send")]
+        print: bool,
+        /// Queue it for every manager now.
+        #[arg(long)]
+        send: bool,
+    },
     /// Create a new HMAC key file (mode 0600).
     Keygen {
         #[arg(long)]
@@ -163,21 +194,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             region,
             json,
         } => ask(&cli.config, Request::Invite { addresses, region }, json),
+        Command::Report { html: None, json } => {
+            ask(&cli.config, Request::Report { html: false }, json)
+        }
+        Command::Report {
+            html: Some(file), ..
+        } => {
+            let answer = fetch(&cli.config, Request::Report { html: true })?;
+            write_answer(answer, Some(&file))
+        }
+        Command::Export {
+            format,
+            bom,
+            delimiter,
+            out,
+        } => {
+            let answer = fetch(
+                &cli.config,
+                Request::Export {
+                    format,
+                    bom,
+                    delimiter,
+                },
+            )?;
+            write_answer(answer, out.as_deref())
+        }
+        Command::Digest { send, .. } => ask(&cli.config, Request::Digest { send }, false),
     }
 }
 
 /// Asks the running daemon over its control socket, or answers from the store
 /// when no daemon runs.
-fn ask(config: &std::path::Path, req: Request, json: bool) -> anyhow::Result<ExitCode> {
+fn fetch(config: &std::path::Path, req: Request) -> anyhow::Result<control::Answer> {
     let cfg = load_config(config)?;
     let rt = runtime()?;
-    let answer = match rt.block_on(control::request(&cfg.control_socket, &req)) {
-        Ok(Some(a)) => a,
-        Ok(None) | Err(_) => {
-            let pipeline = canvass::pipeline::Pipeline::open_offline(cfg)?;
-            control::handle(&pipeline, req)
+    Ok(
+        match rt.block_on(control::request(&cfg.control_socket, &req)) {
+            Ok(Some(a)) => a,
+            Ok(None) | Err(_) => {
+                let pipeline = std::sync::Arc::new(canvass::pipeline::Pipeline::open_offline(cfg)?);
+                control::handle(&pipeline, req)
+            }
+        },
+    )
+}
+
+/// Writes an answer's text to `out` (or standard output).
+fn write_answer(
+    answer: control::Answer,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    if !answer.ok {
+        eprintln!("canvass: {}", answer.text);
+        return Ok(ExitCode::FAILURE);
+    }
+    match out {
+        Some(path) => {
+            std::fs::write(path, answer.text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
         }
-    };
+        None => print!("{}", answer.text),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ask(config: &std::path::Path, req: Request, json: bool) -> anyhow::Result<ExitCode> {
+    let answer = fetch(config, req)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&answer.json)?);
     } else if answer.ok {

@@ -143,7 +143,10 @@ impl Outbox {
             self.settings.max_retry_minutes,
         );
         let mut next = Utc::now() + delay;
-        if matches!(item.purpose, Purpose::Invitation { .. } | Purpose::Reminder { .. }) {
+        if matches!(
+            item.purpose,
+            Purpose::Invitation { .. } | Purpose::Reminder { .. }
+        ) {
             if let Some(h) = &self.settings.hours {
                 next = h.next_open(next);
             }

@@ -208,7 +208,9 @@ fn log_decision(
             temporary = b.recipients.iter().filter(|r| !r.permanent).count(),
             "bounce"
         ),
-        Decision::OptOut { .. } => tracing::info!(message_id, decision = decision.label(), "opt-out"),
+        Decision::OptOut { .. } => {
+            tracing::info!(message_id, decision = decision.label(), "opt-out")
+        }
         Decision::Reply { .. } => tracing::info!(message_id, decision = decision.label(), "reply"),
     }
 }

@@ -13,8 +13,8 @@
 //!   [`MAILBOX_READY_WAIT`] of failed tries (see [`Supervisor`] for why it
 //!   does not wait for ever);
 //! - `STATUS=` what it is doing: `ingesting; 3 waiting in outbox`;
-//! - `WATCHDOG=1` every half `$WATCHDOG_USEC`, only while the ingest loop,
-//!   the outbox loop and the web server are alive;
+//! - `WATCHDOG=1` every half `$WATCHDOG_USEC`, only while every loop the
+//!   daemon tracks with [`Health`] (ingest, outbox, web server, …) is alive;
 //! - `RELOADING=1` … `READY=1` around a SIGHUP reload;
 //! - `STOPPING=1` when shutdown starts.
 

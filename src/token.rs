@@ -104,7 +104,10 @@ mod tests {
         let n = TokenNonce::generate();
         assert_eq!(Token::derive(&k1, &n), Token::derive(&k1, &n));
         assert_ne!(Token::derive(&k1, &n), Token::derive(&k2, &n));
-        assert_ne!(Token::derive(&k1, &n), Token::derive(&k1, &TokenNonce::generate()));
+        assert_ne!(
+            Token::derive(&k1, &n),
+            Token::derive(&k1, &TokenNonce::generate())
+        );
         let t = Token::derive(&k1, &n);
         assert_eq!(Token::from_url(t.as_str()), Some(t));
     }

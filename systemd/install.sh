@@ -69,4 +69,4 @@ done
 if [ -z "$dest" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
 fi
-echo "then: canvass check-config --config /etc/canvass/canvass.toml && systemctl enable --now canvass"
+echo "then: CREDENTIALS_DIRECTORY=/etc/credstore/canvass canvass check-config --config /etc/canvass/canvass.toml && systemctl enable --now canvass"

@@ -46,7 +46,12 @@ impl Store {
         max: u32,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let trees = (&self.invitations, &self.outbox, &self.counters, &self.msgids);
+        let trees = (
+            &self.invitations,
+            &self.outbox,
+            &self.counters,
+            &self.msgids,
+        );
         trees
             .transaction(|(inv, out, cnt, mid)| {
                 let key = invitation_id.to_be_bytes();

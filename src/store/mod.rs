@@ -148,7 +148,9 @@ pub enum Purpose {
     /// The reply to a consultant's phone-contact mail.
     Confirmation,
     /// A reminder; dropped unsent if the invitee answered, opted out or bounced meanwhile.
-    Reminder { invitation_id: u64 },
+    Reminder {
+        invitation_id: u64,
+    },
     /// A manager's digest.
     Digest,
     /// A human reply forwarded to the consultant.
@@ -849,10 +851,14 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let key = HmacKey::from_bytes(&[7; 32]);
         let r1 = store
-            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_: &CommitView| None)
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_: &CommitView| {
+                None
+            })
             .unwrap();
         let r2 = store
-            .commit_ingest(&unit(&key, &["B@X.dk", "c@x.dk"], 2), &|_: &CommitView| None)
+            .commit_ingest(&unit(&key, &["B@X.dk", "c@x.dk"], 2), &|_: &CommitView| {
+                None
+            })
             .unwrap();
         assert!(
             matches!(r1, Committed::Done(ref o) if o.iter().all(|o| matches!(o, InviteOutcome::Invited(_))))
@@ -896,7 +902,9 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let key = HmacKey::from_bytes(&[7; 32]);
         store
-            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_: &CommitView| None)
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk"], 1), &|_: &CommitView| {
+                None
+            })
             .unwrap();
         let (due, _) = store.outbox_due(Utc::now(), 10).unwrap();
         assert_eq!(due.len(), 2);

@@ -128,7 +128,9 @@ mod tests {
             }],
             ..Default::default()
         };
-        store.commit_ingest(&unit, &|_: &crate::store::CommitView| None).unwrap();
+        store
+            .commit_ingest(&unit, &|_: &crate::store::CommitView| None)
+            .unwrap();
         token
     }
 

@@ -1,0 +1,469 @@
+//! Scheduled work, in one loop: the managers' digest on its cron schedule
+//! (missed-run safe: the last completed slot is kept in the store), one final
+//! digest when the collection window closes, and reminders to those who have
+//! not answered. What is due is decided by pure functions ([`crate::schedule`],
+//! [`reminder_due`]); the loop only sleeps until the next thing is due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::address::Address;
+use crate::config::RemindersConfig;
+use crate::digest::{self, Snapshot};
+use crate::pipeline::Pipeline;
+use crate::schedule::{self, Due};
+use crate::shutdown::Shutdown;
+use crate::store::{Delivery, Invitation, JobState, Purpose, StoreError};
+use crate::token::Token;
+use crate::window::{self, Window};
+
+pub const DIGEST_JOB: &str = "digest";
+pub const FINAL_DIGEST_JOB: &str = "final_digest";
+pub const REMINDER_JOB: &str = "reminders";
+/// How often reminders are looked for.
+pub const REMINDER_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// The longest the loop sleeps without looking (a changed clock, a reload).
+const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+/// Whether an invitation is due a reminder now: delivered, not answered,
+/// opted out or bounced, fewer than `max` reminders, `after_days` since the
+/// last contact, the window still open, and the address still held.
+pub fn reminder_due(
+    inv: &Invitation,
+    now: DateTime<Utc>,
+    cfg: RemindersConfig,
+    window: &Window,
+) -> bool {
+    if cfg.after_days == 0 || inv.reminders >= cfg.max || !window.contains(now) {
+        return false;
+    }
+    if inv.answered
+        || inv.opted_out
+        || inv.bounced
+        || inv.address.is_none()
+        || inv.token_nonce.is_none()
+    {
+        return false;
+    }
+    let Delivery::Sent { at } = inv.delivery else {
+        return false;
+    };
+    let last = inv.last_reminder_at.unwrap_or(at).max(at);
+    now - last >= chrono::Duration::days(i64::from(cfg.after_days))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the digest: {0}")]
+    Render(String),
+}
+
+pub struct Scheduler {
+    pub pipeline: Arc<Pipeline>,
+}
+
+/// A rendered digest for one manager.
+pub struct RenderedDigest {
+    pub to: Address,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub chart: Option<Vec<u8>>,
+}
+
+impl Scheduler {
+    pub async fn run(self, shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            let wait = match self.tick(Utc::now()).await {
+                Ok(next) => next.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)),
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduled job failed; retrying in a minute");
+                    Some(Duration::from_secs(60))
+                }
+            };
+            let wait = wait
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP)
+                .max(Duration::from_millis(50));
+            if shutdown.sleep(wait).await {
+                break;
+            }
+        }
+        tracing::debug!("scheduler stopped");
+    }
+
+    /// Runs whatever is due at `now`; returns when something next is due.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, JobError> {
+        let cfg = self.pipeline.config();
+        let store = &self.pipeline.store;
+        let mut next: Vec<DateTime<Utc>> = Vec::new();
+
+        // The digest, on its schedule.
+        let state = store.job_state(DIGEST_JOB)?;
+        match schedule::due(&cfg.digest.schedule, state.last, now) {
+            Due::Start => {
+                store
+                    .set_job_state(
+                        DIGEST_JOB,
+                        &JobState {
+                            last: Some(now),
+                            data: state.data,
+                        },
+                    )
+                    .await?;
+                next.extend(cfg.digest.schedule.next_after(now));
+            }
+            Due::Run(slot) => {
+                let sent = self.queue_digests(now, false)?;
+                tracing::info!(slot = %slot, managers = sent, "digest queued");
+                let snapshot = serde_json::to_string(&self.snapshot()?).ok();
+                store
+                    .set_job_state(
+                        DIGEST_JOB,
+                        &JobState {
+                            last: Some(slot),
+                            data: snapshot,
+                        },
+                    )
+                    .await?;
+                next.extend(cfg.digest.schedule.next_after(now));
+            }
+            Due::Wait(t) => next.extend(t),
+        }
+
+        // One final digest when the window has closed.
+        let closes = cfg.window.closes_at();
+        if cfg.digest.final_digest {
+            if now >= closes {
+                if store.job_state(FINAL_DIGEST_JOB)?.last.is_none() {
+                    let sent = self.queue_digests(now, true)?;
+                    tracing::info!(
+                        managers = sent,
+                        "final digest queued: the collection window has closed"
+                    );
+                    store
+                        .set_job_state(
+                            FINAL_DIGEST_JOB,
+                            &JobState {
+                                last: Some(now),
+                                data: None,
+                            },
+                        )
+                        .await?;
+                }
+            } else {
+                next.push(closes);
+            }
+        }
+
+        // Reminders, once an hour while the window is open.
+        if cfg.reminders.after_days > 0 && cfg.window.contains(now) {
+            let state = store.job_state(REMINDER_JOB)?;
+            let due_at = state.last.map(|l| l + REMINDER_EVERY).unwrap_or(now);
+            if now >= due_at {
+                let queued = self.queue_reminders(now)?;
+                if queued > 0 {
+                    tracing::info!(queued, "reminders queued");
+                    self.pipeline.wake_outbox();
+                }
+                store
+                    .set_job_state(
+                        REMINDER_JOB,
+                        &JobState {
+                            last: Some(now),
+                            data: None,
+                        },
+                    )
+                    .await?;
+                next.push(now + REMINDER_EVERY);
+            } else {
+                next.push(due_at);
+            }
+        }
+        Ok(next.into_iter().min())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(digest::snapshot(&crate::control::current_status(
+            &self.pipeline,
+        )?))
+    }
+
+    /// Renders the digest for every manager (the previous snapshot gives the change).
+    pub fn render_digests(
+        &self,
+        now: DateTime<Utc>,
+        is_final: bool,
+    ) -> Result<Vec<RenderedDigest>, JobError> {
+        let cfg = self.pipeline.config();
+        let store = &self.pipeline.store;
+        let status = crate::control::current_status(&self.pipeline)?;
+        let counters = store.counters()?;
+        let previous: Option<Snapshot> = store
+            .job_state(DIGEST_JOB)?
+            .data
+            .and_then(|d| serde_json::from_str(&d).ok());
+        let today = now.with_timezone(&window::TZ).date_naive();
+        let mut out = Vec::new();
+        for (manager, regions) in cfg.managers() {
+            let d = digest::compute(
+                &status,
+                &counters,
+                previous.as_ref(),
+                &cfg.window,
+                today,
+                &regions,
+                is_final,
+            );
+            out.push(render_one(manager, &d)?);
+        }
+        Ok(out)
+    }
+
+    /// The digest as it would be now, for `canvass digest --print`: for all regions.
+    pub fn preview(&self, now: DateTime<Utc>) -> Result<String, JobError> {
+        let cfg = self.pipeline.config();
+        let store = &self.pipeline.store;
+        let status = crate::control::current_status(&self.pipeline)?;
+        let counters = store.counters()?;
+        let previous: Option<Snapshot> = store
+            .job_state(DIGEST_JOB)?
+            .data
+            .and_then(|d| serde_json::from_str(&d).ok());
+        let today = now.with_timezone(&window::TZ).date_naive();
+        let is_final = now >= cfg.window.closes_at();
+        Ok(digest::render_text(&digest::compute(
+            &status,
+            &counters,
+            previous.as_ref(),
+            &cfg.window,
+            today,
+            &[],
+            is_final,
+        )))
+    }
+
+    /// Queues the digest for every manager; returns how many.
+    pub fn queue_digests(&self, now: DateTime<Utc>, is_final: bool) -> Result<usize, JobError> {
+        let cfg = self.pipeline.config();
+        let rendered = self.render_digests(now, is_final)?;
+        let n = rendered.len();
+        for r in rendered {
+            let msg = crate::compose::digest(&cfg, &r.to, &r.subject, r.text, r.html, r.chart, now)
+                .map_err(|e| JobError::Render(e.to_string()))?;
+            self.pipeline.store.enqueue(Purpose::Digest, &msg)?;
+        }
+        if n == 0 {
+            tracing::warn!("no managers configured: the digest goes to nobody ([[regions]] managers, [digest] managers)");
+        }
+        self.pipeline.wake_outbox();
+        Ok(n)
+    }
+
+    /// Queues a reminder for every invitation due one.
+    pub fn queue_reminders(&self, now: DateTime<Utc>) -> Result<usize, JobError> {
+        let cfg = self.pipeline.config();
+        // Decided as of `now`; sent from the real clock on (tests simulate `now`).
+        let not_before =
+            window::first_send_time(now.min(Utc::now()), 0, cfg.sending.hours.as_ref());
+        let mut queued = 0;
+        let due: Vec<Invitation> = self
+            .pipeline
+            .store
+            .invitations()
+            .filter_map(Result::ok)
+            .filter(|i| reminder_due(i, now, cfg.reminders, &cfg.window))
+            .collect();
+        for inv in due {
+            let (Some(addr), Some(nonce)) = (&inv.address, &inv.token_nonce) else {
+                continue;
+            };
+            let token = Token::derive(&self.pipeline.key, nonce);
+            let msg = match crate::compose::reminder(&cfg, addr, &token, not_before) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(invitation = inv.id, error = %e, "cannot render a reminder");
+                    continue;
+                }
+            };
+            if self
+                .pipeline
+                .store
+                .queue_reminder(inv.id, &msg, cfg.reminders.max, now)?
+            {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+}
+
+fn render_one(to: Address, d: &digest::Digest) -> Result<RenderedDigest, JobError> {
+    let bars: Vec<(String, u64, u64)> = d
+        .lines
+        .iter()
+        .map(|l| (l.region.clone(), l.answered, l.invited))
+        .collect();
+    let chart = match crate::chart::response_rates_png("Svarprocent pr. region", &bars) {
+        Ok(png) => Some(png),
+        Err(e) => {
+            tracing::warn!(error = %e, "digest without chart");
+            None
+        }
+    };
+    Ok(RenderedDigest {
+        to,
+        subject: digest::subject(d),
+        text: digest::render_text(d),
+        html: digest::render_html(d, chart.as_ref().map(|_| crate::compose::CHART_CID)),
+        chart,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::parse;
+    use crate::token::{TokenHash, TokenNonce};
+    use chrono::NaiveDate;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn inv() -> Invitation {
+        Invitation {
+            id: 1,
+            address_key: crate::address::AddressKey([0; 32]),
+            address: Some(parse("a@x.dk").unwrap()),
+            region: "Sjælland".into(),
+            consultant: parse("k@siri.dk").unwrap(),
+            created_at: utc("2024-08-08T08:00:00Z"),
+            token_hash: TokenHash([0; 32]),
+            token_nonce: Some(TokenNonce([1; 16])),
+            message_id: "m".into(),
+            delivery: Delivery::Sent {
+                at: utc("2024-08-08T08:00:00Z"),
+            },
+            answered: false,
+            opted_out: false,
+            bounced: false,
+            reminders: 0,
+            last_reminder_at: None,
+        }
+    }
+
+    fn window() -> Window {
+        Window::new(
+            NaiveDate::from_ymd_opt(2024, 8, 7).unwrap(),
+            NaiveDate::from_ymd_opt(2024, 9, 20).unwrap(),
+        )
+    }
+
+    #[test]
+    fn reminders_go_only_to_those_who_should_get_one() {
+        let cfg = RemindersConfig {
+            after_days: 7,
+            max: 1,
+        };
+        let w = window();
+        let now = utc("2024-08-15T08:00:00Z");
+        assert!(reminder_due(&inv(), now, cfg, &w));
+        assert!(
+            !reminder_due(&inv(), utc("2024-08-15T07:59:00Z"), cfg, &w),
+            "not before 7 days"
+        );
+        assert!(!reminder_due(
+            &Invitation {
+                answered: true,
+                ..inv()
+            },
+            now,
+            cfg,
+            &w
+        ));
+        assert!(!reminder_due(
+            &Invitation {
+                opted_out: true,
+                ..inv()
+            },
+            now,
+            cfg,
+            &w
+        ));
+        assert!(!reminder_due(
+            &Invitation {
+                bounced: true,
+                ..inv()
+            },
+            now,
+            cfg,
+            &w
+        ));
+        assert!(
+            !reminder_due(
+                &Invitation {
+                    reminders: 1,
+                    ..inv()
+                },
+                now,
+                cfg,
+                &w
+            ),
+            "at most max"
+        );
+        assert!(!reminder_due(
+            &Invitation {
+                delivery: Delivery::Queued,
+                ..inv()
+            },
+            now,
+            cfg,
+            &w
+        ));
+        assert!(
+            !reminder_due(
+                &Invitation {
+                    address: None,
+                    ..inv()
+                },
+                now,
+                cfg,
+                &w
+            ),
+            "purged"
+        );
+        assert!(
+            !reminder_due(&inv(), utc("2024-09-21T08:00:00Z"), cfg, &w),
+            "only inside the window"
+        );
+        assert!(
+            !reminder_due(
+                &inv(),
+                now,
+                RemindersConfig {
+                    after_days: 0,
+                    max: 1
+                },
+                &w
+            ),
+            "off"
+        );
+        // A second reminder counts from the first.
+        let cfg2 = RemindersConfig {
+            after_days: 7,
+            max: 2,
+        };
+        let once = Invitation {
+            reminders: 1,
+            last_reminder_at: Some(utc("2024-08-15T08:00:00Z")),
+            ..inv()
+        };
+        assert!(!reminder_due(&once, utc("2024-08-20T08:00:00Z"), cfg2, &w));
+        assert!(reminder_due(&once, utc("2024-08-22T08:00:00Z"), cfg2, &w));
+    }
+}
