@@ -1,0 +1,210 @@
+//! Digests, reminders and bounces against the REAL Postfix and Dovecot: a
+//! scripted scenario over several regions (a duplicate CC, a contact whose
+//! mailbox does not exist so the real Postfix bounces, two answers) must give
+//! a digest with the right numbers in the managers' mailboxes over IMAP, with
+//! a valid PNG chart referenced by the HTML part; reminders then go to exactly
+//! the contacts who neither answered nor bounced.
+
+mod common;
+mod harness;
+
+use std::path::Path;
+use std::time::Duration;
+
+use canvass::config::Config;
+use canvass::daemon;
+use canvass::scheduler::Scheduler;
+use canvass::shutdown::Shutdown;
+use common::*;
+use harness::MailStack;
+use mail_parser::{MessageParser, MimeHeaders};
+
+const SURVEY: &str = "undersoegelse@siri.test";
+const ANNE: &str = "anne.hansen@siri.test"; // Sjælland
+const SOEREN: &str = "soeren.aagaard@siri.test"; // Syddanmark
+const BO: &str = "bo.jensen@siri.test"; // Midtjylland
+const LEDER_SJ: &str = "leder.sjaelland@siri.test";
+const DIREKTION: &str = "direktion@siri.test";
+
+fn write_config(mail: &MailStack, dir: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("imap-password"), harness::PASSWORD).unwrap();
+    canvass::address::generate_key_file(&dir.join("hmac.key")).unwrap();
+    let (start, end) = open_window();
+    let text = format!(
+        r#"
+[survey]
+address = "{SURVEY}"
+base_url = "http://127.0.0.1:9"
+definition = "{survey}"
+
+[window]
+start = {start}
+end = {end}
+
+[sending]
+min_retry_seconds = 1
+
+[trust]
+internal_domains = ["siri.test"]
+
+[secrets]
+hmac_key_file = "hmac.key"
+
+[store]
+path = "store"
+
+[inbound.imap]
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+username = "{SURVEY}"
+password_file = "imap-password"
+
+[outbound.smtp]
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+
+[digest]
+managers = ["{DIREKTION}"]
+
+[reminders]
+after_days = 7
+max = 1
+{regions}"#,
+        survey = survey_path().display(),
+        imap = mail.imap_port(),
+        smtp = mail.smtp_port(),
+        regions = REGIONS,
+    );
+    let path = dir.join("canvass.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn trigger(id: &str, from: &str, to: &[&str], cc: &[&str]) -> Vec<u8> {
+    format!(
+        "Message-ID: <{id}@siri.test>\r\nFrom: <{from}>\r\nTo: {}\r\nCc: {}\r\nSubject: Opfølgning\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nHej.\r\n",
+        to.join(", "),
+        cc.join(", ")
+    )
+    .into_bytes()
+}
+
+fn invitations_in(msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    msgs.iter()
+        .filter(|m| {
+            let t = String::from_utf8_lossy(m);
+            t.contains("Message-ID: <canvass.") && t.contains(SURVEY)
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_numbers_chart_reminders_and_a_real_bounce() {
+    let mail = MailStack::start();
+    let contacts = ["c1@kommune.test", "c2@kommune.test", "c3@kommune.test", "c4@politi.test", "c5@politi.test"];
+    mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION]);
+    mail.add_users(&contacts);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let d = daemon::start(cfg, listener, shutdown.clone()).await.unwrap();
+    let web = d.web_addr.to_string();
+
+    // Sjælland: c1, c2, c3. Syddanmark: c4, c5 and c1 again. Midtjylland: a
+    // contact whose mailbox does not exist (the real Postfix bounces it).
+    mail.send(ANNE, &["c1@kommune.test", "c2@kommune.test", "c3@kommune.test", SURVEY], &trigger("d1", ANNE, &["c1@kommune.test", "c2@kommune.test"], &["c3@kommune.test", SURVEY]));
+    mail.send(SOEREN, &["c4@politi.test", "c5@politi.test", "c1@kommune.test", SURVEY], &trigger("d2", SOEREN, &["c4@politi.test", "C5@Politi.test"], &["c1@kommune.test", SURVEY]));
+    mail.send(BO, &[SURVEY], &trigger("d3", BO, &["ukendt@kommune.test"], &[SURVEY]));
+
+    let mut links = std::collections::HashMap::new();
+    for c in contacts {
+        let n = if c == "c1@kommune.test" { 3 } else { 2 }; // c1 got two consultants' mails
+        let msgs = mail.wait_for_messages(c, "INBOX", n, Duration::from_secs(30)).await;
+        let inv = invitations_in(&msgs);
+        assert_eq!(inv.len(), 1, "{c}: exactly one invitation");
+        links.insert(c, link_in(&inv[0]).unwrap());
+    }
+    // The bounce from the real Postfix marks Midtjylland's invitation bounced.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = canvass::control::current_status(&d.pipeline).unwrap();
+        if st.total.bounced == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the bounce was not recognised:\n{}", canvass::status::render_text(&st));
+        mail.flush_queue();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // c1 (Sjælland) and c4 (Syddanmark) answer.
+    for c in ["c1@kommune.test", "c4@politi.test"] {
+        let (w, l) = (web.clone(), links[c].clone());
+        let (status, _, body) = tokio::task::spawn_blocking(move || {
+            http(&w, "POST", &l, "application/x-www-form-urlencoded", &form_body(&complete_answer()))
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The digest, now.
+    let sched = Scheduler { pipeline: d.pipeline.clone() };
+    assert_eq!(sched.queue_digests(chrono::Utc::now(), false).unwrap(), 6, "five regional managers + direktion");
+    d.pipeline.wake_outbox();
+    let got = mail.wait_for_messages(DIREKTION, "INBOX", 1, Duration::from_secs(30)).await;
+    let msg = MessageParser::default().parse(&got[0]).unwrap();
+    let text = msg.body_text(0).unwrap().into_owned();
+    let row = |region: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(region))
+            .unwrap_or_else(|| panic!("no row for {region} in:\n{text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    // Region Inviteret Leveret Afvist Frameldt Svar Svar/invit. Svar/leveret ...
+    assert_eq!(row("Sjælland")[1..7], ["3", "3", "0", "0", "1", "33"], "{text}");
+    assert_eq!(row("Syddanmark")[1..7], ["2", "2", "0", "0", "1", "50"], "{text}");
+    assert_eq!(row("Midtjylland")[1..4], ["1", "0", "1"], "{text}");
+    assert_eq!(row("I alt")[2..8], ["6", "5", "1", "0", "2", "33"], "{text}");
+    // HTML references the chart by cid, and the chart is a real PNG.
+    let html = msg.body_html(0).unwrap().into_owned();
+    assert!(html.contains("cid:svarprocent"), "{html}");
+    let png = msg
+        .parts
+        .iter()
+        .find(|p| p.content_id() == Some("svarprocent"))
+        .expect("the inline chart part")
+        .contents()
+        .to_vec();
+    let decoder = png::Decoder::new(std::io::Cursor::new(&png));
+    let info = decoder.read_info().expect("a valid PNG").info().clone();
+    assert!(info.width >= 400 && info.height >= 200);
+
+    // The Sjælland manager sees Sjælland and the totals only.
+    let got = mail.wait_for_messages(LEDER_SJ, "INBOX", 1, Duration::from_secs(30)).await;
+    let text = MessageParser::default().parse(&got[0]).unwrap().body_text(0).unwrap().into_owned();
+    assert!(text.lines().any(|l| l.starts_with("Sjælland")));
+    assert!(!text.lines().any(|l| l.starts_with("Syddanmark")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("I alt")));
+
+    // Reminders, as of a week later: exactly c2, c3 and c5.
+    assert_eq!(sched.queue_reminders(chrono::Utc::now() + chrono::Duration::days(8)).unwrap(), 3);
+    d.pipeline.wake_outbox();
+    for c in ["c2@kommune.test", "c3@kommune.test", "c5@politi.test"] {
+        let msgs = mail.wait_for_messages(c, "INBOX", 3, Duration::from_secs(30)).await;
+        let ours = invitations_in(&msgs);
+        assert_eq!(ours.len(), 2, "{c}: invitation + reminder");
+        assert_eq!(link_in(&ours[1]).unwrap(), links[c], "{c}: the same link");
+    }
+    for c in ["c1@kommune.test", "c4@politi.test"] {
+        let msgs = mail.fetch_all(c, "INBOX").await;
+        assert_eq!(invitations_in(&msgs).len(), 1, "{c} answered: no reminder");
+    }
+    shutdown.trigger();
+    d.wait().await.unwrap();
+}
