@@ -208,3 +208,72 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     shutdown.trigger();
     d.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_out_question_and_out_of_office_replies() {
+    let mail = MailStack::start();
+    let (optout, asker, away) = ("afmeld@kommune.test", "spoerger@kommune.test", "ferie@kommune.test");
+    mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, optout, asker, away]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let d = daemon::start(cfg, listener, shutdown.clone()).await.unwrap();
+    let web = d.web_addr.to_string();
+
+    mail.send(ANNE, &[optout, asker, away, SURVEY], &trigger("o1", ANNE, &[optout, asker, away], &[SURVEY]));
+    let mut invitation = std::collections::HashMap::new();
+    for c in [optout, asker, away] {
+        let msgs = mail.wait_for_messages(c, "INBOX", 2, Duration::from_secs(30)).await;
+        let inv = invitations_in(&msgs).remove(0);
+        let id = MessageParser::default().parse(&inv).unwrap().message_id().unwrap().to_string();
+        invitation.insert(c, (id, link_in(&inv).unwrap()));
+    }
+    let reply = |from: &str, subject: &str, extra: &str, body: &str| {
+        let (id, _) = &invitation[from];
+        format!(
+            "Message-ID: <r-{from}>\r\nFrom: <{from}>\r\nTo: {SURVEY}\r\nSubject: {subject}\r\nIn-Reply-To: <{id}>\r\nReferences: <{id}>\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+        )
+        .into_bytes()
+    };
+    // The List-Unsubscribe mailto: subject "afmeld", empty body.
+    mail.send(optout, &[SURVEY], &reply(optout, "afmeld", "", ""));
+    // A question, quoting the invitation (which itself says "afmeld").
+    let quoted = "Hvem kan jeg kontakte om sagen fra i går?\r\n\r\n> Ønsker du ikke at deltage, kan du svare på denne mail med ordet \"afmeld\".";
+    mail.send(asker, &[SURVEY], &reply(asker, "Re: Hvad synes du om SIRIs sikkerhedskonsulentordning?", "", quoted));
+    // An out-of-office reply.
+    mail.send(away, &[SURVEY], &reply(away, "Automatisk svar: Hvad synes du om SIRIs sikkerhedskonsulentordning?", "Auto-Submitted: auto-replied\r\n", "Jeg er på ferie til 1. september."));
+
+    // The question reaches the consultant, the link in the quote redacted.
+    let fwd = mail.wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(30)).await;
+    let fwd = MessageParser::default().parse(&fwd[0]).unwrap();
+    assert!(fwd.subject().unwrap().contains(asker));
+    assert_eq!(fwd.reply_to().and_then(|r| r.first()).and_then(|a| a.address()), Some(asker));
+    let text = fwd.body_text(0).unwrap().into_owned();
+    assert!(text.contains("Hvem kan jeg kontakte"), "{text}");
+    let token = invitation[asker].1.trim_start_matches("/s/").to_string();
+    assert!(!text.contains(&token));
+
+    // The opt-out is counted once, its link shows a polite page, and it gets no reminder.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = canvass::control::current_status(&d.pipeline).unwrap();
+        if st.total.opted_out == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "opt-out not applied:\n{}", canvass::status::render_text(&st));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (w, l) = (web.clone(), invitation[optout].1.clone());
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(&w, &l)).await.unwrap();
+    assert_eq!(status, 410);
+    assert!(body.contains("frameldt"), "{body}");
+    let sched = Scheduler { pipeline: d.pipeline.clone() };
+    assert_eq!(sched.queue_reminders(chrono::Utc::now() + chrono::Duration::days(8)).unwrap(), 2, "asker and away, not the opt-out");
+    // Nobody answered the out-of-office reply or the opt-out.
+    assert!(mail.fetch_all(away, "INBOX").await.len() <= 2);
+    let st = canvass::control::current_status(&d.pipeline).unwrap();
+    assert_eq!(st.total.opted_out, 1);
+    shutdown.trigger();
+    d.wait().await.unwrap();
+}
