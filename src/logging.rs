@@ -32,7 +32,12 @@ pub enum LogFormat {
 pub const JOURNAL_FIELD_PREFIX: &str = "CANVASS";
 
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,canvass=info"))
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,canvass=info".to_string());
+    // The IMAP and SMTP libraries trace whole commands and responses (mail
+    // bodies, personal links): never below warn, whatever RUST_LOG says.
+    let privacy = "async_imap=warn,imap_proto=warn,lettre=warn";
+    EnvFilter::try_new(format!("{base},{privacy}"))
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,canvass=info,{privacy}")))
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default level
