@@ -11,7 +11,7 @@
 //! 3. qmail ("Hi. This is the qmail-send program at ...", `<addr>:` paragraphs);
 //! 4. Exchange text-only NDRs ("Delivery has failed to these recipients or groups:");
 //! 5. Gmail text ("Your message wasn't delivered to X because ...");
-//! 6. a generic fallback: an address within three lines of an SMTP reply code
+//! 6. a generic fallback: an address in a paragraph holding an SMTP reply code
 //!    or an enhanced status code, in the text above the returned original;
 //! 7. Exim's `X-Failed-Recipients` header.
 //!
@@ -106,7 +106,8 @@ pub fn scan_message_ids(text: &str, domain: &str, out: &mut Vec<String>) {
             continue;
         };
         let after = after.as_bytes();
-        if after.len() < domain.len() || !after[..domain.len()].eq_ignore_ascii_case(domain.as_bytes())
+        if after.len() < domain.len()
+            || !after[..domain.len()].eq_ignore_ascii_case(domain.as_bytes())
         {
             continue;
         }
@@ -391,9 +392,37 @@ fn strip_type(value: &str) -> &str {
     }
 }
 
-/// A diagnostic as one line of at most [`MAX_DIAGNOSTIC`] characters.
+/// A diagnostic as one line of at most [`MAX_DIAGNOSTIC`] characters. A
+/// multi-line SMTP reply (`550-5.1.1 The email account ... 550-5.1.1 double-checking
+/// ... 550 5.1.1 https://...`, as Gmail writes it) is joined into one sentence
+/// under one code.
 fn diagnostic(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    let multiline = words.first().and_then(|w| {
+        let b = w.as_bytes();
+        (b.len() > 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b'-')
+            .then(|| (&w[..3], &w[4..]))
+    });
+    let joined;
+    if let Some((code, enhanced)) = multiline {
+        let continued = format!("{code}-");
+        let mut kept = Vec::with_capacity(words.len());
+        let mut i = 1;
+        while i < words.len() {
+            let w = words[i];
+            if w.starts_with(&continued) {
+                i += 1;
+            } else if w == code && words.get(i + 1) == Some(&enhanced) {
+                i += 2;
+            } else {
+                kept.push(w);
+                i += 1;
+            }
+        }
+        joined = format!("{code} {enhanced}");
+        words = std::iter::once(joined.as_str()).chain(kept).collect();
+    }
+    let one_line = words.join(" ");
     match one_line.char_indices().nth(MAX_DIAGNOSTIC) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
         None => one_line,
@@ -405,7 +434,12 @@ fn diagnostic(text: &str) -> String {
 /// a longer dotted number (an IP address, a version).
 pub fn enhanced_code(text: &str) -> Option<String> {
     let b = text.as_bytes();
-    let digits = |from: usize| b[from.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits = |from: usize| {
+        b[from.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     for i in 0..b.len() {
         if !matches!(b[i], b'2' | b'4' | b'5') {
             continue;
@@ -457,13 +491,16 @@ pub fn smtp_code(text: &str) -> Option<u16> {
         if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b"._-:/".contains(&b[i - 1])) {
             continue;
         }
-        if b
-            .get(i + 3)
+        if b.get(i + 3)
             .is_some_and(|c| c.is_ascii_alphanumeric() || b"._/".contains(c))
         {
             continue;
         }
-        return Some(u16::from(b[i] - b'0') * 100 + u16::from(b[i + 1] - b'0') * 10 + u16::from(b[i + 2] - b'0'));
+        return Some(
+            u16::from(b[i] - b'0') * 100
+                + u16::from(b[i + 1] - b'0') * 10
+                + u16::from(b[i + 2] - b'0'),
+        );
     }
     None
 }
@@ -471,11 +508,13 @@ pub fn smtp_code(text: &str) -> Option<u16> {
 /// A recipient read from text: the status code (class 4 or 5) from the
 /// diagnostic when it has one; permanent by that code, else by an SMTP code,
 /// else by what the shape's wording says.
-fn text_recipient(written: &str, diagnostic_text: Option<&str>, default_permanent: bool) -> BouncedRecipient {
+fn text_recipient(
+    written: &str,
+    diagnostic_text: Option<&str>,
+    default_permanent: bool,
+) -> BouncedRecipient {
     let (address, _) = normalise(written);
-    let diagnostic = diagnostic_text
-        .map(diagnostic)
-        .filter(|d| !d.is_empty());
+    let diagnostic = diagnostic_text.map(diagnostic).filter(|d| !d.is_empty());
     let status = diagnostic
         .as_deref()
         .and_then(enhanced_code)
@@ -534,11 +573,14 @@ fn addresses_in_line(line: &str) -> Vec<String> {
 fn qmail(text: &str) -> Option<Vec<BouncedRecipient>> {
     let start = find_ci(text, "this is the qmail-send program")?;
     let body = &text[start..];
-    let end = ["--- below this line is a copy", "--- enclosed are the original headers"]
-        .iter()
-        .filter_map(|m| find_ci(body, m))
-        .min()
-        .unwrap_or(body.len());
+    let end = [
+        "--- below this line is a copy",
+        "--- enclosed are the original headers",
+    ]
+    .iter()
+    .filter_map(|m| find_ci(body, m))
+    .min()
+    .unwrap_or(body.len());
     let body = &body[..end];
     // "I'm not going to try again; this message has been in the queue too
     // long." gives up on a host that did not answer: not a bad address.
@@ -703,7 +745,10 @@ fn gmail_text(text: &str) -> Option<Vec<BouncedRecipient>> {
         ("was not delivered to ", true),
         ("blev ikke leveret til ", true),
         ("temporary problem delivering your message to ", false),
-        ("midlertidigt problem med at levere din meddelelse til ", false),
+        (
+            "midlertidigt problem med at levere din meddelelse til ",
+            false,
+        ),
     ];
     let lower = text.to_ascii_lowercase();
     let mut named: Vec<(&str, bool)> = Vec::new();
@@ -751,7 +796,11 @@ fn gmail_text(text: &str) -> Option<Vec<BouncedRecipient>> {
         named
             .into_iter()
             .map(|(a, permanent)| {
-                text_recipient(a, (!response.is_empty()).then_some(response.as_str()), permanent)
+                text_recipient(
+                    a,
+                    (!response.is_empty()).then_some(response.as_str()),
+                    permanent,
+                )
             })
             .collect(),
     )
@@ -774,10 +823,21 @@ const ORIGINAL_MARKERS: [&str; 9] = [
     "oprindelige meddelelsesheadere",
 ];
 
-/// An address within three lines of a failure code (SMTP 4xx/5xx or an
-/// enhanced status code), in the text above the returned original. The
+/// An address in a paragraph that holds a failure code (SMTP 4xx/5xx or an
+/// enhanced status code) at or below it: the address line and at most five
+/// more, up to a blank line (the paragraph is the diagnostic), in the text
+/// above the returned original. The
 /// survey address and the mail system's own addresses are not recipients.
+///
+/// ```text
+/// <mette@aarhus.dk>: host mail.aarhus.dk[193.162.86.20] said: 550 5.1.1      (Postfix)
+///   line.bech@ishoej.dk                                                       (Exim)
+///     host ishoej-dk.mail.protection.outlook.com [52.101.68.3]
+///     SMTP error from remote mail server after RCPT TO:<line.bech@ishoej.dk>:
+///     550 5.4.1 Recipient address rejected: Access denied.
+/// ```
 fn generic_text(text: &str, cfg: &Config) -> Vec<BouncedRecipient> {
+    const PARAGRAPH: usize = 6;
     let lower = text.to_ascii_lowercase();
     let end = ORIGINAL_MARKERS
         .iter()
@@ -792,9 +852,8 @@ fn generic_text(text: &str, cfg: &Config) -> Vec<BouncedRecipient> {
                 .iter()
                 .any(|p| a.starts_with(p))
     };
-    let has_code = |l: &str| {
-        enhanced_code(l).is_some_and(|c| !c.starts_with('2')) || smtp_code(l).is_some()
-    };
+    let has_code =
+        |l: &str| enhanced_code(l).is_some_and(|c| !c.starts_with('2')) || smtp_code(l).is_some();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let found: Vec<String> = addresses_in_line(line)
@@ -804,20 +863,16 @@ fn generic_text(text: &str, cfg: &Config) -> Vec<BouncedRecipient> {
         if found.is_empty() {
             continue;
         }
-        let window = &lines[i..(i + 3).min(lines.len())];
-        let Some(coded) = window.iter().position(|l| has_code(l)) else {
+        let paragraph: Vec<&str> = lines[i..]
+            .iter()
+            .take(PARAGRAPH)
+            .take_while(|l| !l.trim().is_empty())
+            .copied()
+            .collect();
+        if !paragraph.iter().any(|l| has_code(l)) {
             continue;
-        };
-        // The diagnostic: from the line with the address to the one with the
-        // code, plus the indented lines that continue it.
-        let mut last = i + coded;
-        while lines
-            .get(last + 1)
-            .is_some_and(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty())
-        {
-            last += 1;
         }
-        let diag = lines[i..=last].join(" ");
+        let diag = paragraph.join(" ");
         for a in found {
             out.push(text_recipient(&a, Some(&diag), true));
         }
@@ -857,10 +912,16 @@ mod tests {
     #[test]
     fn enhanced_codes() {
         assert_eq!(enhanced_code("Status: 5.1.1").as_deref(), Some("5.1.1"));
-        assert_eq!(enhanced_code("550 5.1.10 RESOLVER").as_deref(), Some("5.1.10"));
+        assert_eq!(
+            enhanced_code("550 5.1.10 RESOLVER").as_deref(),
+            Some("5.1.10")
+        );
         assert_eq!(enhanced_code("(#5.1.1)").as_deref(), Some("5.1.1"));
         assert_eq!(enhanced_code("4.4.7 (delayed)").as_deref(), Some("4.4.7"));
-        assert_eq!(enhanced_code("end of sentence 5.7.1.").as_deref(), Some("5.7.1"));
+        assert_eq!(
+            enhanced_code("end of sentence 5.7.1.").as_deref(),
+            Some("5.7.1")
+        );
         // Not parts of longer dotted numbers, not classes other than 2, 4, 5.
         assert_eq!(enhanced_code("[193.162.86.20]"), None);
         assert_eq!(enhanced_code("10.5.1.1"), None);
@@ -935,7 +996,10 @@ mod tests {
             "Final-Recipient: rfc822;a@b.dk\nAction: failed\nDiagnostic-Code: smtp; 452 4.2.2 Mailbox full\n",
         );
         assert_eq!(r[0].status.as_deref(), Some("4.2.2"));
-        assert!(!r[0].permanent, "4.x.x is temporary even when the MTA gave up");
+        assert!(
+            !r[0].permanent,
+            "4.x.x is temporary even when the MTA gave up"
+        );
     }
 
     fn report(parts: &str) -> String {
@@ -1031,7 +1095,10 @@ mod tests {
                        I'm not going to try again; this message has been in the queue too long.\r\n\r\n\
                        <a@b.dk>:\r\nConnection timed out.\r\n";
         let r = read(timeout).expect("qmail");
-        assert!(!one(&r).permanent, "a host that did not answer is not a bad address");
+        assert!(
+            !one(&r).permanent,
+            "a host that did not answer is not a bad address"
+        );
     }
 
     #[test]
@@ -1144,9 +1211,26 @@ mod tests {
             Some("exchange")
         );
         assert_eq!(
-            text_shape("Hej\n\nSe nedenfor\n\nTak\nDelivery has failed to these recipients or groups:\n"),
+            text_shape(
+                "Hej\n\nSe nedenfor\n\nTak\nDelivery has failed to these recipients or groups:\n"
+            ),
             None
         );
+    }
+
+    #[test]
+    fn multiline_smtp_replies_are_joined() {
+        assert_eq!(
+            diagnostic("550-5.1.1 The account does\n not exist. Please try\n 550-5.1.1 again or\n 550 5.1.1 https://x - gsmtp"),
+            "550 5.1.1 The account does not exist. Please try again or https://x - gsmtp"
+        );
+        assert_eq!(
+            diagnostic("452-4.2.2 The inbox\n 452 4.2.2 is full"),
+            "452 4.2.2 The inbox is full"
+        );
+        // One line, or not a reply at all: as written.
+        assert_eq!(diagnostic("550 5.1.1 550 again"), "550 5.1.1 550 again");
+        assert_eq!(diagnostic("x-1 550-5.1.1"), "x-1 550-5.1.1");
     }
 
     #[test]

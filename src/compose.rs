@@ -142,7 +142,11 @@ pub fn invitation(
     let text = env.get_template("invitation.txt")?.render(&ctx)?;
     let html = env.get_template("invitation.html")?.render(&ctx)?;
     let to_box = mailbox(None, to.as_str())?;
-    let unsubscribe = format!("<mailto:{}?subject=afmeld>", cfg.survey_address);
+    let unsubscribe = format!(
+        "<mailto:{}?subject={}>",
+        cfg.survey_address,
+        crate::classify::UNSUBSCRIBE_SUBJECT
+    );
     let msg = base(cfg, &to_box, &subject, &message_id)?
         .raw_header(raw_header("List-Unsubscribe", unsubscribe))
         .multipart(MultiPart::alternative_plain_html(text, html))
@@ -175,7 +179,11 @@ pub fn reminder(
         from_name => cfg.from_name,
     })?;
     let to_box = mailbox(None, to.as_str())?;
-    let unsubscribe = format!("<mailto:{}?subject=afmeld>", cfg.survey_address);
+    let unsubscribe = format!(
+        "<mailto:{}?subject={}>",
+        cfg.survey_address,
+        crate::classify::UNSUBSCRIBE_SUBJECT
+    );
     let msg = base(cfg, &to_box, &subject, &message_id)?
         .raw_header(raw_header("List-Unsubscribe", unsubscribe))
         .singlepart(SinglePart::plain(text))

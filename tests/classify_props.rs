@@ -2,14 +2,20 @@
 //! mail-shaped messages never panic, and every invitation keeps the rules:
 //! nobody invited is the survey address, the sender, a consultant or a
 //! colleague; nobody is invited twice; never more than the per-message cap;
-//! and nobody is invited who is not named in the message.
+//! and nobody is invited who is not named in the message. Bounces, opt-outs
+//! and replies keep theirs: a bounced recipient's `permanent` agrees with the
+//! class of its status code when it has one (5 permanent, 4 temporary); the
+//! Message-IDs reported are canvass' own shape; an opt-out or a reply never
+//! comes from a configured consultant or the survey address.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
 use canvass::address;
-use canvass::classify::{addresses_in_body, classify_raw, Decision, Trigger, TriggerKind};
+use canvass::classify::{
+    addresses_in_body, classify_raw, BounceReport, Decision, Trigger, TriggerKind,
+};
 use canvass::config::Config;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -44,8 +50,33 @@ fn consultants() -> Vec<String> {
 /// transfer encoding (lower-cased), where every invitee must be named.
 fn check(decision: &Decision, cfg: &Config, received: DateTime<Utc>, source: Option<&str>) {
     serde_json::to_string(decision).expect("a decision serialises");
-    let Decision::Invite(t) = decision else {
-        return;
+    let t = match decision {
+        Decision::Invite(t) => t,
+        Decision::Bounce(b) => return check_bounce(b, cfg),
+        Decision::OptOut { from, message_ids }
+        | Decision::Reply {
+            from, message_ids, ..
+        } => {
+            assert!(
+                !cfg.is_consultant(from),
+                "consultant {from} made a {}",
+                decision.label()
+            );
+            assert_ne!(
+                *from,
+                cfg.survey_address,
+                "the survey address made a {}",
+                decision.label()
+            );
+            if let Decision::Reply { .. } = decision {
+                assert!(
+                    !message_ids.is_empty(),
+                    "a reply that refers to no canvass mail"
+                );
+            }
+            return check_message_ids(message_ids, cfg);
+        }
+        Decision::Refuse { .. } | Decision::Ignore { .. } => return,
     };
     check_trigger(t, cfg);
     assert!(
@@ -92,6 +123,57 @@ fn check_trigger(t: &Trigger, cfg: &Config) {
         assert!(
             !t.skipped.iter().any(|s| s.address == a.as_str()),
             "{a} both invited and skipped"
+        );
+    }
+}
+
+fn check_bounce(b: &BounceReport, cfg: &Config) {
+    check_message_ids(&b.message_ids, cfg);
+    assert!(!b.format.is_empty());
+    for r in &b.recipients {
+        assert!(
+            !r.address.is_empty(),
+            "a bounced recipient without an address"
+        );
+        let Some(status) = &r.status else { continue };
+        let class = status.as_bytes()[0];
+        assert!(
+            matches!(class, b'4' | b'5'),
+            "{}: status {status} is no failure",
+            r.address
+        );
+        assert_eq!(
+            r.permanent,
+            class == b'5',
+            "{}: permanent = {} with status {status}",
+            r.address,
+            r.permanent
+        );
+        let parts: Vec<&str> = status.split('.').collect();
+        assert!(
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit())),
+            "{status} is not an enhanced status code"
+        );
+    }
+}
+
+fn check_message_ids(ids: &[String], cfg: &Config) {
+    let mut seen = HashSet::new();
+    for id in ids {
+        assert!(seen.insert(id), "{id} reported twice");
+        let hex = id
+            .strip_prefix("canvass.")
+            .and_then(|r| r.strip_suffix(&format!("@{}", cfg.survey_address.domain())))
+            .unwrap_or_else(|| panic!("{id} is not a canvass Message-ID"));
+        assert!(
+            !hex.is_empty()
+                && hex
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{id} is not a canvass Message-ID"
         );
     }
 }
@@ -216,6 +298,9 @@ fn extra_header() -> BoxedStrategy<(String, String)> {
         1 => Just("Content-Type".to_string()),
         1 => Just("Subject".to_string()),
         1 => Just("Reply-To".to_string()),
+        1 => Just("In-Reply-To".to_string()),
+        1 => Just("References".to_string()),
+        1 => Just("X-Failed-Recipients".to_string()),
         12 => "[A-Za-z][A-Za-z0-9-]{0,20}",
     ];
     let value = prop_oneof![
@@ -227,7 +312,13 @@ fn extra_header() -> BoxedStrategy<(String, String)> {
         Just("mx.siri.dk; dkim=pass (2048-bit key; secure) header.d=siri.dk".to_string()),
         Just("mx.siri.dk; dkim=fail header.d=siri.dk; dmarc=pass header.from=siri.dk".to_string()),
         Just("<canvass.0a1b2c@siri.dk>".to_string()),
+        Just("<a@b.dk>\r\n <canvass.ff@siri.dk> <canvass.0a1b2c@SIRI.DK>".to_string()),
+        Just("<canvass.zz@siri.dk> <canvass.0a1b2c@siri.dk.example>".to_string()),
         Just("multipart/report; report-type=delivery-status; boundary=x".to_string()),
+        Just("multipart/report; report-type=disposition-notification; boundary=x".to_string()),
+        Just("afmeld".to_string()),
+        Just("SV: Afmeld mig".to_string()),
+        Just("mette.larsen@aarhus.dk, x@y".to_string()),
         Just("Automatisk svar: ferie".to_string()),
         "[ -~]{0,40}",
         "\\PC{0,30}",
@@ -235,8 +326,50 @@ fn extra_header() -> BoxedStrategy<(String, String)> {
     (name, value).boxed()
 }
 
+/// Lines of the bounce shapes, of opt-outs and of quoted invitations.
+fn report_line() -> BoxedStrategy<String> {
+    prop_oneof![
+        address_text().prop_map(|a| format!("Final-Recipient: rfc822; {a}")),
+        address_text().prop_map(|a| format!("Original-Recipient: rfc822;{a}")),
+        proptest::sample::select(vec!["failed", "delayed", "delivered", "relayed", "", "x"])
+            .prop_map(|a| format!("Action: {a}")),
+        "[245]\\.[0-9]{1,4}\\.[0-9]{1,4}( \\(x\\))?".prop_map(|c| format!("Status: {c}")),
+        "[0-9]{3}[ -][245]\\.[0-9]\\.[0-9]{1,2} [a-z ]{0,12}"
+            .prop_map(|c| format!("Diagnostic-Code: smtp; {c}")),
+        Just("Reporting-MTA: dns; mx.siri.dk".to_string()),
+        Just(String::new()),
+        Just("Hi. This is the qmail-send program at mail.x.dk.".to_string()),
+        Just("This is a permanent error; I've given up.".to_string()),
+        address_text().prop_map(|a| format!("<{a}>:")),
+        Just("Sorry, no mailbox here by that name. (#5.1.1)".to_string()),
+        Just("--- Below this line is a copy of the message.".to_string()),
+        Just("Delivery has failed to these recipients or groups:".to_string()),
+        Just("Diagnostic information for administrators:".to_string()),
+        Just(
+            "Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'".to_string()
+        ),
+        address_text().prop_map(|a| format!("Your message wasn't delivered to {a} because")),
+        Just("The response from the remote server was:".to_string()),
+        "[0-9]{3}[ -]?[0-9.]{0,8} [a-z]{0,8}",
+        Just("afmeld".to_string()),
+        Just("Afmeld mig, tak.".to_string()),
+        Just("Kan I afmelde mig?".to_string()),
+        Just("Please unsubscribe me".to_string()),
+        Just("STOP".to_string()),
+        Just("Hej".to_string()),
+        Just("Mvh".to_string()),
+        Just(
+            "> Ønsker du ikke at deltage, kan du svare på denne mail med ordet \"afmeld\"."
+                .to_string()
+        ),
+        Just("Message-ID: <canvass.0a1b2c@siri.dk>".to_string()),
+    ]
+    .boxed()
+}
+
 fn body_line() -> BoxedStrategy<String> {
     prop_oneof![
+        3 => report_line(),
         3 => address_text(),
         2 => mailbox(),
         2 => "\\PC{0,60}",
@@ -374,6 +507,50 @@ proptest! {
         let d = classify_raw(&raw, received, cfg);
         check(&d, cfg, received, Some(&source));
         prop_assert_eq!(&d, &classify_raw(&raw, received, cfg), "classify is not deterministic");
+    }
+
+    #[test]
+    fn answers_to_invitations_keep_the_rules(
+        from in prop_oneof![
+            3 => address_text(),
+            1 => proptest::sample::select(consultants()),
+        ],
+        refs in proptest::option::weighted(0.7, proptest::sample::select(vec![
+            "In-Reply-To: <canvass.0a1b2c3d4e5f60718293a4b5@siri.dk>",
+            "References: <x@aarhus.dk>\r\n <canvass.ff00@siri.dk>",
+            "In-Reply-To: <canvass.0a1b@siri.dk.example>",
+            "References: <AM9PR07MB7123@outlook.com>",
+        ])),
+        subject in proptest::sample::select(vec![
+            "afmeld", "AFMELD", "SV: Hvad synes du om SIRIs sikkerhedskonsulentordning?",
+            "Re: stop", "Automatisk svar: Hvad synes du?", "unsubscribe", "Spørgsmål",
+        ]),
+        to in proptest::sample::select(vec![
+            "undersoegelse@siri.dk",
+            "undersoegelse@siri.dk, anne.hansen@siri.dk",
+            "mette.larsen@aarhus.dk",
+        ]),
+        auto in proptest::option::weighted(0.2, proptest::sample::select(vec![
+            "Auto-Submitted: auto-generated", "Auto-Submitted: auto-replied", "X-Autoreply: yes",
+            "Return-Path: <>", "Precedence: bulk",
+        ])),
+        body in proptest::collection::vec(body_line(), 0..8),
+        received in window_time(),
+    ) {
+        let cfg = &configs()[0];
+        let mut raw = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n");
+        for h in refs.iter().chain(auto.iter()) {
+            raw.push_str(h);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+        raw.push_str(&body.join("\r\n"));
+        let d = classify_raw(raw.as_bytes(), received, cfg);
+        check(&d, cfg, received, Some(&raw.to_lowercase()));
+        if matches!(d, Decision::OptOut { .. } | Decision::Reply { .. }) {
+            prop_assert!(auto.is_none() || auto == Some("Auto-Submitted: auto-generated"),
+                "an automatic message made a {}", d.label());
+        }
     }
 
     #[test]
