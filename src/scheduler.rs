@@ -22,6 +22,8 @@ use crate::window::{self, Window};
 pub const DIGEST_JOB: &str = "digest";
 pub const FINAL_DIGEST_JOB: &str = "final_digest";
 pub const REMINDER_JOB: &str = "reminders";
+/// Retention (src/retention.rs): its state is the deadline it completed.
+pub const RETENTION_JOB: &str = "retention";
 /// How often reminders are looked for.
 pub const REMINDER_EVERY: chrono::Duration = chrono::Duration::hours(1);
 /// The longest the loop sleeps without looking (a changed clock, a reload).
@@ -184,6 +186,30 @@ impl Scheduler {
                 next.push(due_at);
             }
         }
+
+        // Retention: invitees' addresses erased once, [retention] days after the window closed.
+        let days = cfg.retention.erase_addresses_after_days;
+        let erase_at = crate::retention::erase_at(&cfg.window, days);
+        let done = store.job_state(RETENTION_JOB)?.last;
+        if crate::retention::job_due(&cfg.window, days, now, done) {
+            let r = store.purge_addresses(false)?;
+            tracing::info!(
+                erased = r.erased,
+                dropped_invitations = r.dropped_invitations,
+                dropped_reminders = r.dropped_reminders,
+                after_days = days,
+                "retention: invitees' addresses erased"
+            );
+            let data = serde_json::to_string(&r).ok();
+            // Flushed with the job state: the erasure is durable before it is recorded.
+            let state = JobState {
+                last: Some(erase_at),
+                data,
+            };
+            store.set_job_state(RETENTION_JOB, &state).await?;
+        } else if now < erase_at {
+            next.push(erase_at);
+        }
         Ok(next.into_iter().min())
     }
 
@@ -193,58 +219,50 @@ impl Scheduler {
         )?))
     }
 
-    /// Renders the digest for every manager (the previous snapshot gives the change).
+    /// The digest for `regions` (all when empty), compared with the previous one.
+    fn compute(
+        &self,
+        now: DateTime<Utc>,
+        regions: &[String],
+        is_final: bool,
+    ) -> Result<digest::Digest, JobError> {
+        let cfg = self.pipeline.config();
+        let store = &self.pipeline.store;
+        let status = crate::control::current_status(&self.pipeline)?;
+        let previous: Option<Snapshot> = store
+            .job_state(DIGEST_JOB)?
+            .data
+            .and_then(|d| serde_json::from_str(&d).ok());
+        let today = now.with_timezone(&window::TZ).date_naive();
+        Ok(digest::compute(
+            &status,
+            &store.counters()?,
+            previous.as_ref(),
+            &cfg.window,
+            today,
+            regions,
+            is_final,
+        ))
+    }
+
+    /// Renders the digest for every manager.
     pub fn render_digests(
         &self,
         now: DateTime<Utc>,
         is_final: bool,
     ) -> Result<Vec<RenderedDigest>, JobError> {
-        let cfg = self.pipeline.config();
-        let store = &self.pipeline.store;
-        let status = crate::control::current_status(&self.pipeline)?;
-        let counters = store.counters()?;
-        let previous: Option<Snapshot> = store
-            .job_state(DIGEST_JOB)?
-            .data
-            .and_then(|d| serde_json::from_str(&d).ok());
-        let today = now.with_timezone(&window::TZ).date_naive();
         let mut out = Vec::new();
-        for (manager, regions) in cfg.managers() {
-            let d = digest::compute(
-                &status,
-                &counters,
-                previous.as_ref(),
-                &cfg.window,
-                today,
-                &regions,
-                is_final,
-            );
+        for (manager, regions) in self.pipeline.config().managers() {
+            let d = self.compute(now, &regions, is_final)?;
             out.push(render_one(manager, &d)?);
         }
         Ok(out)
     }
 
-    /// The digest as it would be now, for `canvass digest --print`: for all regions.
+    /// The digest as it would be now, for `canvass digest --print`: all regions.
     pub fn preview(&self, now: DateTime<Utc>) -> Result<String, JobError> {
-        let cfg = self.pipeline.config();
-        let store = &self.pipeline.store;
-        let status = crate::control::current_status(&self.pipeline)?;
-        let counters = store.counters()?;
-        let previous: Option<Snapshot> = store
-            .job_state(DIGEST_JOB)?
-            .data
-            .and_then(|d| serde_json::from_str(&d).ok());
-        let today = now.with_timezone(&window::TZ).date_naive();
-        let is_final = now >= cfg.window.closes_at();
-        Ok(digest::render_text(&digest::compute(
-            &status,
-            &counters,
-            previous.as_ref(),
-            &cfg.window,
-            today,
-            &[],
-            is_final,
-        )))
+        let is_final = now >= self.pipeline.config().window.closes_at();
+        Ok(digest::render_text(&self.compute(now, &[], is_final)?))
     }
 
     /// Queues the digest for every manager; returns how many.
