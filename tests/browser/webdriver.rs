@@ -133,10 +133,7 @@ impl Browser {
         let v = browser
             .raw("POST", "/session", Some(caps))
             .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}"));
-        browser.session = v["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_string();
+        browser.session = v["sessionId"].as_str().expect("session id").to_string();
         browser
     }
 
@@ -158,7 +155,9 @@ impl Browser {
         let mut head = String::new();
         loop {
             let mut line = String::new();
-            let n = reader.read_line(&mut line).map_err(|e| format!("{method} {path}: {e}"))?;
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| format!("{method} {path}: {e}"))?;
             if n == 0 || line == "\r\n" {
                 break;
             }
@@ -173,7 +172,9 @@ impl Browser {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .ok_or_else(|| format!("no Content-Length in reply: {head}"))?;
         let mut buf = vec![0u8; len];
@@ -186,8 +187,7 @@ impl Browser {
         } else {
             Err(format!(
                 "HTTP {status}: {} — {}",
-                v["value"]["error"],
-                v["value"]["message"]
+                v["value"]["error"], v["value"]["message"]
             ))
         }
     }
@@ -208,7 +208,10 @@ impl Browser {
     }
 
     pub fn url(&self) -> String {
-        self.cmd("GET", "/url", None).as_str().unwrap_or_default().to_string()
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Reloads (a page that answered a POST is POSTed again: chromedriver
@@ -354,10 +357,13 @@ impl Browser {
 
     /// The id of the focused element.
     pub fn focused_id(&self) -> String {
-        self.js("return document.activeElement ? document.activeElement.id : '';", vec![])
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.js(
+            "return document.activeElement ? document.activeElement.id : '';",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// A Chrome DevTools Protocol command, through chromedriver.
@@ -375,7 +381,10 @@ impl Browser {
             "return [Math.ceil(document.documentElement.scrollWidth), Math.ceil(document.documentElement.scrollHeight)];",
             vec![],
         );
-        let (w, h) = (size[0].as_f64().unwrap_or(800.0), size[1].as_f64().unwrap_or(600.0));
+        let (w, h) = (
+            size[0].as_f64().unwrap_or(800.0),
+            size[1].as_f64().unwrap_or(600.0),
+        );
         let v = self.cdp(
             "Page.captureScreenshot",
             json!({
@@ -401,7 +410,7 @@ impl Browser {
     pub fn emulate_mobile(&self, width: u32, height: u32) {
         self.cdp(
             "Emulation.setDeviceMetricsOverride",
-            json!({ "width": width, "height": height, "deviceScaleFactor": 2, "mobile": true }),
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true }),
         );
     }
 
