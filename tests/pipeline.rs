@@ -378,3 +378,52 @@ fn mail_count_path(mail: &MailStack, user: &str) -> Option<usize> {
 
 #[allow(dead_code)]
 fn _assert_send(_: Arc<()>) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_refusal_is_recorded_with_the_servers_reply() {
+    let mail = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
+    // Postfix refuses recipients outside its test domains with 550.
+    mail.append(SURVEY, "INBOX", &trigger("p1", ANNE, &["nobody@elsewhere.example"], true), None).await;
+    until("the refusal to be recorded", &d, Duration::from_secs(20), |s| s.total.failed == 1).await;
+    let inv = d.pipeline.store.invitations().next().unwrap().unwrap();
+    match inv.delivery {
+        canvass::store::Delivery::Failed { reason, .. } => assert!(reason.contains("550"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.pipeline.store.outbox_len(), 0, "nothing left to retry");
+    stop(d, shutdown).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_sending_hours_the_invitation_waits_across_a_restart() {
+    let mail = stack();
+    let contact = "venter@kommune.test";
+    mail.add_user(contact);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    // A one-minute sending window six hours from now, every day.
+    let open = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Copenhagen) + chrono::Duration::hours(6);
+    let hours = format!(
+        "[sending.hours]\nstart = \"{}\"\nend = \"{}\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n",
+        open.format("%H:00"),
+        open.format("%H:01")
+    );
+    let path = config(&mail, dir.path(), (&s, &e), &hours, "");
+    let (d, shutdown, _) = start(&path).await;
+    mail.send(ANNE, &[contact, SURVEY], &trigger("h1", ANNE, &[contact], true));
+    until("the invitation to wait", &d, Duration::from_secs(20), |s| s.total.invited == 1 && s.total.waiting == 1).await;
+    let (due, next) = d.pipeline.store.outbox_due(chrono::Utc::now(), 10).unwrap();
+    assert!(due.is_empty());
+    assert!(next.unwrap() > chrono::Utc::now() + chrono::Duration::hours(4), "{next:?}");
+    stop(d, shutdown).await;
+    // After a restart it is still there, still waiting.
+    let (d, shutdown, _) = start(&path).await;
+    let st = status(&d);
+    assert_eq!((st.total.invited, st.total.waiting, st.outbox), (1, 1, 1));
+    stop(d, shutdown).await;
+    let msgs = mail.fetch_all(contact, "INBOX").await;
+    assert!(from_survey(&msgs).is_empty(), "nothing was sent outside the hours");
+}
