@@ -82,6 +82,8 @@ struct RawConfig {
     #[serde(default)]
     reminders: RawReminders,
     #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
     regions: Vec<RawRegion>,
 }
 
@@ -349,6 +351,28 @@ fn default_reminders_max() -> u32 {
     1
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(default = "default_erase_after_days")]
+    erase_addresses_after_days: u32,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention {
+            erase_addresses_after_days: default_erase_after_days(),
+        }
+    }
+}
+
+fn default_erase_after_days() -> u32 {
+    30
+}
+
+/// The longest `retention.erase_addresses_after_days` accepted (ten years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReplies {
@@ -414,6 +438,8 @@ pub struct Config {
     pub digest: DigestConfig,
     /// Reminders: after this many days without an answer (0 = none), at most `max`.
     pub reminders: RemindersConfig,
+    /// When invitees' plain addresses are erased (src/retention.rs).
+    pub retention: RetentionConfig,
     pub regions: Vec<Region>,
 }
 
@@ -484,6 +510,13 @@ pub struct DigestConfig {
     /// Managers who get every region (regional managers are under [[regions]]).
     pub managers: Vec<Address>,
     pub final_digest: bool,
+}
+
+/// `[retention]`: invitees' plain addresses and link nonces are erased this
+/// many days after the collection window closed (0: as soon as it closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub erase_addresses_after_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -996,6 +1029,15 @@ impl Validator {
                 "is 0 while reminders.after_days is set: set max to 1 or more, or after_days to 0",
             );
         }
+        if raw.retention.erase_addresses_after_days > MAX_RETENTION_DAYS {
+            self.err(
+                "retention.erase_addresses_after_days",
+                format!(
+                    "{} days is more than {MAX_RETENTION_DAYS}: keeping invitees' addresses that long is not a retention rule",
+                    raw.retention.erase_addresses_after_days
+                ),
+            );
+        }
         let replies_forward_to = raw
             .replies
             .forward_to
@@ -1094,6 +1136,9 @@ impl Validator {
             reminders: RemindersConfig {
                 after_days: raw.reminders.after_days,
                 max: raw.reminders.max,
+            },
+            retention: RetentionConfig {
+                erase_addresses_after_days: raw.retention.erase_addresses_after_days,
             },
             regions,
         })

@@ -35,6 +35,20 @@ pub enum Request {
     Digest {
         send: bool,
     },
+    /// Retention: erase invitees' plain addresses once `[retention]` says so
+    /// (`now`: at once); `dry_run` only counts. See src/retention.rs.
+    Purge {
+        dry_run: bool,
+        #[serde(default)]
+        now: bool,
+    },
+    /// Erase what is held about one person (GDPR art. 17); their HMAC stays.
+    Forget {
+        address: String,
+    },
+    /// A consistent snapshot of the store, taken in the process that holds
+    /// it; the file's bytes come back base64-encoded in `json.backup`.
+    Backup,
 }
 
 /// An answer: human text and the same as JSON.
@@ -145,6 +159,93 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
                 }
             }
         }
+        Request::Purge { dry_run, now } => purge(pipeline, dry_run, now),
+        Request::Forget { address } => forget(pipeline, &address),
+        Request::Backup => backup(pipeline),
+    }
+}
+
+/// `canvass purge`: the retention rule applied now (or only counted).
+fn purge(pipeline: &Pipeline, dry_run: bool, now: bool) -> Answer {
+    let cfg = pipeline.config();
+    let days = cfg.retention.erase_addresses_after_days;
+    let at = chrono::Utc::now();
+    let erase_at = crate::retention::erase_at(&cfg.window, days);
+    let apply = !dry_run && (now || at >= erase_at);
+    let result = pipeline.store.purge_addresses(!apply).and_then(|r| {
+        if apply {
+            pipeline.store.flush_blocking()?;
+        }
+        Ok(r)
+    });
+    match result {
+        Ok(r) => {
+            if apply {
+                tracing::info!(
+                    erased = r.erased,
+                    dropped_invitations = r.dropped_invitations,
+                    dropped_reminders = r.dropped_reminders,
+                    "retention: invitees' addresses erased on demand"
+                );
+            }
+            let mut json = serde_json::to_value(&r).unwrap_or_default();
+            json["erase_at"] = serde_json::json!(erase_at);
+            json["after_days"] = serde_json::json!(days);
+            json["due"] = serde_json::json!(at >= erase_at);
+            Answer {
+                ok: true,
+                text: crate::retention::render_purge(&r, days, erase_at, at),
+                json,
+            }
+        }
+        Err(e) => Answer::error(format!("cannot purge: {e}")),
+    }
+}
+
+/// `canvass forget ADDRESS`.
+fn forget(pipeline: &Pipeline, address: &str) -> Answer {
+    let addr = match crate::address::parse(address) {
+        Ok(a) => a,
+        Err(e) => return Answer::error(format!("{address:?} is not an address: {e}")),
+    };
+    let key = pipeline.key.key_of(&addr);
+    let result = pipeline.store.forget(&key, &addr).and_then(|r| {
+        pipeline.store.flush_blocking()?;
+        Ok(r)
+    });
+    match result {
+        Ok(r) => {
+            // The log names the invitation, never the address.
+            tracing::info!(
+                invitation = r.invitation.as_ref().map(|i| i.id),
+                dropped = r.dropped.len(),
+                "a person was forgotten on request"
+            );
+            Answer {
+                ok: true,
+                text: crate::retention::render_forget(&r),
+                json: serde_json::to_value(&r).unwrap_or_default(),
+            }
+        }
+        Err(e) => Answer::error(format!("cannot forget {addr}: {e}")),
+    }
+}
+
+/// `canvass backup`: the snapshot's bytes, base64 in the JSON.
+fn backup(pipeline: &Pipeline) -> Answer {
+    use base64::Engine;
+    match pipeline.store.backup() {
+        Ok((bytes, info)) => {
+            let mut json = serde_json::to_value(&info).unwrap_or_default();
+            json["backup"] =
+                serde_json::json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+            Answer {
+                ok: true,
+                text: info.render(),
+                json,
+            }
+        }
+        Err(e) => Answer::error(format!("cannot take a backup: {e}")),
     }
 }
 

@@ -164,10 +164,15 @@ pub async fn start(
 
 impl Daemon {
     /// Waits for shutdown, then drains: bounded by [`DRAIN_TIMEOUT`].
-    pub async fn wait(mut self) -> anyhow::Result<()> {
+    pub async fn wait(self) -> anyhow::Result<()> {
         self.shutdown.wait().await;
         // systemd: STOPPING=1, and no more keep-alives (src/service.rs).
         service::stopping();
+        self.drain().await
+    }
+
+    /// Stops the loops (the shutdown has fired) and flushes the store.
+    async fn drain(mut self) -> anyhow::Result<()> {
         self.supervisor.stop().await;
         tracing::info!("shutting down: finishing the work in hand");
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -194,11 +199,19 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: Shutdown) -> anyh
 }
 
 /// Runs as a service: SIGTERM/SIGINT stop, SIGHUP reloads the config file.
+///
+/// When the store stops taking writes (disk full: sled then refuses every
+/// write until it is opened again), the loops are stopped, the web server
+/// answers 503 to everything, and the store is opened again with backoff;
+/// once it opens, the loops start again. Nothing acknowledged is lost: an
+/// answer is thanked and a message marked processed only after a flush.
 pub async fn run_with_signals(cfg: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let listener = TcpListener::bind(&cfg.web_bind)
         .await
         .with_context(|| format!("cannot listen on web.bind {}", cfg.web_bind))?;
+    // Kept across restarts of the loops: connections wait in the backlog.
+    let listener = listener.into_std()?;
     let path = cfg.path.clone();
     let shutdown = Shutdown::new();
     // Handlers before `start`: READY=1 may go out from there, and a SIGHUP
@@ -206,24 +219,150 @@ pub async fn run_with_signals(cfg: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let daemon = start(cfg, listener, shutdown.clone()).await?;
-    let pipeline = daemon.pipeline.clone();
+    let current: Arc<std::sync::Mutex<Option<Arc<Pipeline>>>> = Arc::default();
+    let reload_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let signals = {
-        let shutdown = shutdown.clone();
+        let (shutdown, current, pending) =
+            (shutdown.clone(), current.clone(), reload_pending.clone());
         async move {
             loop {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT"); break; }
-                    _ = hup.recv() => reload(&path, &pipeline),
+                    _ = hup.recv() => {
+                        let p = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        match p {
+                            Some(p) => reload(&path, &p),
+                            None => {
+                                tracing::warn!("SIGHUP while the loops are not running: the configuration is read again when they start");
+                                pending.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                    }
                     _ = shutdown.wait() => break,
                 }
             }
             shutdown.trigger();
         }
     };
-    let (_, result) = tokio::join!(signals, daemon.wait());
+    let run = async {
+        let mut cfg = cfg;
+        let mut first = true;
+        loop {
+            let generation = Shutdown::new();
+            let web = TcpListener::from_std(listener.try_clone()?)?;
+            let daemon = match start(cfg.clone(), web, generation.clone()).await {
+                Ok(d) => d,
+                Err(e) if first => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot start again after the store outage; retrying");
+                    if !wait_for_store(&cfg, &listener, &shutdown).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            first = false;
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(daemon.pipeline.clone());
+            if reload_pending.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                reload(&cfg.path, &daemon.pipeline);
+            }
+            let store = daemon.pipeline.store.clone();
+            let failed = tokio::select! {
+                _ = shutdown.wait() => None,
+                e = store_failure(&store) => Some(e),
+            };
+            drop(store);
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            cfg = (*daemon.pipeline.config()).clone();
+            let Some(error) = failed else {
+                generation.trigger();
+                return daemon.wait().await;
+            };
+            tracing::error!(error = %error, store = %cfg.store_path.display(), "the store cannot write: canvass stops taking work (mail stays unprocessed, the survey form answers 503) until it can; nothing acknowledged is lost");
+            service::status("store unavailable: not taking work");
+            generation.trigger();
+            if let Err(e) = daemon.drain().await {
+                tracing::debug!(error = %format!("{e:#}"), "draining after the store failed");
+            }
+            if !wait_for_store(&cfg, &listener, &shutdown).await? {
+                return Ok(());
+            }
+            tracing::info!("the store is writable again: taking work again");
+        }
+    };
+    let run = async {
+        let result = run.await;
+        shutdown.trigger(); // ends the signal loop too
+        result
+    };
+    let (_, result) = tokio::join!(signals, run);
     result
+}
+
+/// How often a running daemon checks that its store still takes writes.
+const STORE_CHECK: Duration = Duration::from_millis(500);
+
+/// Returns the store's error once it no longer takes writes. sled keeps the
+/// first I/O error (ENOSPC) and fails every later write and flush with it.
+async fn store_failure(store: &Store) -> crate::store::StoreError {
+    loop {
+        tokio::time::sleep(STORE_CHECK).await;
+        if let Err(e) = store.flush().await {
+            return e;
+        }
+    }
+}
+
+/// While the store is unavailable: the web server answers 503 and systemd's
+/// watchdog is kept alive, while the store is opened again with backoff
+/// (logged once). `Ok(false)`: shutdown came first.
+async fn wait_for_store(
+    cfg: &Config,
+    listener: &std::net::TcpListener,
+    shutdown: &Shutdown,
+) -> anyhow::Result<bool> {
+    let stop_web = Shutdown::new();
+    let web = tokio::spawn(crate::web::run_unavailable(
+        TcpListener::from_std(listener.try_clone()?)?,
+        stop_web.clone(),
+    ));
+    let mut outage = crate::backoff::Outage::new("store");
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let notifier = service::Notifier::from_env();
+    let keepalive = service::keepalive_period().unwrap_or(Duration::from_secs(10));
+    let back = loop {
+        let _ = notifier.notify("WATCHDOG=1\nSTATUS=store unavailable: not taking work; retrying");
+        let opened = Store::open(&cfg.store_path).and_then(|s| {
+            s.flush_blocking()?;
+            Ok(s)
+        });
+        match opened {
+            Ok(store) => {
+                drop(store);
+                outage.ok();
+                break true;
+            }
+            Err(e) => outage.failed(&e),
+        }
+        let mut wait = backoff.next_delay();
+        // Keep-alives go on meanwhile.
+        while !wait.is_zero() {
+            let step = wait.min(keepalive);
+            if shutdown.sleep(step).await {
+                break;
+            }
+            wait -= step;
+            let _ = notifier.notify("WATCHDOG=1");
+        }
+        if shutdown.is_triggered() {
+            break false;
+        }
+    };
+    stop_web.trigger();
+    let _ = web.await;
+    Ok(back)
 }
 
 /// Reloads the config; a bad file is logged and the old config stays.

@@ -40,6 +40,7 @@
 //! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
 //! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
 //! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
+//! - [`retention`]: when invitees' addresses are erased and what erasing keeps (pure); `purge`/`forget` text.
 //! - [`scheduler`]: the loop running the digest, the final digest and reminders.
 //! - [`shutdown`]: the shutdown signal every loop listens to.
 
@@ -64,6 +65,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod service;

@@ -99,6 +99,35 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Erase invitees' plain addresses per [retention] (the daemon also does
+    /// it by itself when due); the HMAC dedup key, flags and answers stay.
+    Purge {
+        /// Count what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Erase now, before the configured deadline.
+        #[arg(long)]
+        now: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase what is held about one person (GDPR art. 17). Their HMAC dedup
+    /// key stays, so they are never invited again.
+    Forget {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent snapshot of the store to FILE (mode 0600), also
+    /// while the daemon runs.
+    Backup { file: PathBuf },
+    /// Replace the store with a backup. The daemon must be stopped.
+    Restore {
+        file: PathBuf,
+        /// Replace a store that holds data.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -220,6 +249,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_answer(answer, out.as_deref())
         }
         Command::Digest { send, .. } => ask(&cli.config, Request::Digest { send }, false),
+        Command::Purge { dry_run, now, json } => {
+            ask(&cli.config, Request::Purge { dry_run, now }, json)
+        }
+        Command::Forget { address, json } => ask(&cli.config, Request::Forget { address }, json),
+        Command::Backup { file } => backup(&cli.config, &file),
+        Command::Restore { file, force } => restore(&cli.config, &file, force),
+    }
+}
+
+/// `canvass backup FILE`: the snapshot is taken by whoever holds the store
+/// (the daemon, through its socket) and written here, atomically, mode 0600.
+fn backup(config: &std::path::Path, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    let answer = fetch(config, Request::Backup)?;
+    if !answer.ok {
+        eprintln!("canvass: {}", answer.text);
+        return Ok(ExitCode::FAILURE);
+    }
+    let bytes = answer.json["backup"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .context("the daemon's answer holds no backup")?;
+    canvass::store::privacy::write_private_file(file, &bytes)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!("wrote {}: {}", file.display(), answer.text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `canvass restore FILE [--force]`: only with the daemon stopped.
+fn restore(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    use canvass::store::privacy::{self, Backup, BackupError};
+    let cfg = load_config(config)?;
+    if let Ok(Some(_)) =
+        runtime()?.block_on(control::request(&cfg.control_socket, &Request::Status))
+    {
+        eprintln!(
+            "canvass: a canvass daemon is running on this store (it answered on {}); stop it first (systemctl stop canvass), then restore",
+            cfg.control_socket.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let backup = match Backup::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("canvass: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match privacy::restore(&cfg.store_path, &backup, force) {
+        Ok(r) => {
+            println!(
+                "restored {} into {}{}",
+                file.display(),
+                r.store.display(),
+                if r.replaced {
+                    " (the store that was there is replaced)"
+                } else {
+                    ""
+                }
+            );
+            println!("  {}", r.backup.render());
+            println!("note: erasures made after the backup was taken are undone: run `canvass forget` again for requests since then; the retention purge runs again by itself when due");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BackupError::Store(canvass::store::StoreError::Locked { path })) => {
+            eprintln!("canvass: the store at {path} is held by another canvass process (a running daemon?); stop it first, then restore");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("canvass: {e}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

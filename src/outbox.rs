@@ -3,9 +3,14 @@
 //! reschedules the message with exponential backoff (kept inside the sending
 //! hours for invitations); a permanent one records the server's reply.
 //!
-//! A crash between "accepted by the server" and "marked sent" sends that one
-//! message again on restart, with the same Message-ID: at most one duplicate,
-//! never a loss.
+//! Marks are made durable in groups: each accepted message is marked sent at
+//! once, and one flush (fsync) covers every mark made while the previous one
+//! ran, while the next messages are already on the wire. At most
+//! `pool_size × 8` accepted messages wait for their flush; sending pauses
+//! when that many do. A crash between "accepted by the server" and "mark
+//! flushed" sends those messages again on restart, with the same Message-ID:
+//! at most the messages in flight (that window and the ones on the wire) are
+//! sent twice, none is lost. The "sent" log line and metric follow the flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,9 @@ use crate::window::{self, SendingHours};
 
 /// How many messages are taken from the store at once.
 const BATCH: usize = 256;
+/// Accepted messages whose "sent" mark may wait for the next flush, per
+/// pooled connection (see [`Outbox::work`]).
+const UNFLUSHED_PER_CONNECTION: usize = 8;
 /// The longest the loop sleeps without looking at the store.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
@@ -100,33 +108,55 @@ impl Outbox {
             }
             sendable.push(item);
         }
+        // Only what is durable goes out: after a failed flush (disk full) a
+        // queued invitation may exist in memory only, and be lost on restart.
+        if !sendable.is_empty() {
+            self.store.flush().await?;
+        }
         let transport = &self.transport;
-        let mut results = futures::stream::iter(sendable)
+        let concurrency = self.settings.concurrency.max(1);
+        let mut sends = futures::stream::iter(sendable)
             .map(|item| async move {
                 let r = transport.send(&item.from, &item.to, &item.raw).await;
                 (item, r)
             })
-            .buffer_unordered(self.settings.concurrency.max(1));
-        while let Some((item, result)) = results.next().await {
-            match result {
-                Ok(()) => {
-                    outage.ok();
-                    self.store.mark_sent(&item, Utc::now())?;
-                    // Durable before the next send: a crash re-sends at most
-                    // the messages in flight, never one already marked.
-                    self.store.flush().await?;
-                    self.metrics.sent(item_kind(&item), "sent");
-                    tracing::info!(message_id = %item.message_id, kind = item_kind(&item), attempts = item.attempts + 1, "sent");
-                }
-                Err(e) if e.is_permanent() => {
-                    self.store.mark_failed(&item, Utc::now(), &e.message)?;
-                    self.metrics.sent(item_kind(&item), "failed");
-                    tracing::warn!(message_id = %item.message_id, kind = item_kind(&item), reply = %e.message, "refused for good by the server");
-                }
-                Err(e) => {
-                    outage.failed(&e);
-                    self.reschedule(&item, &e)?;
-                    self.metrics.sent(item_kind(&item), "deferred");
+            .buffer_unordered(concurrency);
+        // Group commit of the "sent" marks: accepted messages are marked at
+        // once and made durable by one flush for all marked meanwhile, which
+        // runs while the next messages are on the wire. Accepted but not yet
+        // durable are at most `window`, so a crash re-sends at most those and
+        // the `concurrency` being sent: the messages in flight.
+        let window = concurrency * UNFLUSHED_PER_CONNECTION;
+        let mut unflushed: Vec<Sent> = Vec::new();
+        let mut flushing: Vec<Sent> = Vec::new();
+        let mut flush: Option<FlushFuture> = None;
+        let mut sends_done = false;
+        loop {
+            if flush.is_none() && !unflushed.is_empty() {
+                let store = self.store.clone();
+                flush = Some(Box::pin(async move { store.flush().await }));
+                flushing = std::mem::take(&mut unflushed);
+            }
+            let may_send = !sends_done && unflushed.len() + flushing.len() < window;
+            if !may_send && flush.is_none() {
+                break;
+            }
+            tokio::select! {
+                next = sends.next(), if may_send => match next {
+                    None => sends_done = true,
+                    Some((item, result)) => {
+                        if let Some(sent) = self.record(item, result, outage)? {
+                            unflushed.push(sent);
+                        }
+                    }
+                },
+                done = async { flush.as_mut().expect("enabled only while flushing").await }, if flush.is_some() => {
+                    flush = None;
+                    done?;
+                    for s in flushing.drain(..) {
+                        self.metrics.sent(s.kind, "sent");
+                        tracing::info!(message_id = %s.message_id, kind = s.kind, attempts = s.attempts, "sent");
+                    }
                 }
             }
         }
@@ -134,6 +164,39 @@ impl Outbox {
             .set_outbox_depth(self.store.outbox_len() as u64);
         // Look again at once: what was deferred tells the store when it is due.
         Ok(Some(Duration::ZERO))
+    }
+
+    /// Records one send's outcome; an accepted message is marked sent (not
+    /// yet durable) and returned for the next flush.
+    fn record(
+        &self,
+        item: OutboxItem,
+        result: Result<(), SendError>,
+        outage: &mut Outage,
+    ) -> Result<Option<Sent>, crate::store::StoreError> {
+        match result {
+            Ok(()) => {
+                outage.ok();
+                self.store.mark_sent(&item, Utc::now())?;
+                Ok(Some(Sent {
+                    kind: item_kind(&item),
+                    attempts: item.attempts + 1,
+                    message_id: item.message_id,
+                }))
+            }
+            Err(e) if e.is_permanent() => {
+                self.store.mark_failed(&item, Utc::now(), &e.message)?;
+                self.metrics.sent(item_kind(&item), "failed");
+                tracing::warn!(message_id = %item.message_id, kind = item_kind(&item), reply = %e.message, "refused for good by the server");
+                Ok(None)
+            }
+            Err(e) => {
+                outage.failed(&e);
+                self.reschedule(&item, &e)?;
+                self.metrics.sent(item_kind(&item), "deferred");
+                Ok(None)
+            }
+        }
     }
 
     fn reschedule(&self, item: &OutboxItem, e: &SendError) -> Result<(), crate::store::StoreError> {
@@ -155,6 +218,17 @@ impl Outbox {
         self.store.reschedule(item, next, &e.message)
     }
 }
+
+/// An accepted message, marked sent, waiting for its flush.
+struct Sent {
+    kind: &'static str,
+    attempts: u32,
+    message_id: String,
+}
+
+type FlushFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
+>;
 
 fn item_kind(item: &OutboxItem) -> &'static str {
     match item.purpose {

@@ -76,6 +76,29 @@ pub async fn run(
     .await
 }
 
+/// While the store cannot be used (the disk is full; see `daemon.rs`): every
+/// page, `/healthz` included, is 503 "Midlertidig fejl", so that nobody is
+/// thanked for an answer that was not stored.
+pub async fn run_unavailable(listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+    let app = Router::new()
+        .fallback(unavailable)
+        .layer(axum::middleware::map_response(security_headers));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}
+
+async fn unavailable() -> Response {
+    let mut r = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Midlertidig fejl",
+        &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
+}
+
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(

@@ -38,6 +38,20 @@ pub enum StoreError {
     Locked { path: String },
     #[error("the store at {path} was written by a newer canvass (schema {found}, this one reads {SCHEMA_VERSION}); upgrade canvass")]
     TooNew { path: String, found: u8 },
+    #[error("the store at {path} has schema {found}, older than this canvass can migrate (it reads schema {reads} and migrates from schema {oldest} on); open it with the canvass that wrote it, or restore a newer backup")]
+    TooOld {
+        path: String,
+        found: u8,
+        reads: u8,
+        oldest: u8,
+    },
+    #[error("migrating the store at {path} from schema {from} to {to} failed: {error}")]
+    Migration {
+        path: String,
+        from: u8,
+        to: u8,
+        error: String,
+    },
     #[error("a stored record is corrupt or of an unknown version ({what})")]
     Corrupt { what: String },
     #[error("storage error: {0}")]
@@ -76,8 +90,13 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError
                 what: format!("{what}: {e}"),
             })
         }
-        _ => Err(StoreError::Corrupt {
-            what: what.to_string(),
+        Some((v, _)) => Err(StoreError::Corrupt {
+            what: format!(
+                "{what}: record version {v}, this canvass reads version {SCHEMA_VERSION}"
+            ),
+        }),
+        None => Err(StoreError::Corrupt {
+            what: format!("{what}: empty record"),
         }),
     }
 }
@@ -261,7 +280,9 @@ pub enum Committed {
 }
 
 /// Counter names.
+mod flush;
 mod jobs;
+pub mod privacy;
 mod responses;
 pub use jobs::JobState;
 pub use responses::{StoredResponse, SubmitOutcome};
@@ -304,6 +325,8 @@ pub struct Store {
     jobs: sled::Tree,
     /// canvass Message-ID → invitation id (bounces and replies are matched on it).
     msgids: sled::Tree,
+    /// Group commit for [`Store::flush`] (flush.rs).
+    flush_gate: std::sync::Arc<flush::FlushGate>,
 }
 
 fn counter_key(region: &str, name: &str) -> Vec<u8> {
@@ -356,10 +379,8 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::TooNew { path: p, found });
                 }
-                // Older schemas get migrated here when there are any.
-                return Err(StoreError::Corrupt {
-                    what: format!("unknown schema version {found}"),
-                });
+                // An older schema: migrated step by step, or refused (privacy.rs).
+                privacy::migrate(&db, &meta, found, &p)?;
             }
         }
         Ok(Store {
@@ -372,13 +393,16 @@ impl Store {
             responses: db.open_tree("responses")?,
             jobs: db.open_tree("jobs")?,
             msgids: db.open_tree("msgids")?,
+            flush_gate: Default::default(),
             db,
         })
     }
 
-    /// Makes everything written so far durable (fsync).
+    /// Makes everything written so far durable (fsync). Concurrent callers
+    /// share one flush (group commit); sled's `flush_async` is never used:
+    /// it deadlocks when several run at once (flush.rs).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.flush_gate.flush(&self.db).await?;
         Ok(())
     }
 
@@ -558,7 +582,10 @@ impl Store {
                 if due.len() < limit {
                     due.push(item);
                 } else {
+                    // More is due now: nothing later can be earlier, so the
+                    // rest of the outbox need not be read (and decoded).
                     next = Some(now);
+                    break;
                 }
             } else {
                 next = Some(next.map_or(item.next_attempt, |n| n.min(item.next_attempt)));
