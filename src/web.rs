@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use crate::form;
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
-use crate::store::{Invitation, StoredResponse, SubmitOutcome};
+use crate::store::{Invitation, Link, StoredResponse, SubmitOutcome};
 use crate::token::Token;
 
 /// Largest accepted form body.
@@ -210,6 +210,14 @@ fn opted_out() -> Response {
     )
 }
 
+fn withdrawn() -> Response {
+    page(
+        StatusCode::GONE,
+        "Linket er ikke længere gyldigt",
+        &["Dine oplysninger er slettet efter ønske, og linket kan derfor ikke bruges mere. Du hører ikke mere fra os om undersøgelsen."],
+    )
+}
+
 fn closed(until: chrono::NaiveDate) -> Response {
     let when = crate::compose::danish_date(until);
     let text = format!("Undersøgelsen lukkede for svar den {when}. Tak for din interesse.");
@@ -257,9 +265,10 @@ impl AppState {
             return Err(Box::new(too_many()));
         }
         let found = match Token::from_url(raw) {
-            Some(t) => match self.pipeline.store.invitation_by_token(&t.hash()) {
-                Ok(Some(inv)) => Some((t, inv)),
-                Ok(None) => None,
+            Some(t) => match self.pipeline.store.link(&t.hash()) {
+                Ok(Link::Invitation(inv)) => Some((t, inv)),
+                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
+                Ok(Link::Unknown) => None,
                 Err(e) => return Err(Box::new(store_error(&e))),
             },
             None => None,

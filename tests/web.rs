@@ -230,3 +230,18 @@ async fn closed_survey_says_so() {
     assert_eq!(status, 410);
     assert!(body.contains("Undersøgelsen er lukket"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_persons_link_says_it_was_withdrawn() {
+    let w = start("").await;
+    let link = invite(&w, "glem.mig@kommune.test");
+    let addr = canvass::address::parse("glem.mig@kommune.test").unwrap();
+    w.pipeline
+        .store
+        .forget(&w.pipeline.key.key_of(&addr), &addr)
+        .unwrap();
+    let a = w.addr.clone();
+    let (status, body) = blocking(move || http_get(&a, &link)).await;
+    assert_eq!(status, 410);
+    assert!(body.contains("ikke længere gyldigt"), "{body}");
+}

@@ -329,6 +329,18 @@ pub struct Store {
     flush_gate: std::sync::Arc<flush::FlushGate>,
 }
 
+/// The token tree's value for a link withdrawn by `canvass forget`.
+pub(crate) const WITHDRAWN: u64 = u64::MAX;
+
+/// What a personal link leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Invitation(Invitation),
+    /// The person asked to be forgotten: the link no longer opens the form.
+    Withdrawn,
+    Unknown,
+}
+
 fn counter_key(region: &str, name: &str) -> Vec<u8> {
     let mut k = region.as_bytes().to_vec();
     k.push(0);
@@ -692,10 +704,21 @@ impl Store {
     }
 
     pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
+        match self.link(hash)? {
+            Link::Invitation(i) => Ok(Some(i)),
+            Link::Withdrawn | Link::Unknown => Ok(None),
+        }
+    }
+
+    /// What a personal link leads to.
+    pub fn link(&self, hash: &TokenHash) -> Result<Link, StoreError> {
         let Some(id) = self.tokens.get(hash.0)? else {
-            return Ok(None);
+            return Ok(Link::Unknown);
         };
-        self.invitation(u64_from(&id))
+        match u64_from(&id) {
+            WITHDRAWN => Ok(Link::Withdrawn),
+            id => Ok(self.invitation(id)?.map_or(Link::Unknown, Link::Invitation)),
+        }
     }
 
     pub fn invitation(&self, id: u64) -> Result<Option<Invitation>, StoreError> {

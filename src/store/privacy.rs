@@ -317,7 +317,9 @@ impl Store {
                 if disable_link {
                     if let Some(owner) = tok.get(invitation.token_hash.0)? {
                         if u64_from(&owner) == id {
-                            tok.remove(&invitation.token_hash.0)?;
+                            // A tombstone, so the link shows "withdrawn"
+                            // rather than "unknown" (and is not rate-limited).
+                            tok.insert(&invitation.token_hash.0, &super::WITHDRAWN.to_be_bytes())?;
                             link_disabled = true;
                         }
                     }
