@@ -207,57 +207,12 @@ fn invite_by_file(r: &Running, contact: &str) -> String {
 
 /// The daemon against a real Postfix + Dovecot (as in tests/pipeline.rs).
 fn stack_config(mail: &MailStack, dir: &Path, base: &str) -> PathBuf {
-    std::fs::write(dir.join("imap-password"), harness::PASSWORD).unwrap();
-    canvass::address::generate_key_file(&dir.join("hmac.key")).unwrap();
-    let (start, end) = open_window();
-    let text = format!(
-        r#"
-[survey]
-address = "{SURVEY}"
-base_url = "{base}"
-definition = "{survey}"
-
-[window]
-start = {start}
-end = {end}
-
-[sending]
-min_retry_seconds = 1
-
-[trust]
-internal_domains = ["siri.test"]
-
-[secrets]
-hmac_key_file = "hmac.key"
-
-[store]
-path = "store"
-
-[inbound.imap]
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-username = "{SURVEY}"
-password_file = "imap-password"
-move_to = "Behandlet"
-
-[outbound.smtp]
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-timeout_seconds = 5
-
-[web]
-bind = "127.0.0.1:0"
-{regions}"#,
-        survey = survey_path().display(),
-        imap = mail.imap_port(),
-        smtp = mail.smtp_port(),
-        regions = common::REGIONS,
-    );
-    let path = dir.join("canvass.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::StackConfig {
+        base_url: base,
+        password: harness::PASSWORD,
+        ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir)
 }
 
 /// The full personal link (`<base>/s/<token>`) in a raw invitation, with

@@ -255,19 +255,41 @@ fn invite_outside_window_is_refused() {
 fn shipped_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     // The demo, as shipped.
-    let out = canvass(&["check-config", "--config", root.join("config/demo.toml").to_str().unwrap()]);
+    let out = canvass(&[
+        "check-config",
+        "--config",
+        root.join("config/demo.toml").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("region Nordjylland"));
     // The example, with its secret files present.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(root.join("config/canvass.example.toml"), dir.path().join("canvass.toml")).unwrap();
-    std::fs::copy(root.join("config/survey.da.toml"), dir.path().join("survey.da.toml")).unwrap();
+    std::fs::copy(
+        root.join("config/canvass.example.toml"),
+        dir.path().join("canvass.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("config/survey.da.toml"),
+        dir.path().join("survey.da.toml"),
+    )
+    .unwrap();
     canvass::address::generate_key_file(&dir.path().join("hmac.key")).unwrap();
     std::fs::write(dir.path().join("imap-password"), "x").unwrap();
     std::fs::write(dir.path().join("smtp-password"), "x").unwrap();
-    let out = canvass(&["check-config", "--config", dir.path().join("canvass.toml").to_str().unwrap()]);
+    let out = canvass(&[
+        "check-config",
+        "--config",
+        dir.path().join("canvass.toml").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    for region in ["Hovedstaden", "Sjælland", "Syddanmark", "Midtjylland", "Nordjylland"] {
+    for region in [
+        "Hovedstaden",
+        "Sjælland",
+        "Syddanmark",
+        "Midtjylland",
+        "Nordjylland",
+    ] {
         assert!(stdout(&out).contains(region), "{region}");
     }
 }

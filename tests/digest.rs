@@ -27,59 +27,14 @@ const LEDER_SJ: &str = "leder.sjaelland@siri.test";
 const DIREKTION: &str = "direktion@siri.test";
 
 fn write_config(mail: &MailStack, dir: &Path) -> std::path::PathBuf {
-    std::fs::write(dir.join("imap-password"), harness::PASSWORD).unwrap();
-    canvass::address::generate_key_file(&dir.join("hmac.key")).unwrap();
-    let (start, end) = open_window();
-    let text = format!(
-        r#"
-[survey]
-address = "{SURVEY}"
-base_url = "http://127.0.0.1:9"
-definition = "{survey}"
-
-[window]
-start = {start}
-end = {end}
-
-[sending]
-min_retry_seconds = 1
-
-[trust]
-internal_domains = ["siri.test"]
-
-[secrets]
-hmac_key_file = "hmac.key"
-
-[store]
-path = "store"
-
-[inbound.imap]
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-username = "{SURVEY}"
-password_file = "imap-password"
-
-[outbound.smtp]
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-
-[digest]
-managers = ["{DIREKTION}"]
-
-[reminders]
-after_days = 7
-max = 1
-{regions}"#,
-        survey = survey_path().display(),
-        imap = mail.imap_port(),
-        smtp = mail.smtp_port(),
-        regions = REGIONS,
-    );
-    let path = dir.join("canvass.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    StackConfig {
+        password: harness::PASSWORD,
+        tables: &format!(
+            "[digest]\nmanagers = [\"{DIREKTION}\"]\n\n[reminders]\nafter_days = 7\nmax = 1\n"
+        ),
+        ..StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir)
 }
 
 fn trigger(id: &str, from: &str, to: &[&str], cc: &[&str]) -> Vec<u8> {
@@ -104,26 +59,68 @@ fn invitations_in(msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     let mail = MailStack::start();
-    let contacts = ["c1@kommune.test", "c2@kommune.test", "c3@kommune.test", "c4@politi.test", "c5@politi.test"];
+    let contacts = [
+        "c1@kommune.test",
+        "c2@kommune.test",
+        "c3@kommune.test",
+        "c4@politi.test",
+        "c5@politi.test",
+    ];
     mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION]);
     mail.add_users(&contacts);
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone()).await.unwrap();
+    let d = daemon::start(cfg, listener, shutdown.clone())
+        .await
+        .unwrap();
     let web = d.web_addr.to_string();
 
     // Sjælland: c1, c2, c3. Syddanmark: c4, c5 and c1 again. Midtjylland: a
     // contact whose mailbox does not exist (the real Postfix bounces it).
-    mail.send(ANNE, &["c1@kommune.test", "c2@kommune.test", "c3@kommune.test", SURVEY], &trigger("d1", ANNE, &["c1@kommune.test", "c2@kommune.test"], &["c3@kommune.test", SURVEY]));
-    mail.send(SOEREN, &["c4@politi.test", "c5@politi.test", "c1@kommune.test", SURVEY], &trigger("d2", SOEREN, &["c4@politi.test", "C5@Politi.test"], &["c1@kommune.test", SURVEY]));
-    mail.send(BO, &[SURVEY], &trigger("d3", BO, &["ukendt@kommune.test"], &[SURVEY]));
+    mail.send(
+        ANNE,
+        &[
+            "c1@kommune.test",
+            "c2@kommune.test",
+            "c3@kommune.test",
+            SURVEY,
+        ],
+        &trigger(
+            "d1",
+            ANNE,
+            &["c1@kommune.test", "c2@kommune.test"],
+            &["c3@kommune.test", SURVEY],
+        ),
+    );
+    mail.send(
+        SOEREN,
+        &[
+            "c4@politi.test",
+            "c5@politi.test",
+            "c1@kommune.test",
+            SURVEY,
+        ],
+        &trigger(
+            "d2",
+            SOEREN,
+            &["c4@politi.test", "C5@Politi.test"],
+            &["c1@kommune.test", SURVEY],
+        ),
+    );
+    mail.send(
+        BO,
+        &[SURVEY],
+        &trigger("d3", BO, &["ukendt@kommune.test"], &[SURVEY]),
+    );
 
     let mut links = std::collections::HashMap::new();
     for c in contacts {
         let n = if c == "c1@kommune.test" { 3 } else { 2 }; // c1 got two consultants' mails
-        let msgs = mail.wait_for_messages(c, "INBOX", n, Duration::from_secs(30)).await;
+        let msgs = mail
+            .wait_for_messages(c, "INBOX", n, Duration::from_secs(30))
+            .await;
         let inv = invitations_in(&msgs);
         assert_eq!(inv.len(), 1, "{c}: exactly one invitation");
         links.insert(c, link_in(&inv[0]).unwrap());
@@ -135,7 +132,11 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
         if st.total.bounced == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the bounce was not recognised:\n{}", canvass::status::render_text(&st));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bounce was not recognised:\n{}",
+            canvass::status::render_text(&st)
+        );
         mail.flush_queue();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -144,7 +145,13 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     for c in ["c1@kommune.test", "c4@politi.test"] {
         let (w, l) = (web.clone(), links[c].clone());
         let (status, _, body) = tokio::task::spawn_blocking(move || {
-            http(&w, "POST", &l, "application/x-www-form-urlencoded", &form_body(&complete_answer()))
+            http(
+                &w,
+                "POST",
+                &l,
+                "application/x-www-form-urlencoded",
+                &form_body(&complete_answer()),
+            )
         })
         .await
         .unwrap();
@@ -152,10 +159,18 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     }
 
     // The digest, now.
-    let sched = Scheduler { pipeline: d.pipeline.clone() };
-    assert_eq!(sched.queue_digests(chrono::Utc::now(), false).unwrap(), 6, "five regional managers + direktion");
+    let sched = Scheduler {
+        pipeline: d.pipeline.clone(),
+    };
+    assert_eq!(
+        sched.queue_digests(chrono::Utc::now(), false).unwrap(),
+        6,
+        "five regional managers + direktion"
+    );
     d.pipeline.wake_outbox();
-    let got = mail.wait_for_messages(DIREKTION, "INBOX", 1, Duration::from_secs(30)).await;
+    let got = mail
+        .wait_for_messages(DIREKTION, "INBOX", 1, Duration::from_secs(30))
+        .await;
     let msg = MessageParser::default().parse(&got[0]).unwrap();
     let text = msg.body_text(0).unwrap().into_owned();
     let row = |region: &str| -> Vec<String> {
@@ -167,10 +182,22 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
             .collect()
     };
     // Region Inviteret Leveret Afvist Frameldt Svar Svar/invit. Svar/leveret ...
-    assert_eq!(row("Sjælland")[1..7], ["3", "3", "0", "0", "1", "33"], "{text}");
-    assert_eq!(row("Syddanmark")[1..7], ["2", "2", "0", "0", "1", "50"], "{text}");
+    assert_eq!(
+        row("Sjælland")[1..7],
+        ["3", "3", "0", "0", "1", "33"],
+        "{text}"
+    );
+    assert_eq!(
+        row("Syddanmark")[1..7],
+        ["2", "2", "0", "0", "1", "50"],
+        "{text}"
+    );
     assert_eq!(row("Midtjylland")[1..4], ["1", "0", "1"], "{text}");
-    assert_eq!(row("I alt")[2..8], ["6", "5", "1", "0", "2", "33"], "{text}");
+    assert_eq!(
+        row("I alt")[2..8],
+        ["6", "5", "1", "0", "2", "33"],
+        "{text}"
+    );
     // HTML references the chart by cid, and the chart is a real PNG.
     let html = msg.body_html(0).unwrap().into_owned();
     assert!(html.contains("cid:svarprocent"), "{html}");
@@ -186,17 +213,31 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     assert!(info.width >= 400 && info.height >= 200);
 
     // The Sjælland manager sees Sjælland and the totals only.
-    let got = mail.wait_for_messages(LEDER_SJ, "INBOX", 1, Duration::from_secs(30)).await;
-    let text = MessageParser::default().parse(&got[0]).unwrap().body_text(0).unwrap().into_owned();
+    let got = mail
+        .wait_for_messages(LEDER_SJ, "INBOX", 1, Duration::from_secs(30))
+        .await;
+    let text = MessageParser::default()
+        .parse(&got[0])
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
     assert!(text.lines().any(|l| l.starts_with("Sjælland")));
     assert!(!text.lines().any(|l| l.starts_with("Syddanmark")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("I alt")));
 
     // Reminders, as of a week later: exactly c2, c3 and c5.
-    assert_eq!(sched.queue_reminders(chrono::Utc::now() + chrono::Duration::days(8)).unwrap(), 3);
+    assert_eq!(
+        sched
+            .queue_reminders(chrono::Utc::now() + chrono::Duration::days(8))
+            .unwrap(),
+        3
+    );
     d.pipeline.wake_outbox();
     for c in ["c2@kommune.test", "c3@kommune.test", "c5@politi.test"] {
-        let msgs = mail.wait_for_messages(c, "INBOX", 3, Duration::from_secs(30)).await;
+        let msgs = mail
+            .wait_for_messages(c, "INBOX", 3, Duration::from_secs(30))
+            .await;
         let ours = invitations_in(&msgs);
         assert_eq!(ours.len(), 2, "{c}: invitation + reminder");
         assert_eq!(link_in(&ours[1]).unwrap(), links[c], "{c}: the same link");
@@ -212,21 +253,40 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opt_out_question_and_out_of_office_replies() {
     let mail = MailStack::start();
-    let (optout, asker, away) = ("afmeld@kommune.test", "spoerger@kommune.test", "ferie@kommune.test");
-    mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, optout, asker, away]);
+    let (optout, asker, away) = (
+        "afmeld@kommune.test",
+        "spoerger@kommune.test",
+        "ferie@kommune.test",
+    );
+    mail.add_users(&[
+        SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, optout, asker, away,
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone()).await.unwrap();
+    let d = daemon::start(cfg, listener, shutdown.clone())
+        .await
+        .unwrap();
     let web = d.web_addr.to_string();
 
-    mail.send(ANNE, &[optout, asker, away, SURVEY], &trigger("o1", ANNE, &[optout, asker, away], &[SURVEY]));
+    mail.send(
+        ANNE,
+        &[optout, asker, away, SURVEY],
+        &trigger("o1", ANNE, &[optout, asker, away], &[SURVEY]),
+    );
     let mut invitation = std::collections::HashMap::new();
     for c in [optout, asker, away] {
-        let msgs = mail.wait_for_messages(c, "INBOX", 2, Duration::from_secs(30)).await;
+        let msgs = mail
+            .wait_for_messages(c, "INBOX", 2, Duration::from_secs(30))
+            .await;
         let inv = invitations_in(&msgs).remove(0);
-        let id = MessageParser::default().parse(&inv).unwrap().message_id().unwrap().to_string();
+        let id = MessageParser::default()
+            .parse(&inv)
+            .unwrap()
+            .message_id()
+            .unwrap()
+            .to_string();
         invitation.insert(c, (id, link_in(&inv).unwrap()));
     }
     let reply = |from: &str, subject: &str, extra: &str, body: &str| {
@@ -240,15 +300,40 @@ async fn opt_out_question_and_out_of_office_replies() {
     mail.send(optout, &[SURVEY], &reply(optout, "afmeld", "", ""));
     // A question, quoting the invitation (which itself says "afmeld").
     let quoted = "Hvem kan jeg kontakte om sagen fra i går?\r\n\r\n> Ønsker du ikke at deltage, kan du svare på denne mail med ordet \"afmeld\".";
-    mail.send(asker, &[SURVEY], &reply(asker, "Re: Hvad synes du om SIRIs sikkerhedskonsulentordning?", "", quoted));
+    mail.send(
+        asker,
+        &[SURVEY],
+        &reply(
+            asker,
+            "Re: Hvad synes du om SIRIs sikkerhedskonsulentordning?",
+            "",
+            quoted,
+        ),
+    );
     // An out-of-office reply.
-    mail.send(away, &[SURVEY], &reply(away, "Automatisk svar: Hvad synes du om SIRIs sikkerhedskonsulentordning?", "Auto-Submitted: auto-replied\r\n", "Jeg er på ferie til 1. september."));
+    mail.send(
+        away,
+        &[SURVEY],
+        &reply(
+            away,
+            "Automatisk svar: Hvad synes du om SIRIs sikkerhedskonsulentordning?",
+            "Auto-Submitted: auto-replied\r\n",
+            "Jeg er på ferie til 1. september.",
+        ),
+    );
 
     // The question reaches the consultant, the link in the quote redacted.
-    let fwd = mail.wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(30)).await;
+    let fwd = mail
+        .wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(30))
+        .await;
     let fwd = MessageParser::default().parse(&fwd[0]).unwrap();
     assert!(fwd.subject().unwrap().contains(asker));
-    assert_eq!(fwd.reply_to().and_then(|r| r.first()).and_then(|a| a.address()), Some(asker));
+    assert_eq!(
+        fwd.reply_to()
+            .and_then(|r| r.first())
+            .and_then(|a| a.address()),
+        Some(asker)
+    );
     let text = fwd.body_text(0).unwrap().into_owned();
     assert!(text.contains("Hvem kan jeg kontakte"), "{text}");
     let token = invitation[asker].1.trim_start_matches("/s/").to_string();
@@ -261,15 +346,29 @@ async fn opt_out_question_and_out_of_office_replies() {
         if st.total.opted_out == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "opt-out not applied:\n{}", canvass::status::render_text(&st));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "opt-out not applied:\n{}",
+            canvass::status::render_text(&st)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (w, l) = (web.clone(), invitation[optout].1.clone());
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(&w, &l)).await.unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(&w, &l))
+        .await
+        .unwrap();
     assert_eq!(status, 410);
     assert!(body.contains("frameldt"), "{body}");
-    let sched = Scheduler { pipeline: d.pipeline.clone() };
-    assert_eq!(sched.queue_reminders(chrono::Utc::now() + chrono::Duration::days(8)).unwrap(), 2, "asker and away, not the opt-out");
+    let sched = Scheduler {
+        pipeline: d.pipeline.clone(),
+    };
+    assert_eq!(
+        sched
+            .queue_reminders(chrono::Utc::now() + chrono::Duration::days(8))
+            .unwrap(),
+        2,
+        "asker and away, not the opt-out"
+    );
     // Nobody answered the out-of-office reply or the opt-out.
     assert!(mail.fetch_all(away, "INBOX").await.len() <= 2);
     let st = canvass::control::current_status(&d.pipeline).unwrap();

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{complete_answer, form_body, link_in, open_window, wait_for};
+use common::{complete_answer, form_body, link_in, wait_for};
 use harness::MailStack;
 
 const SURVEY: &str = "undersoegelse@siri.test";
@@ -34,63 +34,12 @@ const STEP: Duration = Duration::from_secs(30);
 
 /// A config for the stack in `dir`; `store` is the store's path.
 fn config(mail: &MailStack, dir: &Path, store: &Path, password: &str) -> PathBuf {
-    std::fs::write(dir.join("imap-password"), password).unwrap();
-    let key = dir.join("hmac.key");
-    if !key.exists() {
-        canvass::address::generate_key_file(&key).unwrap();
+    common::StackConfig {
+        store: Some(store),
+        password,
+        ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
     }
-    let (start, end) = open_window();
-    let text = format!(
-        r#"
-[survey]
-address = "{SURVEY}"
-base_url = "http://127.0.0.1:9"
-definition = "{survey}"
-
-[window]
-start = {start}
-end = {end}
-
-[sending]
-min_retry_seconds = 1
-
-[trust]
-internal_domains = ["siri.test"]
-
-[secrets]
-hmac_key_file = "hmac.key"
-
-[store]
-path = "{store}"
-control_socket = "{socket}"
-
-[inbound.imap]
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-username = "{SURVEY}"
-password_file = "imap-password"
-move_to = "Behandlet"
-
-[outbound.smtp]
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-timeout_seconds = 5
-
-[web]
-bind = "127.0.0.1:0"
-{regions}"#,
-        survey = common::survey_path().display(),
-        store = store.display(),
-        socket = dir.join("canvass.sock").display(),
-        imap = mail.imap_port(),
-        smtp = mail.smtp_port(),
-        regions = common::REGIONS,
-    );
-    let path = dir.join("canvass.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    .write(dir)
 }
 
 fn trigger(id: &str, to: &str) -> Vec<u8> {

@@ -21,65 +21,16 @@ const SOEREN: &str = "soeren.aagaard@siri.test"; // Syddanmark
 const BO: &str = "bo.jensen@siri.test"; // Midtjylland
 
 /// Writes a config for the stack into `dir`. `window` is (start, end);
-/// `extra` is appended to [sending]; `trust` replaces the [trust] table body.
+/// `extra` is appended to [sending]; `trust` to the [trust] table.
 fn config(mail: &MailStack, dir: &Path, window: (&str, &str), extra: &str, trust: &str) -> PathBuf {
-    std::fs::write(dir.join("imap-password"), harness::PASSWORD).unwrap();
-    let key = dir.join("hmac.key");
-    if !key.exists() {
-        canvass::address::generate_key_file(&key).unwrap();
+    common::StackConfig {
+        window: Some(window),
+        sending: extra,
+        trust,
+        password: harness::PASSWORD,
+        ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
     }
-    let text = format!(
-        r#"
-[survey]
-address = "{SURVEY}"
-base_url = "http://127.0.0.1:9"
-definition = "{survey}"
-
-[window]
-start = {start}
-end = {end}
-
-[sending]
-min_retry_seconds = 1
-{extra}
-
-[trust]
-internal_domains = ["siri.test"]
-{trust}
-
-[secrets]
-hmac_key_file = "hmac.key"
-
-[store]
-path = "store"
-
-[inbound.imap]
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-username = "{SURVEY}"
-password_file = "imap-password"
-move_to = "Behandlet"
-
-[outbound.smtp]
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-timeout_seconds = 5
-
-[web]
-bind = "127.0.0.1:0"
-{regions}"#,
-        survey = common::survey_path().display(),
-        start = window.0,
-        end = window.1,
-        imap = mail.imap_port(),
-        smtp = mail.smtp_port(),
-        regions = common::REGIONS,
-    );
-    let path = dir.join("canvass.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    .write(dir)
 }
 
 fn stack() -> MailStack {
@@ -92,14 +43,19 @@ async fn start(path: &Path) -> (Daemon, Shutdown, String) {
     let cfg = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone()).await.unwrap();
+    let d = daemon::start(cfg, listener, shutdown.clone())
+        .await
+        .unwrap();
     let web = d.web_addr.to_string();
     (d, shutdown, web)
 }
 
 async fn stop(d: Daemon, shutdown: Shutdown) {
     shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), d.wait()).await.expect("drained in time").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), d.wait())
+        .await
+        .expect("drained in time")
+        .unwrap();
 }
 
 fn status(d: &Daemon) -> canvass::status::Status {
@@ -107,7 +63,12 @@ fn status(d: &Daemon) -> canvass::status::Status {
 }
 
 /// Waits (polling the store's counters) until `f` holds.
-async fn until(what: &str, d: &Daemon, timeout: Duration, f: impl Fn(&canvass::status::Status) -> bool) {
+async fn until(
+    what: &str,
+    d: &Daemon,
+    timeout: Duration,
+    f: impl Fn(&canvass::status::Status) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let s = status(d);
@@ -115,7 +76,10 @@ async fn until(what: &str, d: &Daemon, timeout: Duration, f: impl Fn(&canvass::s
             return;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}; status:\n{}", canvass::status::render_text(&s));
+            panic!(
+                "timed out waiting for {what}; status:\n{}",
+                canvass::status::render_text(&s)
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -124,12 +88,20 @@ async fn until(what: &str, d: &Daemon, timeout: Duration, f: impl Fn(&canvass::s
 fn from_survey(msgs: &[Vec<u8>]) -> Vec<String> {
     msgs.iter()
         .map(|m| String::from_utf8_lossy(m).into_owned())
-        .filter(|t| t.contains(&format!("<{SURVEY}>")) && t.lines().any(|l| l.starts_with("From:") && l.contains(SURVEY)))
+        .filter(|t| {
+            t.contains(&format!("<{SURVEY}>"))
+                && t.lines()
+                    .any(|l| l.starts_with("From:") && l.contains(SURVEY))
+        })
         .collect()
 }
 
 fn trigger(id: &str, from: &str, to: &[&str], cc_survey: bool) -> Vec<u8> {
-    let cc = if cc_survey { format!("Cc: {SURVEY}\r\n") } else { String::new() };
+    let cc = if cc_survey {
+        format!("Cc: {SURVEY}\r\n")
+    } else {
+        String::new()
+    };
     format!(
         "Message-ID: <{id}@siri.test>\r\nDate: Mon, 12 Aug 2024 10:00:00 +0200\r\nFrom: Konsulent <{from}>\r\nTo: {}\r\n{cc}Subject: =?utf-8?q?Opf=C3=B8lgning?=\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nHej, tak for snakken i dag.\r\n",
         to.join(", ")
@@ -151,8 +123,14 @@ async fn cc_trigger_invites_once_across_consultants_and_regions() {
     let (d, shutdown, web) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
 
     // Anne (Sjælland) CCs the survey address.
-    mail.send(ANNE, &[contact, SURVEY], &trigger("t1", ANNE, &[&format!("Kontakt <{contact}>")], true));
-    let msgs = mail.wait_for_messages(contact, "INBOX", 2, Duration::from_secs(20)).await;
+    mail.send(
+        ANNE,
+        &[contact, SURVEY],
+        &trigger("t1", ANNE, &[&format!("Kontakt <{contact}>")], true),
+    );
+    let msgs = mail
+        .wait_for_messages(contact, "INBOX", 2, Duration::from_secs(20))
+        .await;
     let invitations = from_survey(&msgs);
     assert_eq!(invitations.len(), 1, "one invitation");
     let inv = &invitations[0];
@@ -162,15 +140,29 @@ async fn cc_trigger_invites_once_across_consultants_and_regions() {
     // The link works.
     let link = link_in(inv.as_bytes()).expect("a personal link");
     let w = web.clone();
-    let (code, body) = tokio::task::spawn_blocking(move || http_get(&w, &link)).await.unwrap();
+    let (code, body) = tokio::task::spawn_blocking(move || http_get(&w, &link))
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("Hvilken type organisation arbejder du i?"));
 
     // Søren (Syddanmark) CCs the same contact, in another spelling: no second invitation.
     let upper = "Kontakt@KOMMUNE.test";
-    mail.send(SOEREN, &[contact, SURVEY], &trigger("t2", SOEREN, &[upper], true));
-    until("the second trigger to be processed", &d, Duration::from_secs(20), |s| s.total.triggers == 2).await;
-    let msgs = mail.wait_for_messages(contact, "INBOX", 3, Duration::from_secs(20)).await;
+    mail.send(
+        SOEREN,
+        &[contact, SURVEY],
+        &trigger("t2", SOEREN, &[upper], true),
+    );
+    until(
+        "the second trigger to be processed",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.triggers == 2,
+    )
+    .await;
+    let msgs = mail
+        .wait_for_messages(contact, "INBOX", 3, Duration::from_secs(20))
+        .await;
     assert_eq!(from_survey(&msgs).len(), 1, "still exactly one invitation");
     let st = status(&d);
     assert_eq!(st.total.invited, 1);
@@ -178,7 +170,9 @@ async fn cc_trigger_invites_once_across_consultants_and_regions() {
     assert_eq!((sj.invited, sj.sent), (1, 1));
 
     // Processed mail is \Seen and moved, never deleted.
-    let moved = mail.wait_for_messages(SURVEY, "Behandlet", 2, Duration::from_secs(10)).await;
+    let moved = mail
+        .wait_for_messages(SURVEY, "Behandlet", 2, Duration::from_secs(10))
+        .await;
     assert_eq!(moved.len(), 2);
     assert!(mail.fetch_all(SURVEY, "INBOX").await.is_empty());
     stop(d, shutdown).await;
@@ -195,7 +189,9 @@ async fn bcc_trigger_and_phone_contact_with_confirmation() {
 
     // Bcc: the survey address is only in the envelope.
     mail.send(BO, &[c1, SURVEY], &trigger("b1", BO, &[c1], false));
-    let msgs = mail.wait_for_messages(c1, "INBOX", 2, Duration::from_secs(20)).await;
+    let msgs = mail
+        .wait_for_messages(c1, "INBOX", 2, Duration::from_secs(20))
+        .await;
     assert_eq!(from_survey(&msgs).len(), 1);
 
     // Phone contacts: the survey address alone, addresses in the body; c1 again.
@@ -204,17 +200,24 @@ async fn bcc_trigger_and_phone_contact_with_confirmation() {
     );
     mail.send(BO, &[SURVEY], body.as_bytes());
     for c in [c2, c3] {
-        let msgs = mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(20)).await;
+        let msgs = mail
+            .wait_for_messages(c, "INBOX", 1, Duration::from_secs(20))
+            .await;
         assert_eq!(from_survey(&msgs).len(), 1, "{c} invited once");
     }
-    let replies = mail.wait_for_messages(BO, "INBOX", 1, Duration::from_secs(20)).await;
+    let replies = mail
+        .wait_for_messages(BO, "INBOX", 1, Duration::from_secs(20))
+        .await;
     let confirmation = String::from_utf8_lossy(&replies[0]).into_owned();
     let decoded = confirmation.replace("=\r\n", "");
     assert!(decoded.contains("Re: Telefonkontakter"), "{decoded}");
     assert!(decoded.contains("In-Reply-To: <p1@siri.test>"));
     assert!(decoded.contains(c2) && decoded.contains(c3));
     assert!(decoded.contains(c1), "the already invited contact is named");
-    assert!(decoded.contains("ikke en adresse@"), "the invalid line is named");
+    assert!(
+        decoded.contains("ikke en adresse@"),
+        "the invalid line is named"
+    );
     let st = status(&d);
     assert_eq!(st.total.invited, 3);
     stop(d, shutdown).await;
@@ -223,12 +226,23 @@ async fn bcc_trigger_and_phone_contact_with_confirmation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_is_judged_by_internaldate_and_senders_are_checked() {
     let mail = stack();
-    let (inside, outside, forged) = ("inde@kommune.test", "ude@kommune.test", "falsk@kommune.test");
+    let (inside, outside, forged) = (
+        "inde@kommune.test",
+        "ude@kommune.test",
+        "falsk@kommune.test",
+    );
     mail.add_users(&[inside, outside, forged]);
     let dir = tempfile::tempdir().unwrap();
     // The SIRI window of 2024; mail is appended with INTERNALDATEs of then.
     let trust = r#"authserv_id = "mx.siri.test""#;
-    let (d, shutdown, _) = start(&config(&mail, dir.path(), ("2024-08-07", "2024-09-20"), "", trust)).await;
+    let (d, shutdown, _) = start(&config(
+        &mail,
+        dir.path(),
+        ("2024-08-07", "2024-09-20"),
+        "",
+        trust,
+    ))
+    .await;
     let date = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap());
     let authed = |raw: Vec<u8>, from: &str| {
         let domain = from.rsplit('@').next().unwrap();
@@ -238,15 +252,39 @@ async fn window_is_judged_by_internaldate_and_senders_are_checked() {
     };
     // Received inside the window (Date header says otherwise: it does not count).
     let mut raw = authed(trigger("w1", ANNE, &[inside], true), ANNE);
-    raw = String::from_utf8(raw).unwrap().replace("Mon, 12 Aug 2024", "Tue, 1 Oct 2024").into_bytes();
-    mail.append(SURVEY, "INBOX", &raw, date("2024-08-12T10:00:00+02:00")).await;
+    raw = String::from_utf8(raw)
+        .unwrap()
+        .replace("Mon, 12 Aug 2024", "Tue, 1 Oct 2024")
+        .into_bytes();
+    mail.append(SURVEY, "INBOX", &raw, date("2024-08-12T10:00:00+02:00"))
+        .await;
     // Received the day after the window closed.
-    mail.append(SURVEY, "INBOX", &authed(trigger("w2", ANNE, &[outside], true), ANNE), date("2024-09-21T09:00:00+02:00")).await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &authed(trigger("w2", ANNE, &[outside], true), ANNE),
+        date("2024-09-21T09:00:00+02:00"),
+    )
+    .await;
     // A consultant's address without authentication, and a stranger.
-    mail.append(SURVEY, "INBOX", &trigger("w3", ANNE, &[forged], true), date("2024-08-12T11:00:00+02:00")).await;
-    mail.append(SURVEY, "INBOX", &trigger("w4", "fremmed@example.test", &[forged], true), date("2024-08-12T12:00:00+02:00")).await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &trigger("w3", ANNE, &[forged], true),
+        date("2024-08-12T11:00:00+02:00"),
+    )
+    .await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &trigger("w4", "fremmed@example.test", &[forged], true),
+        date("2024-08-12T12:00:00+02:00"),
+    )
+    .await;
 
-    let msgs = mail.wait_for_messages(inside, "INBOX", 1, Duration::from_secs(20)).await;
+    let msgs = mail
+        .wait_for_messages(inside, "INBOX", 1, Duration::from_secs(20))
+        .await;
     assert_eq!(from_survey(&msgs).len(), 1);
     until("all four processed", &d, Duration::from_secs(20), |s| {
         s.total.outside_window == 1 && s.total.refused == 2
@@ -272,18 +310,32 @@ async fn smtp_down_for_a_while_loses_nothing() {
     mail.stop_smtp();
     let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
     for (i, c) in contacts.iter().enumerate() {
-        mail.append(SURVEY, "INBOX", &trigger(&format!("s{i}"), ANNE, &[c], true), None).await;
+        mail.append(
+            SURVEY,
+            "INBOX",
+            &trigger(&format!("s{i}"), ANNE, &[c], true),
+            None,
+        )
+        .await;
     }
-    until("invitations queued while SMTP is down", &d, Duration::from_secs(20), |s| {
-        s.total.invited == 3 && s.total.waiting == 3
-    })
+    until(
+        "invitations queued while SMTP is down",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.invited == 3 && s.total.waiting == 3,
+    )
     .await;
     mail.start_smtp();
     for c in contacts {
-        let msgs = mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(30)).await;
+        let msgs = mail
+            .wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
+            .await;
         assert_eq!(from_survey(&msgs).len(), 1, "{c}");
     }
-    until("all sent", &d, Duration::from_secs(10), |s| s.total.sent == 3 && s.total.waiting == 0).await;
+    until("all sent", &d, Duration::from_secs(10), |s| {
+        s.total.sent == 3 && s.total.waiting == 0
+    })
+    .await;
     stop(d, shutdown).await;
 }
 
@@ -296,10 +348,13 @@ async fn imap_restart_is_survived() {
     let (s, e) = today_window();
     let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
     mail.send(ANNE, &[c1, SURVEY], &trigger("r1", ANNE, &[c1], true));
-    mail.wait_for_messages(c1, "INBOX", 2, Duration::from_secs(20)).await;
+    mail.wait_for_messages(c1, "INBOX", 2, Duration::from_secs(20))
+        .await;
     mail.restart_imap();
     mail.send(ANNE, &[c2, SURVEY], &trigger("r2", ANNE, &[c2], true));
-    let msgs = mail.wait_for_messages(c2, "INBOX", 2, Duration::from_secs(30)).await;
+    let msgs = mail
+        .wait_for_messages(c2, "INBOX", 2, Duration::from_secs(30))
+        .await;
     assert_eq!(from_survey(&msgs).len(), 1);
     stop(d, shutdown).await;
 }
@@ -315,10 +370,18 @@ async fn sigkill_mid_backlog_invites_everyone_once() {
     let (s, e) = today_window();
     // One SMTP connection: at most one message is in flight when killed.
     let path = config(&mail, dir.path(), (&s, &e), "", "");
-    let text = std::fs::read_to_string(&path).unwrap().replace("timeout_seconds = 5", "timeout_seconds = 5\npool_size = 1");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("timeout_seconds = 5", "timeout_seconds = 5\npool_size = 1");
     std::fs::write(&path, text).unwrap();
     for (i, c) in contacts.iter().enumerate() {
-        mail.append(SURVEY, "INBOX", &trigger(&format!("k{i}"), ANNE, &[c], true), None).await;
+        mail.append(
+            SURVEY,
+            "INBOX",
+            &trigger(&format!("k{i}"), ANNE, &[c], true),
+            None,
+        )
+        .await;
     }
     let run = |log: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_canvass"))
@@ -350,11 +413,18 @@ async fn sigkill_mid_backlog_invites_everyone_once() {
     child.wait().unwrap();
     let mut child = run("second.log");
     for c in &contacts {
-        mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(60)).await;
+        mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(60))
+            .await;
     }
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{}", std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+    );
     // Everybody invited; nobody twice, except at most the one in flight.
     let mut twice = 0;
     for c in &contacts {
@@ -371,8 +441,17 @@ async fn sigkill_mid_backlog_invites_everyone_once() {
 /// Messages in a contact's Maildir `new/`+`cur/` (cheap, no IMAP login).
 fn mail_count_path(mail: &MailStack, user: &str) -> Option<usize> {
     let (local, domain) = user.split_once('@')?;
-    let base = mail.root().join("mail").join(domain).join(local).join("Maildir");
-    let count = |d: &str| std::fs::read_dir(base.join(d)).map(|r| r.count()).unwrap_or(0);
+    let base = mail
+        .root()
+        .join("mail")
+        .join(domain)
+        .join(local)
+        .join("Maildir");
+    let count = |d: &str| {
+        std::fs::read_dir(base.join(d))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
     Some(count("new") + count("cur"))
 }
 
@@ -386,11 +465,25 @@ async fn permanent_refusal_is_recorded_with_the_servers_reply() {
     let (s, e) = today_window();
     let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
     // Postfix refuses recipients outside its test domains with 550.
-    mail.append(SURVEY, "INBOX", &trigger("p1", ANNE, &["nobody@elsewhere.example"], true), None).await;
-    until("the refusal to be recorded", &d, Duration::from_secs(20), |s| s.total.failed == 1).await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &trigger("p1", ANNE, &["nobody@elsewhere.example"], true),
+        None,
+    )
+    .await;
+    until(
+        "the refusal to be recorded",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.failed == 1,
+    )
+    .await;
     let inv = d.pipeline.store.invitations().next().unwrap().unwrap();
     match inv.delivery {
-        canvass::store::Delivery::Failed { reason, .. } => assert!(reason.contains("550"), "{reason}"),
+        canvass::store::Delivery::Failed { reason, .. } => {
+            assert!(reason.contains("550"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(d.pipeline.store.outbox_len(), 0, "nothing left to retry");
@@ -405,7 +498,8 @@ async fn outside_sending_hours_the_invitation_waits_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = today_window();
     // A one-minute sending window six hours from now, every day.
-    let open = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Copenhagen) + chrono::Duration::hours(6);
+    let open = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Copenhagen)
+        + chrono::Duration::hours(6);
     let hours = format!(
         "[sending.hours]\nstart = \"{}\"\nend = \"{}\"\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n",
         open.format("%H:00"),
@@ -413,11 +507,21 @@ async fn outside_sending_hours_the_invitation_waits_across_a_restart() {
     );
     let path = config(&mail, dir.path(), (&s, &e), &hours, "");
     let (d, shutdown, _) = start(&path).await;
-    mail.send(ANNE, &[contact, SURVEY], &trigger("h1", ANNE, &[contact], true));
-    until("the invitation to wait", &d, Duration::from_secs(20), |s| s.total.invited == 1 && s.total.waiting == 1).await;
+    mail.send(
+        ANNE,
+        &[contact, SURVEY],
+        &trigger("h1", ANNE, &[contact], true),
+    );
+    until("the invitation to wait", &d, Duration::from_secs(20), |s| {
+        s.total.invited == 1 && s.total.waiting == 1
+    })
+    .await;
     let (due, next) = d.pipeline.store.outbox_due(chrono::Utc::now(), 10).unwrap();
     assert!(due.is_empty());
-    assert!(next.unwrap() > chrono::Utc::now() + chrono::Duration::hours(4), "{next:?}");
+    assert!(
+        next.unwrap() > chrono::Utc::now() + chrono::Duration::hours(4),
+        "{next:?}"
+    );
     stop(d, shutdown).await;
     // After a restart it is still there, still waiting.
     let (d, shutdown, _) = start(&path).await;
@@ -425,5 +529,8 @@ async fn outside_sending_hours_the_invitation_waits_across_a_restart() {
     assert_eq!((st.total.invited, st.total.waiting, st.outbox), (1, 1, 1));
     stop(d, shutdown).await;
     let msgs = mail.fetch_all(contact, "INBOX").await;
-    assert!(from_survey(&msgs).is_empty(), "nothing was sent outside the hours");
+    assert!(
+        from_survey(&msgs).is_empty(),
+        "nothing was sent outside the hours"
+    );
 }

@@ -20,12 +20,23 @@ fn pipeline(path: &std::path::Path) -> Arc<Pipeline> {
     let cfg = Config::load(path).unwrap();
     let store = Store::open(&cfg.store_path).unwrap();
     let key = HmacKey::load(&cfg.hmac_key_file).unwrap();
-    Arc::new(Pipeline::new(store, key, Arc::new(cfg), Arc::new(Metrics::default())))
+    Arc::new(Pipeline::new(
+        store,
+        key,
+        Arc::new(cfg),
+        Arc::new(Metrics::default()),
+    ))
 }
 
 fn queued(p: &Pipeline, what: fn(&Purpose) -> bool) -> usize {
     let far = Utc::now() + Duration::days(3650);
-    p.store.outbox_due(far, 100_000).unwrap().0.iter().filter(|i| what(&i.purpose)).count()
+    p.store
+        .outbox_due(far, 100_000)
+        .unwrap()
+        .0
+        .iter()
+        .filter(|i| what(&i.purpose))
+        .count()
 }
 
 fn digests(p: &Pipeline) -> usize {
@@ -44,11 +55,17 @@ async fn a_missed_digest_goes_out_once_also_across_a_restart() {
     assert_eq!(managers, 5);
     {
         let p = pipeline(&path);
-        let s = Scheduler { pipeline: p.clone() };
+        let s = Scheduler {
+            pipeline: p.clone(),
+        };
         // First start (Wednesday): nothing is owed yet.
         let next = s.tick(utc("2024-08-07T10:00:00Z")).await.unwrap();
         assert_eq!(digests(&p), 0);
-        assert_eq!(next, Some(utc("2024-08-12T06:00:00Z")), "Monday 08:00 Copenhagen");
+        assert_eq!(
+            next,
+            Some(utc("2024-08-12T06:00:00Z")),
+            "Monday 08:00 Copenhagen"
+        );
         // Down over two Mondays; back on Tuesday 20 Aug: one digest per manager.
         s.tick(utc("2024-08-20T09:00:00Z")).await.unwrap();
         assert_eq!(digests(&p), managers);
@@ -59,7 +76,9 @@ async fn a_missed_digest_goes_out_once_also_across_a_restart() {
     }
     // A restart: the completed slot is remembered.
     let p = pipeline(&path);
-    let s = Scheduler { pipeline: p.clone() };
+    let s = Scheduler {
+        pipeline: p.clone(),
+    };
     s.tick(utc("2024-08-20T13:00:00Z")).await.unwrap();
     assert_eq!(digests(&p), managers);
     // The next Monday's slot, once.
@@ -84,7 +103,8 @@ async fn reminders_go_to_exactly_the_non_answerers() {
     std::fs::write(&path, text).unwrap();
     let p = pipeline(&path);
     let contacts = ["a@kommune.test", "b@kommune.test", "c@kommune.test"];
-    p.invite_manual(&contacts.map(String::from), "Sjælland").unwrap();
+    p.invite_manual(&contacts.map(String::from), "Sjælland")
+        .unwrap();
     // Send them (as the outbox would), then "a" answers.
     let (due, _) = p.store.outbox_due(Utc::now(), 100).unwrap();
     let mut links = std::collections::HashMap::new();
@@ -92,7 +112,8 @@ async fn reminders_go_to_exactly_the_non_answerers() {
         links.insert(item.to[0].clone(), link_in(&item.raw).unwrap());
         p.store.mark_sent(item, Utc::now()).unwrap();
     }
-    let token = canvass::token::Token::from_url(links["a@kommune.test"].trim_start_matches("/s/")).unwrap();
+    let token =
+        canvass::token::Token::from_url(links["a@kommune.test"].trim_start_matches("/s/")).unwrap();
     let answer = canvass::store::StoredResponse {
         survey_id: "x".into(),
         survey_version: 1,
@@ -100,15 +121,36 @@ async fn reminders_go_to_exactly_the_non_answerers() {
         day: Utc::now().date_naive(),
         answers: Default::default(),
     };
-    p.store.submit_response(&token.hash(), answer, true).await.unwrap();
+    p.store
+        .submit_response(&token.hash(), answer, true)
+        .await
+        .unwrap();
 
-    let sched = Scheduler { pipeline: p.clone() };
+    let sched = Scheduler {
+        pipeline: p.clone(),
+    };
     // Too early: nothing.
-    assert_eq!(sched.queue_reminders(Utc::now() + Duration::days(6)).unwrap(), 0);
+    assert_eq!(
+        sched
+            .queue_reminders(Utc::now() + Duration::days(6))
+            .unwrap(),
+        0
+    );
     // After 7 days: b and c, each with the same personal link as before.
-    assert_eq!(sched.queue_reminders(Utc::now() + Duration::days(8)).unwrap(), 2);
-    let (due, _) = p.store.outbox_due(Utc::now() + Duration::minutes(1), 100).unwrap();
-    let reminders: Vec<_> = due.iter().filter(|i| matches!(i.purpose, Purpose::Reminder { .. })).collect();
+    assert_eq!(
+        sched
+            .queue_reminders(Utc::now() + Duration::days(8))
+            .unwrap(),
+        2
+    );
+    let (due, _) = p
+        .store
+        .outbox_due(Utc::now() + Duration::minutes(1), 100)
+        .unwrap();
+    let reminders: Vec<_> = due
+        .iter()
+        .filter(|i| matches!(i.purpose, Purpose::Reminder { .. }))
+        .collect();
     let mut to: Vec<&str> = reminders.iter().map(|r| r.to[0].as_str()).collect();
     to.sort();
     assert_eq!(to, ["b@kommune.test", "c@kommune.test"]);
@@ -117,7 +159,12 @@ async fn reminders_go_to_exactly_the_non_answerers() {
         assert!(String::from_utf8_lossy(&r.raw).contains("Auto-Submitted: auto-generated"));
     }
     // At most `max`: not again.
-    assert_eq!(sched.queue_reminders(Utc::now() + Duration::days(20)).unwrap(), 0);
+    assert_eq!(
+        sched
+            .queue_reminders(Utc::now() + Duration::days(20))
+            .unwrap(),
+        0
+    );
     let st = canvass::control::current_status(&p).unwrap();
     assert_eq!(st.total.answered, 1);
 }

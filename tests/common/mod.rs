@@ -254,3 +254,114 @@ pub fn complete_answer() -> Vec<(&'static str, &'static str)> {
         ("kommentarer", "Rigtig god hjælp, tak! Søren & Åse <3 🎉"),
     ]
 }
+
+/// What varies between the configs of tests that run against the real mail
+/// stack (tests/harness); everything else is the same for all of them.
+pub struct StackConfig<'a> {
+    pub imap_port: u16,
+    pub smtp_port: u16,
+    /// (start, end) of the collection window; default: around today.
+    pub window: Option<(&'a str, &'a str)>,
+    pub base_url: &'a str,
+    /// The IMAP password written to the password file.
+    pub password: &'a str,
+    /// The store's path (default `store` beside the config).
+    pub store: Option<&'a Path>,
+    /// Extra lines in [sending], [trust], [outbound.smtp]; extra tables at the end.
+    pub sending: &'a str,
+    pub trust: &'a str,
+    pub smtp: &'a str,
+    pub tables: &'a str,
+}
+
+impl StackConfig<'_> {
+    pub fn new(imap_port: u16, smtp_port: u16) -> StackConfig<'static> {
+        StackConfig {
+            imap_port,
+            smtp_port,
+            window: None,
+            base_url: "http://127.0.0.1:9",
+            password: "pw",
+            store: None,
+            sending: "",
+            trust: "",
+            smtp: "",
+            tables: "",
+        }
+    }
+
+    /// Writes `canvass.toml`, the password file and (once) the HMAC key into `dir`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        std::fs::write(dir.join("imap-password"), self.password).expect("password file");
+        let key = dir.join("hmac.key");
+        if !key.exists() {
+            canvass::address::generate_key_file(&key).expect("key");
+        }
+        let open = open_window();
+        let (start, end) = self.window.unwrap_or((&open.0, &open.1));
+        let store = self
+            .store
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "store".into());
+        let text = format!(
+            r#"
+[survey]
+address = "undersoegelse@siri.test"
+base_url = "{base}"
+definition = "{survey}"
+
+[window]
+start = {start}
+end = {end}
+
+[sending]
+min_retry_seconds = 1
+{sending}
+
+[trust]
+internal_domains = ["siri.test"]
+{trust}
+
+[secrets]
+hmac_key_file = "hmac.key"
+
+[store]
+path = "{store}"
+control_socket = "{socket}"
+
+[inbound.imap]
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+username = "undersoegelse@siri.test"
+password_file = "imap-password"
+move_to = "Behandlet"
+
+[outbound.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+timeout_seconds = 5
+{smtp}
+
+[web]
+bind = "127.0.0.1:0"
+
+{tables}
+{regions}"#,
+            base = self.base_url,
+            survey = survey_path().display(),
+            sending = self.sending,
+            trust = self.trust,
+            socket = dir.join("canvass.sock").display(),
+            imap = self.imap_port,
+            smtp_port = self.smtp_port,
+            smtp = self.smtp,
+            tables = self.tables,
+            regions = REGIONS,
+        );
+        let path = dir.join("canvass.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
