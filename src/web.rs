@@ -266,7 +266,7 @@ impl AppState {
         }
         let found = match Token::from_url(raw) {
             Some(t) => match self.pipeline.store.link(&t.hash()) {
-                Ok(Link::Invitation(inv)) => Some((t, inv)),
+                Ok(Link::Invitation(inv)) => Some((t, *inv)),
                 Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
                 Ok(Link::Unknown) => None,
                 Err(e) => return Err(Box::new(store_error(&e))),

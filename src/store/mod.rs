@@ -335,7 +335,7 @@ pub(crate) const WITHDRAWN: u64 = u64::MAX;
 /// What a personal link leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
-    Invitation(Invitation),
+    Invitation(Box<Invitation>),
     /// The person asked to be forgotten: the link no longer opens the form.
     Withdrawn,
     Unknown,
@@ -705,7 +705,7 @@ impl Store {
 
     pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
         match self.link(hash)? {
-            Link::Invitation(i) => Ok(Some(i)),
+            Link::Invitation(i) => Ok(Some(*i)),
             Link::Withdrawn | Link::Unknown => Ok(None),
         }
     }
@@ -717,7 +717,9 @@ impl Store {
         };
         match u64_from(&id) {
             WITHDRAWN => Ok(Link::Withdrawn),
-            id => Ok(self.invitation(id)?.map_or(Link::Unknown, Link::Invitation)),
+            id => Ok(self
+                .invitation(id)?
+                .map_or(Link::Unknown, |i| Link::Invitation(Box::new(i)))),
         }
     }
 
