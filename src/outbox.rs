@@ -6,11 +6,12 @@
 //! Marks are made durable in groups: each accepted message is marked sent at
 //! once, and one flush (fsync) covers every mark made while the previous one
 //! ran, while the next messages are already on the wire. At most
-//! `pool_size × 8` accepted messages wait for their flush; sending pauses
-//! when that many do. A crash between "accepted by the server" and "mark
-//! flushed" sends those messages again on restart, with the same Message-ID:
-//! at most the messages in flight (that window and the ones on the wire) are
-//! sent twice, none is lost. The "sent" log line and metric follow the flush.
+//! `pool_size` accepted messages wait for their flush; sending pauses when
+//! that many do. A crash between "accepted by the server" and "mark flushed"
+//! sends those messages again on restart, with the same Message-ID: at most
+//! the messages in flight are sent twice (with `pool_size = 1`, the single
+//! message in flight), none is lost. The "sent" log line and metric follow
+//! the flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +30,10 @@ use crate::window::{self, SendingHours};
 /// How many messages are taken from the store at once.
 const BATCH: usize = 256;
 /// Accepted messages whose "sent" mark may wait for the next flush, per
-/// pooled connection (see [`Outbox::work`]).
-const UNFLUSHED_PER_CONNECTION: usize = 8;
+/// pooled connection (see [`Outbox::work`]). One keeps the promise that a
+/// crash re-sends at most the messages in flight; more would trade that for
+/// throughput (see BENCHMARKS.md).
+const UNFLUSHED_PER_CONNECTION: usize = 1;
 /// The longest the loop sleeps without looking at the store.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 

@@ -109,7 +109,9 @@ pub fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     let mut full = Vec::new();
     for _ in 0..rounds {
         bare.push(rate(span, n, || parse_only(&cases)));
-        full.push(rate(span, n, || parse_and_classify(&cases, &cfg, &cfg_auth)));
+        full.push(rate(span, n, || {
+            parse_and_classify(&cases, &cfg, &cfg_auth)
+        }));
     }
     let bare_rate = util::percentile(&bare, 50.0);
     let full_rate = util::percentile(&full, 50.0);

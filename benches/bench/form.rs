@@ -31,7 +31,10 @@ const CONNECTIONS: usize = 64;
 const THREADS: usize = 2;
 
 pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
-    eprintln!("== 4. form ({CONNECTIONS} connections, {} s per run)", opts.secs);
+    eprintln!(
+        "== 4. form ({CONNECTIONS} connections, {} s per run)",
+        opts.secs
+    );
     let dir = opts.dir.join("form");
     let _ = std::fs::remove_dir_all(&dir);
     let port = util::free_port();
@@ -72,7 +75,13 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
 
     let stats_lua = dir.join("get.lua");
     std::fs::write(&stats_lua, DONE_LUA).expect("lua");
-    let get = wrk(&dir, &stats_lua, &format!("{base}{get_path}"), opts.secs, "get");
+    let get = wrk(
+        &dir,
+        &stats_lua,
+        &format!("{base}{get_path}"),
+        opts.secs,
+        "get",
+    );
     eprintln!("  GET: {}", get.describe());
 
     let post_lua = dir.join("post.lua");
@@ -90,7 +99,13 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
 
     util::report(
         figures,
-        Figure::at_least("4a", "GET of the form, 64 connections", get.rate(), "req/s", 5_000.0),
+        Figure::at_least(
+            "4a",
+            "GET of the form, 64 connections",
+            get.rate(),
+            "req/s",
+            5_000.0,
+        ),
     );
     util::report(
         figures,
@@ -165,7 +180,10 @@ fn create_invitations(config: &Path, n: usize) -> Vec<String> {
             .unwrap_or_else(|e| panic!("invite: {e}"));
         let (due, _) = pipeline.store.outbox_due(far, usize::MAX).expect("outbox");
         for item in due {
-            pipeline.store.mark_sent(&item, Utc::now()).expect("mark sent");
+            pipeline
+                .store
+                .mark_sent(&item, Utc::now())
+                .expect("mark sent");
         }
     }
     pipeline.store.flush_blocking().expect("flush");
@@ -173,7 +191,10 @@ fn create_invitations(config: &Path, n: usize) -> Vec<String> {
         .store
         .invitations()
         .map(|i| i.expect("invitation"))
-        .filter_map(|i| i.token_nonce.map(|nonce| Token::derive(&key, &nonce).as_str().to_string()))
+        .filter_map(|i| {
+            i.token_nonce
+                .map(|nonce| Token::derive(&key, &nonce).as_str().to_string())
+        })
         .collect()
 }
 

@@ -108,8 +108,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
                 {
                     ingested = at;
                 }
-                if msg == "sent" && e.get("kind").and_then(|k| k.as_str()) == Some("invitation")
-                {
+                if msg == "sent" && e.get("kind").and_then(|k| k.as_str()) == Some("invitation") {
                     sent = at;
                 }
             }
@@ -225,9 +224,7 @@ fn ms(d: chrono::Duration) -> f64 {
 fn smtp_send(port: u16, raw: &[u8]) -> Result<String, String> {
     let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).ok();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).ok();
     let mut w = stream.try_clone().map_err(|e| e.to_string())?;
     let mut r = BufReader::new(stream);
     expect(&mut r, "220")?;
@@ -241,7 +238,11 @@ fn smtp_send(port: u16, raw: &[u8]) -> Result<String, String> {
     say("DATA\r\n".into())?;
     expect(&mut r, "354")?;
     let mut data = Vec::with_capacity(raw.len() + 8);
-    for line in raw.strip_suffix(b"\r\n").unwrap_or(raw).split(|b| *b == b'\n') {
+    for line in raw
+        .strip_suffix(b"\r\n")
+        .unwrap_or(raw)
+        .split(|b| *b == b'\n')
+    {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.first() == Some(&b'.') {
             data.push(b'.');
@@ -287,9 +288,7 @@ impl IdleClient {
     fn start(port: u16, user: &str) -> IdleClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect IMAP");
         stream.set_nodelay(true).ok();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
         let mut w = stream.try_clone().expect("clone");
         let mut r = BufReader::new(stream);
         let mut line = String::new();
@@ -298,12 +297,16 @@ impl IdleClient {
             write!(w, "{tag} {cmd}\r\n").expect("write IMAP");
             loop {
                 let mut line = String::new();
-                assert!(r.read_line(&mut line).expect("read IMAP") > 0, "IMAP closed");
+                assert!(
+                    r.read_line(&mut line).expect("read IMAP") > 0,
+                    "IMAP closed"
+                );
                 if line.starts_with(until) {
                     return;
                 }
                 assert!(
-                    !line.starts_with(&format!("{tag} NO")) && !line.starts_with(&format!("{tag} BAD")),
+                    !line.starts_with(&format!("{tag} NO"))
+                        && !line.starts_with(&format!("{tag} BAD")),
                     "IMAP {cmd}: {line}"
                 );
             }

@@ -67,9 +67,8 @@ fn main() {
                     .map(|s| s.trim().replace('_', "").parse().expect("--scale N,N"))
                     .collect()
             }
-            "all" => what.extend(
-                ["classify", "form", "throughput", "latency", "scale"].map(String::from),
-            ),
+            "all" => what
+                .extend(["classify", "form", "throughput", "latency", "scale"].map(String::from)),
             "throughput" | "latency" | "classify" | "form" | "scale" => what.push(a.clone()),
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -412,9 +412,7 @@ async fn build(config: &Path, n: usize) {
     let t = Instant::now();
     let answers = canvass::form::validate(&region_survey, &owned(&common::complete_answer()))
         .expect("a complete answer validates");
-    let today = Utc::now()
-        .with_timezone(&canvass::window::TZ)
-        .date_naive();
+    let today = Utc::now().with_timezone(&canvass::window::TZ).date_naive();
     let response = StoredResponse {
         survey_id: region_survey.id.clone(),
         survey_version: region_survey.version,

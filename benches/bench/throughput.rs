@@ -234,11 +234,7 @@ pub fn smtp_source(port: u16, sessions: usize, count: usize, payload: usize) -> 
         format!("127.0.0.1:{port}"),
     ]
     .into();
-    let (took, _, _) = util::run_timed(
-        "/usr/sbin/smtp-source",
-        &args,
-        Duration::from_secs(600),
-    );
+    let (took, _, _) = util::run_timed("/usr/sbin/smtp-source", &args, Duration::from_secs(600));
     count as f64 / took.as_secs_f64()
 }
 
@@ -452,7 +448,11 @@ async fn run_canvass(
             "{twice} invited twice, {skipped} skipped, {strangers} unexpected"
         ));
     }
-    let errors = util::log_events(&log, "cannot store the outcome of a message; it stays unprocessed and will be retried").len();
+    let errors = util::log_events(
+        &log,
+        "cannot store the outcome of a message; it stays unprocessed and will be retried",
+    )
+    .len();
     if errors > 0 {
         problems.push(format!("{errors} store errors logged"));
     }
@@ -486,6 +486,10 @@ async fn run_canvass(
 pub fn first_log_time(log: &Path, message: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     util::log_events(log, message)
         .first()
-        .and_then(|v| v.get("timestamp").and_then(|t| t.as_str()).map(String::from))
+        .and_then(|v| {
+            v.get("timestamp")
+                .and_then(|t| t.as_str())
+                .map(String::from)
+        })
         .and_then(|t| t.parse().ok())
 }

@@ -292,7 +292,11 @@ pub fn machine() -> String {
         mem_kb as f64 / 1024.0 / 1024.0,
         postfix.trim(),
         dovecot.split_whitespace().next().unwrap_or("?"),
-        if wrk.is_empty() { "wrk missing".to_string() } else { wrk.trim().to_string() },
+        if wrk.is_empty() {
+            "wrk missing".to_string()
+        } else {
+            wrk.trim().to_string()
+        },
     )
 }
 
@@ -490,8 +494,8 @@ impl DaemonProc {
 
     /// VmRSS and VmHWM (peak) in KiB.
     pub fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -512,10 +516,7 @@ impl DaemonProc {
     pub fn assert_alive(&mut self) {
         if let Some(child) = self.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "canvass exited ({status}):\n{}",
-                    tail(&self.log, 30)
-                );
+                panic!("canvass exited ({status}):\n{}", tail(&self.log, 30));
             }
         }
     }
