@@ -246,9 +246,11 @@ fn body_text(msg: &Message<'_>) -> String {
 
 /// One recipient per address: the first mention wins, a later one fills in
 /// what it lacks.
+/// Merges repeated recipients; drops those with nothing left of an address
+/// (`X-Failed-Recipients: '` — found by tests/classify_props.rs).
 fn dedup(found: Vec<BouncedRecipient>) -> Vec<BouncedRecipient> {
     let mut out: Vec<BouncedRecipient> = Vec::new();
-    for r in found {
+    for r in found.into_iter().filter(|r| !r.address.is_empty()) {
         match out.iter_mut().find(|o| o.address == r.address) {
             Some(o) => {
                 if o.status.is_none() && r.status.is_some() {
@@ -1184,7 +1186,7 @@ mod tests {
 
     #[test]
     fn exim_failed_recipients_header() {
-        let raw = "From: Mail Delivery System <Mailer-Daemon@x.dk>\r\nX-Failed-Recipients: A@b.dk, c@d.dk\r\n\r\n\
+        let raw = "From: Mail Delivery System <Mailer-Daemon@x.dk>\r\nX-Failed-Recipients: A@b.dk, c@d.dk, '\r\n\r\n\
                    This message was created automatically by mail delivery software.\r\n";
         let r = read(raw).expect("header");
         assert_eq!(r.format, "x-failed-recipients");
