@@ -118,31 +118,50 @@ pub fn percent(part: u64, whole: u64) -> String {
 pub fn render_text(s: &Status) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let header = [
+    const HEAD: [&str; 12] = [
         "region",
         "triggers",
         "invited",
         "sent",
         "failed",
         "waiting",
+        "bounced",
+        "opted out",
+        "answered",
+        "rate",
         "refused",
-        "outside window",
+        "outside",
     ];
     let _ = writeln!(
         out,
-        "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>15}",
-        header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7]
+        "{:<13} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>8} {:>5} {:>7} {:>7}",
+        HEAD[0],
+        HEAD[1],
+        HEAD[2],
+        HEAD[3],
+        HEAD[4],
+        HEAD[5],
+        HEAD[6],
+        HEAD[7],
+        HEAD[8],
+        HEAD[9],
+        HEAD[10],
+        HEAD[11]
     );
     let line = |out: &mut String, r: &Row| {
         let _ = writeln!(
             out,
-            "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>15}",
+            "{:<13} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>8} {:>5} {:>7} {:>7}",
             r.region,
             r.triggers,
             r.invited,
             r.sent,
             r.failed,
             r.waiting,
+            r.bounced,
+            r.opted_out,
+            r.answered,
+            percent(r.answered, r.invited),
             r.refused,
             r.outside_window
         );
@@ -207,6 +226,15 @@ mod tests {
         assert_eq!(percent(1, 8), "13 %");
         assert_eq!(percent(0, 0), "–");
         let text = render_text(&s);
+        let sj = text.lines().find(|l| l.starts_with("Sjælland")).unwrap();
+        let cells: Vec<&str> = sj.split_whitespace().collect();
+        // triggers invited sent failed waiting bounced opted-out answered rate
+        assert_eq!(
+            cells[1..11],
+            ["9", "10", "7", "1", "2", "1", "0", "4", "40", "%"],
+            "{text}"
+        );
+        assert!(text.lines().next().unwrap().contains("answered"));
         assert!(text.contains("Sjælland"));
         assert!(text.contains("I alt"));
     }
