@@ -231,7 +231,34 @@ pub fn commit(
     cfg: &Config,
     now: DateTime<Utc>,
 ) -> Result<Committed, store::StoreError> {
-    let respond = |view: &store::CommitView| -> Option<(store::Purpose, store::Outgoing)> {
+    store.commit_ingest(&plan.unit, &responder(plan, cfg, now))
+}
+
+/// Commits several plans in one transaction, in order (the ingest loop's
+/// batch; see [`Store::commit_ingest_all`]).
+pub fn commit_all(
+    store: &Store,
+    plans: &[&Plan],
+    cfg: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<Committed>, store::StoreError> {
+    let responders: Vec<_> = plans.iter().map(|p| responder(p, cfg, now)).collect();
+    let units: Vec<(&store::IngestUnit, store::Responder<'_>)> = plans
+        .iter()
+        .zip(&responders)
+        .map(|(p, r)| (&p.unit, r as store::Responder<'_>))
+        .collect();
+    store.commit_ingest_all(&units)
+}
+
+/// Renders the reply a plan asks for (confirmation, forward) from what the
+/// transaction found.
+fn responder<'a>(
+    plan: &'a Plan,
+    cfg: &'a Config,
+    now: DateTime<Utc>,
+) -> impl Fn(&store::CommitView) -> Option<(store::Purpose, store::Outgoing)> + 'a {
+    move |view: &store::CommitView| -> Option<(store::Purpose, store::Outgoing)> {
         if let Some(facts) = &plan.confirmation {
             return match compose::confirmation(cfg, facts, view.outcomes, now) {
                 Ok(o) => o.map(|o| (store::Purpose::Confirmation, o)),
@@ -258,8 +285,7 @@ pub fn commit(
                 None
             }
         }
-    };
-    store.commit_ingest(&plan.unit, &respond)
+    }
 }
 
 #[cfg(test)]

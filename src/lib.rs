@@ -43,6 +43,7 @@
 //! - [`retention`]: when invitees' addresses are erased and what erasing keeps (pure); `purge`/`forget` text.
 //! - [`scheduler`]: the loop running the digest, the final digest and reminders.
 //! - [`shutdown`]: the shutdown signal every loop listens to.
+//! - [`tls`]: the TLS client set-up IMAP and SMTP share.
 
 pub mod address;
 pub mod answer;
@@ -73,6 +74,7 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod survey;
+pub mod tls;
 pub mod token;
 pub mod transport;
 pub mod web;

@@ -3,9 +3,9 @@
 //! reschedules the message with exponential backoff (kept inside the sending
 //! hours for invitations); a permanent one records the server's reply.
 //!
-//! Marks are made durable in groups: each accepted message is marked sent at
-//! once, and one flush (fsync) covers every mark made while the previous one
-//! ran, while the next messages are already on the wire. At most
+//! Marks are made durable in groups: the messages accepted while the previous
+//! flush ran are marked sent in one transaction and made durable by one flush
+//! (fsync), while the next messages are already on the wire. At most
 //! `pool_size` accepted messages wait for their flush; sending pauses when
 //! that many do. A crash between "accepted by the server" and "mark flushed"
 //! sends those messages again on restart, with the same Message-ID: at most
@@ -124,11 +124,12 @@ impl Outbox {
                 (item, r)
             })
             .buffer_unordered(concurrency);
-        // Group commit of the "sent" marks: accepted messages are marked at
-        // once and made durable by one flush for all marked meanwhile, which
-        // runs while the next messages are on the wire. Accepted but not yet
-        // durable are at most `window`, so a crash re-sends at most those and
-        // the `concurrency` being sent: the messages in flight.
+        // Group commit of the "sent" marks: the messages accepted while the
+        // previous flush ran are marked in one transaction and made durable
+        // by one flush, which runs while the next messages are on the wire.
+        // Accepted but not yet durable are at most `window`, so a crash
+        // re-sends at most those and the `concurrency` being sent: the
+        // messages in flight.
         let window = concurrency * UNFLUSHED_PER_CONNECTION;
         let mut unflushed: Vec<Sent> = Vec::new();
         let mut flushing: Vec<Sent> = Vec::new();
@@ -136,6 +137,11 @@ impl Outbox {
         let mut sends_done = false;
         loop {
             if flush.is_none() && !unflushed.is_empty() {
+                // One transaction marks the group, one flush makes it durable.
+                let items: Vec<OutboxItem> =
+                    unflushed.iter_mut().filter_map(|s| s.item.take()).collect();
+                self.store.mark_sent_all(&items, Utc::now())?;
+                drop(items);
                 let store = self.store.clone();
                 flush = Some(Box::pin(async move { store.flush().await }));
                 flushing = std::mem::take(&mut unflushed);
@@ -163,14 +169,14 @@ impl Outbox {
                 }
             }
         }
-        self.metrics
-            .set_outbox_depth(self.store.outbox_len() as u64);
+        // (The depth gauge is set when the loop looks again, at once: counting
+        // the outbox reads all of it.)
         // Look again at once: what was deferred tells the store when it is due.
         Ok(Some(Duration::ZERO))
     }
 
-    /// Records one send's outcome; an accepted message is marked sent (not
-    /// yet durable) and returned for the next flush.
+    /// Records one send's outcome; an accepted message is returned, to be
+    /// marked sent with its group before the group's flush.
     fn record(
         &self,
         item: OutboxItem,
@@ -180,11 +186,11 @@ impl Outbox {
         match result {
             Ok(()) => {
                 outage.ok();
-                self.store.mark_sent(&item, Utc::now())?;
                 Ok(Some(Sent {
                     kind: item_kind(&item),
                     attempts: item.attempts + 1,
-                    message_id: item.message_id,
+                    message_id: item.message_id.clone(),
+                    item: Some(item),
                 }))
             }
             Err(e) if e.is_permanent() => {
@@ -222,11 +228,13 @@ impl Outbox {
     }
 }
 
-/// An accepted message, marked sent, waiting for its flush.
+/// An accepted message waiting to be marked sent and flushed.
 struct Sent {
     kind: &'static str,
     attempts: u32,
     message_id: String,
+    /// Until marked (with the group, before its flush).
+    item: Option<OutboxItem>,
 }
 
 type FlushFuture = std::pin::Pin<

@@ -23,6 +23,25 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
 }
 
+/// One message for [`Pipeline::process_all`].
+#[derive(Debug, Clone)]
+pub struct ToProcess<'a> {
+    pub raw: &'a [u8],
+    pub received: DateTime<Utc>,
+    pub mark: Option<(String, IngestMark)>,
+    pub headers_only: bool,
+}
+
+/// A message classified and planned, not yet committed.
+struct Prepared {
+    decision: Decision,
+    facts: MessageFacts,
+    plan: apply::Plan,
+    received: DateTime<Utc>,
+    now: DateTime<Utc>,
+    headers_only: bool,
+}
+
 /// The result of processing one message, for callers that report it.
 #[derive(Debug, Clone)]
 pub struct Processed {
@@ -74,11 +93,42 @@ impl Pipeline {
         headers_only: bool,
     ) -> Result<Processed, StoreError> {
         let cfg = self.config();
+        let p = self.prepare(&cfg, raw, received, mark, headers_only);
+        let committed = apply::commit(&self.store, &p.plan, &cfg, p.now)?;
+        Ok(self.finish(p, committed))
+    }
+
+    /// [`Pipeline::process`] for several messages, committed in one
+    /// transaction (all or none; in order). The ingest loop's batch.
+    pub fn process_all(&self, messages: &[ToProcess<'_>]) -> Result<Vec<Processed>, StoreError> {
+        let cfg = self.config();
+        let prepared: Vec<Prepared> = messages
+            .iter()
+            .map(|m| self.prepare(&cfg, m.raw, m.received, m.mark.clone(), m.headers_only))
+            .collect();
+        let plans: Vec<&apply::Plan> = prepared.iter().map(|p| &p.plan).collect();
+        let committed = apply::commit_all(&self.store, &plans, &cfg, Utc::now())?;
+        Ok(prepared
+            .into_iter()
+            .zip(committed)
+            .map(|(p, c)| self.finish(p, c))
+            .collect())
+    }
+
+    /// Classify and plan (no store access).
+    fn prepare(
+        &self,
+        cfg: &Config,
+        raw: &[u8],
+        received: DateTime<Utc>,
+        mark: Option<(String, IngestMark)>,
+        headers_only: bool,
+    ) -> Prepared {
         let parsed = MessageParser::default().parse(raw);
         let (decision, facts) = match &parsed {
             Some(msg) => {
                 let message_id = msg.message_id().map(str::to_string);
-                let decision = classify::classify(msg, received, &cfg);
+                let decision = classify::classify(msg, received, cfg);
                 let body_text = match decision {
                     Decision::Reply { .. } => msg.body_text(0).map(|b| b.into_owned()),
                     _ => None,
@@ -104,14 +154,25 @@ impl Pipeline {
             ),
         };
         let now = Utc::now();
-        let plan = apply::plan(&decision, &facts, received, now, &cfg, &self.key);
-        let committed = apply::commit(&self.store, &plan, &cfg, now)?;
-        log_decision(
-            &decision,
-            &facts,
-            &committed,
-            &plan.unrenderable,
+        let plan = apply::plan(&decision, &facts, received, now, cfg, &self.key);
+        Prepared {
+            decision,
+            facts,
+            plan,
+            received,
+            now,
             headers_only,
+        }
+    }
+
+    /// Log and count what was committed.
+    fn finish(&self, p: Prepared, committed: Committed) -> Processed {
+        log_decision(
+            &p.decision,
+            &p.facts,
+            &committed,
+            &p.plan.unrenderable,
+            p.headers_only,
         );
         let invited = match &committed {
             Committed::Done(o) => o
@@ -122,11 +183,11 @@ impl Pipeline {
         };
         self.metrics.ingested(invited as u64);
         self.metrics
-            .set_ingest_lag_ms((now - received).num_milliseconds().max(0) as u64);
-        Ok(Processed {
-            decision,
+            .set_ingest_lag_ms((p.now - p.received).num_milliseconds().max(0) as u64);
+        Processed {
+            decision: p.decision,
             committed,
-        })
+        }
     }
 }
 

@@ -2,19 +2,20 @@
 //! Postfix (SMTP → LMTP → Dovecot); for each we take the moment Postfix
 //! accepted it (the end of DATA), then
 //!
-//! - when a raw IDLE client (a bare socket in IDLE on the same INBOX, started
-//!   before canvass) hears `* n EXISTS`: the mail system's own latency;
+//! - when a raw IDLE client (a bare socket in IDLE, started before canvass)
+//!   hears `* n EXISTS` for the same message delivered to a probe mailbox in
+//!   the same SMTP transaction: the mail system's own latency;
 //! - when canvass logged the invitation `sent` (after Postfix accepted it and
 //!   the store recorded it, so slightly later than the acceptance itself).
 //!
 //! Both clocks are this machine's wall clock. canvass' p50 must stay within
 //! the IDLE client's p50 + 100 ms and its p99 within the IDLE client's p99 +
-//! 300 ms (matching percentiles). Triggers are spaced 200–400 ms apart after
-//! the previous invitation went out, so they never overlap.
+//! 300 ms (matching percentiles). Each trigger is sent 1.0–1.5 s after the
+//! previous invitation went out, so they never overlap and each meets a quiet
+//! mailbox (see the note on Dovecot's 0.5 s notification delay below).
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,8 +23,13 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 
 use crate::harness::{self, MailStack};
-use crate::util::{self, ConfigSpec, DaemonProc, Figure, Inbound, Opts, Outbound};
+use crate::util::{self, ConfigSpec, DaemonProc, Figure, Inbound, LogTail, Opts, Outbound};
 use crate::util::{CONSULTANT, CONTACT_USER, SURVEY};
+
+/// The mailbox the raw IDLE client watches: every trigger is also delivered
+/// there (one SMTP transaction, one LMTP delivery to both), and nobody moves
+/// or flags anything in it, so each `EXISTS` is exactly one new message.
+const PROBE: &str = "idle-probe@siri.test";
 
 pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     let n = opts.triggers;
@@ -31,7 +37,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     let dir = opts.dir.join("latency");
     let _ = std::fs::remove_dir_all(&dir);
     let mail = MailStack::start();
-    mail.add_users(&[SURVEY, CONSULTANT, CONTACT_USER]);
+    mail.add_users(&[SURVEY, CONSULTANT, CONTACT_USER, PROBE]);
     util::write_config(
         &dir,
         &ConfigSpec {
@@ -46,7 +52,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
             sending: String::new(),
         },
     );
-    let idle = IdleClient::start(mail.imap_port(), SURVEY);
+    let idle = IdleClient::start(mail.imap_port(), PROBE, &dir.join("idle-client.log"));
     let mut daemon = DaemonProc::spawn(&dir, "canvass");
     daemon
         .wait_log("mailbox connected", Duration::from_secs(30))
@@ -61,7 +67,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     let mut ingest_ms = Vec::new();
     let mut lost = 0;
     let mut rng_state: u64 = 0x2545_f491_4f6c_dd1d;
-    let deadline = Instant::now() + Duration::from_secs(60 + 5 * n as u64);
+    let deadline = Instant::now() + Duration::from_secs(60 + 6 * n as u64);
     for i in 0..n {
         if Instant::now() > deadline {
             eprintln!("  note: out of time after {i} triggers");
@@ -141,11 +147,16 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
                 util::percentile(&idle_ms, 50.0)
             );
         }
-        // Spacing: 200–400 ms after the invitation went out.
+        // Spacing: 1.0–1.5 s after the invitation went out. Dovecot tells an
+        // IDLE session about a change 0.5 s after it sees the first one (to
+        // coalesce), and its own index updates after a notification count as
+        // changes: a message arriving within 0.5 s of the last notification
+        // is reported early. Spaced this far apart, every trigger meets a
+        // quiet mailbox in both sessions.
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        tokio::time::sleep(Duration::from_millis(200 + rng_state % 200)).await;
+        tokio::time::sleep(Duration::from_millis(1000 + rng_state % 500)).await;
     }
     idle.stop();
     let cpu = daemon.cpu_seconds();
@@ -219,8 +230,9 @@ fn ms(d: chrono::Duration) -> f64 {
     d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }
 
-/// One SMTP transaction into Postfix, to the survey address only (as a
-/// consultant's CC arrives there); returns the reply to the end of DATA.
+/// One SMTP transaction into Postfix, to the survey address (as a
+/// consultant's CC arrives there) and the probe mailbox the raw IDLE client
+/// watches; returns the reply to the end of DATA.
 fn smtp_send(port: u16, raw: &[u8]) -> Result<String, String> {
     let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).ok();
@@ -233,8 +245,10 @@ fn smtp_send(port: u16, raw: &[u8]) -> Result<String, String> {
     expect(&mut r, "250")?;
     say(format!("MAIL FROM:<{CONSULTANT}>\r\n"))?;
     expect(&mut r, "250")?;
-    say(format!("RCPT TO:<{SURVEY}>\r\n"))?;
-    expect(&mut r, "250")?;
+    for rcpt in [SURVEY, PROBE] {
+        say(format!("RCPT TO:<{rcpt}>\r\n"))?;
+        expect(&mut r, "250")?;
+    }
     say("DATA\r\n".into())?;
     expect(&mut r, "354")?;
     let mut data = Vec::with_capacity(raw.len() + 8);
@@ -285,7 +299,8 @@ struct IdleClient {
 }
 
 impl IdleClient {
-    fn start(port: u16, user: &str) -> IdleClient {
+    fn start(port: u16, user: &str, log: &std::path::Path) -> IdleClient {
+        let mut log = std::fs::File::create(log).expect("IDLE client log");
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect IMAP");
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
@@ -327,6 +342,7 @@ impl IdleClient {
                     Ok(0) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&buf);
+                        let _ = write!(log, "{} {text}", chrono::Utc::now().format("%H:%M:%S%.6f"));
                         if text.starts_with("* ") && text.trim_end().ends_with("EXISTS") {
                             let _ = tx.send(SystemTime::now());
                         }
@@ -349,46 +365,5 @@ impl IdleClient {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Reads a JSON log as it grows.
-struct LogTail {
-    path: PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl LogTail {
-    fn new(path: &Path) -> LogTail {
-        LogTail {
-            path: path.to_path_buf(),
-            offset: 0,
-            partial: Vec::new(),
-        }
-    }
-
-    /// The events logged since the last call.
-    fn events(&mut self) -> Vec<serde_json::Value> {
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return Vec::new();
-        };
-        if f.seek(SeekFrom::Start(self.offset)).is_err() {
-            return Vec::new();
-        }
-        let mut buf = Vec::new();
-        let Ok(n) = f.read_to_end(&mut buf) else {
-            return Vec::new();
-        };
-        self.offset += n as u64;
-        self.partial.extend_from_slice(&buf);
-        let mut out = Vec::new();
-        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=pos).collect();
-            if let Ok(v) = serde_json::from_slice(&line) {
-                out.push(v);
-            }
-        }
-        out
     }
 }

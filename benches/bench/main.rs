@@ -69,7 +69,9 @@ fn main() {
             }
             "all" => what
                 .extend(["classify", "form", "throughput", "latency", "scale"].map(String::from)),
-            "throughput" | "latency" | "classify" | "form" | "scale" => what.push(a.clone()),
+            "throughput" | "latency" | "classify" | "form" | "scale" | "pieces" => {
+                what.push(a.clone())
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -100,15 +102,30 @@ fn main() {
     let mut figures: Vec<Figure> = Vec::new();
     for w in &what {
         let t = Instant::now();
+        let load_before = util::loadavg();
         match w.as_str() {
             "classify" => classify::run(&opts, &mut figures),
             "form" => rt.block_on(form::run(&opts, &mut figures)),
             "throughput" => rt.block_on(throughput::run(&opts, &mut figures)),
             "latency" => rt.block_on(latency::run(&opts, &mut figures)),
             "scale" => rt.block_on(scale::run(&opts, &mut figures)),
+            // Diagnostics: target 1's in-process cost breakdown alone.
+            "pieces" => {
+                let p = throughput::pieces(&opts.dir, opts.messages);
+                figures.push(Figure::info("1d", "where the daemon's time goes", p));
+            }
             _ => unreachable!(),
         }
-        eprintln!("  ({w} took {:.0} s)", t.elapsed().as_secs_f64());
+        let load = format!("{load_before} at the start, {} at the end", util::loadavg());
+        eprintln!(
+            "  ({w} took {:.0} s; load average {load})",
+            t.elapsed().as_secs_f64()
+        );
+        figures.push(Figure::info(
+            "–",
+            &format!("{w}: machine load average (1 min)"),
+            load,
+        ));
     }
     let table = util::table(&figures);
     let misses = figures.iter().filter(|f| !f.info && !f.pass).count();

@@ -55,6 +55,10 @@ struct Costs {
     status_offline_ms: f64,
     digest_offline_ms: f64,
     render_all_ms: f64,
+    /// `canvass backup` file (the live data) and the store `canvass
+    /// restore` writes from it.
+    backup: u64,
+    compacted: u64,
     idle_rss_kib: u64,
     peak_rss_kib: u64,
     after_rss_kib: u64,
@@ -184,15 +188,17 @@ fn label(n: usize) -> String {
 
 fn growth_table(all: &[Costs]) -> String {
     let mut s = String::from(
-        "| invitations / answers | build | store on disk | daemon start-up | status (daemon) | digest (daemon) | status (no daemon) | digest (no daemon) | render all digests | idle RSS | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| invitations / answers | build | store on disk | backup file | store restored from it | daemon start-up | status (daemon) | digest (daemon) | status (no daemon) | digest (no daemon) | render all digests | idle RSS | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in all {
         s.push_str(&format!(
-            "| {} / {} | {:.0} s | {:.0} MiB | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} ms | {:.1} MiB | {:.1} MiB |\n",
+            "| {} / {} | {:.0} s | {:.0} MiB | {:.0} MiB | {:.0} MiB | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} ms | {:.1} MiB | {:.1} MiB |\n",
             label(c.n),
             label(c.answers),
             c.build_s,
             util::mib(c.disk),
+            util::mib(c.backup),
+            util::mib(c.compacted),
             c.startup_ms,
             c.status_daemon_ms,
             c.digest_daemon_ms,
@@ -247,6 +253,7 @@ async fn measure(opts: &Opts, n: usize) -> Costs {
     costs.status_offline_ms = median_ms(3, || cli(&config, &["status"]));
     costs.digest_offline_ms = median_ms(3, || cli(&config, &["digest", "--print"]));
     costs.render_all_ms = render_all(&config);
+    (costs.backup, costs.compacted) = compaction(&dir, &spec);
 
     // The daemon.
     let mut daemon = DaemonProc::spawn(&dir, "canvass");
@@ -263,6 +270,38 @@ async fn measure(opts: &Opts, n: usize) -> Costs {
     daemon.stop();
     costs.disk = costs.disk.max(util::disk_usage(&dir.join("store")));
     costs
+}
+
+/// `canvass backup` of the store, then `canvass restore` of that file into a
+/// fresh store beside it: (backup bytes, restored store bytes). sled keeps
+/// garbage in its log until it cleans segments; a store written anew holds
+/// only the live data.
+fn compaction(dir: &Path, spec: &ConfigSpec) -> (u64, u64) {
+    let copy = dir.join("compacted");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).expect("dir");
+    std::fs::copy(dir.join("hmac.key"), copy.join("hmac.key")).expect("key");
+    let copy_spec = ConfigSpec {
+        inbound: Inbound::Maildir {
+            path: copy.join("inbox"),
+        },
+        outbound: Outbound::File {
+            path: copy.join("sent"),
+        },
+        web_port: spec.web_port,
+        sending: spec.sending.clone(),
+    };
+    let copy_config = util::write_config(&copy, &copy_spec);
+    let file = dir.join("backup.bin");
+    let _ = std::fs::remove_file(&file);
+    let config = dir.join("canvass.toml");
+    cli(&config, &["backup", &file.display().to_string()]);
+    cli(&copy_config, &["restore", &file.display().to_string()]);
+    let backup = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let compacted = util::disk_usage(&copy.join("store"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&copy);
+    (backup, compacted)
 }
 
 /// One CLI run; its wall time.
@@ -303,12 +342,14 @@ fn render_all(config: &Path) -> f64 {
 async fn exercise(daemon: &mut DaemonProc, dir: &Path, port: u16) {
     let before = daemon.status().await.expect("status");
     let sent0 = util::json_u64(&before, &["total", "sent"]);
+    // New to every run: a reused store has seen the earlier ones.
+    let run = Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let raw = common::cc_trigger(
-        "scale-extra",
+        &format!("scale-extra-{run}"),
         CONSULTANTS[0],
-        &["Ny Kontakt <ny.kontakt@kommune.test>"],
+        &[&format!("Ny Kontakt <ny.kontakt.{run}@kommune.test>")],
     );
-    common::deliver(&dir.join("inbox"), "scale-extra.eml", &raw);
+    common::deliver(&dir.join("inbox"), &format!("scale-extra-{run}.eml"), &raw);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = daemon.status().await.expect("status");

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use canvass::store::Store;
 
 use crate::harness::MailStack;
-use crate::util::{self, Background, ConfigSpec, DaemonProc, Figure, Inbound, Opts, Outbound};
+use crate::util::{
+    self, Background, ConfigSpec, DaemonProc, Figure, Inbound, LogTail, Opts, Outbound,
+};
 use crate::util::{contact, CONSULTANT, CONTACT_USER, SURVEY};
 
 pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
@@ -34,6 +36,8 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     let mail = MailStack::start();
     mail.add_users(&[SURVEY, CONSULTANT, CONTACT_USER]);
     let size = invitation_size(&dir);
+    let pieces = pieces(&dir, 2_000);
+    eprintln!("  {pieces}");
     // smtp-source adds ~170 bytes of headers to its -l payload; calibrated
     // against Postfix's own size= below.
     let payload = size.saturating_sub(170);
@@ -54,11 +58,15 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
         &sink_log,
     );
     util::wait_listening(sink_port, Duration::from_secs(5));
+    let load_src = util::loadavg();
     let src8 = smtp_source(sink_port, opts.sessions, n, payload);
     let src1 = smtp_source(sink_port, 1, n, payload);
     eprintln!(
-        "  smtp-source → smtp-sink: {:.0} msg/s with {} sessions, {:.0} msg/s with 1",
-        src8, opts.sessions, src1
+        "  smtp-source → smtp-sink: {:.0} msg/s with {} sessions, {:.0} msg/s with 1 (load average {load_src} → {})",
+        src8,
+        opts.sessions,
+        src1,
+        util::loadavg()
     );
     let before = sink_messages(&sink_log);
     let append_rate = fill_mailbox(&mail, 0..n).await;
@@ -110,10 +118,12 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     }
 
     // ---- Postfix ------------------------------------------------------
+    let load_pf = util::loadavg();
     let pf_src = smtp_source(mail.smtp_port(), opts.sessions, n, payload);
     eprintln!(
-        "  smtp-source → Postfix: {pf_src:.0} msg/s accepted with {} sessions",
-        opts.sessions
+        "  smtp-source → Postfix: {pf_src:.0} msg/s accepted with {} sessions (load average {load_pf} → {})",
+        opts.sessions,
+        util::loadavg()
     );
     let drained = wait_postfix_idle(&mail, Duration::from_secs(600));
     eprintln!("  Postfix delivered the smtp-source mail to Dovecot ({drained:.1} s after)");
@@ -123,7 +133,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
         .first()
         .copied()
         .unwrap_or(0);
-    fill_mailbox(&mail, n..2 * n).await;
+    let append_rate2 = fill_mailbox(&mail, n..2 * n).await;
     let pf_run = run_canvass(
         &dir.join("postfix"),
         Inbound::Imap {
@@ -173,12 +183,16 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     );
     util::report(
         figures,
+        Figure::info("1d", "where the daemon's time goes", pieces),
+    );
+    util::report(
+        figures,
         Figure::info(
             "1c",
             "context",
             format!(
                 "message size in Postfix: invitation {invitation_size_pf} B, smtp-source {source_size} B; \
-                 smtp-source → smtp-sink 1 session {src1:.0} msg/s; IMAP APPEND {append_rate:.0} msg/s; \
+                 smtp-source → smtp-sink 1 session {src1:.0} msg/s; IMAP APPEND {append_rate:.0} then {append_rate2:.0} msg/s; \
                  canvass → sink: {}; canvass → Postfix: {}",
                 sink_run.detail, pf_run.detail
             ),
@@ -186,23 +200,85 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     );
 }
 
+/// The daemon's per-invitation work measured in process, one piece at a
+/// time, on a store in `dir` (no IMAP, no SMTP): where its CPU goes.
+pub fn pieces(dir: &Path, n: usize) -> String {
+    use canvass::pipeline::Pipeline;
+    use chrono::Utc;
+    let cfg_dir = dir.join("pieces");
+    let _ = std::fs::remove_dir_all(&cfg_dir);
+    let cfg = util::offline_config(&cfg_dir);
+    let raws: Vec<Vec<u8>> = (0..n).map(|i| trigger(5_000_000 + i)).collect();
+    let now = Utc::now();
+    let us = |t: Instant| t.elapsed().as_secs_f64() * 1e6 / n as f64;
+
+    let t = Instant::now();
+    for raw in &raws {
+        let msg = mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("parse");
+        std::hint::black_box(canvass::classify::classify(&msg, now, &cfg));
+    }
+    let classify = us(t);
+    let to = canvass::address::parse(&contact(1)).expect("address");
+    let t = Instant::now();
+    for _ in 0..n {
+        let token = canvass::token::Token::generate();
+        std::hint::black_box(canvass::compose::invitation(&cfg, &to, &token, now).expect("render"));
+    }
+    let render = us(t);
+    let pipeline = Pipeline::open_offline(cfg).expect("store");
+    let t = Instant::now();
+    for raw in &raws {
+        pipeline.process(raw, now, None, false).expect("process");
+    }
+    let process = us(t);
+    let more: Vec<Vec<u8>> = (0..n).map(|i| trigger(6_000_000 + i)).collect();
+    let t = Instant::now();
+    for chunk in more.chunks(25) {
+        let all: Vec<canvass::pipeline::ToProcess<'_>> = chunk
+            .iter()
+            .map(|raw| canvass::pipeline::ToProcess {
+                raw,
+                received: now,
+                mark: None,
+                headers_only: false,
+            })
+            .collect();
+        pipeline.process_all(&all).expect("process_all");
+    }
+    let process_all = us(t);
+    let t = Instant::now();
+    pipeline.store.flush_blocking().expect("flush");
+    let flush_ms = t.elapsed().as_secs_f64() * 1e3;
+    let far = now + chrono::Duration::days(1);
+    let t = Instant::now();
+    let (due, _) = pipeline.store.outbox_due(far, 2 * n).expect("due");
+    let due_us = us(t);
+    let t = Instant::now();
+    for item in &due {
+        pipeline.store.mark_sent(item, now).expect("mark");
+    }
+    let mark = t.elapsed().as_secs_f64() * 1e6 / due.len().max(1) as f64;
+    let (due, _) = pipeline.store.outbox_due(far, 2 * n).expect("due");
+    assert!(due.is_empty());
+    let t = Instant::now();
+    for _ in 0..200 {
+        pipeline.store.flush_blocking().expect("flush");
+    }
+    let empty_flush = t.elapsed().as_secs_f64() * 1e6 / 200.0;
+    format!(
+        "in process, per trigger of one contact: parse + classify {classify:.0} µs; rendering the invitation \
+         {render:.0} µs; Pipeline::process (classify, plan, render, commit) {process:.0} µs, the same 25 to a transaction \
+         (Pipeline::process_all, as the ingest loop does) {process_all:.0} µs; outbox_due {due_us:.0} µs; \
+         mark_sent one by one {mark:.0} µs; flushing {n} commits {flush_ms:.1} ms; an empty flush {empty_flush:.0} µs"
+    )
+}
+
 /// The size of one rendered invitation, as canvass sends it.
 fn invitation_size(dir: &Path) -> usize {
     let cfg_dir = dir.join("size");
-    let path = util::write_config(
-        &cfg_dir,
-        &ConfigSpec {
-            inbound: Inbound::Maildir {
-                path: cfg_dir.join("inbox"),
-            },
-            outbound: Outbound::File {
-                path: cfg_dir.join("sent"),
-            },
-            web_port: 8080,
-            sending: String::new(),
-        },
-    );
-    let cfg = util::load_config(&path);
+    let cfg = util::offline_config(&cfg_dir);
     let to = canvass::address::parse(&contact(99_999)).expect("address");
     let msg = canvass::compose::invitation(
         &cfg,
@@ -388,37 +464,69 @@ async fn run_canvass(
             sending: String::new(),
         },
     );
+    let load_start = util::loadavg();
     let mut daemon = DaemonProc::spawn(dir, "canvass");
     let t0 = daemon.spawned;
+    // Progress from the daemon's own log ("trigger" per message read, "sent"
+    // per invitation accepted and durably marked): asking its control socket
+    // every few ms would cost it CPU.
+    let mut log = LogTail::new(&daemon.log);
     let limit = Duration::from_secs(120 + n as u64 / 20);
+    let (mut triggers, mut sent, mut failed) = (0usize, 0usize, 0usize);
     let mut ingested_at = None;
-    let mut last_progress = (0u64, Instant::now());
-    let (done_at, sent, failed) = loop {
+    let mut last_sent_at = None;
+    let mut last_progress = (0usize, Instant::now());
+    let done_at = loop {
         daemon.assert_alive();
-        if let Some(s) = daemon.status().await {
-            let triggers = util::json_u64(&s, &["total", "triggers"]);
-            let sent = util::json_u64(&s, &["total", "sent"]);
-            let failed = util::json_u64(&s, &["total", "failed"]);
-            if ingested_at.is_none() && triggers >= n as u64 {
-                ingested_at = Some(t0.elapsed());
+        for e in log.events() {
+            match e.get("message").and_then(|m| m.as_str()) {
+                Some("trigger") => triggers += 1,
+                Some("sent") => {
+                    sent += 1;
+                    last_sent_at = e
+                        .get("timestamp")
+                        .and_then(|t| t.as_str())
+                        .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+                }
+                Some("refused for good by the server") => failed += 1,
+                _ => {}
             }
-            if sent + failed >= n as u64 {
-                break (t0.elapsed(), sent, failed);
-            }
-            if sent + triggers > last_progress.0 {
-                last_progress = (sent + triggers, Instant::now());
-            }
+        }
+        if ingested_at.is_none() && triggers >= n {
+            ingested_at = Some(t0.elapsed());
+        }
+        if sent + failed >= n {
+            // The time the last one was logged, not when we looked.
+            let spawned_wall =
+                chrono::Utc::now() - chrono::Duration::from_std(t0.elapsed()).unwrap_or_default();
+            break last_sent_at
+                .and_then(|t| (t - spawned_wall).to_std().ok())
+                .unwrap_or_else(|| t0.elapsed());
+        }
+        if sent + triggers > last_progress.0 {
+            last_progress = (sent + triggers, Instant::now());
         }
         if t0.elapsed() > limit || last_progress.1.elapsed() > Duration::from_secs(60) {
             eprintln!(
                 "  note: canvass stalled or ran out of time; log tail:\n{}",
                 util::tail(&daemon.log, 10)
             );
-            break (t0.elapsed(), 0, 0);
+            break t0.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let status = daemon.status().await;
+    let sent_counter = status
+        .as_ref()
+        .map(|s| util::json_u64(s, &["total", "sent"]))
+        .unwrap_or(0);
+    let failed = status
+        .as_ref()
+        .map(|s| util::json_u64(s, &["total", "failed"]))
+        .unwrap_or(failed as u64);
+    let sent = sent_counter;
     let cpu = daemon.cpu_seconds();
+    let load = format!("load average {load_start} → {}", util::loadavg());
     let (_, hwm) = daemon.rss_kib();
     let started = first_log_time(&daemon.log, "mailbox connected")
         .zip(first_log_time(&daemon.log, "canvass started"));
@@ -467,7 +575,7 @@ async fn run_canvass(
         .unwrap_or_default();
     let detail = format!(
         "{:.2} s ({rate:.0} msg/s), all triggers read after {:.2} s, daemon CPU {cpu:.2} s \
-         ({:.0} µs per invitation), peak RSS {:.0} MiB{startup}",
+         ({:.0} µs per invitation), peak RSS {:.0} MiB{startup}; {load}",
         done_at.as_secs_f64(),
         ingested_at.unwrap_or(done_at).as_secs_f64(),
         cpu * 1e6 / n as f64,

@@ -3,7 +3,7 @@
 //! /proc), external tools with bounded run times, and percentiles.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -239,6 +239,16 @@ pub fn table(figures: &[Figure]) -> String {
 }
 
 /// Prints a figure as soon as it is known (the table comes at the end).
+/// The 1-minute load average (other work on this machine skews a run).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
 pub fn report(figures: &mut Vec<Figure>, f: Figure) {
     let state = if f.info {
         "info"
@@ -337,6 +347,24 @@ pub struct ConfigSpec {
 
 /// Writes `dir/canvass.toml` (store `dir/store`, key `dir/hmac.key`, control
 /// socket `dir/canvass.sock`); returns its path.
+/// A config for in-process measurements: Maildir in, .eml files out, under `dir`.
+pub fn offline_config(dir: &Path) -> canvass::config::Config {
+    let path = write_config(
+        dir,
+        &ConfigSpec {
+            inbound: Inbound::Maildir {
+                path: dir.join("inbox"),
+            },
+            outbound: Outbound::File {
+                path: dir.join("sent"),
+            },
+            web_port: 8080,
+            sending: String::new(),
+        },
+    );
+    load_config(&path)
+}
+
 pub fn write_config(dir: &Path, spec: &ConfigSpec) -> PathBuf {
     std::fs::create_dir_all(dir).expect("create bench dir");
     std::fs::write(dir.join("imap-password"), crate::harness::PASSWORD).expect("password");
@@ -777,4 +805,45 @@ pub fn disk_usage(path: &Path) -> u64 {
 
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1024.0 / 1024.0
+}
+
+/// Reads a JSON log as it grows.
+pub struct LogTail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl LogTail {
+    pub fn new(path: &Path) -> LogTail {
+        LogTail {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The events logged since the last call.
+    pub fn events(&mut self) -> Vec<serde_json::Value> {
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        let Ok(n) = f.read_to_end(&mut buf) else {
+            return Vec::new();
+        };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&buf);
+        let mut out = Vec::new();
+        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=pos).collect();
+            if let Ok(v) = serde_json::from_slice(&line) {
+                out.push(v);
+            }
+        }
+        out
+    }
 }

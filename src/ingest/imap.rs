@@ -56,7 +56,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -421,7 +420,8 @@ impl ImapSource {
         tcp: TcpStream,
         host: &str,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SourceError> {
-        let config = tls_config(self.cfg.ca_file.as_deref()).map_err(|e| self.connect_err(e))?;
+        let config = crate::tls::client_config(self.cfg.ca_file.as_deref(), "inbound.imap.ca_file")
+            .map_err(|e| self.connect_err(e))?;
         let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
             self.connect_err(format!("{host:?} is not a valid TLS server name: {e}"))
         })?;
@@ -1293,33 +1293,6 @@ fn mutf7(s: &str) -> String {
     }
     flush(&mut run, &mut out);
     out
-}
-
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let what = format!("inbound.imap.ca_file {}", path.display());
-        let pem = std::fs::read(path).map_err(|e| format!("{what}: {e}"))?;
-        let mut found = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| format!("{what}: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{what}: unusable certificate: {e}"))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(format!("{what}: no PEM certificate in the file"));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 // ---------------------------------------------------------------------------

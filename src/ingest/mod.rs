@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::backoff::{Backoff, Outage};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, ToProcess};
 use crate::shutdown::Shutdown;
 use crate::store::{IngestMark, Store};
 
@@ -25,6 +25,8 @@ pub mod maildir;
 
 /// Messages fetched per round.
 pub const BATCH: usize = 100;
+/// Messages committed in one store transaction.
+const COMMIT_CHUNK: usize = 25;
 
 /// One message as read from a source.
 #[derive(Debug, Clone)]
@@ -169,13 +171,31 @@ pub async fn run<S: MailSource>(
 /// take. Returns the messages committed (and flushed), to be marked processed.
 async fn process_batch(pipeline: &Pipeline, source: &str, batch: &[Incoming]) -> Vec<Incoming> {
     let mut done = Vec::with_capacity(batch.len());
-    for msg in batch {
-        let mark = msg.mark.map(|m| (source.to_string(), m));
-        match pipeline.process(&msg.raw, msg.received, mark, msg.headers_only) {
-            Ok(_) => done.push(msg.clone()),
-            Err(e) => {
-                tracing::error!(source, error = %e, "cannot store the outcome of a message; it stays unprocessed and will be retried");
-                break;
+    'chunks: for chunk in batch.chunks(COMMIT_CHUNK) {
+        // One transaction for the chunk (a sled transaction costs two log
+        // writes whatever its size); should the store refuse it, message by
+        // message, to stop at the first one it cannot take.
+        let all: Vec<ToProcess<'_>> = chunk
+            .iter()
+            .map(|msg| ToProcess {
+                raw: &msg.raw,
+                received: msg.received,
+                mark: msg.mark.map(|m| (source.to_string(), m)),
+                headers_only: msg.headers_only,
+            })
+            .collect();
+        if pipeline.process_all(&all).is_ok() {
+            done.extend(chunk.iter().cloned());
+            continue;
+        }
+        for msg in chunk {
+            let mark = msg.mark.map(|m| (source.to_string(), m));
+            match pipeline.process(&msg.raw, msg.received, mark, msg.headers_only) {
+                Ok(_) => done.push(msg.clone()),
+                Err(e) => {
+                    tracing::error!(source, error = %e, "cannot store the outcome of a message; it stays unprocessed and will be retried");
+                    break 'chunks;
+                }
             }
         }
     }

@@ -447,6 +447,20 @@ impl Store {
         unit: &IngestUnit,
         respond: &dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>,
     ) -> Result<Committed, StoreError> {
+        let mut all = self.commit_ingest_all(&[(unit, respond)])?;
+        Ok(all.pop().expect("one outcome per unit"))
+    }
+
+    /// [`Store::commit_ingest`] for several messages in one transaction: all
+    /// of them or none, in order (a later message sees what an earlier one
+    /// did: the same contact twice is invited once). The ingest loop commits
+    /// a fetched batch this way; a sled transaction costs two log-buffer
+    /// writes whatever its size, so one per message was most of the cost of
+    /// reading a backlog (BENCHMARKS.md, target 1).
+    pub fn commit_ingest_all(
+        &self,
+        units: &[(&IngestUnit, Responder<'_>)],
+    ) -> Result<Vec<Committed>, StoreError> {
         let trees = (
             &self.invitations,
             &self.recipients,
@@ -457,113 +471,20 @@ impl Store {
             &self.msgids,
         );
         let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
-            if let Some(seen) = &unit.seen_key {
-                let mut key = b"seen:".to_vec();
-                key.extend_from_slice(seen);
-                if ing.get(&key)?.is_some() {
-                    return Ok(Committed::AlreadyProcessed);
-                }
-                ing.insert(key, &[])?;
-            }
-            if let Some((source, mark)) = &unit.mark {
-                ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
-            }
-            for (region, name) in &unit.counters {
-                bump(cnt, &counter_key(region, name), 1)?;
-            }
-            if let Some(effect) = &unit.effect {
-                let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid)?;
-                if let Some((purpose, msg)) = respond(&CommitView {
-                    outcomes: &[],
-                    matched: matched.as_ref(),
-                }) {
-                    let outbox_id = out.generate_id()?;
-                    let item = outbox_item(outbox_id, purpose, &msg);
-                    out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
-                }
-                return Ok(Committed::Effect(outcome));
-            }
-            let mut used_today = match &unit.daily_cap {
-                Some((key, _)) => cnt
-                    .get(counter_key("", key))?
-                    .map(|v| u64_from(&v))
-                    .unwrap_or(0),
-                None => 0,
+            let t = IngestTrees {
+                inv,
+                rcp,
+                tok,
+                out,
+                ing,
+                cnt,
+                mid,
             };
-            let mut outcomes = Vec::with_capacity(unit.invitations.len());
-            let mut over_cap = false;
-            for new in &unit.invitations {
-                if rcp.get(new.address_key.0)?.is_some() {
-                    outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
-                    continue;
-                }
-                if let Some((_, cap)) = &unit.daily_cap {
-                    if used_today >= u64::from(*cap) {
-                        over_cap = true;
-                        outcomes.push(InviteOutcome::OverDailyCap(new.address.clone()));
-                        continue;
-                    }
-                }
-                used_today += 1;
-                let id = inv.generate_id()?;
-                let outbox_id = out.generate_id()?;
-                let invitation = Invitation {
-                    id,
-                    address_key: new.address_key,
-                    address: Some(new.address.clone()),
-                    region: unit.region.clone(),
-                    consultant: unit
-                        .consultant
-                        .clone()
-                        .unwrap_or_else(|| new.address.clone()),
-                    created_at: unit.created_at.unwrap_or_else(Utc::now),
-                    token_hash: new.token_hash,
-                    token_nonce: new.token_nonce,
-                    message_id: new.outgoing.message_id.clone(),
-                    delivery: Delivery::Queued,
-                    answered: false,
-                    opted_out: false,
-                    bounced: false,
-                    reminders: 0,
-                    last_reminder_at: None,
-                };
-                inv.insert(&id.to_be_bytes(), encode(&invitation))?;
-                rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
-                tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
-                mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
-                let item = outbox_item(
-                    outbox_id,
-                    Purpose::Invitation { invitation_id: id },
-                    &new.outgoing,
-                );
-                out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
-                bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
-                bump(
-                    cnt,
-                    &counter_key(&unit.region, &counter::invited_week(invitation.created_at)),
-                    1,
-                )?;
-                outcomes.push(InviteOutcome::Invited(new.address.clone()));
+            let mut all = Vec::with_capacity(units.len());
+            for (unit, respond) in units {
+                all.push(ingest_one(&t, unit, *respond)?);
             }
-            if let Some((key, _)) = &unit.daily_cap {
-                cnt.insert(counter_key("", key), &used_today.to_be_bytes())?;
-            }
-            if over_cap {
-                bump(
-                    cnt,
-                    &counter_key(&unit.region, counter::REFUSED_OVER_CAP),
-                    1,
-                )?;
-            }
-            if let Some((purpose, reply)) = respond(&CommitView {
-                outcomes: &outcomes,
-                matched: None,
-            }) {
-                let outbox_id = out.generate_id()?;
-                let item = outbox_item(outbox_id, purpose, &reply);
-                out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
-            }
-            Ok(Committed::Done(outcomes))
+            Ok(all)
         });
         result.map_err(StoreError::from)
     }
@@ -633,23 +554,45 @@ impl Store {
         )
     }
 
+    /// [`Store::mark_sent`] for several accepted messages, in one
+    /// transaction (the outbox marks a group before one flush: a sled
+    /// transaction costs two log-buffer writes, whatever its size).
+    pub fn mark_sent_all(&self, items: &[OutboxItem], at: DateTime<Utc>) -> Result<(), StoreError> {
+        let items: Vec<&OutboxItem> = items.iter().collect();
+        self.finish_all(&items, Delivery::Sent { at }, counter::SENT)
+    }
+
     fn finish(&self, item: &OutboxItem, delivery: Delivery, name: &str) -> Result<(), StoreError> {
+        self.finish_all(&[item], delivery, name)
+    }
+
+    fn finish_all(
+        &self,
+        items: &[&OutboxItem],
+        delivery: Delivery,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let trees = (&self.outbox, &self.invitations, &self.counters);
         trees
             .transaction(|(out, inv, cnt)| {
-                let key = item.id.to_be_bytes();
-                if out.remove(&key)?.is_none() {
-                    return Ok(()); // finished before (a resend after a crash)
-                }
-                if let Purpose::Invitation { invitation_id } = item.purpose {
-                    let ikey = invitation_id.to_be_bytes();
-                    let Some(v) = inv.get(ikey)? else {
-                        return Ok(());
-                    };
-                    let mut invitation: Invitation = tx_decode(&v, "invitation")?;
-                    invitation.delivery = delivery.clone();
-                    inv.insert(&ikey, encode(&invitation))?;
-                    bump(cnt, &counter_key(&invitation.region, name), 1)?;
+                for item in items {
+                    let key = item.id.to_be_bytes();
+                    if out.remove(&key)?.is_none() {
+                        continue; // finished before (a resend after a crash)
+                    }
+                    if let Purpose::Invitation { invitation_id } = item.purpose {
+                        let ikey = invitation_id.to_be_bytes();
+                        let Some(v) = inv.get(ikey)? else {
+                            continue;
+                        };
+                        let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                        invitation.delivery = delivery.clone();
+                        inv.insert(&ikey, encode(&invitation))?;
+                        bump(cnt, &counter_key(&invitation.region, name), 1)?;
+                    }
                 }
                 Ok(())
             })
@@ -756,6 +699,144 @@ impl Store {
     pub fn daily_key(consultant: &AddressKey, day: NaiveDate) -> String {
         format!("daily:{}:{}", hex::encode(&consultant.0[..8]), day)
     }
+}
+
+/// What [`Store::commit_ingest`] calls to render a reply from the outcome.
+pub type Responder<'a> = &'a dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>;
+
+/// The trees an ingest transaction writes.
+struct IngestTrees<'a> {
+    inv: &'a TransactionalTree,
+    rcp: &'a TransactionalTree,
+    tok: &'a TransactionalTree,
+    out: &'a TransactionalTree,
+    ing: &'a TransactionalTree,
+    cnt: &'a TransactionalTree,
+    mid: &'a TransactionalTree,
+}
+
+/// One processed message inside an ingest transaction.
+fn ingest_one(
+    t: &IngestTrees<'_>,
+    unit: &IngestUnit,
+    respond: Responder<'_>,
+) -> TxResult<Committed> {
+    let IngestTrees {
+        inv,
+        rcp,
+        tok,
+        out,
+        ing,
+        cnt,
+        mid,
+    } = *t;
+    if let Some(seen) = &unit.seen_key {
+        let mut key = b"seen:".to_vec();
+        key.extend_from_slice(seen);
+        if ing.get(&key)?.is_some() {
+            return Ok(Committed::AlreadyProcessed);
+        }
+        ing.insert(key, &[])?;
+    }
+    if let Some((source, mark)) = &unit.mark {
+        ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
+    }
+    for (region, name) in &unit.counters {
+        bump(cnt, &counter_key(region, name), 1)?;
+    }
+    if let Some(effect) = &unit.effect {
+        let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid)?;
+        if let Some((purpose, msg)) = respond(&CommitView {
+            outcomes: &[],
+            matched: matched.as_ref(),
+        }) {
+            let outbox_id = out.generate_id()?;
+            let item = outbox_item(outbox_id, purpose, &msg);
+            out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        }
+        return Ok(Committed::Effect(outcome));
+    }
+    let mut used_today = match &unit.daily_cap {
+        Some((key, _)) => cnt
+            .get(counter_key("", key))?
+            .map(|v| u64_from(&v))
+            .unwrap_or(0),
+        None => 0,
+    };
+    let mut outcomes = Vec::with_capacity(unit.invitations.len());
+    let mut over_cap = false;
+    for new in &unit.invitations {
+        if rcp.get(new.address_key.0)?.is_some() {
+            outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
+            continue;
+        }
+        if let Some((_, cap)) = &unit.daily_cap {
+            if used_today >= u64::from(*cap) {
+                over_cap = true;
+                outcomes.push(InviteOutcome::OverDailyCap(new.address.clone()));
+                continue;
+            }
+        }
+        used_today += 1;
+        let id = inv.generate_id()?;
+        let outbox_id = out.generate_id()?;
+        let invitation = Invitation {
+            id,
+            address_key: new.address_key,
+            address: Some(new.address.clone()),
+            region: unit.region.clone(),
+            consultant: unit
+                .consultant
+                .clone()
+                .unwrap_or_else(|| new.address.clone()),
+            created_at: unit.created_at.unwrap_or_else(Utc::now),
+            token_hash: new.token_hash,
+            token_nonce: new.token_nonce,
+            message_id: new.outgoing.message_id.clone(),
+            delivery: Delivery::Queued,
+            answered: false,
+            opted_out: false,
+            bounced: false,
+            reminders: 0,
+            last_reminder_at: None,
+        };
+        inv.insert(&id.to_be_bytes(), encode(&invitation))?;
+        rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
+        tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
+        mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
+        let item = outbox_item(
+            outbox_id,
+            Purpose::Invitation { invitation_id: id },
+            &new.outgoing,
+        );
+        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
+        bump(
+            cnt,
+            &counter_key(&unit.region, &counter::invited_week(invitation.created_at)),
+            1,
+        )?;
+        outcomes.push(InviteOutcome::Invited(new.address.clone()));
+    }
+    if let Some((key, _)) = &unit.daily_cap {
+        cnt.insert(counter_key("", key), &used_today.to_be_bytes())?;
+    }
+    if over_cap {
+        bump(
+            cnt,
+            &counter_key(&unit.region, counter::REFUSED_OVER_CAP),
+            1,
+        )?;
+    }
+    if let Some((purpose, reply)) = respond(&CommitView {
+        outcomes: &outcomes,
+        matched: None,
+    }) {
+        let outbox_id = out.generate_id()?;
+        let item = outbox_item(outbox_id, purpose, &reply);
+        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+    }
+    Ok(Committed::Done(outcomes))
 }
 
 /// Finds the invitation an effect is about: by address key first, then by

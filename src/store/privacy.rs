@@ -731,6 +731,23 @@ fn open_raw(path: &Path) -> Result<sled::Db, StoreError> {
     })
 }
 
+/// Opens a store this process has just closed. sled releases its file lock
+/// only when its background I/O threads let go of the file, shortly after
+/// the last handle is dropped: "locked" is retried for up to five seconds.
+fn open_after_drop(path: &Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match Store::open(path) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
@@ -822,8 +839,10 @@ pub fn restore(
         }
         db.flush().map_err(StoreError::from)?;
     }
-    // The schema check and any migration, on the fresh store.
-    drop(Store::open(&fresh)?);
+    // The schema check and any migration, on the fresh store. sled's I/O
+    // threads may hold the file lock a moment after the handle above is
+    // dropped: this process is the only one that knows the fresh store.
+    drop(open_after_drop(&fresh)?);
     let replaced = old.as_ref().is_some_and(|(_, held)| *held);
     match old {
         Some((db, _)) => {
@@ -1181,7 +1200,7 @@ mod tests {
         let target = dir.path().join("b");
         let report = restore(&target, &backup, false).unwrap();
         assert!(!report.replaced);
-        let restored = Store::open(&target).unwrap();
+        let restored = open_after_drop(&target).unwrap();
         assert_eq!(dump(&restored), dump(&store));
         // New invitations in the restored store never reuse an id.
         let ids: Vec<u64> = all(&restored).iter().map(|i| i.id).collect();
@@ -1201,12 +1220,12 @@ mod tests {
         }
         let report = restore(&target, &backup, true).unwrap();
         assert!(report.replaced);
-        assert_eq!(Store::open(&target).unwrap().invitation_count(), 2);
+        assert_eq!(open_after_drop(&target).unwrap().invitation_count(), 2);
         assert!(!dir.path().join("b.restoring").exists());
         assert!(!dir.path().join("b.replaced").exists());
 
         // Held by another process (here: this one): refused.
-        let held = Store::open(&target).unwrap();
+        let held = open_after_drop(&target).unwrap();
         assert!(matches!(
             restore(&target, &backup, true),
             Err(BackupError::Store(StoreError::Locked { .. }))
