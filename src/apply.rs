@@ -176,7 +176,9 @@ pub fn plan(
         for addr in &t.invitees {
             let nonce = TokenNonce::generate();
             let token = Token::derive(key, &nonce);
-            match compose::invitation(cfg, addr, &token, not_before) {
+            // Queued without its body; the outbox renders it from the
+            // invitation when it sends it.
+            match compose::deferred_invitation(cfg, addr, not_before) {
                 Ok(outgoing) => unit.invitations.push(NewInvitation {
                     address: addr.clone(),
                     address_key: key.key_of(addr),

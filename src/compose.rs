@@ -126,7 +126,38 @@ pub fn invitation(
     token: &Token,
     not_before: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
-    let message_id = new_message_id(cfg);
+    invitation_with_id(cfg, to, token, new_message_id(cfg), not_before)
+}
+
+/// An invitation queued without its body: what [`invitation`] would give,
+/// with `raw` empty, checked to render (the address fits a header). The
+/// outbox renders it when it sends it ([`invitation_with_id`], the same
+/// Message-ID), so the body is never written to the store: it was most of
+/// the bytes an invitation cost the store (BENCHMARKS.md, target 5).
+pub fn deferred_invitation(
+    cfg: &Config,
+    to: &Address,
+    not_before: DateTime<Utc>,
+) -> Result<Outgoing, ComposeError> {
+    mailbox(None, to.as_str())?;
+    Ok(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id: new_message_id(cfg),
+        raw: Vec::new(),
+        not_before,
+    })
+}
+
+/// The invitation to `to` under a given Message-ID (a queued invitation
+/// rendered when sent, and again, identical but for its Date, if resent).
+pub fn invitation_with_id(
+    cfg: &Config,
+    to: &Address,
+    token: &Token,
+    message_id: String,
+    not_before: DateTime<Utc>,
+) -> Result<Outgoing, ComposeError> {
     let subject = format!(
         "Hvad synes du om {}s sikkerhedskonsulentordning?",
         cfg.agency

@@ -87,6 +87,7 @@ pub async fn start(
 
     let outbox = Outbox {
         store: store.clone(),
+        pipeline: pipeline.clone(),
         transport,
         wake: pipeline.outbox_wake(),
         settings: outbox::Settings {

@@ -12,6 +12,10 @@
 //! the messages in flight are sent twice (with `pool_size = 1`, the single
 //! message in flight), none is lost. The "sent" log line and metric follow
 //! the flush.
+//!
+//! Invitations are queued without their body (`compose::deferred_invitation`):
+//! the loop renders each from its invitation (address, token nonce, the
+//! Message-ID it was queued with) just before sending it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use tokio::sync::Notify;
 
 use crate::backoff::Outage;
 use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, Ready};
 use crate::shutdown::Shutdown;
 use crate::store::{OutboxItem, Purpose, Store};
 use crate::transport::{SendError, Transport};
@@ -48,6 +53,9 @@ pub struct Settings {
 
 pub struct Outbox {
     pub store: Store,
+    /// The current config and the key tokens are derived with, for the
+    /// invitations rendered here.
+    pub pipeline: Arc<Pipeline>,
     pub transport: Arc<dyn Transport>,
     pub wake: Arc<Notify>,
     pub settings: Settings,
@@ -109,7 +117,9 @@ impl Outbox {
                     continue;
                 }
             }
-            sendable.push(item);
+            if let Some(item) = self.render_deferred(item, outage)? {
+                sendable.push(item);
+            }
         }
         // Only what is durable goes out: after a failed flush (disk full) a
         // queued invitation may exist in memory only, and be lost on restart.
@@ -173,6 +183,30 @@ impl Outbox {
         // the outbox reads all of it.)
         // Look again at once: what was deferred tells the store when it is due.
         Ok(Some(Duration::ZERO))
+    }
+
+    /// An invitation queued without its body gets it
+    /// ([`Pipeline::ready_to_send`]). `None`: nothing to send (the item is
+    /// finished: its address was erased meanwhile, or it cannot be rendered,
+    /// recorded as failed).
+    fn render_deferred(
+        &self,
+        item: OutboxItem,
+        outage: &mut Outage,
+    ) -> Result<Option<OutboxItem>, crate::store::StoreError> {
+        match self.pipeline.ready_to_send(item)? {
+            Ready::Send(item) => Ok(Some(item)),
+            Ready::Gone(item) => {
+                self.store.drop_outbox_item(item.id)?;
+                tracing::info!(message_id = %item.message_id, "invitation dropped unsent: its address was erased");
+                Ok(None)
+            }
+            Ready::Unrenderable(item, e) => {
+                let e = SendError::permanent(format!("cannot render the invitation: {e}"));
+                self.record(item, Err(e), outage)?;
+                Ok(None)
+            }
+        }
     }
 
     /// Records one send's outcome; an accepted message is returned, to be

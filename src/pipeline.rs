@@ -1,6 +1,7 @@
 //! What the loops share: the store, the HMAC key, the current config, the
 //! outbox's wake-up and the metrics; and [`Pipeline::process`], the unit of
-//! ingest work: classify → plan → commit → log, for one message.
+//! ingest work: classify → plan → commit → log, for one message; and
+//! [`Pipeline::ready_to_send`], a queued invitation rendered for the outbox.
 
 use std::sync::{Arc, RwLock};
 
@@ -11,9 +12,11 @@ use tokio::sync::Notify;
 use crate::address::HmacKey;
 use crate::apply::{self, MessageFacts};
 use crate::classify::{self, Decision, Ignored};
+use crate::compose::{self, ComposeError};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Committed, IngestMark, InviteOutcome, Store, StoreError};
+use crate::store::{Committed, IngestMark, InviteOutcome, OutboxItem, Purpose, Store, StoreError};
+use crate::token::Token;
 
 pub struct Pipeline {
     pub store: Store,
@@ -40,6 +43,18 @@ struct Prepared {
     received: DateTime<Utc>,
     now: DateTime<Utc>,
     headers_only: bool,
+}
+
+/// A queued item, made ready to send by [`Pipeline::ready_to_send`].
+#[derive(Debug)]
+pub enum Ready {
+    /// With its body.
+    Send(OutboxItem),
+    /// An invitation whose address (or token nonce) was erased meanwhile:
+    /// nothing to send.
+    Gone(OutboxItem),
+    /// An invitation that cannot be rendered (say, after a config change).
+    Unrenderable(OutboxItem, ComposeError),
 }
 
 /// The result of processing one message, for callers that report it.
@@ -96,6 +111,38 @@ impl Pipeline {
         let p = self.prepare(&cfg, raw, received, mark, headers_only);
         let committed = apply::commit(&self.store, &p.plan, &cfg, p.now)?;
         Ok(self.finish(p, committed))
+    }
+
+    /// A queued item as it will be sent: an invitation queued without its
+    /// body (`compose::deferred_invitation`) is rendered from its invitation
+    /// (address, token nonce) with the Message-ID it was queued with, under
+    /// the current config; anything else already has its body.
+    pub fn ready_to_send(&self, mut item: OutboxItem) -> Result<Ready, StoreError> {
+        let Purpose::Invitation { invitation_id } = item.purpose else {
+            return Ok(Ready::Send(item));
+        };
+        if !item.raw.is_empty() {
+            return Ok(Ready::Send(item));
+        }
+        let invitation = self.store.invitation(invitation_id)?;
+        let Some((to, nonce)) = invitation.and_then(|i| Some((i.address?, i.token_nonce?))) else {
+            return Ok(Ready::Gone(item));
+        };
+        let token = Token::derive(&self.key, &nonce);
+        let rendered = compose::invitation_with_id(
+            &self.config(),
+            &to,
+            &token,
+            item.message_id.clone(),
+            item.next_attempt,
+        );
+        Ok(match rendered {
+            Ok(o) => {
+                item.raw = o.raw;
+                Ready::Send(item)
+            }
+            Err(e) => Ready::Unrenderable(item, e),
+        })
     }
 
     /// [`Pipeline::process`] for several messages, committed in one

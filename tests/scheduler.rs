@@ -109,7 +109,7 @@ async fn reminders_go_to_exactly_the_non_answerers() {
     let (due, _) = p.store.outbox_due(Utc::now(), 100).unwrap();
     let mut links = std::collections::HashMap::new();
     for item in &due {
-        links.insert(item.to[0].clone(), link_in(&item.raw).unwrap());
+        links.insert(item.to[0].clone(), link_in(&as_sent(&p, item)).unwrap());
         p.store.mark_sent(item, Utc::now()).unwrap();
     }
     let token =

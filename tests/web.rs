@@ -76,7 +76,7 @@ fn invite(w: &Web, addr: &str) -> String {
         .iter()
         .find(|i| i.to == [addr.to_string()])
         .expect("queued");
-    link_in(&item.raw).expect("link")
+    link_in(&as_sent(&w.pipeline, item)).expect("link")
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench bench -- all            # every target, full size
 //! cargo bench --bench bench -- all --quick    # small sizes, a few minutes
-//! cargo bench --bench bench -- throughput latency classify form scale idle
+//! cargo bench --bench bench -- throughput latency classify form scale floor
 //! ```
 //!
 //! Options: `--quick`, `--messages N` (target 1), `--triggers N` (target 2),
@@ -28,6 +28,7 @@ mod common;
 mod harness;
 
 mod classify;
+mod floor;
 mod form;
 mod latency;
 mod scale;
@@ -38,11 +39,18 @@ use std::time::Instant;
 
 use util::{Figure, Opts};
 
-const USAGE: &str = "usage: cargo bench --bench bench -- <all|throughput|latency|classify|form|scale>... \
+const USAGE: &str = "usage: cargo bench --bench bench -- <all|throughput|latency|classify|form|scale|floor>... \
 [--quick] [--messages N] [--triggers N] [--secs S] [--scale N,N,..] [--sessions N] [--fresh] [--dir DIR]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // This program as a child of the floor scenario.
+    if let [cmd, path] = args.as_slice() {
+        if cmd == "__sled-open" {
+            floor::child_open(std::path::Path::new(path));
+            return;
+        }
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let mut opts = Opts::defaults(quick);
     let mut what: Vec<String> = Vec::new();
@@ -67,9 +75,18 @@ fn main() {
                     .map(|s| s.trim().replace('_', "").parse().expect("--scale N,N"))
                     .collect()
             }
-            "all" => what
-                .extend(["classify", "form", "throughput", "latency", "scale"].map(String::from)),
-            "throughput" | "latency" | "classify" | "form" | "scale" | "pieces" => {
+            "all" => what.extend(
+                [
+                    "classify",
+                    "form",
+                    "throughput",
+                    "latency",
+                    "scale",
+                    "floor",
+                ]
+                .map(String::from),
+            ),
+            "throughput" | "latency" | "classify" | "form" | "scale" | "floor" | "pieces" => {
                 what.push(a.clone())
             }
             "-h" | "--help" => {
@@ -109,6 +126,7 @@ fn main() {
             "throughput" => rt.block_on(throughput::run(&opts, &mut figures)),
             "latency" => rt.block_on(latency::run(&opts, &mut figures)),
             "scale" => rt.block_on(scale::run(&opts, &mut figures)),
+            "floor" => floor::run(&opts, &mut figures),
             // Diagnostics: target 1's in-process cost breakdown alone.
             "pieces" => {
                 let p = throughput::pieces(&opts.dir, opts.messages);

@@ -1,8 +1,9 @@
 //! Target 5: scale. For each size N (10k, 100k, 1M) a store is built the
 //! way the daemon builds it: N/20 consultant triggers of 20 new contacts each
-//! go through `Pipeline::process` (parse, classify, plan, render, commit),
-//! the outbox is drained with `mark_sent` as it fills (every invitation ends
-//! up sent), then N/2 answers go through `Store::submit_response` (64 at a
+//! go through `Pipeline::process_all` (parse, classify, plan, render, commit;
+//! 25 triggers per transaction, as the ingest loop commits), the outbox is
+//! drained as it fills with `mark_sent_all` in groups of 8, each flushed, as
+//! the outbox loop does (every invitation ends up sent), then N/2 answers go through `Store::submit_response` (64 at a
 //! time, each flushed). A built store is kept under DIR/scale-N and reused
 //! by later runs (unless `--fresh`).
 //!
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canvass::address::HmacKey;
-use canvass::pipeline::Pipeline;
+use canvass::pipeline::{Pipeline, ToProcess};
 use canvass::store::StoredResponse;
 use canvass::token::Token;
 use chrono::Utc;
@@ -178,7 +179,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     let _ = std::fs::write(opts.dir.join("scale-growth.md"), growth);
 }
 
-fn label(n: usize) -> String {
+pub fn label(n: usize) -> String {
     match n {
         n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
         n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
@@ -418,30 +419,46 @@ async fn build(config: &Path, n: usize) {
     let far = Utc::now() + chrono::Duration::days(3650);
     let messages = n.div_ceil(PER_MESSAGE);
     let t = Instant::now();
-    for m in 0..messages {
-        let contacts: Vec<String> = (m * PER_MESSAGE..((m + 1) * PER_MESSAGE).min(n))
-            .map(|i| format!("Kontakt {i} <k{i}@kommune.test>"))
+    // As the daemon does it: the ingest loop commits COMMIT_CHUNK fetched
+    // messages per transaction; the outbox marks a group of `pool_size`
+    // accepted messages per transaction, then flushes.
+    const COMMIT_CHUNK: usize = 25;
+    const POOL: usize = 8;
+    let mut m = 0;
+    while m < messages {
+        let chunk: Vec<Vec<u8>> = (m..(m + COMMIT_CHUNK).min(messages))
+            .map(|m| {
+                let contacts: Vec<String> = (m * PER_MESSAGE..((m + 1) * PER_MESSAGE).min(n))
+                    .map(|i| format!("Kontakt {i} <k{i}@kommune.test>"))
+                    .collect();
+                let refs: Vec<&str> = contacts.iter().map(String::as_str).collect();
+                common::cc_trigger(
+                    &format!("scale-{m}"),
+                    CONSULTANTS[m % CONSULTANTS.len()],
+                    &refs,
+                )
+            })
             .collect();
-        let refs: Vec<&str> = contacts.iter().map(String::as_str).collect();
-        let raw = common::cc_trigger(
-            &format!("scale-{m}"),
-            CONSULTANTS[m % CONSULTANTS.len()],
-            &refs,
-        );
-        pipeline
-            .process(&raw, Utc::now(), None, false)
-            .expect("process a trigger");
-        if m % 250 == 249 || m + 1 == messages {
-            let (due, _) = store.outbox_due(far, usize::MAX).expect("outbox");
-            for item in due {
-                store.mark_sent(&item, Utc::now()).expect("mark sent");
-            }
+        let all: Vec<ToProcess<'_>> = chunk
+            .iter()
+            .map(|raw| ToProcess {
+                raw,
+                received: Utc::now(),
+                mark: None,
+                headers_only: false,
+            })
+            .collect();
+        pipeline.process_all(&all).expect("process triggers");
+        m += chunk.len();
+        let (due, _) = store.outbox_due(far, usize::MAX).expect("outbox");
+        for group in due.chunks(POOL) {
+            store.mark_sent_all(group, Utc::now()).expect("mark sent");
             store.flush().await.expect("flush");
         }
-        if (m + 1) % 5_000 == 0 {
+        if m % 5_000 < COMMIT_CHUNK {
             eprintln!(
                 "    {} invitations in {:.0} s",
-                (m + 1) * PER_MESSAGE,
+                m * PER_MESSAGE,
                 t.elapsed().as_secs_f64()
             );
         }

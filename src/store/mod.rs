@@ -355,6 +355,52 @@ fn bump(tx: &TransactionalTree, key: &[u8], by: u64) -> Result<u64, UnabortableT
     Ok(new)
 }
 
+/// sled's page cache: what the daemon reads is the counters, the recent
+/// invitations and the outbox; the rest of a large store stays on disk
+/// (sled's default, 1 GiB, would let a long-running daemon grow to that).
+const CACHE_BYTES: u64 = 16 << 20;
+
+/// zstd's level for sled's pages: level 5 (sled's default) made the store 3 %
+/// smaller than level 1 at the same CPU cost per write (BENCHMARKS.md).
+const ZSTD_LEVEL: i32 = 1;
+
+/// Opens the sled database at `path` with canvass' settings.
+///
+/// Pages are compressed with zstd: a store holds text (addresses, regions,
+/// consultants, answer codes), and sled's log keeps several copies of a page
+/// until it reclaims a segment: at 100,000 invitations the store on disk is
+/// 166 MiB instead of 282 MiB, for ~100 µs more CPU per ingest transaction
+/// (BENCHMARKS.md, target 5). sled refuses to open a
+/// store with another compression setting than it was created with, so a
+/// store keeps the setting it has (sled writes it to `conf` beside the data).
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    // (`conf` is text lines followed by a binary checksum.)
+    let compressed = match std::fs::read(path.join("conf")) {
+        Ok(conf) => String::from_utf8_lossy(&conf)
+            .lines()
+            .any(|l| l.trim() == "use_compression: true"),
+        Err(_) => true,
+    };
+    sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(CACHE_BYTES)
+        .use_compression(compressed)
+        .compression_factor(ZSTD_LEVEL)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                StoreError::Locked {
+                    path: path.display().to_string(),
+                }
+            }
+            e => StoreError::Sled(e),
+        })
+}
+
 fn u64_from(v: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     if v.len() == 8 {
@@ -367,19 +413,7 @@ impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.display().to_string();
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked { path: p.clone() }
-                }
-                e => StoreError::Sled(e),
-            })?;
+        let db = open_db(path)?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema")? {
             None => {

@@ -719,16 +719,7 @@ impl Backup {
 
 /// Opens sled at `path` without the schema check (the store is replaced).
 fn open_raw(path: &Path) -> Result<sled::Db, StoreError> {
-    sled::Config::new().path(path).open().map_err(|e| match e {
-        sled::Error::Io(ref io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
-        {
-            StoreError::Locked {
-                path: path.display().to_string(),
-            }
-        }
-        e => StoreError::Sled(e),
-    })
+    super::open_db(path)
 }
 
 /// Opens a store this process has just closed. sled releases its file lock

@@ -197,6 +197,15 @@ pub fn link_in(raw: &[u8]) -> Option<String> {
     Some(format!("/s/{token}"))
 }
 
+/// The bytes a queued item goes out as: invitations are queued without
+/// their body and rendered when the outbox sends them.
+pub fn as_sent(p: &canvass::pipeline::Pipeline, item: &canvass::store::OutboxItem) -> Vec<u8> {
+    match p.ready_to_send(item.clone()).expect("read the store") {
+        canvass::pipeline::Ready::Send(item) => item.raw,
+        other => panic!("not sendable: {other:?}"),
+    }
+}
+
 /// A plain HTTP/1.1 request with a body; returns (status, headers, body).
 pub fn http(
     addr: &str,
