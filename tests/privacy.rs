@@ -77,6 +77,54 @@ fn json_of(p: &Arc<Pipeline>, req: Request) -> serde_json::Value {
     a.json
 }
 
+/// Invitations are queued without their body: the outbox renders each one
+/// from the invitation when it sends it (the same Message-ID and personal
+/// link on every attempt), and sends nothing once the address is erased.
+#[test]
+fn a_queued_invitation_is_rendered_when_sent_and_not_after_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let path = file_config(dir.path(), (&s, &e), "");
+    let p = pipeline(&path);
+    p.invite_manual(&["d@kommune.test".to_string()], "Sjælland")
+        .unwrap();
+    let item = queued(&p).into_iter().next().expect("queued");
+    assert!(item.raw.is_empty(), "queued without its body");
+    let Purpose::Invitation { invitation_id } = item.purpose else {
+        panic!("{:?}", item.purpose)
+    };
+    let invitation = p.store.invitation(invitation_id).unwrap().unwrap();
+
+    let first = as_sent(&p, &item);
+    let text = String::from_utf8_lossy(&first).replace("=\r\n", "");
+    assert!(
+        text.contains(&format!("Message-ID: <{}>", item.message_id)),
+        "the Message-ID it was queued with"
+    );
+    assert!(text.contains("To: d@kommune.test"), "{text}");
+    let link = link_in(&first).expect("a personal link");
+    let token = canvass::token::Token::from_url(link.trim_start_matches("/s/")).unwrap();
+    assert_eq!(
+        token.hash(),
+        invitation.token_hash,
+        "the invitee's own link"
+    );
+    assert_eq!(
+        link_in(&as_sent(&p, &item)),
+        Some(link),
+        "the same link again"
+    );
+
+    let addr = canvass::address::parse("d@kommune.test").unwrap();
+    p.store.forget(&p.key.key_of(&addr), &addr).unwrap();
+    match p.ready_to_send(item) {
+        // Forgetting drops the queued mail itself; a copy read before that
+        // finds nothing to render from.
+        Ok(canvass::pipeline::Ready::Gone(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_erases_addresses_once_keeps_dedup_and_answers() {
     let dir = tempfile::tempdir().unwrap();

@@ -144,6 +144,9 @@ fn main() {
             &format!("{w}: machine load average (1 min)"),
             load,
         ));
+        // What is measured so far survives a later scenario's failure.
+        let partial = opts.dir.join("results.partial.md");
+        std::fs::write(&partial, util::table(&figures)).expect("write partial results");
     }
     let table = util::table(&figures);
     let misses = figures.iter().filter(|f| !f.info && !f.pass).count();

@@ -310,7 +310,8 @@ fn cli(config: &Path, args: &[&str]) -> Duration {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.push("--config".into());
     all.push(config.display().to_string());
-    let (took, _, _) = util::run_timed(util::canvass_bin(), &all, Duration::from_secs(300));
+    // Bounded; a restore of the 1M store takes minutes.
+    let (took, _, _) = util::run_timed(util::canvass_bin(), &all, Duration::from_secs(1800));
     took
 }
 

@@ -717,6 +717,9 @@ impl Backup {
     }
 }
 
+/// Records written per sled batch by `restore`.
+const RESTORE_BATCH: usize = 10_000;
+
 /// Opens sled at `path` without the schema check (the store is replaced).
 fn open_raw(path: &Path) -> Result<sled::Db, StoreError> {
     super::open_db(path)
@@ -809,11 +812,16 @@ pub fn restore(
         let mut max_id: Option<u64> = None;
         for t in &body.trees {
             let tree = db.open_tree(&t.name).map_err(StoreError::from)?;
-            let mut batch = sled::Batch::default();
-            for (k, v) in &t.entries {
-                batch.insert(k.as_slice(), v.as_slice());
+            // In batches of a bounded size: one batch of a million entries
+            // took sled minutes (the fresh store is swapped in only once
+            // complete, so nothing needs them to be one batch).
+            for chunk in t.entries.chunks(RESTORE_BATCH) {
+                let mut batch = sled::Batch::default();
+                for (k, v) in chunk {
+                    batch.insert(k.as_slice(), v.as_slice());
+                }
+                tree.apply_batch(batch).map_err(StoreError::from)?;
             }
-            tree.apply_batch(batch).map_err(StoreError::from)?;
             // Invitations and outbox items are keyed by sled's id counter,
             // which a fresh store starts at 0: move it past every id in use.
             if t.name == b"invitations" || t.name == b"outbox" {
