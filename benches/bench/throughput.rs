@@ -119,9 +119,17 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
 
     // ---- Postfix ------------------------------------------------------
     let load_pf = util::loadavg();
+    let busy_pf = util::machine_busy_seconds();
     let pf_src = smtp_source(mail.smtp_port(), opts.sessions, n, payload);
+    // While smtp-source ran: Postfix accepting (and already delivering to
+    // Dovecot) and smtp-source itself.
+    let busy_pf = util::machine_busy_seconds() - busy_pf;
+    let pf_src_cpu = format!(
+        "machine CPU while smtp-source ran {busy_pf:.1} s ({:.0} µs per message)",
+        busy_pf * 1e6 / n as f64
+    );
     eprintln!(
-        "  smtp-source → Postfix: {pf_src:.0} msg/s accepted with {} sessions (load average {load_pf} → {})",
+        "  smtp-source → Postfix: {pf_src:.0} msg/s accepted with {} sessions ({pf_src_cpu}; load average {load_pf} → {})",
         opts.sessions,
         util::loadavg()
     );
@@ -193,7 +201,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
             format!(
                 "message size in Postfix: invitation {invitation_size_pf} B, smtp-source {source_size} B; \
                  smtp-source → smtp-sink 1 session {src1:.0} msg/s; IMAP APPEND {append_rate:.0} then {append_rate2:.0} msg/s; \
-                 canvass → sink: {}; canvass → Postfix: {}",
+                 smtp-source → Postfix: {pf_src_cpu}; canvass → sink: {}; canvass → Postfix: {}",
                 sink_run.detail, pf_run.detail
             ),
         ),
@@ -465,6 +473,7 @@ async fn run_canvass(
         },
     );
     let load_start = util::loadavg();
+    let busy_start = util::machine_busy_seconds();
     let mut daemon = DaemonProc::spawn(dir, "canvass");
     let t0 = daemon.spawned;
     // Progress from the daemon's own log ("trigger" per message read, "sent"
@@ -526,6 +535,9 @@ async fn run_canvass(
         .unwrap_or(failed as u64);
     let sent = sent_counter;
     let cpu = daemon.cpu_seconds();
+    let busy = util::machine_busy_seconds() - busy_start;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let available = cores * t0.elapsed().as_secs_f64();
     let load = format!("load average {load_start} → {}", util::loadavg());
     let (_, hwm) = daemon.rss_kib();
     let started = first_log_time(&daemon.log, "mailbox connected")
@@ -575,10 +587,13 @@ async fn run_canvass(
         .unwrap_or_default();
     let detail = format!(
         "{:.2} s ({rate:.0} msg/s), all triggers read after {:.2} s, daemon CPU {cpu:.2} s \
-         ({:.0} µs per invitation), peak RSS {:.0} MiB{startup}; {load}",
+         ({:.0} µs per invitation), machine CPU {busy:.1} s of {:.1} available (the rest: {:.0} µs \
+         per invitation for the mail servers and the harness), peak RSS {:.0} MiB{startup}; {load}",
         done_at.as_secs_f64(),
         ingested_at.unwrap_or(done_at).as_secs_f64(),
         cpu * 1e6 / n as f64,
+        available,
+        (busy - cpu).max(0.0) * 1e6 / n as f64,
         hwm as f64 / 1024.0,
     );
     eprintln!("  canvass: {detail}");

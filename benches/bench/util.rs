@@ -641,6 +641,23 @@ impl Drop for DaemonProc {
 }
 
 /// utime + stime of a process, in seconds.
+/// CPU seconds the whole machine has spent busy since boot (all cores; from
+/// /proc/stat: user, nice, system, irq, softirq, steal).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal
+    (field(0) + field(1) + field(2) + field(5) + field(6) + field(7)) / 100.0
+}
+
 pub fn proc_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
