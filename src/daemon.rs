@@ -86,10 +86,8 @@ pub async fn start(
     let mailbox = service::MailboxProbe::new();
 
     let outbox = Outbox {
-        store: store.clone(),
         pipeline: pipeline.clone(),
         transport,
-        wake: pipeline.outbox_wake(),
         settings: outbox::Settings {
             concurrency: match &cfg.outbound {
                 crate::config::Outbound::Smtp(s) => s.pool_size as usize,
@@ -99,7 +97,6 @@ pub async fn start(
             max_retry_minutes: cfg.sending.max_retry_minutes,
             hours: cfg.sending.hours.clone(),
         },
-        metrics,
     };
     tasks.spawn(health.track("outbox", outbox.run(shutdown.clone())));
 

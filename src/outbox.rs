@@ -22,13 +22,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use tokio::sync::Notify;
 
 use crate::backoff::Outage;
-use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Ready};
 use crate::shutdown::Shutdown;
-use crate::store::{OutboxItem, Purpose, Store};
+use crate::store::{OutboxItem, Purpose};
 use crate::transport::{SendError, Transport};
 use crate::window::{self, SendingHours};
 
@@ -52,20 +50,18 @@ pub struct Settings {
 }
 
 pub struct Outbox {
-    pub store: Store,
-    /// The current config and the key tokens are derived with, for the
-    /// invitations rendered here.
+    /// The store, the metrics, the wake-up the ingest loop rings, and the
+    /// current config and key the invitations are rendered with.
     pub pipeline: Arc<Pipeline>,
     pub transport: Arc<dyn Transport>,
-    pub wake: Arc<Notify>,
     pub settings: Settings,
-    pub metrics: Arc<Metrics>,
 }
 
 impl Outbox {
     /// Runs until shutdown. The batch in hand is always finished.
     pub async fn run(self, shutdown: Shutdown) {
         let mut outage = Outage::new("smtp");
+        let wake = self.pipeline.outbox_wake();
         while !shutdown.is_triggered() {
             let next = match self.work(&mut outage).await {
                 Ok(next) => next,
@@ -79,7 +75,7 @@ impl Outbox {
                 next => {
                     let wait = next.unwrap_or(IDLE_RECHECK).min(IDLE_RECHECK);
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = wake.notified() => {}
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.wait() => break,
                     }
@@ -96,9 +92,10 @@ impl Outbox {
         outage: &mut Outage,
     ) -> Result<Option<Duration>, crate::store::StoreError> {
         let now = Utc::now();
-        let (due, next) = self.store.outbox_due(now, BATCH)?;
-        self.metrics
-            .set_outbox_depth(self.store.outbox_len() as u64);
+        let (due, next) = self.pipeline.store.outbox_due(now, BATCH)?;
+        self.pipeline
+            .metrics
+            .set_outbox_depth(self.pipeline.store.outbox_len() as u64);
         if due.is_empty() {
             return Ok(next.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO)));
         }
@@ -107,12 +104,13 @@ impl Outbox {
         for item in due {
             if let Purpose::Reminder { invitation_id } = item.purpose {
                 let still_due = self
+                    .pipeline
                     .store
                     .invitation(invitation_id)?
                     .map(|i| !(i.answered || i.opted_out || i.bounced))
                     .unwrap_or(false);
                 if !still_due {
-                    self.store.drop_outbox_item(item.id)?;
+                    self.pipeline.store.drop_outbox_item(item.id)?;
                     tracing::info!(message_id = %item.message_id, "reminder dropped: no longer due");
                     continue;
                 }
@@ -124,7 +122,7 @@ impl Outbox {
         // Only what is durable goes out: after a failed flush (disk full) a
         // queued invitation may exist in memory only, and be lost on restart.
         if !sendable.is_empty() {
-            self.store.flush().await?;
+            self.pipeline.store.flush().await?;
         }
         let transport = &self.transport;
         let concurrency = self.settings.concurrency.max(1);
@@ -150,9 +148,9 @@ impl Outbox {
                 // One transaction marks the group, one flush makes it durable.
                 let items: Vec<OutboxItem> =
                     unflushed.iter_mut().filter_map(|s| s.item.take()).collect();
-                self.store.mark_sent_all(&items, Utc::now())?;
+                self.pipeline.store.mark_sent_all(&items, Utc::now())?;
                 drop(items);
-                let store = self.store.clone();
+                let store = self.pipeline.store.clone();
                 flush = Some(Box::pin(async move { store.flush().await }));
                 flushing = std::mem::take(&mut unflushed);
             }
@@ -173,7 +171,7 @@ impl Outbox {
                     flush = None;
                     done?;
                     for s in flushing.drain(..) {
-                        self.metrics.sent(s.kind, "sent");
+                        self.pipeline.metrics.sent(s.kind, "sent");
                         tracing::info!(message_id = %s.message_id, kind = s.kind, attempts = s.attempts, "sent");
                     }
                 }
@@ -197,7 +195,7 @@ impl Outbox {
         match self.pipeline.ready_to_send(item)? {
             Ready::Send(item) => Ok(Some(item)),
             Ready::Gone(item) => {
-                self.store.drop_outbox_item(item.id)?;
+                self.pipeline.store.drop_outbox_item(item.id)?;
                 tracing::info!(message_id = %item.message_id, "invitation dropped unsent: its address was erased");
                 Ok(None)
             }
@@ -228,15 +226,17 @@ impl Outbox {
                 }))
             }
             Err(e) if e.is_permanent() => {
-                self.store.mark_failed(&item, Utc::now(), &e.message)?;
-                self.metrics.sent(item_kind(&item), "failed");
+                self.pipeline
+                    .store
+                    .mark_failed(&item, Utc::now(), &e.message)?;
+                self.pipeline.metrics.sent(item_kind(&item), "failed");
                 tracing::warn!(message_id = %item.message_id, kind = item_kind(&item), reply = %e.message, "refused for good by the server");
                 Ok(None)
             }
             Err(e) => {
                 outage.failed(&e);
                 self.reschedule(&item, &e)?;
-                self.metrics.sent(item_kind(&item), "deferred");
+                self.pipeline.metrics.sent(item_kind(&item), "deferred");
                 Ok(None)
             }
         }
@@ -258,7 +258,7 @@ impl Outbox {
             }
         }
         tracing::debug!(message_id = %item.message_id, attempts = item.attempts + 1, error = %e.message, retry_at = %next, "deferred");
-        self.store.reschedule(item, next, &e.message)
+        self.pipeline.store.reschedule(item, next, &e.message)
     }
 }
 

@@ -720,11 +720,6 @@ impl Backup {
 /// Records written per sled batch by `restore`.
 const RESTORE_BATCH: usize = 10_000;
 
-/// Opens sled at `path` without the schema check (the store is replaced).
-fn open_raw(path: &Path) -> Result<sled::Db, StoreError> {
-    super::open_db(path)
-}
-
 /// Opens a store this process has just closed. sled releases its file lock
 /// only when its background I/O threads let go of the file, shortly after
 /// the last handle is dropped: "locked" is retried for up to five seconds.
@@ -770,7 +765,8 @@ pub fn restore(
     let io = |what: String| move |source| BackupError::Io { what, source };
     // Holding the old store's lock keeps a daemon from starting meanwhile.
     let old = if store_path.exists() {
-        let db = open_raw(store_path)?;
+        // Without the schema check: the store is replaced.
+        let db = super::open_db(store_path)?;
         let count = |name: &str| -> Result<u64, StoreError> {
             Ok(if db.tree_names().iter().any(|n| n == name.as_bytes()) {
                 db.open_tree(name)?.len() as u64
@@ -808,7 +804,7 @@ pub fn restore(
             .map_err(io(format!("cannot create {}", parent.display())))?;
     }
     {
-        let db = open_raw(&fresh)?;
+        let db = super::open_db(&fresh)?;
         let mut max_id: Option<u64> = None;
         for t in &body.trees {
             let tree = db.open_tree(&t.name).map_err(StoreError::from)?;

@@ -46,7 +46,7 @@ pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct SmtpTransport {
-    inner: Arc<Inner>,
+    inner: Inner,
     what: String,
 }
 
@@ -106,7 +106,7 @@ impl SmtpTransport {
             }
             _ => None,
         };
-        let inner = Arc::new(Inner {
+        let inner = Inner {
             host: cfg.host.clone(),
             port: cfg.port,
             security,
@@ -115,7 +115,7 @@ impl SmtpTransport {
             hello: ClientId::default(),
             max_idle: cfg.pool_size.max(1) as usize,
             idle: Mutex::new(Vec::new()),
-        });
+        };
         Ok(SmtpTransport {
             inner,
             what: format!("smtp {}:{} ({:?})", cfg.host, cfg.port, cfg.tls),
