@@ -299,14 +299,45 @@ struct RawFile {
 struct RawWeb {
     #[serde(default = "default_bind")]
     bind: String,
+    #[serde(default = "default_metrics_bind")]
+    metrics_bind: String,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default = "default_header_timeout")]
+    header_timeout_seconds: u64,
+    #[serde(default = "default_body_timeout")]
+    body_timeout_seconds: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
 }
 
 impl Default for RawWeb {
     fn default() -> Self {
         RawWeb {
             bind: default_bind(),
+            metrics_bind: default_metrics_bind(),
+            trusted_proxies: Vec::new(),
+            header_timeout_seconds: default_header_timeout(),
+            body_timeout_seconds: default_body_timeout(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_metrics_bind() -> String {
+    "127.0.0.1:9464".to_string()
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_body_timeout() -> u64 {
+    20
+}
+
+fn default_max_connections() -> usize {
+    512
 }
 
 fn default_bind() -> String {
@@ -407,6 +438,34 @@ pub enum TlsMode {
     None,
 }
 
+/// `[web]` beyond `bind` (src/web.rs, src/client_ip.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSettings {
+    /// `/metrics` listens here only (never on `bind`); `None` = no metrics.
+    pub metrics_bind: Option<String>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
+    /// The request head must arrive within this; also the longest a
+    /// kept-alive connection may sit idle, and a silent one stay open.
+    pub header_timeout: std::time::Duration,
+    /// The whole request body must arrive within this.
+    pub body_timeout: std::time::Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            metrics_bind: None,
+            trusted_proxies: Vec::new(),
+            header_timeout: std::time::Duration::from_secs(default_header_timeout()),
+            body_timeout: std::time::Duration::from_secs(default_body_timeout()),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was read from.
@@ -433,6 +492,8 @@ pub struct Config {
     pub inbound: Inbound,
     pub outbound: Outbound,
     pub web_bind: String,
+    /// `[web]`: the metrics listener, proxies, timeouts and the connection cap.
+    pub web: WebSettings,
     /// Where human replies go when no consultant can be found for them.
     pub replies_forward_to: Option<Address>,
     pub digest: DigestConfig,
@@ -1010,6 +1071,42 @@ impl Validator {
             );
         }
 
+        let metrics_bind = match raw.web.metrics_bind.trim() {
+            "" | "off" => None,
+            b => {
+                if b.parse::<std::net::SocketAddr>().is_err() {
+                    self.err(
+                        "web.metrics_bind",
+                        format!("{b:?} is not an address:port like 127.0.0.1:9464 (or \"off\")"),
+                    );
+                }
+                Some(b.to_string())
+            }
+        };
+        let mut trusted_proxies = Vec::new();
+        for p in &raw.web.trusted_proxies {
+            match p.parse::<crate::client_ip::Cidr>() {
+                Ok(c) => trusted_proxies.push(c),
+                Err(e) => self.err("web.trusted_proxies", e),
+            }
+        }
+        for (key, v) in [
+            ("web.header_timeout_seconds", raw.web.header_timeout_seconds),
+            ("web.body_timeout_seconds", raw.web.body_timeout_seconds),
+            ("web.max_connections", raw.web.max_connections as u64),
+        ] {
+            if v == 0 {
+                self.err(key, "must be at least 1");
+            }
+        }
+        let web = WebSettings {
+            metrics_bind,
+            trusted_proxies,
+            header_timeout: std::time::Duration::from_secs(raw.web.header_timeout_seconds.max(1)),
+            body_timeout: std::time::Duration::from_secs(raw.web.body_timeout_seconds.max(1)),
+            max_connections: raw.web.max_connections.max(1),
+        };
+
         let schedule = match crate::schedule::Cron::parse(&raw.digest.schedule) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -1127,6 +1224,7 @@ impl Validator {
             inbound: inbound?,
             outbound: outbound?,
             web_bind: raw.web.bind,
+            web,
             replies_forward_to,
             digest: DigestConfig {
                 schedule: schedule?,

@@ -32,6 +32,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Daemon {
     pub pipeline: Arc<Pipeline>,
     pub web_addr: std::net::SocketAddr,
+    /// Where `/metrics` is served (`[web] metrics_bind`), if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     tasks: JoinSet<()>,
     shutdown: Shutdown,
     /// systemd: READY=1, STATUS= and the watchdog (src/service.rs).
@@ -127,6 +129,26 @@ pub async fn start(
         }
     }));
 
+    // /metrics on its own listener, never the form's. Not worth stopping the
+    // survey for: a port in use is logged and the daemon goes on without it.
+    let mut metrics_addr = None;
+    if let Some(bind) = cfg.web.metrics_bind.clone() {
+        match TcpListener::bind(&bind).await {
+            Ok(l) => {
+                metrics_addr = l.local_addr().ok();
+                let (p, stop) = (pipeline.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = crate::web::run_metrics(l, p, stop).await {
+                        tracing::error!(error = %e, "metrics listener stopped");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(bind = %bind, error = %e, "cannot listen on web.metrics_bind; /metrics is not served")
+            }
+        }
+    }
+
     let scheduler = crate::scheduler::Scheduler {
         pipeline: pipeline.clone(),
     };
@@ -154,6 +176,7 @@ pub async fn start(
     Ok(Daemon {
         pipeline,
         web_addr,
+        metrics_addr,
         tasks,
         shutdown,
         supervisor,
@@ -323,6 +346,7 @@ async fn wait_for_store(
     let stop_web = Shutdown::new();
     let web = tokio::spawn(crate::web::run_unavailable(
         TcpListener::from_std(listener.try_clone()?)?,
+        cfg.web.clone(),
         stop_web.clone(),
     ));
     let mut outage = crate::backoff::Outage::new("store");
@@ -369,8 +393,11 @@ pub fn reload(path: &std::path::Path, pipeline: &Pipeline) {
     match Config::load(path) {
         Ok(new) => {
             let old = pipeline.config();
-            if new.store_path != old.store_path || new.web_bind != old.web_bind {
-                tracing::warn!("store.path and web.bind take effect only after a restart");
+            if new.store_path != old.store_path
+                || new.web_bind != old.web_bind
+                || new.web != old.web
+            {
+                tracing::warn!("store.path and [web] take effect only after a restart");
             }
             pipeline.set_config(Arc::new(new));
             tracing::info!(config = %path.display(), "configuration reloaded");

@@ -52,6 +52,7 @@ pub mod backoff;
 pub mod bounce;
 pub mod chart;
 pub mod classify;
+pub mod client_ip;
 pub mod compose;
 pub mod config;
 pub mod control;

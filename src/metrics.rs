@@ -1,5 +1,9 @@
 //! Counters for the Prometheus text endpoint `/metrics`. Plain atomics: the
-//! daemon's loops bump them, the web server renders them.
+//! daemon's loops bump them, the metrics listener renders them.
+//!
+//! There is no answer counter on purpose: answers are kept only to the day,
+//! and a counter polled every few seconds would date each one to the second.
+//! `canvass status` gives the number of answers.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +19,17 @@ pub struct Metrics {
     outbox_depth: AtomicU64,
     imap_reconnects: AtomicU64,
     ingest_lag_ms: AtomicU64,
-    answers: AtomicU64,
 }
 
 impl Metrics {
     pub fn ingested(&self, invitations: u64) {
         self.messages_ingested.fetch_add(1, Ordering::Relaxed);
+        self.invitations_created
+            .fetch_add(invitations, Ordering::Relaxed);
+    }
+
+    /// Invitations created outside the mailbox (`canvass invite`).
+    pub fn invited(&self, invitations: u64) {
         self.invitations_created
             .fetch_add(invitations, Ordering::Relaxed);
     }
@@ -48,9 +57,6 @@ impl Metrics {
         self.ingest_lag_ms.store(ms, Ordering::Relaxed);
     }
 
-    pub fn answered(&self) {
-        self.answers.fetch_add(1, Ordering::Relaxed);
-    }
 
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
@@ -88,12 +94,6 @@ impl Metrics {
                 ("{outcome=\"failed\"}", g(&self.failed)),
                 ("{outcome=\"deferred\"}", g(&self.deferred)),
             ],
-        );
-        metric(
-            "canvass_answers_total",
-            "counter",
-            "Answers stored.",
-            &[("", g(&self.answers))],
         );
         metric(
             "canvass_outbox_depth",

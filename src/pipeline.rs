@@ -407,6 +407,12 @@ impl Pipeline {
             Committed::Done(o) => o,
             _ => Vec::new(),
         };
+        self.metrics.invited(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, InviteOutcome::Invited(_)))
+                .count() as u64,
+        );
         let mut invalid = trigger.invalid;
         invalid.extend(
             plan.unrenderable

@@ -1,11 +1,20 @@
-//! The respondent-facing HTTP server (axum), inside the daemon.
+//! The respondent-facing HTTP server (axum on hyper), inside the daemon.
 //!
 //! - `GET /s/<token>`: the survey form, or a polite page for every other state
 //!   (already answered, opted out, closed, unknown link), each with its status;
 //! - `POST /s/<token>`: validate; re-show with messages, or store the answer
 //!   (one transaction, flushed) and thank;
-//! - `/healthz` for the service manager, `/metrics` for Prometheus,
-//!   `/assets/form.css`.
+//! - `/healthz` for the service manager, `/assets/form.css`;
+//! - `/metrics` for Prometheus only on its own listener (`[web] metrics_bind`,
+//!   loopback by default), never on the form's.
+//!
+//! Abuse: the accept loop ([`serve`]) is ours, not `axum::serve`, so that the
+//! request head has a deadline (also the idle time of a kept-alive or silent
+//! connection), the body has one, and at most `max_connections` are served at
+//! once (more wait in the kernel's backlog, holding no descriptor of ours).
+//! A valid link is looked up first and never rate-limited; unknown links are
+//! counted per client ([`crate::client_ip`]: behind `trusted_proxies`, per /64
+//! for IPv6) and under a global ceiling.
 //!
 //! Privacy: tokens are compared by hash and never logged; the request log
 //! names the route pattern, never the path or the client's address; the
@@ -17,7 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -27,6 +36,7 @@ use axum::Router;
 use chrono::Utc;
 use tokio::net::TcpListener;
 
+use crate::config::WebSettings;
 use crate::form;
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
@@ -35,57 +45,178 @@ use crate::token::Token;
 
 /// Largest accepted form body.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Unknown links allowed per client address per [`MISS_WINDOW`].
+/// Unknown links allowed per client (IPv4 address or IPv6 /64) per [`MISS_WINDOW`].
 pub const MAX_MISSES: u32 = 20;
+/// Unknown links allowed from everybody together per [`MISS_WINDOW`]; past
+/// it every unknown link is answered 429 (valid links are not affected).
+pub const MAX_MISSES_GLOBAL: u32 = 2_000;
 pub const MISS_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+struct Misses {
+    per_client: HashMap<IpAddr, (Instant, u32)>,
+    global: Option<(Instant, u32)>,
+}
 
 #[derive(Clone)]
 struct AppState {
     pipeline: Arc<Pipeline>,
-    misses: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    misses: Arc<Mutex<Misses>>,
 }
 
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
+    let body_timeout = pipeline.config().web.body_timeout;
     let state = AppState {
         pipeline,
-        misses: Arc::new(Mutex::new(HashMap::new())),
+        misses: Arc::default(),
     };
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route("/assets/form.css", get(css))
         .route("/s/{token}", get(show).post(submit))
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(body_timeout, read_body))
         .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// Serves until shutdown; requests in flight are finished.
+/// Serves the form until shutdown; requests in flight are finished.
 pub async fn run(
     listener: TcpListener,
     pipeline: Arc<Pipeline>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(pipeline).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.wait().await })
-    .await
+    let limits = pipeline.config().web.clone();
+    serve(listener, router(pipeline), &limits, shutdown).await
+}
+
+/// Serves `/metrics` (and `/healthz`) on the metrics listener until shutdown.
+pub async fn run_metrics(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let limits = pipeline.config().web.clone();
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(AppState {
+            pipeline,
+            misses: Arc::default(),
+        });
+    serve(listener, app, &limits, shutdown).await
 }
 
 /// While the store cannot be used (the disk is full; see `daemon.rs`): every
 /// page, `/healthz` included, is 503 "Midlertidig fejl", so that nobody is
 /// thanked for an answer that was not stored.
-pub async fn run_unavailable(listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn run_unavailable(
+    listener: TcpListener,
+    limits: WebSettings,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     let app = Router::new()
         .fallback(unavailable)
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_timeout,
+            read_body,
+        ))
         .layer(axum::middleware::map_response(security_headers));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    serve(listener, app, &limits, shutdown).await
+}
+
+/// The accept loop: HTTP/1.1 with a header-read deadline (hyper starts it
+/// when the connection opens and again whenever it waits for the next
+/// request, so it bounds slow heads, idle keep-alives and silent connections
+/// alike) and at most `max_connections` at once. At shutdown it stops
+/// accepting, lets requests in flight finish and closes idle connections.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &WebSettings,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower_service::Service;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(64 * 1024);
+    let mut refused = crate::backoff::Outage::new("web accept");
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.wait() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: wait a
+                    // little rather than spin; the mail loops go on.
+                    refused.failed(&e);
+                    if shutdown.sleep(Duration::from_millis(100)).await {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        refused.ok();
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(req.map(Body::new)).await }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(target: "canvass::web", error = %e, "connection closed");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Reads the whole body before any handler runs, within `body_timeout` and
+/// [`MAX_BODY`]: a slow or endless body is cut off with 408 / 413 and the
+/// connection closed.
+async fn read_body(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Err(_)) => closing(page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Svaret er for stort",
+            &["Svaret kunne ikke modtages. Gå tilbage til formularen og prøv igen."],
+        )),
+        Err(_) => closing(page(
+            StatusCode::REQUEST_TIMEOUT,
+            "Forbindelsen var for langsom",
+            &["Svaret kom ikke frem i tide. Gå tilbage til formularen og prøv igen."],
+        )),
+    }
+}
+
+fn closing(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 async fn unavailable() -> Response {
@@ -242,43 +373,50 @@ fn thanks() -> Response {
 }
 
 impl AppState {
-    fn blocked(&self, ip: IpAddr) -> bool {
-        let misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
-        matches!(misses.get(&ip), Some((since, n)) if since.elapsed() < MISS_WINDOW && *n >= MAX_MISSES)
-    }
-
-    fn missed(&self, ip: IpAddr) {
-        let mut misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
-        if misses.len() > 10_000 {
-            misses.retain(|_, (since, _)| since.elapsed() < MISS_WINDOW);
+    /// Counts an unknown link from `client`; true when it is over its own
+    /// limit or everybody's together.
+    fn missed(&self, client: IpAddr) -> bool {
+        let key = crate::client_ip::limit_key(client);
+        let mut m = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        if m.per_client.len() > 10_000 {
+            m.per_client
+                .retain(|_, (since, _)| since.elapsed() < MISS_WINDOW);
         }
-        let e = misses.entry(ip).or_insert((Instant::now(), 0));
-        if e.0.elapsed() >= MISS_WINDOW {
-            *e = (Instant::now(), 0);
-        }
-        e.1 += 1;
-    }
-
-    /// Resolves the link to an invitation, or the page to show instead.
-    fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Box<Response>> {
-        if self.blocked(ip) {
-            return Err(Box::new(too_many()));
-        }
-        let found = match Token::from_url(raw) {
-            Some(t) => match self.pipeline.store.link(&t.hash()) {
-                Ok(Link::Invitation(inv)) => Some((t, *inv)),
-                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
-                Ok(Link::Unknown) => None,
-                Err(e) => return Err(Box::new(store_error(&e))),
-            },
-            None => None,
-        };
-        match found {
-            Some(f) => Ok(f),
-            None => {
-                self.missed(ip);
-                Err(Box::new(unknown_link()))
+        let bump = |e: &mut (Instant, u32)| {
+            if e.0.elapsed() >= MISS_WINDOW {
+                *e = (Instant::now(), 0);
             }
+            e.1 = e.1.saturating_add(1);
+            e.1
+        };
+        let mine = bump(m.per_client.entry(key).or_insert((Instant::now(), 0)));
+        let all = bump(m.global.get_or_insert((Instant::now(), 0)));
+        mine > MAX_MISSES || all > MAX_MISSES_GLOBAL
+    }
+
+    /// Resolves the link to an invitation, or the page to show instead. A
+    /// valid link is found before any limit is looked at: nobody else's
+    /// guessing can lock a respondent out.
+    fn lookup(
+        &self,
+        peer: SocketAddr,
+        headers: &axum::http::HeaderMap,
+        raw: &str,
+    ) -> Result<(Token, Invitation), Box<Response>> {
+        if let Some(t) = Token::from_url(raw) {
+            match self.pipeline.store.link(&t.hash()) {
+                Ok(Link::Invitation(inv)) => return Ok((t, *inv)),
+                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
+                Ok(Link::Unknown) => {}
+                Err(e) => return Err(Box::new(store_error(&e))),
+            }
+        }
+        let trusted = &self.pipeline.config().web.trusted_proxies;
+        let client = crate::client_ip::client_address(peer.ip(), headers, trusted);
+        if self.missed(client) {
+            Err(Box::new(too_many()))
+        } else {
+            Err(Box::new(unknown_link()))
         }
     }
 }
@@ -290,9 +428,10 @@ fn today() -> chrono::NaiveDate {
 async fn show(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Path(raw): Path<String>,
 ) -> Response {
-    let (_, inv) = match s.lookup(peer.ip(), &raw) {
+    let (_, inv) = match s.lookup(peer, &headers, &raw) {
         Ok(found) => found,
         Err(page) => return *page,
     };
@@ -321,7 +460,7 @@ async fn submit(
     body: Bytes,
 ) -> Response {
     debug_assert_eq!(method, Method::POST);
-    let (token, inv) = match s.lookup(peer.ip(), &raw) {
+    let (token, inv) = match s.lookup(peer, &headers, &raw) {
         Ok(found) => found,
         Err(page) => return *page,
     };
@@ -335,12 +474,7 @@ async fn submit(
     if today() > cfg.answers_until {
         return closed(cfg.answers_until);
     }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.starts_with("application/x-www-form-urlencoded"))
-        .unwrap_or(false);
-    if !is_form {
+    if !is_form_media_type(headers.get(header::CONTENT_TYPE)) {
         return page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Svaret kunne ikke læses",
@@ -371,7 +505,6 @@ async fn submit(
         .await
     {
         Ok(SubmitOutcome::Stored) => {
-            s.pipeline.metrics.answered();
             tracing::info!(target: "canvass::web", "answer stored");
             thanks()
         }
@@ -380,6 +513,17 @@ async fn submit(
         Ok(SubmitOutcome::UnknownToken) => unknown_link(),
         Err(e) => store_error(&e),
     }
+}
+
+/// Exactly `application/x-www-form-urlencoded`, in any case, with or
+/// without parameters (`; charset=UTF-8`): not a longer type that merely
+/// starts with it.
+pub fn is_form_media_type(v: Option<&HeaderValue>) -> bool {
+    let Some(v) = v.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = v.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
 }
 
 pub fn html_escape(s: &str) -> String {
