@@ -51,7 +51,9 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, unmap(ip)) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -143,9 +145,7 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
 /// What unknown links are counted under: an IPv4 address, or an IPv6 /64.
 pub fn limit_key(ip: IpAddr) -> IpAddr {
     match unmap(ip) {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
-            u128::from(v6) & (u128::MAX << 64),
-        )),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
         v4 => v4,
     }
 }
@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn headers_from_an_untrusted_peer_are_ignored() {
         let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
-        assert_eq!(client_address(ip("203.0.113.5"), &h, &[]), ip("203.0.113.5"));
+        assert_eq!(
+            client_address(ip("203.0.113.5"), &h, &[]),
+            ip("203.0.113.5")
+        );
         let trusted = ["127.0.0.1".parse().unwrap()];
         assert_eq!(
             client_address(ip("203.0.113.5"), &h, &trusted),
@@ -185,9 +188,18 @@ mod tests {
         let trusted: Vec<Cidr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
         // The client wrote a fake first hop; nginx appended the real one.
         let h = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.1.2.3")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.7"));
-        let h = headers(&[("forwarded", "for=1.2.3.4, for=\"[2001:db8::17]:4711\";proto=https")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("2001:db8::17"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("198.51.100.7")
+        );
+        let h = headers(&[(
+            "forwarded",
+            "for=1.2.3.4, for=\"[2001:db8::17]:4711\";proto=https",
+        )]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("2001:db8::17")
+        );
         // Nothing forwarded: the proxy itself.
         assert_eq!(
             client_address(ip("127.0.0.1"), &headers(&[]), &trusted),
@@ -195,7 +207,10 @@ mod tests {
         );
         // An unreadable hop stops at the proxy that wrote it.
         let h = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(client_address(ip("::ffff:127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_address(ip("::ffff:127.0.0.1"), &h, &trusted),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]
@@ -205,7 +220,10 @@ mod tests {
             limit_key(ip("2001:db8:1:2:ffff:1:2:3")),
             limit_key(ip("2001:db8:1:2::9"))
         );
-        assert_ne!(limit_key(ip("2001:db8:1:3::1")), limit_key(ip("2001:db8:1:2::1")));
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::1")),
+            limit_key(ip("2001:db8:1:2::1"))
+        );
         assert_eq!(limit_key(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 

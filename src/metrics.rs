@@ -57,7 +57,6 @@ impl Metrics {
         self.ingest_lag_ms.store(ms, Ordering::Relaxed);
     }
 
-
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -77,7 +77,10 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(body_timeout, read_body))
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            read_body,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -199,7 +202,10 @@ pub async fn serve(
 async fn read_body(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Ok(Err(_)) => closing(page(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Svaret er for stort",

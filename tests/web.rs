@@ -203,6 +203,7 @@ async fn unknown_links_are_404_then_rate_limited() {
         for i in 0..canvass::web::MAX_MISSES {
             v.push(http_get(&addr, &format!("/s/{:0>22}", i)).0);
         }
+        v.push(http_get(&addr, "/s/one-too-many").0);
         v.push(http_get(&addr, &link).0);
         v
     })
@@ -213,8 +214,30 @@ async fn unknown_links_are_404_then_rate_limited() {
             .all(|s| *s == 404),
         "{statuses:?}"
     );
-    // Past the limit, even a valid link waits: the client is walking tokens.
-    assert_eq!(*statuses.last().unwrap(), 429);
+    // Past the limit, unknown links wait; a valid link never does (issue 14:
+    // it was 429, so one guesser behind a shared address locked out everyone).
+    assert_eq!(statuses[statuses.len() - 2], 429, "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 200, "{statuses:?}");
+}
+
+/// Issue 14, item 10: only the prefix of the media type was checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_takes_exactly_its_media_type() {
+    let w = start("").await;
+    let link = invite(&w, "kontakt@kommune.test");
+    let addr = w.addr.clone();
+    let statuses = blocking(move || {
+        let body = form_body(&complete_answer());
+        [
+            "application/x-www-form-urlencodedXYZ",
+            "application/x-www-form-urlencoded-evil; charset=utf-8",
+            "text/plain",
+            "Application/X-WWW-Form-Urlencoded ; charset=UTF-8",
+        ]
+        .map(|ct| http(&addr, "POST", &link, ct, &body).0)
+    })
+    .await;
+    assert_eq!(statuses, [415, 415, 415, 200]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,7 @@ path = "sent"
 
 [web]
 bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
 {REGIONS}"#,
         survey = survey_path().display(),
         start = window.0,
@@ -355,6 +356,7 @@ timeout_seconds = 5
 
 [web]
 bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
 
 {tables}
 {regions}"#,
