@@ -284,7 +284,7 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
         region: Some(region.name.clone()),
     };
     if let Some(authserv) = &cfg.trust.authserv_id {
-        if let Err(detail) = authenticated(msg, authserv, sender.domain()) {
+        if let Err(detail) = crate::authres::authenticated(msg, authserv, sender.domain()) {
             return refuse(Refusal::Unauthenticated { detail });
         }
     }
@@ -892,82 +892,13 @@ fn bulk(msg: &Message<'_>) -> Option<String> {
     None
 }
 
-/// Checks `Authentication-Results` stamped by the trusted server: DKIM with a
-/// signing domain equal to the sender's, or DMARC for the sender's domain.
-///
-/// Only the topmost block of headers carrying the trusted authserv-id is read:
-/// from the first of them down to the next `Received` header. Anything below
-/// that was in the message when our server received it, so a forger may have
-/// written it (RFC 8601 §5 asks the border server to delete such headers; this
-/// is the second line of defence, not a replacement).
-fn authenticated(msg: &Message<'_>, authserv: &str, domain: &str) -> Result<(), String> {
-    let mut seen_ours = false;
-    for (name, value) in raw_headers(msg) {
-        if name.eq_ignore_ascii_case("Received") {
-            if seen_ours {
-                break;
-            }
-            continue;
-        }
-        if !name.eq_ignore_ascii_case("Authentication-Results") {
-            continue;
-        }
-        let value = strip_comments(&unfold(&value));
-        let mut parts = value.split(';');
-        let id = parts
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if id != authserv {
-            continue;
-        }
-        seen_ours = true;
-        for result in parts {
-            let words: Vec<String> = result
-                .split_whitespace()
-                .map(|w| w.to_ascii_lowercase())
-                .collect();
-            let Some(method) = words.first() else {
-                continue;
-            };
-            let prop = |key: &str| {
-                words
-                    .iter()
-                    .find_map(|w| w.strip_prefix(key).map(|v| v.trim_matches('"').to_string()))
-            };
-            let pass_for_domain = |d: Option<String>| {
-                d.map(|d| d.trim_start_matches('@') == domain || d.ends_with(&format!("@{domain}")))
-                    .unwrap_or(false)
-            };
-            if method == "dkim=pass"
-                && (pass_for_domain(prop("header.d=")) || pass_for_domain(prop("header.i=")))
-            {
-                return Ok(());
-            }
-            if method == "dmarc=pass" && pass_for_domain(prop("header.from=")) {
-                return Ok(());
-            }
-        }
-    }
-    if seen_ours {
-        Err(format!(
-            "Authentication-Results from {authserv} shows neither dkim=pass nor dmarc=pass for {domain}"
-        ))
-    } else {
-        Err(format!("no Authentication-Results header from {authserv}"))
-    }
-}
-
 fn unfold(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Removes RFC 5322 comments, `(2048-bit key; unprotected)` as OpenDKIM writes
 /// them: their semicolons would otherwise split a result in two.
-fn strip_comments(s: &str) -> String {
+pub(crate) fn strip_comments(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut depth = 0usize;
     let mut quoted = false;

@@ -48,6 +48,7 @@
 pub mod address;
 pub mod answer;
 pub mod apply;
+pub mod authres;
 pub mod backoff;
 pub mod bounce;
 pub mod chart;
