@@ -32,6 +32,12 @@ pub enum AddressError {
     BadLocalChar(char),
     #[error("the domain {0:?} is not a domain name with a dot")]
     BadDomain(String),
+    #[error("the domain {0:?} is this machine (localhost), not a mailbox elsewhere")]
+    Localhost(String),
+    #[error("the domain {0:?} is an IP address; write the mailbox's domain name instead")]
+    IpLiteral(String),
+    #[error("the domain {0:?} is not a valid international domain name")]
+    BadIdn(String),
     #[error("it is longer than 254 characters")]
     TooLong,
 }
@@ -86,6 +92,20 @@ pub fn parse(s: &str) -> Result<Address, AddressError> {
         return Err(AddressError::BadLocalChar('.'));
     }
     let domain = domain.trim_end_matches('.').to_lowercase();
+    if domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok() {
+        return Err(AddressError::IpLiteral(domain));
+    }
+    // IDNA: `bølle.dk` and `xn--blle-gra.dk` are one mailbox, so the store
+    // keys them as one (the ASCII form). ASCII domains are left exactly as
+    // before, so their HMACs, and the stores holding them, stay valid.
+    let domain = if domain.is_ascii() {
+        domain
+    } else {
+        idna::domain_to_ascii(&domain).map_err(|_| AddressError::BadIdn(domain.clone()))?
+    };
+    if domain == "localhost" || domain.ends_with(".localhost") {
+        return Err(AddressError::Localhost(domain));
+    }
     let labels_ok = domain.split('.').all(|l| {
         !l.is_empty()
             && l.len() <= 63
@@ -93,7 +113,13 @@ pub fn parse(s: &str) -> Result<Address, AddressError> {
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     });
-    if !labels_ok || (!domain.contains('.') && domain != "localhost") {
+    // A single label (`user@intranet`) is no domain on the internet; an
+    // all-numeric top label is an IPv4 address in disguise (`127.1`).
+    let top_numeric = domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()));
+    if !labels_ok || !domain.contains('.') || top_numeric {
         return Err(AddressError::BadDomain(domain));
     }
     Ok(Address(format!("{}@{}", local.to_lowercase(), domain)))
@@ -230,6 +256,61 @@ mod tests {
             Err(AddressError::BadLocalChar(' '))
         ));
         assert_eq!(parse(""), Err(AddressError::Empty));
+    }
+
+    /// Issue 14, item 9: both spellings of one IDN mailbox were invited, and
+    /// so were `user@localhost` and `user@127.0.0.1`.
+    #[test]
+    fn idn_domains_are_one_mailbox_and_local_hosts_are_refused() {
+        let u = parse("idn@Bølle.dk").unwrap();
+        assert_eq!(u.as_str(), "idn@xn--blle-gra.dk");
+        assert_eq!(parse("idn@xn--blle-gra.dk").unwrap(), u);
+        let k = HmacKey::from_bytes(&[1; 32]);
+        assert_eq!(
+            k.key_of(&u),
+            k.key_of(&parse("IDN@XN--BLLE-GRA.DK").unwrap())
+        );
+        for (a, want) in [
+            ("user@localhost", "localhost"),
+            ("user@LocalHost.", "localhost"),
+            ("user@mail.localhost", "mail.localhost"),
+        ] {
+            assert_eq!(parse(a), Err(AddressError::Localhost(want.into())), "{a}");
+        }
+        for a in [
+            "user@127.0.0.1",
+            "user@[127.0.0.1]",
+            "user@[IPv6:::1]",
+            "user@::1",
+        ] {
+            let e = parse(a).unwrap_err();
+            assert!(
+                matches!(e, AddressError::IpLiteral(_) | AddressError::BadDomain(_)),
+                "{a}: {e:?}"
+            );
+        }
+        assert!(matches!(
+            parse("user@127.1"),
+            Err(AddressError::BadDomain(_))
+        ));
+        assert!(matches!(
+            parse("user@intranet"),
+            Err(AddressError::BadDomain(_))
+        ));
+        let e = parse("user@127.0.0.1").unwrap_err().to_string();
+        assert!(e.contains("IP address"), "{e}");
+    }
+
+    /// ASCII addresses keep the HMAC they had before IDNA (existing stores).
+    #[test]
+    fn ascii_hmacs_are_unchanged() {
+        let k = HmacKey::from_bytes(&[7; 32]);
+        let a = parse("Anne.Hansen@Kommune.DK").unwrap();
+        // HMAC-SHA256(key = [7; 32], "address:anne.hansen@kommune.dk").
+        assert_eq!(
+            hex::encode(k.key_of(&a).0),
+            "9925f0d217c2820f296413864e22f4836f22a629e690c378d9060c6405abede9"
+        );
     }
 
     #[test]
