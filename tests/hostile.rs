@@ -532,3 +532,55 @@ async fn metrics_are_off_the_public_port_and_do_not_date_answers() {
     assert!(!private.1.contains("answers"), "{}", private.1);
     stop(d, shutdown).await;
 }
+
+/// Issue 14, item 9: a mail with more than 256 KiB of headers lost the CCs
+/// past that point, and a 50 MB phone contact was answered "no addresses
+/// found" instead of "too large". Here the limit is 1 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_mails_are_read_whole_or_called_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "poll_interval_ms = 50",
+        "poll_interval_ms = 50\nmax_message_bytes = 1048576",
+    );
+    std::fs::write(&path, text).unwrap();
+    let (d, shutdown) = start(&path).await;
+    let inbox = dir.path().join("inbox");
+
+    // 300 KiB of headers, then the CC that matters, then a 2 MiB body.
+    let mut raw = String::from("Message-ID: <huge-head@siri.test>\r\nFrom: Anne <anne.hansen@siri.test>\r\nTo: undersoegelse@siri.test\r\n");
+    for i in 0..3000 {
+        raw.push_str(&format!("X-Filler-{i}: {}\r\n", "x".repeat(96)));
+    }
+    raw.push_str("Cc: sidst.i.hovedet@kommune.test\r\nSubject: Opfølgning\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+    raw.push_str(&"hej\r\n".repeat(400_000));
+    deliver(&inbox, "head.eml", raw.as_bytes());
+    let root = dir.path().to_path_buf();
+    blocking(move || sent_link(&root, "sidst.i.hovedet@kommune.test")).await;
+
+    // A phone contact (to the survey address alone) with a 2 MiB body.
+    let mut raw = String::from("Message-ID: <huge-phone@siri.test>\r\nFrom: Anne <anne.hansen@siri.test>\r\nTo: undersoegelse@siri.test\r\nSubject: Telefonkontakt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nkontakt@kommune.test\r\n");
+    raw.push_str(&"bla bla\r\n".repeat(250_000));
+    deliver(&inbox, "phone.eml", raw.as_bytes());
+    let sent = dir.path().join("sent");
+    let reply = blocking(move || {
+        wait_for(
+            "the confirmation to the consultant",
+            Duration::from_secs(20),
+            || {
+                files_in(&sent).into_iter().find_map(|f| {
+                    let raw = std::fs::read(&f).ok()?;
+                    let text = String::from_utf8_lossy(&raw).into_owned();
+                    (text.contains("To: anne.hansen@siri.test") && text.contains("Telefonkontakt"))
+                        .then_some(text)
+                })
+            },
+        )
+    })
+    .await;
+    let body = reply.replace("=\r\n", "");
+    assert!(body.contains("for stor"), "{body}");
+    assert!(!body.contains("ikke fundet nogen mailadresser"), "{body}");
+    stop(d, shutdown).await;
+}

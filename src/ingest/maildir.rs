@@ -48,18 +48,39 @@ fn read_capped(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
     if len <= max {
         return Ok((std::fs::read(path)?, false));
     }
-    // Too large: read the header only (a trigger is decided on headers).
+    // Too large: read the whole header (a trigger is decided on headers; a
+    // CC past any fixed cap would be dropped silently), but never more than
+    // `max` bytes of it.
     use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
     let mut head = Vec::new();
-    std::fs::File::open(path)?
-        .take(256 * 1024)
-        .read_to_end(&mut head)?;
-    if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-        head.truncate(end + 4);
-    } else if let Some(end) = head.windows(2).position(|w| w == b"\n\n") {
-        head.truncate(end + 2);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head_end(&head[from..]) {
+            head.truncate(from + end);
+            break;
+        }
+        if head.len() as u64 >= max {
+            break;
+        }
     }
     Ok((head, true))
+}
+
+/// Where the header ends (after its blank line) in `buf`, if it does.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl MailSource for MaildirSource {
