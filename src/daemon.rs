@@ -66,6 +66,10 @@ pub async fn start(
         })?;
     }
     let store = Store::open(&cfg.store_path)?;
+    if let crate::config::Outbound::File(dir) = &cfg.outbound {
+        crate::private::repair_and_warn(dir, "the outbound .eml folder")
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
     let transport: Arc<dyn crate::transport::Transport> =
         crate::transport::from_config(&cfg.outbound)?.into();
     service::status("checking outbound mail"); // systemd STATUS= (src/service.rs)

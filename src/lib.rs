@@ -67,6 +67,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod private;
 pub mod report;
 pub mod retention;
 pub mod schedule;

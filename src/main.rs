@@ -131,6 +131,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Whatever the umask: the store, sent mail, exports and backups are
+    // this user's only (src/private.rs).
+    canvass::private::restrict_umask();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match run(cli) {
@@ -355,7 +358,8 @@ fn write_answer(
     }
     match out {
         Some(path) => {
-            std::fs::write(path, answer.text.as_bytes())
+            // Reports and exports hold answers: 0600, also over an old file.
+            canvass::store::privacy::write_private_file(path, answer.text.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }

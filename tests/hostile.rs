@@ -584,3 +584,117 @@ async fn huge_mails_are_read_whole_or_called_too_large() {
     assert!(!body.contains("ikke fundet nogen mailadresser"), "{body}");
     stop(d, shutdown).await;
 }
+
+/// `canvass ARGS` under umask 022, as an operator's shell would run it.
+fn umask_022(config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_canvass"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn,canvass=info")
+        .env_remove("CANVASS_CONFIG")
+        .env_remove("NOTIFY_SOCKET");
+    c
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Every folder and file under `root` with its mode.
+fn modes(root: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = vec![(root.to_path_buf(), mode(root))];
+    if root.is_dir() {
+        for e in std::fs::read_dir(root).unwrap().flatten() {
+            out.extend(modes(&e.path()));
+        }
+    }
+    out
+}
+
+fn assert_private(root: &Path) {
+    for (p, m) in modes(root) {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(m, want, "{} is {m:o}", p.display());
+    }
+}
+
+fn run_daemon(config: &Path, log: &Path) -> Child {
+    umask_022(config, &["run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start canvass run")
+}
+
+fn stop_daemon(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = wait_for("canvass to exit", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(status.success());
+}
+
+/// Issue 14, item 5. Before: run by hand with umask 022 the store was
+/// 0755/0644, and so were the sent .eml files; another user copied it.
+#[test]
+fn the_store_sent_mail_and_exports_are_private_under_umask_022() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "");
+    let log = dir.path().join("daemon.log");
+    let child = run_daemon(&path, &log);
+    deliver(
+        &dir.path().join("inbox"),
+        "1.eml",
+        &cc_trigger(
+            "private-1",
+            "anne.hansen@siri.test",
+            &["kontakt@kommune.test"],
+        ),
+    );
+    sent_link(dir.path(), "kontakt@kommune.test");
+    let export = dir.path().join("answers.csv");
+    std::fs::write(&export, "old").unwrap();
+    std::fs::set_permissions(&export, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let backup = dir.path().join("store.backup");
+    for args in [
+        vec!["export", "--out", export.to_str().unwrap()],
+        vec!["backup", backup.to_str().unwrap()],
+    ] {
+        let out = umask_022(&path, &args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    stop_daemon(child);
+    assert_private(&dir.path().join("store"));
+    assert_private(&dir.path().join("sent"));
+    assert_eq!(mode(&export), 0o600);
+    assert_eq!(mode(&backup), 0o600);
+
+    // A store left readable by others (an older canvass, a careless copy)
+    // is made private at start, with a warning.
+    let status = Command::new("chmod")
+        .args(["-R", "go+rX"])
+        .arg(dir.path().join("store"))
+        .arg(dir.path().join("sent"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(mode(&dir.path().join("store")), 0o755);
+    let child = run_daemon(&path, &log);
+    wait_for("the repair warning", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.contains("the store was readable by other users")
+            && text.contains("the outbound .eml folder was readable by other users"))
+        .then_some(())
+    });
+    stop_daemon(child);
+    assert_private(&dir.path().join("store"));
+    assert_private(&dir.path().join("sent"));
+}

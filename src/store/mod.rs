@@ -413,7 +413,15 @@ impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.display().to_string();
+        // Private whatever the umask: created 0700; one readable by others
+        // is repaired with a warning, and so are the files sled just made.
+        let io = |e| StoreError::Sled(sled::Error::Io(e));
+        if !path.exists() {
+            crate::private::create_private_dir(path).map_err(io)?;
+        }
+        crate::private::repair_and_warn(path, "the store").map_err(io)?;
         let db = open_db(path)?;
+        crate::private::repair(path).map_err(io)?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema")? {
             None => {

@@ -1,41 +1,51 @@
-//! Writes each message as an `.eml` file (lettre's file transport): the demo's
-//! outbound, and a way to look at exactly what would have been sent.
+//! Writes each message as an `.eml` file (`<random>.eml`, like lettre's file
+//! transport): the demo's outbound, and a way to look at exactly what would
+//! have been sent. The folder is 0700 and every file 0600 whatever the umask:
+//! an invitation holds its personal link (src/private.rs).
 
 use std::path::{Path, PathBuf};
-
-use lettre::AsyncFileTransport;
-use lettre::AsyncTransport;
 
 use super::{envelope, SendError, SendFuture, Transport};
 
 pub struct FileTransport {
     dir: PathBuf,
-    inner: AsyncFileTransport<lettre::Tokio1Executor>,
 }
 
 impl FileTransport {
     pub fn new(dir: &Path) -> anyhow::Result<FileTransport> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::private::create_private_dir(dir).map_err(|e| {
             anyhow::anyhow!("cannot create the outbound folder {}: {e}", dir.display())
         })?;
         Ok(FileTransport {
             dir: dir.to_path_buf(),
-            inner: AsyncFileTransport::new(dir),
         })
     }
+}
+
+/// Writes `raw` to a new file `dir/<random hex>.eml`, mode 0600.
+async fn write_eml(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
+    use rand::RngCore;
+    use tokio::io::AsyncWriteExt;
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let path = dir.join(format!("{}.eml", hex::encode(id)));
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .await?;
+    f.write_all(raw).await?;
+    f.flush().await
 }
 
 impl Transport for FileTransport {
     fn send<'a>(&'a self, from: &'a str, to: &'a [String], raw: &'a [u8]) -> SendFuture<'a> {
         Box::pin(async move {
-            let env = envelope(from, to)?;
-            self.inner
-                .send_raw(&env, raw)
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    SendError::transient(format!("writing to {}: {e}", self.dir.display()))
-                })
+            envelope(from, to)?;
+            write_eml(&self.dir, raw).await.map_err(|e| {
+                SendError::transient(format!("writing to {}: {e}", self.dir.display()))
+            })
         })
     }
 
