@@ -353,27 +353,6 @@ pub struct ForwardFacts {
     pub in_reply_to: Option<String>,
 }
 
-/// Replaces personal links in `text` so a forwarded reply does not hand the
-/// respondent's link to somebody else.
-pub fn redact_links(cfg: &Config, text: &str) -> String {
-    let marker = format!("{}/s/", cfg.base_url);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(&marker) {
-        out.push_str(&rest[..at + marker.len()]);
-        rest = &rest[at + marker.len()..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(rest.len());
-        if end > 0 {
-            out.push_str("[link fjernet]");
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Forwards a human reply to `to` (the consultant who triggered the
 /// invitation, or the configured address), with Reply-To the respondent.
 pub fn forward(
@@ -387,15 +366,26 @@ pub fn forward(
     let subject = format!(
         "Svar på spørgeskemaet fra {}: {}",
         facts.from,
-        facts.subject.as_deref().unwrap_or("(uden emne)")
+        crate::redact::redact(facts.subject.as_deref().unwrap_or("(uden emne)"))
     );
     let region = invitation
         .map(|i| format!(" (region {})", i.region))
         .unwrap_or_default();
+    // Anyone who knows a canvass Message-ID can write a "reply": say so
+    // unless it comes from the very address that invitation went to.
+    let verified = invitation.is_some_and(|i| i.address.as_ref() == Some(&facts.from));
+    let warning = if verified {
+        String::new()
+    } else {
+        format!(
+            "OBS: Afsenderen kunne ikke bekræftes. {} er ikke den adresse, invitationen blev sendt til, så svaret kan være fra en anden. Vær varsom med at følge links og åbne filer.\n",
+            facts.from
+        )
+    };
     let text = format!(
-        "{from}{region} har svaret på mailen om spørgeskemaet. Svaret er sendt videre til dig, så et spørgsmål ikke går tabt.\nSvar direkte til {from}: dette svar går til afsenderen.\n\n----- Svaret -----\n{body}\n",
+        "{warning}{from}{region} har svaret på mailen om spørgeskemaet. Svaret er sendt videre til dig, så et spørgsmål ikke går tabt.\nSvar direkte til {from}: dette svar går til afsenderen.\n\n----- Svaret -----\n{body}\n",
         from = facts.from,
-        body = redact_links(cfg, facts.text.trim()),
+        body = crate::redact::redact(facts.text.trim()),
     );
     let to_box = mailbox(None, to.as_str())?;
     let mut b =

@@ -68,6 +68,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod private;
+pub mod redact;
 pub mod report;
 pub mod retention;
 pub mod schedule;

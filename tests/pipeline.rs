@@ -534,3 +534,107 @@ async fn outside_sending_hours_the_invitation_waits_across_a_restart() {
         "nothing was sent outside the hours"
     );
 }
+
+/// The Message-ID of a raw message, without angle brackets.
+fn message_id_of(raw: &str) -> String {
+    raw.lines()
+        .find_map(|l| l.strip_prefix("Message-ID: <"))
+        .and_then(|l| l.split_once('>'))
+        .map(|(id, _)| id.to_string())
+        .expect("a Message-ID")
+}
+
+/// Issue 14, item 4. Before: the link came through in a forwarded reply
+/// without its scheme, in upper case, percent-encoded or inside a Microsoft
+/// 365 Safe Links wrapper; and anyone knowing a canvass Message-ID got any
+/// text forwarded from the survey address as if the invitee had written it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_replies_never_carry_the_link_and_say_when_unverified() {
+    let mail = stack();
+    let (contact, stranger) = ("kontakt@kommune.test", "fremmed@evil.test");
+    mail.add_users(&[contact, stranger]);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
+    mail.send(
+        ANNE,
+        &[contact, SURVEY],
+        &trigger("r1", ANNE, &[contact], true),
+    );
+    let msgs = mail
+        .wait_for_messages(contact, "INBOX", 2, Duration::from_secs(20))
+        .await;
+    let invitation = from_survey(&msgs).remove(0);
+    let link = link_in(invitation.as_bytes()).unwrap();
+    let token = link.trim_start_matches("/s/").to_string();
+    let invitation_id = message_id_of(&invitation);
+    let base = "http://127.0.0.1:1";
+    let pct: String = token.bytes().map(|b| format!("%{b:02X}")).collect();
+    let upper = format!("{base}{link}").to_uppercase();
+    let body = format!(
+        "Hej, hvad betyder spørgsmål 3?\r\n\r\n\
+         Safe Links: https://eur02.safelinks.protection.outlook.com/?url=http%3A%2F%2F127.0.0.1%3A1%2Fs%2F{token}&data=05%7C02%7C&reserved=0\r\n\
+         Uden skema: 127.0.0.1:1/s/{token}\r\n\
+         Store bogstaver: {upper}\r\n\
+         Procent: {base}/s/{pct}\r\n\
+         Proofpoint: https://urldefense.com/v3/__{base}/s/{token}__;!!Nmw4Hv0!x$\r\n\
+         > Klik her: {base}{link}\r\n"
+    );
+    let reply = |from: &str, id: &str| {
+        format!(
+            "Message-ID: <{id}@kommune.test>\r\nFrom: <{from}>\r\nTo: {SURVEY}\r\nIn-Reply-To: <{invitation_id}>\r\nReferences: <{invitation_id}>\r\nSubject: Re: =?utf-8?q?Sp=C3=B8rgeskema?=\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}"
+        )
+    };
+    mail.send(contact, &[SURVEY], reply(contact, "svar-1").as_bytes());
+    let forwarded = mail
+        .wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(20))
+        .await;
+    let text = decoded_text(&forwarded[0]);
+    assert!(text.contains("hvad betyder spørgsmål 3?"), "{text}");
+    assert_no_token(&text, &token);
+    assert!(
+        !text.contains("OBS"),
+        "the invitee's own reply is verified: {text}"
+    );
+
+    // Somebody else who learnt the invitation's Message-ID.
+    mail.send(stranger, &[SURVEY], reply(stranger, "svar-2").as_bytes());
+    let forwarded = mail
+        .wait_for_messages(ANNE, "INBOX", 2, Duration::from_secs(20))
+        .await;
+    let text = forwarded
+        .iter()
+        .map(|m| decoded_text(m))
+        .find(|t| t.contains(stranger))
+        .expect("the stranger's reply forwarded");
+    assert!(
+        text.contains("OBS: Afsenderen kunne ikke bekræftes"),
+        "{text}"
+    );
+    assert_no_token(&text, &token);
+    stop(d, shutdown).await;
+}
+
+/// A forwarded mail's subject and text, transfer encoding undone.
+fn decoded_text(raw: &[u8]) -> String {
+    let msg = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let mut t = msg.subject().unwrap_or("").to_string();
+    t.push('\n');
+    t.push_str(&msg.body_text(0).unwrap_or_default());
+    t
+}
+
+fn assert_no_token(text: &str, token: &str) {
+    let lower = text.to_lowercase();
+    assert!(
+        !lower.contains(&token.to_lowercase()),
+        "the token leaked: {text}"
+    );
+    assert!(
+        !lower.contains(&token[..11].to_lowercase()),
+        "half the token leaked: {text}"
+    );
+    let pct: String = token.bytes().map(|b| format!("%{b:02x}")).collect();
+    assert!(!lower.contains(&pct), "the encoded token leaked: {text}");
+    assert!(text.contains("[link fjernet]"), "{text}");
+}
