@@ -64,6 +64,7 @@ pub mod export;
 pub mod form;
 pub mod ingest;
 pub mod logging;
+pub mod loops;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

@@ -19,6 +19,7 @@ pub struct Metrics {
     outbox_depth: AtomicU64,
     imap_reconnects: AtomicU64,
     ingest_lag_ms: AtomicU64,
+    loops: AtomicU64,
 }
 
 impl Metrics {
@@ -26,6 +27,11 @@ impl Metrics {
         self.messages_ingested.fetch_add(1, Ordering::Relaxed);
         self.invitations_created
             .fetch_add(invitations, Ordering::Relaxed);
+    }
+
+    /// A message taken for a confirmation loop (src/loops.rs).
+    pub fn looped(&self) {
+        self.loops.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Invitations created outside the mailbox (`canvass invite`).
@@ -93,6 +99,12 @@ impl Metrics {
                 ("{outcome=\"failed\"}", g(&self.failed)),
                 ("{outcome=\"deferred\"}", g(&self.deferred)),
             ],
+        );
+        metric(
+            "canvass_loops_total",
+            "counter",
+            "Messages that answered canvass' own mail and got no confirmation (loops).",
+            &[("", g(&self.loops))],
         );
         metric(
             "canvass_outbox_depth",

@@ -172,6 +172,7 @@ impl Pipeline {
         headers_only: bool,
     ) -> Prepared {
         let parsed = MessageParser::default().parse(raw);
+        let mut loop_sign = None;
         let (decision, facts) = match &parsed {
             Some(msg) => {
                 let message_id = msg.message_id().map(str::to_string);
@@ -179,6 +180,12 @@ impl Pipeline {
                 if headers_only {
                     too_large_for_a_phone_contact(&mut decision, cfg);
                 }
+                loop_sign = match &decision {
+                    Decision::Invite(t) if t.kind == classify::TriggerKind::PhoneContact => {
+                        crate::loops::answers_canvass(msg, cfg).map(|why| (t.region.clone(), why))
+                    }
+                    _ => None,
+                };
                 let body_text = match decision {
                     Decision::Reply { .. } => msg.body_text(0).map(|b| b.into_owned()),
                     _ => None,
@@ -204,7 +211,17 @@ impl Pipeline {
             ),
         };
         let now = Utc::now();
-        let plan = apply::plan(&decision, &facts, received, now, cfg, &self.key);
+        let mut plan = apply::plan(&decision, &facts, received, now, cfg, &self.key);
+        // An answer to canvass' own mail gets no confirmation: no loops
+        // (src/loops.rs). Its addresses are still invited.
+        if let Some((region, why)) = loop_sign {
+            tracing::warn!(message_id = facts.message_id.as_deref().unwrap_or("-"), why, "a phone contact answers canvass' own mail (an autoresponder?): no confirmation, counted as a loop");
+            plan.confirmation = None;
+            plan.unit
+                .counters
+                .push((region, crate::loops::COUNTER.to_string()));
+            self.metrics.looped();
+        }
         Prepared {
             decision,
             facts,

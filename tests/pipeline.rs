@@ -638,3 +638,80 @@ fn assert_no_token(text: &str, token: &str) {
     assert!(!lower.contains(&pct), "the encoded token leaked: {text}");
     assert!(text.contains("[link fjernet]"), "{text}");
 }
+
+/// Issue 14, item 6. Before: an autoresponder without `Auto-Submitted` or
+/// an out-of-office subject answered each confirmation, and canvass
+/// confirmed again: "Re: Re: Re: Re: Re: Re: Re: Telefonkontakt".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoresponder_gets_one_confirmation_and_no_loop() {
+    let mail = stack();
+    let contact = "tlf@kommune.test";
+    mail.add_user(contact);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", "")).await;
+    let phone = |id: &str, subject: &str| {
+        format!(
+            "Message-ID: <{id}@siri.test>\r\nFrom: Bo Jensen <{BO}>\r\nTo: {SURVEY}\r\nSubject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{contact}\r\n"
+        )
+    };
+    mail.send(BO, &[SURVEY], phone("loop-1", "Telefonkontakt").as_bytes());
+    let inbox = mail
+        .wait_for_messages(BO, "INBOX", 1, Duration::from_secs(20))
+        .await;
+    let confirmation = String::from_utf8_lossy(&inbox[0]).into_owned();
+    assert!(confirmation.contains("Subject: Re: Telefonkontakt"));
+    let confirmation_id = message_id_of(&confirmation);
+
+    // Bo's autoresponder (no Auto-Submitted, no out-of-office subject)
+    // answers it, once keeping the reference and once keeping only the
+    // subject, as cheap autoresponders do.
+    let auto = |id: &str, refs: &str| {
+        format!(
+            "Message-ID: <{id}@siri.test>\r\nFrom: Bo Jensen <{BO}>\r\nTo: {SURVEY}\r\n{refs}Subject: Re: Re: Telefonkontakt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTak for din mail. Jeg er på kursus og læser den senere.\r\n"
+        )
+    };
+    let refs = format!("In-Reply-To: <{confirmation_id}>\r\nReferences: <loop-1@siri.test> <{confirmation_id}>\r\n");
+    mail.send(BO, &[SURVEY], auto("auto-1", &refs).as_bytes());
+    mail.send(BO, &[SURVEY], auto("auto-2", "").as_bytes());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !d
+        .pipeline
+        .metrics
+        .render()
+        .contains("canvass_loops_total 2\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the answers were not taken for loops:\n{}",
+            d.pipeline.metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // A new phone contact is confirmed, and it is the only other mail Bo got.
+    mail.send(
+        BO,
+        &[SURVEY],
+        phone("loop-2", "Telefonkontakt igen").as_bytes(),
+    );
+    let inbox = mail
+        .wait_for_messages(BO, "INBOX", 2, Duration::from_secs(20))
+        .await;
+    let subjects: Vec<String> = inbox
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(m)
+                .and_then(|m| m.subject().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        ["Re: Telefonkontakt", "Re: Telefonkontakt igen"],
+        "one confirmation per original message"
+    );
+    assert_eq!(status(&d).total.invited, 1, "the contact was invited once");
+    stop(d, shutdown).await;
+}

@@ -1,0 +1,123 @@
+//! No confirmation loops (pure).
+//!
+//! A phone contact gets a confirmation ("Re: Telefonkontakt"). An
+//! autoresponder without `Auto-Submitted` or an out-of-office subject
+//! answers it, that answer is again a mail from the consultant to the survey
+//! address alone, and canvass confirmed again: "Re: Re: Re: Re: …" (issue
+//! 14). So a consultant's message that answers canvass' own mail gets no
+//! confirmation of its own (at most one per original message); its
+//! addresses are still invited, and the message is counted as a loop.
+//!
+//! It answers canvass mail when
+//! - its `In-Reply-To` / `References` name a canvass Message-ID (two of them
+//!   are a loop under way), or
+//! - its subject answers an answer (`Re: Re:`, `SV: Re:`, …) or a canvass
+//!   receipt: autoresponders that keep no references still keep the subject.
+
+use mail_parser::Message;
+
+use crate::classify::MESSAGE_ID_PREFIX;
+use crate::config::Config;
+
+/// The store counter (per region) of messages taken for a loop.
+pub const COUNTER: &str = "loops";
+
+/// Why a message is taken for an answer to canvass' own mail, if it is.
+pub fn answers_canvass(msg: &Message<'_>, cfg: &Config) -> Option<String> {
+    let domain = format!("@{}", cfg.survey_address.domain());
+    let raw = msg.raw_message();
+    let ours = msg
+        .headers()
+        .iter()
+        .filter(|h| {
+            let n = h.name.as_str();
+            n.eq_ignore_ascii_case("In-Reply-To") || n.eq_ignore_ascii_case("References")
+        })
+        .filter_map(|h| raw.get(h.offset_start as usize..h.offset_end as usize))
+        .flat_map(|v| message_ids(&String::from_utf8_lossy(v)))
+        .filter(|id| id.starts_with(MESSAGE_ID_PREFIX) && id.ends_with(&domain))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if ours > 0 {
+        return Some(format!("it refers to {ours} message(s) canvass sent"));
+    }
+    let subject = msg.subject().unwrap_or("");
+    answers_by_subject(subject).then(|| format!("its subject {subject:?} answers an answer"))
+}
+
+/// The ids (`<…>`) in a header value, without their brackets.
+fn message_ids(value: &str) -> Vec<String> {
+    value
+        .split('<')
+        .skip(1)
+        .filter_map(|s| s.split_once('>').map(|(id, _)| id.trim().to_string()))
+        .collect()
+}
+
+/// `Re: Re: x`, `SV: RE: x`, `Re: Kvittering: …`: two reply prefixes, or a
+/// reply to canvass' receipt subject.
+pub fn answers_by_subject(subject: &str) -> bool {
+    let mut rest = subject.trim();
+    let mut replies = 0;
+    loop {
+        let Some((prefix, after)) = rest.split_once(':') else {
+            break;
+        };
+        let p = prefix.trim().to_ascii_lowercase();
+        // `Re`, `SV`, `AW`, `VS`, `Antw`, and counted forms like `Re[2]`.
+        let word = p.split('[').next().unwrap_or("");
+        if !matches!(word, "re" | "sv" | "aw" | "vs" | "antw" | "r" | "ynt") {
+            break;
+        }
+        replies += if p.contains('[') { 2 } else { 1 };
+        rest = after.trim_start();
+    }
+    replies >= 2 || (replies >= 1 && rest.to_lowercase().starts_with("kvittering:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_to_replies_are_told_by_their_subject() {
+        for s in [
+            "Re: Re: Telefonkontakt",
+            "SV: RE: Telefonkontakt",
+            "Re[2]: Telefonkontakt",
+            "Re: Re: Re: Re: Re: Re: Re: Telefonkontakt",
+            "Re: Kvittering: telefonkontakter til spørgeskemaet",
+        ] {
+            assert!(answers_by_subject(s), "{s}");
+        }
+        for s in [
+            "Telefonkontakt",
+            "Re: Telefonkontakt",
+            "SV: møde",
+            "Referat: Re: x",
+            "",
+        ] {
+            assert!(!answers_by_subject(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn references_to_canvass_mail_are_found() {
+        let cfg = crate::config::Config::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/classify/config.toml"),
+        )
+        .unwrap();
+        let raw = b"From: a@siri.dk\r\nTo: undersoegelse@siri.dk\r\nIn-Reply-To: <canvass.0a1b@siri.dk>\r\nReferences: <orig@siri.dk>\r\n <canvass.0a1b@siri.dk>\r\nSubject: Re: Telefonkontakt\r\n\r\nx\r\n";
+        let msg = mail_parser::MessageParser::default()
+            .parse(&raw[..])
+            .unwrap();
+        let why = answers_canvass(&msg, &cfg).unwrap();
+        assert!(why.contains("1 message"), "{why}");
+        let raw = b"From: a@siri.dk\r\nTo: undersoegelse@siri.dk\r\nReferences: <orig@siri.dk>\r\nSubject: Re: Telefonkontakt\r\n\r\nx\r\n";
+        let msg = mail_parser::MessageParser::default()
+            .parse(&raw[..])
+            .unwrap();
+        assert_eq!(answers_canvass(&msg, &cfg), None);
+    }
+}
