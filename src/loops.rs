@@ -59,10 +59,7 @@ fn message_ids(value: &str) -> Vec<String> {
 pub fn answers_by_subject(subject: &str) -> bool {
     let mut rest = subject.trim();
     let mut replies = 0;
-    loop {
-        let Some((prefix, after)) = rest.split_once(':') else {
-            break;
-        };
+    while let Some((prefix, after)) = rest.split_once(':') {
         let p = prefix.trim().to_ascii_lowercase();
         // `Re`, `SV`, `AW`, `VS`, `Antw`, and counted forms like `Re[2]`.
         let word = p.split('[').next().unwrap_or("");
