@@ -12,7 +12,10 @@
 //! - its `In-Reply-To` / `References` name a canvass Message-ID (two of them
 //!   are a loop under way), or
 //! - its subject answers an answer (`Re: Re:`, `SV: Re:`, …) or a canvass
-//!   receipt: autoresponders that keep no references still keep the subject.
+//!   receipt: autoresponders that keep no references still keep the subject,
+//! - or it came faster than a human would ([`too_fast`]): less than 30 s
+//!   after canvass confirmed to the same consultant (a second phone contact
+//!   that quick is still invited, only not confirmed).
 
 use mail_parser::Message;
 
@@ -43,6 +46,27 @@ pub fn answers_canvass(msg: &Message<'_>, cfg: &Config) -> Option<String> {
     }
     let subject = msg.subject().unwrap_or("");
     answers_by_subject(subject).then(|| format!("its subject {subject:?} answers an answer"))
+}
+
+/// Faster than any human reads a confirmation and writes back.
+pub const HUMAN_DELAY: chrono::Duration = chrono::Duration::seconds(30);
+
+/// A phone contact received less than [`HUMAN_DELAY`] after canvass queued
+/// a confirmation to the same consultant: an autoresponder that keeps
+/// neither references nor subject.
+pub fn too_fast(
+    last_confirmation: Option<chrono::DateTime<chrono::Utc>>,
+    received: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let gap = received - last_confirmation?;
+    // IMAP's INTERNALDATE has whole seconds: an answer may look received a
+    // little before the confirmation it answers was queued.
+    (gap > chrono::Duration::seconds(-2) && gap < HUMAN_DELAY).then(|| {
+        format!(
+            "it came {} s after canvass' confirmation to the same consultant",
+            gap.num_seconds()
+        )
+    })
 }
 
 /// The ids (`<…>`) in a header value, without their brackets.
@@ -96,6 +120,20 @@ mod tests {
         ] {
             assert!(!answers_by_subject(s), "{s}");
         }
+    }
+
+    #[test]
+    fn faster_than_a_human_is_a_loop() {
+        let t = chrono::DateTime::parse_from_rfc3339("2024-08-12T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let s = chrono::Duration::seconds;
+        assert!(too_fast(Some(t), t + s(3)).is_some());
+        assert!(too_fast(Some(t), t + s(29)).is_some());
+        assert!(too_fast(Some(t), t + s(30)).is_none());
+        assert!(too_fast(Some(t), t - s(1)).is_some(), "whole seconds");
+        assert!(too_fast(Some(t), t - s(5)).is_none(), "received before it");
+        assert!(too_fast(None, t).is_none());
     }
 
     #[test]

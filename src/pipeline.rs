@@ -24,6 +24,10 @@ pub struct Pipeline {
     config: RwLock<Arc<Config>>,
     outbox_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// When each consultant was last sent a confirmation (memory only: a
+    /// loop runs in seconds), for [`crate::loops::too_fast`].
+    last_confirmation:
+        std::sync::Mutex<std::collections::HashMap<crate::address::Address, DateTime<Utc>>>,
 }
 
 /// One message for [`Pipeline::process_all`].
@@ -72,6 +76,7 @@ impl Pipeline {
             config: RwLock::new(config),
             outbox_wake: Arc::new(Notify::new()),
             metrics,
+            last_confirmation: Default::default(),
         }
     }
 
@@ -182,7 +187,17 @@ impl Pipeline {
                 }
                 loop_sign = match &decision {
                     Decision::Invite(t) if t.kind == classify::TriggerKind::PhoneContact => {
-                        crate::loops::answers_canvass(msg, cfg).map(|why| (t.region.clone(), why))
+                        crate::loops::answers_canvass(msg, cfg)
+                            .or_else(|| {
+                                let last = self
+                                    .last_confirmation
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get(&t.consultant)
+                                    .copied();
+                                crate::loops::too_fast(last, received)
+                            })
+                            .map(|why| (t.region.clone(), why))
                     }
                     _ => None,
                 };
@@ -234,6 +249,14 @@ impl Pipeline {
 
     /// Log and count what was committed.
     fn finish(&self, p: Prepared, committed: Committed) -> Processed {
+        if let (Some(c), Committed::Done(_)) = (&p.plan.confirmation, &committed) {
+            if let Some(consultant) = &c.consultant {
+                self.last_confirmation
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(consultant.clone(), p.now);
+            }
+        }
         log_decision(
             &p.decision,
             &p.facts,
