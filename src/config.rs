@@ -983,6 +983,12 @@ impl Validator {
         let mut internal_domains = BTreeSet::new();
         for (i, d) in raw.trust.internal_domains.iter().enumerate() {
             let d = d.trim().trim_start_matches('@').to_lowercase();
+            // Compared with addresses, whose domains are in IDNA form.
+            let d = if d.is_ascii() {
+                d
+            } else {
+                idna::domain_to_ascii(&d).unwrap_or(d)
+            };
             if d.is_empty() || !d.contains('.') && d != "localhost" {
                 self.err(
                     format!("trust.internal_domains[{i}]"),
@@ -1273,4 +1279,24 @@ pub fn is_loopback_host(host: &str) -> bool {
 pub fn read_secret(path: &Path) -> std::io::Result<String> {
     let s = std::fs::read_to_string(path)?;
     Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[cfg(test)]
+mod idn_tests {
+    use super::*;
+
+    /// Internal domains are compared in the IDNA form addresses have.
+    #[test]
+    fn internal_domains_match_in_idna_form() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classify/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            r#"internal_domains = ["siri.dk"]"#,
+            r#"internal_domains = ["siri.dk", "Bølle.dk"]"#,
+        );
+        let cfg = Config::parse(&text, &path).unwrap();
+        let a = crate::address::parse("kollega@bølle.dk").unwrap();
+        assert!(cfg.is_internal(&a));
+        assert!(cfg.is_internal(&crate::address::parse("x@afd.xn--blle-gra.dk").unwrap()));
+    }
 }
