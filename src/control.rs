@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::pipeline::Pipeline;
+use crate::retention::MailboxSweep;
 use crate::shutdown::Shutdown;
 use crate::status;
 
@@ -162,6 +163,77 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
         Request::Purge { dry_run, now } => purge(pipeline, dry_run, now),
         Request::Forget { address } => forget(pipeline, &address),
         Request::Backup => backup(pipeline),
+    }
+}
+
+/// Answers a request: the store's part on a blocking thread ([`handle`]),
+/// then, for `purge` and `forget` with an IMAP mailbox, the sweep of its sent
+/// and processed folders (src/ingest/imap/purge.rs), whose result is added
+/// to the answer (`json.mailbox`). A sweep that fails makes the answer an
+/// error that says to run the command again: the store's part is idempotent.
+pub async fn respond(pipeline: Arc<Pipeline>, req: Request) -> Answer {
+    let sweep = mailbox_sweep(&pipeline, &req);
+    let p = pipeline.clone();
+    let mut answer = tokio::task::spawn_blocking(move || handle(&p, req))
+        .await
+        .unwrap_or_else(|e| Answer::error(format!("internal error: {e}")));
+    let (Some((imap, sweep, dry_run)), true) = (sweep, answer.ok) else {
+        return answer;
+    };
+    match crate::ingest::imap::sweep_mailbox(&imap, Some(&pipeline.store), &sweep, dry_run).await {
+        Ok(r) => {
+            answer.text.push_str(&r.render());
+            answer.json["mailbox"] = serde_json::to_value(&r).unwrap_or_default();
+        }
+        Err(e) => {
+            let msg = format!(
+                "mailbox: cannot sweep the sent and processed folders: {e}; the store's part \
+                 is done, run the command again when the server is reachable"
+            );
+            tracing::warn!(error = %e, "the mailbox sweep failed");
+            answer.ok = false;
+            answer.text.push_str(&msg);
+            answer.text.push('\n');
+            answer.json["mailbox"] = serde_json::json!({ "error": msg });
+        }
+    }
+    answer
+}
+
+/// The mailbox sweep a request asks for, with its IMAP settings and whether
+/// it only counts; `None` without an IMAP mailbox or for other requests.
+fn mailbox_sweep(
+    pipeline: &Pipeline,
+    req: &Request,
+) -> Option<(crate::config::ImapConfig, MailboxSweep, bool)> {
+    let cfg = pipeline.config();
+    let crate::config::Inbound::Imap(imap) = &cfg.inbound else {
+        return None;
+    };
+    match req {
+        Request::Purge { dry_run, now } => {
+            let at = chrono::Utc::now();
+            let days = cfg.retention.erase_addresses_after_days;
+            let erase_at = crate::retention::erase_at(&cfg.window, days);
+            let apply = !dry_run && (*now || at >= erase_at);
+            let before = if *now {
+                at
+            } else {
+                crate::retention::mailbox_cutoff(&cfg.window, days, at).unwrap_or(erase_at)
+            };
+            Some((imap.clone(), MailboxSweep::Retention { before }, !apply))
+        }
+        Request::Forget { address } => {
+            let address = crate::address::parse(address).ok()?;
+            Some((
+                imap.clone(),
+                MailboxSweep::Person {
+                    address: address.to_string(),
+                },
+                false,
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -345,9 +417,7 @@ async fn answer(stream: UnixStream, pipeline: Arc<Pipeline>) -> std::io::Result<
     let mut line = String::new();
     BufReader::new(r.take(1 << 20)).read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => tokio::task::spawn_blocking(move || handle(&pipeline, req))
-            .await
-            .unwrap_or_else(|e| Answer::error(format!("internal error: {e}"))),
+        Ok(req) => respond(pipeline, req).await,
         Err(e) => Answer::error(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&answer).unwrap_or_default();

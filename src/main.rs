@@ -338,7 +338,7 @@ fn fetch(config: &std::path::Path, req: Request) -> anyhow::Result<control::Answ
             Ok(Some(a)) => a,
             Ok(None) | Err(_) => {
                 let pipeline = std::sync::Arc::new(canvass::pipeline::Pipeline::open_offline(cfg)?);
-                control::handle(&pipeline, req)
+                rt.block_on(control::respond(pipeline, req))
             }
         },
     )
