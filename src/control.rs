@@ -47,6 +47,11 @@ pub enum Request {
     Forget {
         address: String,
     },
+    /// Withdraw invitations that should never have been made.
+    Withdraw {
+        addresses: Vec<String>,
+        reason: String,
+    },
     /// A consistent snapshot of the store, taken in the process that holds
     /// it; the file's bytes come back base64-encoded in `json.backup`.
     Backup,
@@ -162,6 +167,7 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
         }
         Request::Purge { dry_run, now } => purge(pipeline, dry_run, now),
         Request::Forget { address } => forget(pipeline, &address),
+        Request::Withdraw { addresses, reason } => withdraw(pipeline, &addresses, &reason),
         Request::Backup => backup(pipeline),
     }
 }
@@ -303,6 +309,73 @@ fn forget(pipeline: &Pipeline, address: &str) -> Answer {
     }
 }
 
+/// `canvass withdraw ADDRESS... --reason TEXT`.
+fn withdraw(pipeline: &Pipeline, addresses: &[String], reason: &str) -> Answer {
+    use crate::store::WithdrawOutcome;
+    use std::fmt::Write;
+    if reason.trim().is_empty() {
+        return Answer::error("--reason must say why the invitations are withdrawn".into());
+    }
+    let mut parsed = Vec::new();
+    for a in addresses {
+        match crate::address::parse(a) {
+            Ok(addr) => parsed.push(addr),
+            Err(e) => {
+                return Answer::error(format!(
+                    "{a:?} is not an address: {e}; nothing was withdrawn"
+                ))
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for addr in &parsed {
+        let key = pipeline.key.key_of(addr);
+        let outcome = match pipeline.store.withdraw(&key, addr, reason, now) {
+            Ok(o) => o,
+            Err(e) => {
+                return Answer::error(format!("cannot withdraw the invitation to {addr}: {e}"))
+            }
+        };
+        let _ = match &outcome {
+            WithdrawOutcome::NotInvited => {
+                writeln!(text, "not invited      {addr} (nothing to withdraw)")
+            }
+            WithdrawOutcome::AlreadyWithdrawn { id, region } => writeln!(
+                text,
+                "already withdrawn {addr} (invitation {id}, region {region})"
+            ),
+            WithdrawOutcome::Withdrawn(w) => {
+                // The log names the invitation, never the address.
+                tracing::info!(invitation = w.id, region = %w.region, dropped = w.dropped.len(), "an invitation was withdrawn");
+                let mut line = format!(
+                    "withdrawn        {addr} (invitation {}, region {}): out of every count, link disabled",
+                    w.id, w.region
+                );
+                if !w.dropped.is_empty() {
+                    let _ = write!(line, ", {} queued mail dropped", w.dropped.len());
+                }
+                if w.was_answered {
+                    line.push_str(
+                        "; they had answered: the anonymous answer stays among the answers",
+                    );
+                }
+                writeln!(text, "{line}")
+            }
+        };
+        rows.push(serde_json::json!({ "address": addr.to_string(), "result": outcome }));
+    }
+    if let Err(e) = pipeline.store.flush_blocking() {
+        return Answer::error(format!("cannot flush the store: {e}"));
+    }
+    Answer {
+        ok: true,
+        text,
+        json: serde_json::json!({ "withdrawn": rows }),
+    }
+}
+
 /// `canvass backup`: the snapshot's bytes, base64 in the JSON.
 fn backup(pipeline: &Pipeline) -> Answer {
     use base64::Engine;
@@ -336,21 +409,37 @@ pub fn report(pipeline: &Pipeline) -> Result<crate::report::Report, crate::store
         .iter()
         .map(|r| (r.region.clone(), r.invited, r.answered))
         .collect();
-    Ok(crate::report::compute(
-        &cfg.survey,
-        &responses(pipeline)?,
-        &rates,
-    ))
+    let mut report = crate::report::compute(&cfg.survey, &responses(pipeline)?, &rates);
+    if status.total.withdrawn > 0 {
+        report.notes.push(format!(
+            "{} invitation(er) er trukket tilbage, fordi de blev sendt ved en fejl; de indgår ikke i svarprocenten.",
+            status.total.withdrawn
+        ));
+    }
+    Ok(report)
 }
 
 pub fn current_status(pipeline: &Pipeline) -> Result<status::Status, crate::store::StoreError> {
     let cfg = pipeline.config();
     let counters = pipeline.store.counters()?;
-    Ok(status::compute(
+    let mut s = status::compute(
         &cfg.region_names(),
         &counters,
         pipeline.store.outbox_len() as u64,
-    ))
+    );
+    let today = chrono::Utc::now()
+        .with_timezone(&crate::window::TZ)
+        .date_naive();
+    s.trust_warning = status::trust_warning(&counters, today, &trust_setting(&cfg));
+    Ok(s)
+}
+
+/// The trust setting as an operator finds it in the config file.
+pub fn trust_setting(cfg: &crate::config::Config) -> String {
+    match &cfg.trust.authserv_id {
+        Some(id) => format!("[trust] authserv_id = {id:?}"),
+        None => "[trust] without authserv_id".to_string(),
+    }
 }
 
 fn render_invite(r: &crate::pipeline::ManualInvite) -> String {

@@ -29,6 +29,9 @@ pub const RETENTION_JOB: &str = "retention";
 /// The daily sweep of the mailbox's sent and processed folders once the
 /// retention is due (src/ingest/imap/purge.rs); its state is its last run.
 pub const MAILBOX_SWEEP_JOB: &str = "mailbox_sweep";
+/// The daily log line when the trust setting refuses most consultants' mail;
+/// its state is when it was last logged.
+pub const TRUST_WARNING_JOB: &str = "trust_warning";
 /// A mailbox sweep that fails is tried again after this long.
 const MAILBOX_SWEEP_RETRY: chrono::Duration = chrono::Duration::hours(1);
 /// A sweep is one bounded unit of work, even against a server that stalls.
@@ -218,6 +221,19 @@ impl Scheduler {
             store.set_job_state(RETENTION_JOB, &state).await?;
         } else if now < erase_at {
             next.push(erase_at);
+        }
+
+        // A trust setting that refuses most consultants' mail: once a day in the log.
+        if let Some(warning) = crate::control::current_status(&self.pipeline)?.trust_warning {
+            let last = store.job_state(TRUST_WARNING_JOB)?.last;
+            if last.is_none_or(|l| now - l >= chrono::Duration::days(1)) {
+                tracing::warn!(setting = %crate::control::trust_setting(&cfg), "{warning}");
+                let state = JobState {
+                    last: Some(now),
+                    data: None,
+                };
+                store.set_job_state(TRUST_WARNING_JOB, &state).await?;
+            }
         }
 
         // The mailbox: canvass' sent copies and processed triggers, daily once

@@ -295,6 +295,11 @@ async fn window_is_judged_by_internaldate_and_senders_are_checked() {
     assert_eq!(st.refused_unknown_sender, 1);
     let sj = st.regions.iter().find(|r| r.region == "Sjælland").unwrap();
     assert_eq!((sj.outside_window, sj.refused), (1, 1));
+    // By reason; the stranger's mail has its own line; the column adds up.
+    assert_eq!(sj.refused_unauthenticated, 1);
+    assert_eq!(st.no_region.refused_not_consultant, 1);
+    let column: u64 = st.regions.iter().map(|r| r.refused).sum::<u64>() + st.no_region.refused;
+    assert_eq!(column, st.total.refused);
     stop(d, shutdown).await;
     assert!(mail.fetch_all(outside, "INBOX").await.is_empty());
     assert!(mail.fetch_all(forged, "INBOX").await.is_empty());
@@ -680,4 +685,35 @@ async fn the_scheduler_sweeps_the_mailbox_daily_once_the_retention_is_due() {
         .await
         .expect("tick");
     assert_eq!(mail.fetch_all(SURVEY, "Sent Items").await.len(), 1);
+}
+
+/// A trust setting that does not match the mailbox (the server stamps
+/// another authserv-id) refuses every trigger: `status` says so and names
+/// the setting, and nobody is invited or answered (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status() {
+    let mail = stack();
+    let contact = "kontakt.t@kommune.test";
+    mail.add_user(contact);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let trust = r#"authserv_id = "mx.siri.test""#;
+    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", trust)).await;
+    for n in 0..3 {
+        let mut raw = b"Authentication-Results: mx.outlook.test; dkim=pass header.d=siri.test; dmarc=pass header.from=siri.test\r\n".to_vec();
+        raw.extend(trigger(&format!("tw{n}"), ANNE, &[contact], true));
+        mail.append(SURVEY, "INBOX", &raw, None).await;
+    }
+    until("three refusals", &d, Duration::from_secs(20), |s| {
+        s.total.refused_unauthenticated == 3
+    })
+    .await;
+    let st = status(&d);
+    assert_eq!(st.total.invited, 0);
+    let w = st.trust_warning.as_deref().expect("a warning");
+    assert!(w.starts_with("3 of the 3 mails from consultants"), "{w}");
+    assert!(w.contains(r#"[trust] authserv_id = "mx.siri.test""#), "{w}");
+    let text = canvass::status::render_text(&st);
+    assert!(text.contains("\nwarning: 3 of the 3 mails"), "{text}");
+    stop(d, shutdown).await;
 }
