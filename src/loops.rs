@@ -4,9 +4,10 @@
 //! autoresponder without `Auto-Submitted` or an out-of-office subject
 //! answers it, that answer is again a mail from the consultant to the survey
 //! address alone, and canvass confirmed again: "Re: Re: Re: Re: …" (issue
-//! 14). So a consultant's message that answers canvass' own mail gets no
-//! confirmation of its own (at most one per original message); its
-//! addresses are still invited, and the message is counted as a loop.
+//! 14). The same holds for the replies to a partly refused CC trigger or one
+//! outside the window. So a consultant's message that answers canvass' own
+//! mail gets no confirmation of its own (at most one per original message);
+//! what it asks for is still done, and the message is counted as a loop.
 //!
 //! It answers canvass mail when
 //! - its `In-Reply-To` / `References` name a canvass Message-ID (two of them

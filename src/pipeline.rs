@@ -177,7 +177,7 @@ impl Pipeline {
         headers_only: bool,
     ) -> Prepared {
         let parsed = MessageParser::default().parse(raw);
-        let mut loop_sign = None;
+        let mut answers_canvass = None;
         let (decision, facts) = match &parsed {
             Some(msg) => {
                 let message_id = msg.message_id().map(str::to_string);
@@ -185,22 +185,7 @@ impl Pipeline {
                 if headers_only {
                     too_large_for_a_phone_contact(&mut decision, cfg);
                 }
-                loop_sign = match &decision {
-                    Decision::Invite(t) if t.kind == classify::TriggerKind::PhoneContact => {
-                        crate::loops::answers_canvass(msg, cfg)
-                            .or_else(|| {
-                                let last = self
-                                    .last_confirmation
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get(&t.consultant)
-                                    .copied();
-                                crate::loops::too_fast(last, received)
-                            })
-                            .map(|why| (t.region.clone(), why))
-                    }
-                    _ => None,
-                };
+                answers_canvass = crate::loops::answers_canvass(msg, cfg);
                 let body_text = match decision {
                     Decision::Reply { .. } => msg.body_text(0).map(|b| b.into_owned()),
                     _ => None,
@@ -227,10 +212,33 @@ impl Pipeline {
         };
         let now = Utc::now();
         let mut plan = apply::plan(&decision, &facts, received, now, cfg, &self.key);
-        // An answer to canvass' own mail gets no confirmation: no loops
-        // (src/loops.rs). Its addresses are still invited.
-        if let Some((region, why)) = loop_sign {
-            tracing::warn!(message_id = facts.message_id.as_deref().unwrap_or("-"), why, "a phone contact answers canvass' own mail (an autoresponder?): no confirmation, counted as a loop");
+        // A consultant's mail that answers canvass' own mail, or came faster
+        // than a human would, gets no confirmation: no loops (src/loops.rs).
+        // What it asks for is still done.
+        let consultant = plan
+            .confirmation
+            .as_ref()
+            .and_then(|c| c.consultant.clone());
+        let loop_sign = consultant.and_then(|c| {
+            answers_canvass.or_else(|| {
+                let last = self
+                    .last_confirmation
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&c)
+                    .copied();
+                crate::loops::too_fast(last, received)
+            })
+        });
+        if let Some(why) = loop_sign {
+            let region = match &decision {
+                Decision::Invite(t) => t.region.clone(),
+                Decision::Refuse {
+                    region: Some(r), ..
+                } => r.clone(),
+                _ => String::new(),
+            };
+            tracing::warn!(message_id = facts.message_id.as_deref().unwrap_or("-"), why, "a consultant's mail answers canvass' own mail (an autoresponder?): no confirmation, counted as a loop");
             plan.confirmation = None;
             plan.unit
                 .counters
@@ -249,8 +257,14 @@ impl Pipeline {
 
     /// Log and count what was committed.
     fn finish(&self, p: Prepared, committed: Committed) -> Processed {
-        if let (Some(c), Committed::Done(_)) = (&p.plan.confirmation, &committed) {
-            if let Some(consultant) = &c.consultant {
+        if let (Some(c), Committed::Done(outcomes)) = (&p.plan.confirmation, &committed) {
+            // Whether a confirmation went out (compose's rule for CC/BCC).
+            let sent = !c.only_if_refused
+                || c.refused_in_part
+                || outcomes
+                    .iter()
+                    .any(|o| matches!(o, InviteOutcome::OverDailyCap(_)));
+            if let (true, Some(consultant)) = (sent, &c.consultant) {
                 self.last_confirmation
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
