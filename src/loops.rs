@@ -46,7 +46,8 @@ pub fn answers_canvass(msg: &Message<'_>, cfg: &Config) -> Option<String> {
         return Some(format!("it refers to {ours} message(s) canvass sent"));
     }
     let subject = msg.subject().unwrap_or("");
-    answers_by_subject(subject).then(|| format!("its subject {subject:?} answers an answer"))
+    // The subject itself is not repeated: it may name people, and this goes to the log.
+    answers_by_subject(subject).then(|| "its subject answers an answer (Re: Re: …)".to_string())
 }
 
 /// Faster than any human reads a confirmation and writes back.
