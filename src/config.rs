@@ -1086,10 +1086,13 @@ impl Validator {
         let metrics_bind = match raw.web.metrics_bind.trim() {
             "" | "off" => None,
             b => {
-                if b.parse::<std::net::SocketAddr>().is_err() {
+                let unix = b
+                    .strip_prefix("unix:")
+                    .is_some_and(|p| Path::new(p).is_absolute());
+                if !unix && b.parse::<std::net::SocketAddr>().is_err() {
                     self.err(
                         "web.metrics_bind",
-                        format!("{b:?} is not an address:port like 127.0.0.1:9464 (or \"off\")"),
+                        format!("{b:?} is not an address:port like 127.0.0.1:9464, a Unix socket like unix:/run/canvass/metrics.sock, or \"off\""),
                     );
                 }
                 Some(b.to_string())

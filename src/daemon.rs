@@ -136,7 +136,26 @@ pub async fn start(
     // /metrics on its own listener, never the form's. Not worth stopping the
     // survey for: a port in use is logged and the daemon goes on without it.
     let mut metrics_addr = None;
-    if let Some(bind) = cfg.web.metrics_bind.clone() {
+    if let Some(path) = cfg
+        .web
+        .metrics_bind
+        .as_deref()
+        .and_then(|b| b.strip_prefix("unix:"))
+    {
+        match bind_unix(std::path::Path::new(path)) {
+            Ok(l) => {
+                let (p, stop) = (pipeline.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = crate::web::run_metrics(l, p, stop).await {
+                        tracing::error!(error = %e, "metrics listener stopped");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(socket = %path, error = %e, "cannot listen on web.metrics_bind; /metrics is not served")
+            }
+        }
+    } else if let Some(bind) = cfg.web.metrics_bind.clone() {
         match TcpListener::bind(&bind).await {
             Ok(l) => {
                 metrics_addr = l.local_addr().ok();
@@ -185,6 +204,19 @@ pub async fn start(
         shutdown,
         supervisor,
     })
+}
+
+/// A Unix socket for `/metrics`, 0600 (a stale socket file is replaced).
+fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let l = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
 }
 
 impl Daemon {

@@ -95,9 +95,10 @@ pub async fn run(
     serve(listener, router(pipeline), &limits, shutdown).await
 }
 
-/// Serves `/metrics` (and `/healthz`) on the metrics listener until shutdown.
-pub async fn run_metrics(
-    listener: TcpListener,
+/// Serves `/metrics` (and `/healthz`) on the metrics listener (TCP or a
+/// Unix socket) until shutdown.
+pub async fn run_metrics<L: Accept>(
+    listener: L,
     pipeline: Arc<Pipeline>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
@@ -135,8 +136,8 @@ pub async fn run_unavailable(
 /// request, so it bounds slow heads, idle keep-alives and silent connections
 /// alike) and at most `max_connections` at once. At shutdown it stops
 /// accepting, lets requests in flight finish and closes idle connections.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Accept>(
+    listener: L,
     app: Router,
     limits: &WebSettings,
     shutdown: Shutdown,
@@ -176,7 +177,6 @@ pub async fn serve(
             _ = shutdown.wait() => break,
         };
         refused.ok();
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -194,6 +194,33 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// What [`serve`] accepts connections from: TCP (the form, metrics) or a
+/// Unix socket (metrics). A Unix peer has no address: it is given as
+/// 0.0.0.0:0 (only the form's limits look at addresses).
+pub trait Accept: Send + 'static {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Io, SocketAddr)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, SocketAddr)> {
+        let (s, peer) = TcpListener::accept(self).await?;
+        let _ = s.set_nodelay(true);
+        Ok((s, peer))
+    }
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, SocketAddr)> {
+        let (s, _) = tokio::net::UnixListener::accept(self).await?;
+        Ok((s, SocketAddr::from(([0, 0, 0, 0], 0))))
+    }
 }
 
 /// Reads the whole body before any handler runs, within `body_timeout` and

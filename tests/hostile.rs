@@ -698,3 +698,35 @@ fn the_store_sent_mail_and_exports_are_private_under_umask_022() {
     assert_private(&dir.path().join("store"));
     assert_private(&dir.path().join("sent"));
 }
+
+/// `[web] metrics_bind = "unix:…"`: /metrics on a Unix socket (mode 0600),
+/// no TCP port at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_live_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "");
+    let socket = dir.path().join("metrics.sock");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "metrics_bind = \"127.0.0.1:0\"",
+        &format!("metrics_bind = \"unix:{}\"", socket.display()),
+    );
+    std::fs::write(&path, text).unwrap();
+    let (d, shutdown) = start(&path).await;
+    assert_eq!(d.metrics_addr, None);
+    let s = socket.clone();
+    let answer = blocking(move || {
+        let mut c = wait_for("the metrics socket", Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&s).ok()
+        });
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("canvass_invitations_total"), "{answer}");
+    assert_eq!(mode(&socket) & 0o077, 0, "the socket is private");
+    stop(d, shutdown).await;
+}
