@@ -9,7 +9,7 @@
 //! - every word of the text is looked at as written, percent-decoded (up to
 //!   three times: wrappers encode the URL inside their own query) and
 //!   Proofpoint-v2-decoded (`-XX` for `%XX`, `_` for `/`);
-//! - a word is a link when any of those holds `/s/` (any case) followed by
+//! - a word is a link when any of those holds `/s/` or `/u/` (any case) followed by
 //!   22 token characters, or a token on its own (22 base64url characters
 //!   that decode to 128 bits);
 //! - such a word is replaced whole by [`REDACTED`], wrapper and all.
@@ -83,12 +83,13 @@ fn is_token_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
 }
 
-/// `/s/` in any case followed by 22 token characters.
+/// `/s/` (the form) or `/u/` (one-click opt-out), in any case, followed by
+/// 22 token characters.
 fn has_link_path(s: &str) -> bool {
     let b = s.as_bytes();
     (0..b.len().saturating_sub(2)).any(|i| {
         b[i] == b'/'
-            && b[i + 1].eq_ignore_ascii_case(&b's')
+            && (b[i + 1].eq_ignore_ascii_case(&b's') || b[i + 1].eq_ignore_ascii_case(&b'u'))
             && b[i + 2] == b'/'
             && b.len() >= i + 3 + TOKEN_LEN
             && b[i + 3..i + 3 + TOKEN_LEN]
@@ -151,6 +152,7 @@ mod tests {
             format!("https://urldefense.proofpoint.com/v2/url?u={v2}&d=DwMFaQ&c=abc&r=def"),
             format!("https://urldefense.com/v3/__https://survey.siri.dk/s/{TOKEN}__;!!Nmw4Hv0!abc$"),
             format!("(min kode er {TOKEN})"),
+            format!("Afmeld: https://survey.siri.dk/u/{TOKEN}"),
         ];
         for s in &shapes {
             assert!(!leaks(s), "leaked: {s} -> {}", redact(s));
