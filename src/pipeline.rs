@@ -177,7 +177,6 @@ impl Pipeline {
         headers_only: bool,
     ) -> Prepared {
         let parsed = MessageParser::default().parse(raw);
-        let mut answers_canvass = None;
         let (decision, facts) = match &parsed {
             Some(msg) => {
                 let message_id = msg.message_id().map(str::to_string);
@@ -185,7 +184,6 @@ impl Pipeline {
                 if headers_only {
                     too_large_for_a_phone_contact(&mut decision, cfg);
                 }
-                answers_canvass = crate::loops::answers_canvass(msg, cfg);
                 let body_text = match decision {
                     Decision::Reply { .. } => msg.body_text(0).map(|b| b.into_owned()),
                     _ => None,
@@ -215,6 +213,9 @@ impl Pipeline {
         // A consultant's mail that answers canvass' own mail, or came faster
         // than a human would, gets no confirmation: no loops (src/loops.rs).
         // What it asks for is still done.
+        let answers_canvass = parsed
+            .as_ref()
+            .and_then(|m| crate::loops::answers_canvass(m, cfg));
         let consultant = plan
             .confirmation
             .as_ref()
