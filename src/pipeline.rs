@@ -49,6 +49,27 @@ struct Prepared {
     headers_only: bool,
 }
 
+/// A phone contact larger than `max_message_bytes` was read without its
+/// body, so its addresses are unknown: the consultant is told it was too
+/// large, not that it named nobody (issue 14).
+fn too_large_for_a_phone_contact(decision: &mut Decision, cfg: &Config) {
+    if let Decision::Invite(t) = decision {
+        if t.kind == classify::TriggerKind::PhoneContact {
+            let max = match &cfg.inbound {
+                crate::config::Inbound::Imap(i) => i.max_message_bytes,
+                crate::config::Inbound::Maildir(m) => m.max_message_bytes,
+            };
+            let mb = max / (1024 * 1024);
+            t.invalid.push(classify::InvalidLine {
+                line: format!(
+                    "Mailen var for stor til at blive læst (over {mb} MB). Send adresserne i en kortere mail uden vedhæftede filer."
+                ),
+                error: format!("the message is larger than max_message_bytes ({mb} MiB); only its headers were read"),
+            });
+        }
+    }
+}
+
 /// A queued item, made ready to send by [`Pipeline::ready_to_send`].
 #[derive(Debug)]
 pub enum Ready {
@@ -292,27 +313,6 @@ impl Pipeline {
         Processed {
             decision: p.decision,
             committed,
-        }
-    }
-}
-
-/// A phone contact larger than `max_message_bytes` was read without its
-/// body, so its addresses are unknown: the consultant is told it was too
-/// large, not that it named nobody (issue 14).
-fn too_large_for_a_phone_contact(decision: &mut Decision, cfg: &Config) {
-    if let Decision::Invite(t) = decision {
-        if t.kind == classify::TriggerKind::PhoneContact {
-            let max = match &cfg.inbound {
-                crate::config::Inbound::Imap(i) => i.max_message_bytes,
-                crate::config::Inbound::Maildir(m) => m.max_message_bytes,
-            };
-            let mb = max / (1024 * 1024);
-            t.invalid.push(classify::InvalidLine {
-                line: format!(
-                    "Mailen var for stor til at blive læst (over {mb} MB). Send adresserne i en kortere mail uden vedhæftede filer."
-                ),
-                error: format!("the message is larger than max_message_bytes ({mb} MiB); only its headers were read"),
-            });
         }
     }
 }
