@@ -316,6 +316,12 @@ fn log_decision(
             temporary = b.recipients.iter().filter(|r| !r.permanent).count(),
             "bounce"
         ),
+        Decision::Complaint(c) => tracing::warn!(
+            message_id,
+            decision = decision.label(),
+            format = %c.format,
+            "spam complaint"
+        ),
         Decision::OptOut { .. } => {
             tracing::info!(message_id, decision = decision.label(), "opt-out")
         }
