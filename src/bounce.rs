@@ -806,7 +806,9 @@ fn qmail(text: &str) -> Option<Vec<BouncedRecipient>> {
     let flush = |current: &mut Option<(&str, Vec<&str>)>, out: &mut Vec<BouncedRecipient>| {
         if let Some((addr, lines)) = current.take() {
             let diag = lines.join(" ");
-            out.push(text_recipient(addr, Some(&diag), permanent));
+            // "I'm not going to try again; this message has been in the
+            // queue too long": qmail gave up on a host, the address may be good.
+            out.push(text_recipient(addr, Some(&diag), permanent && !gave_up(&diag)));
         }
     };
     for line in body.lines() {
@@ -1224,7 +1226,7 @@ fn failure_text(text: &str, subject: &str, exclude: &[String], cfg: &Config) -> 
             .any(|p| a.starts_with(p))
     };
     let mut out = Vec::new();
-    let permanent_of = |para: &str| !only_delayed(para);
+    let permanent_of = |para: &str| !only_delayed(para) && !gave_up(para);
     let paragraphs: Vec<Vec<&str>> = text
         .split("\n\n")
         .flat_map(|p| p.split("\r\n\r\n"))

@@ -1800,6 +1800,7 @@ mod tests {
             move_to: None,
             ca_file: None,
             max_message_bytes: 1024,
+            quarantine: "Quarantine".into(),
         }
     }
 
