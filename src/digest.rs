@@ -53,6 +53,8 @@ pub struct Digest {
     /// ISO weeks since the window opened: (label, invitations per region in `lines` order).
     pub weeks: Vec<(String, Vec<u64>)>,
     pub is_final: bool,
+    /// Return mail by outcome, over all regions (issue 13).
+    pub returns: crate::status::Returns,
 }
 
 fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
@@ -144,7 +146,22 @@ pub fn compute(
         refused_unknown_sender: status.refused_unknown_sender,
         weeks,
         is_final,
+        returns: status.returns.clone(),
     }
+}
+
+/// The return mail by outcome, one line per kind, in Danish; the labels
+/// follow the table's ("Returneret" for bounced).
+pub fn returns_lines(r: &crate::status::Returns) -> Vec<String> {
+    vec![
+        format!("Returneret (ukendt adresse): {}", r.bounced),
+        format!("Returneret (udløbet, serveren opgav): {}", r.expired),
+        format!("Spamklager (frameldt): {}", r.complained),
+        format!("Frameldt: {}", r.opted_out),
+        format!("Autosvar ignoreret: {}", r.auto_replies_ignored),
+        format!("Svar videresendt til konsulenten: {}", r.replies_forwarded),
+        format!("I karantæne (ulæselige): {}", r.quarantined),
+    ]
 }
 
 /// What the next digest compares against.
@@ -261,6 +278,11 @@ pub fn render_text(d: &Digest) -> String {
     if refused > 0 {
         let _ = writeln!(s, "Afviste henvendelser kan skyldes en forkert opsat konsulentadresse eller en forfalsket afsender: tjek `canvass status`.");
     }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Returpost:");
+    for l in returns_lines(&d.returns) {
+        let _ = writeln!(s, "  {l}");
+    }
     s
 }
 
@@ -359,9 +381,14 @@ pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
     let outside: u64 = d.lines.iter().map(|l| l.outside_window).sum();
     let _ = write!(
         s,
-        "<p>Afviste henvendelser: {refused} (heraf {} fra afsendere, der ikke er sikkerhedskonsulenter); {outside} uden for indsamlingsperioden.</p></body></html>",
+        "<p>Afviste henvendelser: {refused} (heraf {} fra afsendere, der ikke er sikkerhedskonsulenter); {outside} uden for indsamlingsperioden.</p>",
         d.refused_unknown_sender
     );
+    let _ = write!(s, "<h2 style=\"font-size: 16px;\">Returpost</h2><ul>");
+    for l in returns_lines(&d.returns) {
+        let _ = write!(s, "<li>{}</li>", html_escape(&l));
+    }
+    let _ = write!(s, "</ul></body></html>");
     s
 }
 

@@ -1196,6 +1196,128 @@ mod tests {
         );
     }
 
+    fn effect(store: &Store, effect: Effect, seen: u8) -> EffectOutcome {
+        let u = IngestUnit {
+            seen_key: Some([seen; 32]),
+            effect: Some(effect),
+            ..Default::default()
+        };
+        match store.commit_ingest(&u, &|_: &CommitView| None).unwrap() {
+            Committed::Effect(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn counter_of(store: &Store, name: &str) -> u64 {
+        store
+            .counters()
+            .unwrap()
+            .iter()
+            .filter(|(_, k, _)| k == name)
+            .map(|x| x.2)
+            .sum()
+    }
+
+    #[test]
+    fn a_bounce_proven_by_message_id_marks_only_that_invitation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        store
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk", "d@x.dk"], 1), &|_: &CommitView| None)
+            .unwrap();
+        let k = |a: &str| Some(key.key_of(&parse(a).unwrap()));
+        // Names b@x.dk, but returns a@x.dk's Message-ID: only a@x.dk is
+        // marked (a name alone proves nothing; the Message-ID does).
+        let o = effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(k("b@x.dk"), Failure::Permanent)],
+                message_ids: vec!["canvass.a@x.dk".into()],
+                by_address: false,
+            },
+            2,
+        );
+        assert_eq!(o.marked, 1);
+        // Names nobody: the Message-ID's invitation, as expired.
+        effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(None, Failure::Expired)],
+                message_ids: vec!["canvass.c@x.dk".into()],
+                by_address: false,
+            },
+            3,
+        );
+        // Only delayed: nothing.
+        effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(k("d@x.dk"), Failure::Temporary)],
+                message_ids: vec!["canvass.d@x.dk".into()],
+                by_address: false,
+            },
+            4,
+        );
+        // The outbound server's own report: by the address it names.
+        effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(k("d@x.dk"), Failure::Permanent)],
+                message_ids: vec![],
+                by_address: true,
+            },
+            5,
+        );
+        let bounced: Vec<String> = store
+            .invitations()
+            .map(|i| i.unwrap())
+            .filter(|i| i.bounced)
+            .map(|i| i.address.unwrap().to_string())
+            .collect();
+        assert_eq!(bounced, ["a@x.dk", "c@x.dk", "d@x.dk"]);
+        assert_eq!(counter_of(&store, counter::BOUNCED), 2);
+        assert_eq!(counter_of(&store, counter::EXPIRED), 1);
+    }
+
+    #[test]
+    fn opt_outs_and_complaints_follow_their_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        store
+            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1), &|_: &CommitView| None)
+            .unwrap();
+        let k = |a: &str| key.key_of(&parse(a).unwrap());
+        // Answering a@x.dk's invitation with From: b@x.dk opts out a@x.dk.
+        effect(
+            &store,
+            Effect::OptOut {
+                from: k("b@x.dk"),
+                message_ids: vec!["canvass.a@x.dk".into()],
+            },
+            2,
+        );
+        // A complaint about c@x.dk's invitation.
+        let o = effect(
+            &store,
+            Effect::Complaint {
+                message_ids: vec!["canvass.c@x.dk".into()],
+            },
+            3,
+        );
+        assert_eq!(o.marked, 1);
+        let out: Vec<String> = store
+            .invitations()
+            .map(|i| i.unwrap())
+            .filter(|i| i.opted_out)
+            .map(|i| i.address.unwrap().to_string())
+            .collect();
+        assert_eq!(out, ["a@x.dk", "c@x.dk"]);
+        assert_eq!(counter_of(&store, counter::OPTED_OUT), 1);
+        assert_eq!(counter_of(&store, counter::COMPLAINED), 1);
+    }
+
     #[test]
     fn reopened_store_keeps_everything() {
         let dir = tempfile::tempdir().unwrap();
