@@ -265,11 +265,36 @@ impl Decision {
 /// or the file's time: never the forgeable Date header).
 pub fn classify_raw(raw: &[u8], received: DateTime<Utc>, cfg: &Config) -> Decision {
     match MessageParser::default().parse(raw) {
-        Some(msg) => classify(&msg, received, cfg),
-        None => Decision::Ignore {
+        Some(msg) if unreadable(&msg).is_none() => classify(&msg, received, cfg),
+        _ => Decision::Ignore {
             reason: Ignored::Unparseable,
         },
     }
+}
+
+/// Why a message is no mail canvass can read (and goes to the quarantine,
+/// never marked processed as if it were handled): `None` when it is one. A
+/// message has at least one of From, Sender, To, Cc, Subject, Date,
+/// Message-ID or Received: a file cut off before its headers, or bytes that
+/// are no message at all, has none.
+pub fn unreadable(msg: &Message<'_>) -> Option<&'static str> {
+    if msg.raw_message().iter().all(u8::is_ascii_whitespace) {
+        return Some("empty");
+    }
+    let known = msg.headers().iter().any(|h| {
+        matches!(
+            h.name,
+            HeaderName::From
+                | HeaderName::Sender
+                | HeaderName::To
+                | HeaderName::Cc
+                | HeaderName::Subject
+                | HeaderName::Date
+                | HeaderName::MessageId
+                | HeaderName::Received
+        )
+    });
+    (!known).then_some("no header fields")
 }
 
 /// Classifies a parsed message. See the module documentation for the order.
