@@ -1001,20 +1001,14 @@ pub fn line_asks_opt_out(line: &str) -> bool {
                         || x == "receive"
                         || x == "kontaktes"
                 });
-            let delete_me = (w[k] == "slet" || w[k] == "delete")
+            let delete_me = (w[k] == "slet" || w[k] == "slette" || w[k] == "delete")
                 && (1..=2).any(|n| matches!(next(n), "min" | "mig" | "mit" | "my" | "me"));
             let remove_mine = w[k].starts_with("fjern")
                 && (1..=2).any(|n| matches!(next(n), "min" | "mit" | "mine"));
             wants_not || delete_me || remove_mine
         });
-        if let Some(at) = phrase {
-            // Still not a question unless it is a request to us.
-            if !question {
-                return true;
-            }
-            let _ = at;
-        }
-        let Some(at) = (0..w.len()).find(|&k| {
+        let word = || {
+            (0..w.len()).find(|&k| {
             let next = w.get(k + 1).map(String::as_str).unwrap_or("");
             w[k].starts_with("afmeld")
                 || w[k].starts_with("frameld")
@@ -1023,14 +1017,18 @@ pub fn line_asks_opt_out(line: &str) -> bool {
                 || (w[k] == "opt" && next == "out")
                 || (w[k] == "remove" && next == "me")
                 || (w[k].starts_with("fjern") && next == "mig")
-        }) else {
-            return false;
+            })
         };
-        if w[at.saturating_sub(3)..at]
-            .iter()
-            .any(|x| NEGATIONS.contains(&x.as_str()))
-        {
-            return false;
+        if phrase.is_none() {
+            let Some(at) = word() else {
+                return false;
+            };
+            if w[at.saturating_sub(3)..at]
+                .iter()
+                .any(|x| NEGATIONS.contains(&x.as_str()))
+            {
+                return false;
+            }
         }
         if !question {
             return true;
@@ -1552,6 +1550,14 @@ mod tests {
             "Could you unsubscribe me, please?",
             "Hvad er det her? Afmeld mig.",
             "Jeg vil ikke have flere mails, afmeld mig",
+            "Jeg ønsker ikke at deltage i undersøgelsen",
+            "Jeg ønsker ikke at deltage … slet venligst min e-mailadresse",
+            "Slet venligst min e-mailadresse.",
+            "Fjern venligst min mail fra jeres liste",
+            "Fjern min adresse",
+            "Jeg ønsker ikke at modtage flere mails",
+            "Kan I slette min adresse?",
+            "Frameld",
         ] {
             assert!(line_asks_opt_out(yes), "{yes:?} asks to opt out");
         }
@@ -1566,6 +1572,9 @@ mod tests {
             "Stop venligst med at ringe",
             "Vi stoppede samarbejdet",
             "I unsubscribed last week",
+            "Hvad sker der, hvis jeg ikke ønsker at deltage?",
+            "Vil du slette min gamle adresse, hvis jeg sender en ny?",
+            "Hvorfor ønsker I ikke at modtage mit svar?",
         ] {
             assert!(!line_asks_opt_out(no), "{no:?} does not ask to opt out");
         }
