@@ -352,7 +352,12 @@ fn recipients(
     // wording; what both find, the first with its code.
     let exclude = own_addresses(msg);
     let mut found = generic_text(&text, cfg);
-    found.extend(failure_text(&text, msg.subject().unwrap_or(""), &exclude, cfg));
+    found.extend(failure_text(
+        &text,
+        msg.subject().unwrap_or(""),
+        &exclude,
+        cfg,
+    ));
     found.retain(|r| !exclude.contains(&r.address));
     if !found.is_empty() {
         return Some((dedup(found), shape.unwrap_or("text")));
@@ -383,7 +388,11 @@ fn own_addresses(msg: &Message<'_>) -> Vec<String> {
     for h in msg.headers() {
         if !matches!(
             h.name,
-            HeaderName::From | HeaderName::To | HeaderName::Cc | HeaderName::ReplyTo | HeaderName::Sender
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::Cc
+                | HeaderName::ReplyTo
+                | HeaderName::Sender
         ) {
             continue;
         }
@@ -405,14 +414,17 @@ fn own_addresses(msg: &Message<'_>) -> Vec<String> {
 /// `mx.siri.dk`), lower case, without a trailing dot.
 pub fn reporting_mta(msg: &Message<'_>) -> Option<String> {
     msg.parts.iter().filter(|p| is_dsn_part(p)).find_map(|p| {
-        field_blocks(&part_text(p)).into_iter().flatten().find_map(|(n, v)| {
-            (n == "reporting-mta").then(|| {
-                strip_type(&v)
-                    .trim()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase()
+        field_blocks(&part_text(p))
+            .into_iter()
+            .flatten()
+            .find_map(|(n, v)| {
+                (n == "reporting-mta").then(|| {
+                    strip_type(&v)
+                        .trim()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase()
+                })
             })
-        })
     })
 }
 
@@ -808,7 +820,11 @@ fn qmail(text: &str) -> Option<Vec<BouncedRecipient>> {
             let diag = lines.join(" ");
             // "I'm not going to try again; this message has been in the
             // queue too long": qmail gave up on a host, the address may be good.
-            out.push(text_recipient(addr, Some(&diag), permanent && !gave_up(&diag)));
+            out.push(text_recipient(
+                addr,
+                Some(&diag),
+                permanent && !gave_up(&diag),
+            ));
         }
     };
     for line in body.lines() {
@@ -1201,7 +1217,12 @@ fn says_failed(lower: &str) -> bool {
 /// Only the text above the returned original is read; the survey address,
 /// the mail system's own addresses and `exclude` (the report's own From, To,
 /// Cc) are never recipients.
-fn failure_text(text: &str, subject: &str, exclude: &[String], cfg: &Config) -> Vec<BouncedRecipient> {
+fn failure_text(
+    text: &str,
+    subject: &str,
+    exclude: &[String],
+    cfg: &Config,
+) -> Vec<BouncedRecipient> {
     let lower = text.to_lowercase();
     let end = ORIGINAL_MARKERS
         .iter()
@@ -1247,8 +1268,17 @@ fn failure_text(text: &str, subject: &str, exclude: &[String], cfg: &Config) -> 
             .filter(|l| {
                 let l = l.to_ascii_lowercase();
                 ![
-                    "from:", "to:", "cc:", "reply-to:", "sender:", "return-path:",
-                    "received:", "message-id:", "date:", "subject:", "envelope-from",
+                    "from:",
+                    "to:",
+                    "cc:",
+                    "reply-to:",
+                    "sender:",
+                    "return-path:",
+                    "received:",
+                    "message-id:",
+                    "date:",
+                    "subject:",
+                    "envelope-from",
                 ]
                 .iter()
                 .any(|h| l.starts_with(h))

@@ -991,8 +991,10 @@ pub fn line_asks_opt_out(line: &str) -> bool {
         // the negation or the verb is the request itself.
         let phrase = (0..w.len()).find(|&k| {
             let next = |n: usize| w.get(k + n).map(String::as_str).unwrap_or("");
-            let wants_not = matches!(w[k].as_str(), "ønsker" | "vil" | "ønsker," | "wish" | "want")
-                && matches!(next(1), "ikke" | "not")
+            let wants_not = matches!(
+                w[k].as_str(),
+                "ønsker" | "vil" | "ønsker," | "wish" | "want"
+            ) && matches!(next(1), "ikke" | "not")
                 && (1..=4).any(|n| {
                     let x = next(n);
                     x.starts_with("deltage")
@@ -1009,14 +1011,14 @@ pub fn line_asks_opt_out(line: &str) -> bool {
         });
         let word = || {
             (0..w.len()).find(|&k| {
-            let next = w.get(k + 1).map(String::as_str).unwrap_or("");
-            w[k].starts_with("afmeld")
-                || w[k].starts_with("frameld")
-                || w[k] == "unsubscribe"
-                || w[k] == "optout"
-                || (w[k] == "opt" && next == "out")
-                || (w[k] == "remove" && next == "me")
-                || (w[k].starts_with("fjern") && next == "mig")
+                let next = w.get(k + 1).map(String::as_str).unwrap_or("");
+                w[k].starts_with("afmeld")
+                    || w[k].starts_with("frameld")
+                    || w[k] == "unsubscribe"
+                    || w[k] == "optout"
+                    || (w[k] == "opt" && next == "out")
+                    || (w[k] == "remove" && next == "me")
+                    || (w[k].starts_with("fjern") && next == "mig")
             })
         };
         if phrase.is_none() {
@@ -1165,7 +1167,9 @@ fn away_line(msg: &Message<'_>) -> Option<String> {
     let own: Vec<&str> = body
         .lines()
         .map(str::trim)
-        .take_while(|l| !l.starts_with('>') && !l.starts_with("-----") && !l.starts_with("________"))
+        .take_while(|l| {
+            !l.starts_with('>') && !l.starts_with("-----") && !l.starts_with("________")
+        })
         .filter(|l| !l.is_empty())
         .take(4)
         .collect();

@@ -175,11 +175,15 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             for id in &c.message_ids {
                 let _ = writeln!(s, "  original  <{id}>");
             }
-            let _ = writeln!(s, "  effect    {}", if c.message_ids.is_empty() {
-                "none: it returns no canvass Message-ID (never a trigger)"
-            } else {
-                "the invitation of the returned Message-ID is opted out (no reminders), counted as complained; never a trigger"
-            });
+            let _ = writeln!(
+                s,
+                "  effect    {}",
+                if c.message_ids.is_empty() {
+                    "none: it returns no canvass Message-ID (never a trigger)"
+                } else {
+                    "the invitation of the returned Message-ID is opted out (no reminders), counted as complained; never a trigger"
+                }
+            );
         }
         Decision::OptOut {
             from,

@@ -263,7 +263,10 @@ mod tests {
             }
         );
         assert_eq!(s.regions[1].waiting, 2);
-        assert_eq!(s.regions[1].delivered, 5, "sent minus bounced minus expired");
+        assert_eq!(
+            s.regions[1].delivered, 5,
+            "sent minus bounced minus expired"
+        );
         assert_eq!(s.total.expired, 1);
         assert_eq!(
             s.returns,

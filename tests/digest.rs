@@ -361,7 +361,10 @@ async fn opt_out_question_and_out_of_office_replies() {
     assert_eq!(status, 200);
     assert!(body.contains("frameldt"), "{body}");
     assert!(body.contains("?svar=alligevel"), "{body}");
-    let (w, l) = (web.clone(), format!("{}?svar=alligevel", invitation[optout].1));
+    let (w, l) = (
+        web.clone(),
+        format!("{}?svar=alligevel", invitation[optout].1),
+    );
     let (status, body) = tokio::task::spawn_blocking(move || http_get(&w, &l))
         .await
         .unwrap();
@@ -424,7 +427,9 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
         "offer@kommune.test",
         "findesikke@kommune.test",
     );
-    mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, expired, complainer, victim]);
+    mail.add_users(&[
+        SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, expired, complainer, victim,
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -475,15 +480,24 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
     let forged_opt_out = format!(
         "From: <{victim}>\r\nTo: {SURVEY}\r\nSubject: afmeld\r\nMessage-ID: <forged-optout@evil.example>\r\n\r\nafmeld\r\n"
     );
-    mail.send("attacker@example.test", &[SURVEY], forged_opt_out.as_bytes());
+    mail.send(
+        "attacker@example.test",
+        &[SURVEY],
+        forged_opt_out.as_bytes(),
+    );
     // 5. Forged: a DSN from evil.example naming the victim, no Message-ID.
     let forged_dsn = format!(
         "From: MAILER-DAEMON@evil.example\r\nTo: {SURVEY}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <forged-dsn@evil.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.evil.example\r\n\r\nFinal-Recipient: rfc822; {victim}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--B--\r\n"
     );
     mail.send("", &[SURVEY], forged_dsn.as_bytes());
     // 6. Bytes that are no message at all, appended over IMAP.
-    mail.append(SURVEY, "INBOX", b"\x00\x01garbage without any header\r\n", None)
-        .await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        b"\x00\x01garbage without any header\r\n",
+        None,
+    )
+    .await;
 
     let st = until_status(&d, &mail, "return mail not counted", |st| {
         st.returns.expired == 1
@@ -494,7 +508,10 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
     })
     .await;
     assert_eq!(st.returns.bounced, 1, "the forged DSN marked nobody");
-    assert_eq!(st.returns.opted_out, 0, "the forged opt-out opted nobody out");
+    assert_eq!(
+        st.returns.opted_out, 0,
+        "the forged opt-out opted nobody out"
+    );
     assert_eq!(st.total.delivered, st.total.sent - 2);
     let text = canvass::status::render_text(&st);
     assert!(text.contains("quarantined"), "{text}");
@@ -507,7 +524,9 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
     let fwd = mail
         .wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(30))
         .await;
-    assert!(fwd.iter().any(|m| String::from_utf8_lossy(m).contains(victim)));
+    assert!(fwd
+        .iter()
+        .any(|m| String::from_utf8_lossy(m).contains(victim)));
     // Reminders: only the victim (the ghost bounced, one expired, one complained).
     let sched = Scheduler {
         pipeline: d.pipeline.clone(),

@@ -715,7 +715,8 @@ impl ImapSource {
             return Ok(());
         }
         let folder = self.cfg.quarantine.clone();
-        self.create_folder(&folder, "inbound.imap.quarantine").await?;
+        self.create_folder(&folder, "inbound.imap.quarantine")
+            .await?;
         let set = uid_set(uids);
         let can_move = self.link.as_ref().is_some_and(|l| l.can_move);
         let cmds = if can_move {

@@ -967,17 +967,16 @@ fn apply_effect(
                 // that agrees with it gives the failure, else (the report
                 // names nobody, or an address the mail was forwarded to)
                 // the worst failure the report names.
-                let worst = recipients
-                    .iter()
-                    .map(|(_, f)| *f)
-                    .min_by_key(|f| match f {
-                        Failure::Permanent => 0,
-                        Failure::Expired => 1,
-                        Failure::Temporary => 2,
-                    });
+                let worst = recipients.iter().map(|(_, f)| *f).min_by_key(|f| match f {
+                    Failure::Permanent => 0,
+                    Failure::Expired => 1,
+                    Failure::Temporary => 2,
+                });
                 let mut done = Vec::new();
                 for m in message_ids {
-                    let Some((id, mut i)) = match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)? else {
+                    let Some((id, mut i)) =
+                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                    else {
                         outcome.unmatched += 1;
                         continue;
                     };
@@ -1019,7 +1018,9 @@ fn apply_effect(
         Effect::Complaint { message_ids } => {
             let mut done = Vec::new();
             for m in message_ids {
-                let Some((id, mut i)) = match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)? else {
+                let Some((id, mut i)) =
+                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                else {
                     continue;
                 };
                 if done.contains(&id) {
@@ -1224,7 +1225,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let key = HmacKey::from_bytes(&[7; 32]);
         store
-            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk", "d@x.dk"], 1), &|_: &CommitView| None)
+            .commit_ingest(
+                &unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk", "d@x.dk"], 1),
+                &|_: &CommitView| None,
+            )
             .unwrap();
         let k = |a: &str| Some(key.key_of(&parse(a).unwrap()));
         // Names b@x.dk, but returns a@x.dk's Message-ID: only a@x.dk is
@@ -1286,7 +1290,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let key = HmacKey::from_bytes(&[7; 32]);
         store
-            .commit_ingest(&unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1), &|_: &CommitView| None)
+            .commit_ingest(
+                &unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1),
+                &|_: &CommitView| None,
+            )
             .unwrap();
         let k = |a: &str| key.key_of(&parse(a).unwrap());
         // Answering a@x.dk's invitation with From: b@x.dk opts out a@x.dk.
