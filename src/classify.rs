@@ -3,10 +3,18 @@
 //! exactly this, so an operator sees the same reasoning the daemon used.
 //!
 //! The order of the checks is the policy:
-//! 1. unreadable, or our own mail → ignore (a delivery report is never our own
-//!    mail: the bounce of an invitation comes from MAILER-DAEMON, not from us);
-//! 2. a bounce → [`Decision::Bounce`], read by [`crate::bounce`] (recipients,
-//!    permanent or temporary, the canvass Message-IDs it returns);
+//! 0. a spam complaint (an ARF report, a provider's notice returning a canvass
+//!    Message-ID), not from a consultant → [`Decision::Complaint`];
+//! 1. unreadable ([`unreadable`]: the ingest loop quarantines it), or our own
+//!    mail → ignore (a delivery report is never our own mail: the bounce of an
+//!    invitation comes from MAILER-DAEMON, not from us);
+//! 2. a bounce (a DSN; a report sender: `<>`, MAILER-DAEMON, postmaster,
+//!    mail.delivery.system, "Mail Delivery Subsystem"; a report subject in
+//!    English or Danish; NDR headers or text shapes) → [`Decision::Bounce`],
+//!    read by [`crate::bounce`] (recipients, permanent, expired or temporary,
+//!    the canvass Message-IDs it returns) with its [`Proof`]: the returned
+//!    Message-ID, or the configured outbound server's own report; without
+//!    one it changes nothing;
 //! 3. an auto-reply (out-of-office replies to invitations included: never an
 //!    opt-out, never a reply), bulk or list mail → ignore (RFC 3834: never
 //!    answer those); the one exception is the invitation's List-Unsubscribe
@@ -16,7 +24,9 @@
 //!    - asks to opt out (see [`asks_to_opt_out`]: the subject or the first own
 //!      lines of the body, never quoted text, since the invitation itself says
 //!      "afmeld") and answers canvass mail or writes to the survey address
-//!      alone → [`Decision::OptOut`];
+//!      alone → [`Decision::OptOut`] when it proves it (it answers the
+//!      invitation's Message-ID, or its From passed DKIM/DMARC under
+//!      `trust.authserv_id`), else a [`Decision::Reply`] a person reads;
 //!    - else In-Reply-To/References name a canvass Message-ID → [`Decision::Reply`];
 //!    - else refused, unknown sender;
 //! 5. where a trusted `authserv-id` is configured, DKIM or DMARC must have passed for
@@ -644,12 +654,14 @@ fn bounce_decision(msg: &Message<'_>, cfg: &Config) -> Decision {
             msg.body_text(0).unwrap_or_default()
         );
         let status = bounce::enhanced_code(&text).filter(|c| !c.starts_with('2'));
-        let expired = bounce::gave_up(&text) || status.as_deref() == Some("4.4.7");
-        let permanent = !expired
-            && match &status {
-                Some(s) => s.starts_with('5'),
-                None => !bounce::only_delayed(&text),
-            };
+        let gave_up = bounce::gave_up(&text) || status.as_deref() == Some("4.4.7");
+        // A status code decides permanence, as everywhere; without one, the
+        // wording: gave up (expired), delayed (temporary), else permanent.
+        let permanent = match &status {
+            Some(s) => s.starts_with('5'),
+            None => !gave_up && !bounce::only_delayed(&text),
+        };
+        let expired = !permanent && gave_up;
         report.recipients.push(BouncedRecipient {
             address: String::new(),
             status,
