@@ -1646,6 +1646,88 @@ mod tests {
     }
 
     #[test]
+    fn report_senders_and_subjects() {
+        for (addr, name) in [
+            (Some(""), Some("MAILER-DAEMON")),
+            (Some("<>"), None),
+            (Some("postmaster@kommune.dk"), None),
+            (Some("Mail.Delivery.System@x.dk"), None),
+            (Some("x@y.dk"), Some("Mail Delivery Subsystem")),
+            (Some("MDaemon@receive.example.com"), None),
+        ] {
+            assert!(is_report_sender(addr, name), "{addr:?} {name:?}");
+        }
+        assert!(!is_report_sender(Some("mette@aarhus.dk"), Some("Mette")));
+        assert!(!is_report_sender(None, Some("Mette")));
+        for s in [
+            "Undeliverable: Hvad synes du?",
+            "Delivery Status Notification (Failure)",
+            "Returned mail: see transcript for details",
+            "Ikke-leverbar: Hvad synes du?",
+            "Kunne ikke leveres",
+        ] {
+            assert!(is_report_subject(s), "{s}");
+        }
+        for s in ["SV: Undeliverable?", "Hvad synes du?", "Re: returned mail"] {
+            assert!(!is_report_subject(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn giving_up_is_final_and_a_delay_is_not() {
+        for t in [
+            "delivery temporarily suspended ... message expired",
+            "I'm not going to try again; this message has been in the queue too long.",
+            "Status: 4.4.7",
+            "Giving up on 10.0.0.1.",
+        ] {
+            assert!(gave_up(t), "{t}");
+        }
+        assert!(!gave_up(
+            "Delivery is delayed to these recipients or groups"
+        ));
+        assert!(only_delayed(
+            "This is a warning only. The mail system will continue delivery attempts."
+        ));
+        assert!(!only_delayed("Warning: message expired, giving up"));
+        // A DSN's `Action: failed` with 4.x.x is expired, `delayed` is not.
+        let r = dsn_fields("Final-Recipient: rfc822; a@b.dk\nAction: failed\nStatus: 4.4.1\n\nFinal-Recipient: rfc822; c@b.dk\nAction: delayed\nStatus: 4.4.1\n");
+        assert!(r[0].expired && !r[0].permanent);
+        assert!(!r[1].expired && !r[1].permanent);
+    }
+
+    #[test]
+    fn failure_wording_without_a_code() {
+        let cfg = cfg();
+        let none: &[String] = &[];
+        let got = |text: &str, subject: &str| -> Vec<String> {
+            failure_text(text, subject, none, &cfg)
+                .into_iter()
+                .map(|r| r.address)
+                .collect()
+        };
+        assert_eq!(
+            got("kijitora@example.org: Domain does not exist\n", ""),
+            ["kijitora@example.org"]
+        );
+        assert_eq!(
+            got("Your message\n\n  Subject: x\n\ndid not reach the following recipient(s):\n\nbo@kommune.dk on Mon\n", ""),
+            ["bo@kommune.dk"]
+        );
+        assert_eq!(
+            got("<jens@x.dk>:\nSorry, no such mailbox\n", ""),
+            ["jens@x.dk"]
+        );
+        assert_eq!(got("Hello\n", "Undeliverable: per@x.dk"), ["per@x.dk"]);
+        // The survey address, the mail system and the quoted original are not recipients.
+        assert!(got(
+            "The message from undersoegelse@siri.dk failed. Contact postmaster@x.dk.\n\n----- Original message -----\nTo: anne@x.dk user unknown\n",
+            ""
+        )
+        .is_empty());
+    }
+
+    #[test]
     fn nothing_recognised() {
         assert_eq!(
             read("From: MAILER-DAEMON@x.dk\r\nSubject: hmm\r\n\r\nSomething happened.\r\n"),
