@@ -940,12 +940,13 @@ async fn an_autoresponder_gets_one_confirmation_and_no_loop() {
     assert!(confirmation.contains("Subject: Re: Telefonkontakt"));
     let confirmation_id = message_id_of(&confirmation);
 
-    // Bo's autoresponder (no Auto-Submitted, no out-of-office subject)
+    // Bo's autoresponder (no Auto-Submitted, no out-of-office subject or
+    // wording: those are ignored as auto-replies before anything else)
     // answers it, once keeping the reference and once keeping only the
     // subject, as cheap autoresponders do.
     let auto = |id: &str, refs: &str| {
         format!(
-            "Message-ID: <{id}@siri.test>\r\nFrom: Bo Jensen <{BO}>\r\nTo: {SURVEY}\r\n{refs}Subject: Re: Re: Telefonkontakt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTak for din mail. Jeg er på kursus og læser den senere.\r\n"
+            "Message-ID: <{id}@siri.test>\r\nFrom: Bo Jensen <{BO}>\r\nTo: {SURVEY}\r\n{refs}Subject: Re: Re: Telefonkontakt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nModtaget med tak.\r\nVenlig hilsen Bo\r\n"
         )
     };
     let refs = format!("In-Reply-To: <{confirmation_id}>\r\nReferences: <loop-1@siri.test> <{confirmation_id}>\r\n");
