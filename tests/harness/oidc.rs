@@ -170,7 +170,7 @@ impl OidcServer {
     /// Stops the server: the token endpoint refuses connections.
     pub fn stop(&self) {
         if let Some(mut child) = lock(&self.child).take() {
-            kill_group(child.id());
+            // (node has no children of its own: its pid is enough.)
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -194,14 +194,6 @@ impl Drop for OidcServer {
         self.stop();
         os::release_ports(&[self.port]);
     }
-}
-
-fn kill_group(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(format!("-{pid}"))
-        .stderr(Stdio::null())
-        .status();
 }
 
 fn path_str(p: &Path) -> &str {
