@@ -284,7 +284,11 @@ fn shipped_configs_are_valid() {
         dir.path().join("canvass.toml").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("provider        microsoft365"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("provider        microsoft365"),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stdout(&out).contains("IMAP undersoegelse@siri.dk@outlook.office365.com:993"),
         "{}",

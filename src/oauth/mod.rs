@@ -236,3 +236,225 @@ impl Provider {
         }
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    //! `[mailbox]` and `[auth]` as `check-config` reads them.
+    use std::path::Path;
+
+    use crate::config::{Config, Inbound, Outbound, TlsMode};
+
+    use super::{Credential, Mechanism, Provider};
+
+    fn parse(mailbox: &str, auth: &str, imap: &str, smtp: &str) -> Result<Config, String> {
+        let survey = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/survey.da.toml");
+        let text = format!(
+            r#"
+[survey]
+address = "undersoegelse@siri.dk"
+base_url = "https://survey.siri.dk"
+definition = "{survey}"
+[window]
+start = 2024-08-07
+end = 2024-09-20
+[secrets]
+hmac_key_file = "hmac.key"
+[store]
+path = "store"
+[mailbox]
+{mailbox}
+[auth]
+{auth}
+[inbound.imap]
+{imap}
+[outbound.smtp]
+{smtp}
+[[regions]]
+name = "Sjælland"
+consultants = ["anne.hansen@siri.dk"]
+"#,
+            survey = survey.display()
+        );
+        Config::parse(&text, Path::new("/etc/canvass/canvass.toml")).map_err(|e| e.to_string())
+    }
+
+    const MS: &str = "provider = \"microsoft365\"\ntenant_id = \"contoso.onmicrosoft.com\"";
+    const MS_AUTH: &str =
+        "method = \"oauth2\"\nclient_id = \"app\"\ncertificate_file = \"c.pem\"\nprivate_key_file = \"k.pem\"";
+
+    #[test]
+    fn the_microsoft365_preset_fills_hosts_mechanism_token_url_and_limits() {
+        let c = parse(MS, MS_AUTH, "", "").unwrap();
+        let Inbound::Imap(i) = &c.inbound else {
+            panic!()
+        };
+        let Outbound::Smtp(o) = &c.outbound else {
+            panic!()
+        };
+        assert_eq!(
+            (i.host.as_str(), i.port, i.tls),
+            ("outlook.office365.com", 993, TlsMode::Implicit)
+        );
+        assert_eq!(
+            (o.host.as_str(), o.port, o.tls),
+            ("smtp.office365.com", 587, TlsMode::Starttls)
+        );
+        assert_eq!(i.username, "undersoegelse@siri.dk");
+        assert_eq!(o.pool_size, 3);
+        let a = i.oauth.as_ref().unwrap();
+        assert_eq!(
+            o.oauth.as_ref(),
+            Some(a),
+            "IMAP and SMTP share one OAuth setting"
+        );
+        assert_eq!(a.mechanism, Mechanism::Xoauth2);
+        assert_eq!(
+            a.token_url,
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(a.scope, "https://outlook.office365.com/.default");
+        assert!(matches!(a.credential, Credential::Certificate { .. }));
+        let l = c.sending.limits;
+        assert_eq!(
+            (
+                l.max_connections,
+                l.messages_per_minute,
+                l.recipients_per_day
+            ),
+            (Some(3), Some(30), Some(10_000))
+        );
+        assert_eq!(c.mailbox.provider, Provider::Microsoft365);
+        assert_eq!(
+            c.mailbox.tenant_id.as_deref(),
+            Some("contoso.onmicrosoft.com")
+        );
+    }
+
+    #[test]
+    fn a_pool_above_exchanges_three_connections_is_refused() {
+        let e = parse(MS, MS_AUTH, "", "pool_size = 4").unwrap_err();
+        assert!(
+            e.contains("outbound.smtp.pool_size: 4 is above the 3 simultaneous SMTP connections microsoft365 allows per mailbox: set 3 or less"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_google_preset_needs_a_service_account() {
+        let c = parse(
+            "provider = \"google\"",
+            "method = \"oauth2\"\nservice_account_file = \"sa.json\"",
+            "",
+            "",
+        )
+        .unwrap();
+        let Outbound::Smtp(o) = &c.outbound else {
+            panic!()
+        };
+        assert_eq!(
+            (o.host.as_str(), o.port, o.tls),
+            ("smtp.gmail.com", 465, TlsMode::Implicit)
+        );
+        assert_eq!(c.sending.limits.messages_per_day, Some(2_000));
+        let a = c.oauth().unwrap();
+        assert_eq!(a.token_url, "https://oauth2.googleapis.com/token");
+        assert_eq!(a.scope, "https://mail.google.com/");
+        let e = parse(
+            "provider = \"google\"",
+            "method = \"oauth2\"\nclient_id = \"x\"\nclient_secret_file = \"s\"",
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "auth.service_account_file: Google Workspace needs a service-account key file"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn limits_can_be_overridden_and_switched_off() {
+        let survey_sending = parse(MS, MS_AUTH, "", "").unwrap().sending.limits;
+        assert_eq!(survey_sending.messages_per_minute, Some(30));
+        // [sending] is not in this fixture; overriding is `limit()`'s job.
+        assert_eq!(crate::config::tests_support_limit(Some(0), Some(30)), None);
+        assert_eq!(
+            crate::config::tests_support_limit(Some(10), Some(30)),
+            Some(10)
+        );
+        assert_eq!(crate::config::tests_support_limit(None, Some(30)), Some(30));
+    }
+
+    #[test]
+    fn mistakes_are_named_by_key() {
+        // Microsoft without a tenant.
+        let e = parse("provider = \"microsoft365\"", MS_AUTH, "", "").unwrap_err();
+        assert!(
+            e.contains("mailbox.tenant_id: is required for microsoft365"),
+            "{e}"
+        );
+        // Generic without a token URL, and plain http to a remote host.
+        let e = parse(
+            "",
+            "method = \"oauth2\"\nclient_id = \"a\"\nclient_secret_file = \"s\"",
+            "host = \"imap.x.dk\"",
+            "host = \"smtp.x.dk\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("auth.token_url: is required with provider = \"generic\""),
+            "{e}"
+        );
+        let e = parse(
+            "",
+            "method = \"oauth2\"\nclient_id = \"a\"\nclient_secret_file = \"s\"\ntoken_url = \"http://idp.x.dk/token\"",
+            "host = \"imap.x.dk\"",
+            "host = \"smtp.x.dk\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("must start with https://"), "{e}");
+        // OAuth keys with the password method; a password file with OAuth.
+        let e = parse(
+            "",
+            "client_id = \"a\"",
+            "host = \"i\"\nusername = \"u\"\npassword_file = \"p\"",
+            "host = \"s\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("auth.client_id: is only used with auth.method = \"oauth2\""),
+            "{e}"
+        );
+        let e = parse(MS, MS_AUTH, "password_file = \"p\"", "").unwrap_err();
+        assert!(
+            e.contains("inbound.imap.password_file: is not used with auth.method = \"oauth2\""),
+            "{e}"
+        );
+        // No host and no preset.
+        let e = parse("", "", "username = \"u\"\npassword_file = \"p\"", "").unwrap_err();
+        assert!(e.contains("inbound.imap.host: is required"), "{e}");
+        // Two credentials.
+        let e = parse(MS, "method = \"oauth2\"\nclient_id = \"a\"\nclient_secret_file = \"s\"\nservice_account_file = \"g\"", "", "").unwrap_err();
+        assert!(e.contains("auth: set exactly one credential"), "{e}");
+    }
+
+    #[test]
+    fn password_configs_are_unchanged() {
+        let c = parse(
+            "",
+            "",
+            "host = \"imap.siri.dk\"\nusername = \"u\"\npassword_file = \"p\"",
+            "host = \"smtp.siri.dk\"",
+        )
+        .unwrap();
+        assert!(c.oauth().is_none());
+        assert_eq!(c.mailbox.provider, Provider::Generic);
+        let Outbound::Smtp(o) = &c.outbound else {
+            panic!()
+        };
+        assert_eq!(o.pool_size, 4);
+        assert_eq!(c.sending.limits, crate::pacing::Limits::default());
+    }
+}
