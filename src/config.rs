@@ -564,7 +564,7 @@ pub struct ImapConfig {
     /// With OAuth 2.0 (`oauth` set) this is empty and never read.
     pub password_file: PathBuf,
     /// Log in with a token (SASL) instead of the password.
-    pub oauth: Option<crate::oauth::OAuthConfig>,
+    pub oauth: Option<Box<crate::oauth::OAuthConfig>>,
     pub mailbox: String,
     pub move_to: Option<String>,
     pub ca_file: Option<PathBuf>,
@@ -595,7 +595,7 @@ pub struct SmtpConfig {
     pub pool_size: u32,
     pub timeout_seconds: u64,
     /// Authenticate with a token (SASL) instead of a password.
-    pub oauth: Option<crate::oauth::OAuthConfig>,
+    pub oauth: Option<Box<crate::oauth::OAuthConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -774,8 +774,8 @@ impl Config {
     /// share them).
     pub fn oauth(&self) -> Option<&crate::oauth::OAuthConfig> {
         match (&self.inbound, &self.outbound) {
-            (Inbound::Imap(i), _) if i.oauth.is_some() => i.oauth.as_ref(),
-            (_, Outbound::Smtp(o)) => o.oauth.as_ref(),
+            (Inbound::Imap(i), _) if i.oauth.is_some() => i.oauth.as_deref(),
+            (_, Outbound::Smtp(o)) => o.oauth.as_deref(),
             _ => None,
         }
     }
@@ -1245,12 +1245,14 @@ impl Validator {
                 "is only used with provider = \"microsoft365\"",
             );
         }
-        let oauth = self.oauth(
-            &raw.auth,
-            provider,
-            tenant_id.as_deref(),
-            &raw.survey.address,
-        );
+        let oauth = self
+            .oauth(
+                &raw.auth,
+                provider,
+                tenant_id.as_deref(),
+                &raw.survey.address,
+            )
+            .map(Box::new);
         let limits = crate::pacing::Limits {
             max_connections: preset.limits.max_connections,
             messages_per_minute: limit(

@@ -117,7 +117,7 @@ impl SmtpTransport {
             Some(o) => {
                 let tokens = TokenSource::shared(o).map_err(|e| anyhow::anyhow!(e))?;
                 let user = cfg.username.clone().unwrap_or_else(|| o.login.clone());
-                Some((o.clone(), user, tokens))
+                Some(((**o).clone(), user, tokens))
             }
             None => None,
         };

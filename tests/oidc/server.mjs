@@ -75,7 +75,7 @@ const provider = new Provider(settings.issuer, {
 provider.proxy = false;
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
 // One line per token issued (tests count refreshes), and per refusal.
-provider.on('client_credentials.saved', (token) => console.error(`issued token to ${token.clientId}`));
+provider.on('grant.success', (ctx) => console.error(`issued token to ${ctx.oidc.client?.clientId}`));
 provider.on('grant.error', (ctx, err) => console.error(`refused: ${err.error}`));
 
 const server = provider.listen(settings.port, '127.0.0.1', () => {
