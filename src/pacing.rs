@@ -152,6 +152,7 @@ pub fn is_throttling(reply: &str) -> bool {
         "quota",
         "throttl",
         "too many",
+        "too much",
         "try again later",
     ]
     .iter()
@@ -245,6 +246,7 @@ mod tests {
             "550 5.4.5 Daily user sending quota exceeded",
             "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
             "421 Too many connections",
+            "450 4.7.1 Error: too much mail from 127.0.0.1",
         ] {
             assert!(is_throttling(r), "{r}");
         }

@@ -47,6 +47,9 @@ struct Setup<'a> {
     mailbox: &'a str,
     imap_mailbox: &'a str,
     smtp_port: u16,
+    /// Extra lines in [outbound.smtp] and [auth].
+    smtp: &'a str,
+    auth: &'a str,
 }
 
 impl Default for Setup<'_> {
@@ -56,6 +59,8 @@ impl Default for Setup<'_> {
             mailbox: "provider = \"generic\"",
             imap_mailbox: "INBOX",
             smtp_port: 0,
+            smtp: "",
+            auth: "",
         }
     }
 }
@@ -106,6 +111,7 @@ mechanism = "{mechanism}"
 client_id = "{CLIENT_ID}"
 client_secret_file = "client-secret"
 token_url = "{token_url}"
+{auth}
 
 [inbound.imap]
 host = "127.0.0.1"
@@ -119,6 +125,7 @@ host = "127.0.0.1"
 port = {smtp_port}
 tls = "none"
 timeout_seconds = 5
+{smtp}
 
 [web]
 bind = "127.0.0.1:0"
@@ -130,6 +137,8 @@ bind = "127.0.0.1:0"
         token_url = oidc.token_url(),
         imap = mail.imap_port(),
         imap_mailbox = s.imap_mailbox,
+        smtp = s.smtp,
+        auth = s.auth,
         regions = common::REGIONS,
     );
     let path = dir.join("canvass.toml");
@@ -391,6 +400,30 @@ async fn check_mail_passes_then_names_the_fix_for_smtp_auth_off_and_a_wrong_fold
         "{out}"
     );
     assert!(out.contains("ok   smtp "), "{out}");
+
+    // A token for another mailbox than the login: Dovecot refuses it; the
+    // error challenge is answered and its words reported, for IMAP and SMTP.
+    let config = write_config(
+        dir.path(),
+        &mail,
+        &oidc,
+        &Setup {
+            auth: "login = \"anne.hansen@siri.test\"",
+            ..Setup::default()
+        },
+    );
+    let (ok, out) = canvass(&config, &["check-mail"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL imap login ")
+            && out.contains("the server refused AUTHENTICATE XOAUTH2 for anne.hansen@siri.test"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL smtp ") && out.contains("refused AUTH XOAUTH2"),
+        "{out}"
+    );
+    assert_no_secret("check-mail", &out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,6 +559,46 @@ async fn two_minute_tokens_expire_and_are_refreshed_across_a_long_run() {
         started.elapsed(),
         oidc.log()
     );
+    drop(d);
+    for c in &contacts {
+        assert_eq!(invitations(&mail, c).await, 1, "{c}");
+    }
+}
+
+/// The server throttles (Postfix's real anvil rate limit: `450 4.7.1 Error:
+/// too much mail from ...`): canvass slows down and retries; nothing is
+/// failed, bounced or sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_server_slows_the_outbox_down_and_nothing_fails() {
+    let mail = stack();
+    mail.throttle_submission(4);
+    let oidc = OidcServer::start_for(&mail, &[client()], 600, 0);
+    let dir = tempfile::tempdir().unwrap();
+    // One connection: four go, the fifth is throttled, waits, goes.
+    let config = write_config(
+        dir.path(),
+        &mail,
+        &oidc,
+        &Setup {
+            smtp: "pool_size = 1",
+            ..Setup::default()
+        },
+    );
+    let contacts: Vec<String> = (0..5).map(|i| format!("mange{i}@kommune.test")).collect();
+    let refs: Vec<&str> = contacts.iter().map(String::as_str).collect();
+    mail.add_users(&refs);
+    let d = Running::start(&config, &dir.path().join("daemon.log"));
+    cc(&mail, "many-at-once", &refs);
+    for c in &contacts {
+        wait_invited(&mail, c, Duration::from_secs(120), &d).await;
+    }
+    let log = d.log();
+    assert!(log.contains("asks canvass to slow down"), "{log}");
+    let (ok, status) = canvass(&config, &["status", "--json"]);
+    assert!(ok, "{status}");
+    let s: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(s["total"]["failed"], 0, "{status}");
+    assert_eq!(s["total"]["sent"], 5, "{status}");
     drop(d);
     for c in &contacts {
         assert_eq!(invitations(&mail, c).await, 1, "{c}");

@@ -92,6 +92,8 @@ pub struct MailStack {
     dovecot: Mutex<Option<Child>>,
     postfix: Mutex<Option<Child>>,
     users: Mutex<Vec<String>>,
+    /// Messages a minute the submission port accepts from one client.
+    submission_rate: Mutex<Option<u32>>,
 }
 
 #[derive(Clone, Copy)]
@@ -137,6 +139,7 @@ impl MailStack {
             dovecot: Mutex::new(None),
             postfix: Mutex::new(None),
             users: Mutex::new(Vec::new()),
+            submission_rate: Mutex::new(None),
         };
         // From here on a panic drops `stack`, which kills whatever runs.
         stack.lay_out();
@@ -195,6 +198,14 @@ impl MailStack {
     /// with a token whose key [`Self::install_oauth_key`] installed).
     pub fn submission_port(&self) -> u16 {
         self.ports.submission
+    }
+    /// Makes the submission port throttle: after `per_minute` messages from
+    /// a client within a minute, MAIL FROM gets Postfix's real
+    /// `450 4.7.1 Error: too much mail from ...` (anvil). Restarts Postfix.
+    pub fn throttle_submission(&self, per_minute: u32) {
+        *lock(&self.submission_rate) = Some(per_minute);
+        self.stop_smtp();
+        self.start_smtp();
     }
     /// Gives Dovecot the public key (PEM) that verifies RS256 tokens signed
     /// with key id `kid` (no `azp` claim: the `default` directory).
@@ -763,7 +774,7 @@ impl MailStack {
         let master_cf = etc.join("master.cf");
         os::write_file(
             &master_cf,
-            config::postfix_master_cf(&self.root, self.ports),
+            config::postfix_master_cf(&self.root, self.ports, *lock(&self.submission_rate)),
             0o644,
         );
         // master waits ~2 s at start-up while its config files are younger
