@@ -164,6 +164,8 @@ pub struct ImapSource {
     told_move_to_self: bool,
     /// Polling interval without IDLE.
     poll: Duration,
+    /// The server ended the session for an expired token.
+    token_expired: bool,
 }
 
 /// What `check-mail` learns from the IMAP server.
@@ -217,6 +219,7 @@ impl ImapSource {
             told_no_move: false,
             told_move_to_self: false,
             poll: POLL_INTERVAL,
+            token_expired: false,
         }
     }
 
@@ -263,6 +266,16 @@ impl ImapSource {
     /// Turns a failed command into an error and drops the session.
     fn failed(&mut self, doing: &str, e: CmdError) -> SourceError {
         self.link = None;
+        // Exchange ends a session whose token expired with
+        // `* BYE Session invalidated - AccessTokenExpired`: the next
+        // connection must not offer the same token, whatever our clock says.
+        let text = match &e {
+            CmdError::Io(e) => e.to_string(),
+            CmdError::Refused(t) => t.clone(),
+        };
+        if text.contains("AccessTokenExpired") {
+            self.token_expired = true;
+        }
         match e {
             CmdError::Io(e) => self.io_err(doing, e),
             CmdError::Refused(text) => self.protocol(format!("{doing}: the server said {text}")),
@@ -980,6 +993,11 @@ impl MailSource for ImapSource {
     async fn connect(&mut self) -> Result<(), SourceError> {
         self.link = None;
         self.more_waiting = false;
+        if std::mem::take(&mut self.token_expired) {
+            if let Some(Ok(tokens)) = &self.tokens {
+                tokens.expire().await;
+            }
+        }
         let link = self.open().await?;
         self.link = Some(link);
         Ok(())

@@ -216,6 +216,12 @@ impl TokenSource {
         }
     }
 
+    /// A server said the current token expired (`AccessTokenExpired`): the
+    /// next [`Self::token`] asks for a new one.
+    pub async fn expire(&self) {
+        self.inner.lock().await.cached = None;
+    }
+
     async fn fetch(&self) -> Result<(AccessToken, Duration), OAuthError> {
         let url = &self.cfg.token_url;
         let req = request::build(&self.cfg, Utc::now().timestamp())?;
