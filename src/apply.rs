@@ -57,7 +57,10 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
                 .iter()
                 .any(|s| s.why == SkipReason::OverMessageCap)
             {
-                c.push((t.region.clone(), counter::REFUSED_OVER_CAP.to_string()));
+                c.push((
+                    t.region.clone(),
+                    counter::REFUSED_OVER_MESSAGE_CAP.to_string(),
+                ));
             }
             c
         }
@@ -89,6 +92,24 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
     }
 }
 
+/// Per-day counts of mail from consultants' addresses and of the part refused
+/// as unauthenticated (region ""), from which `status` and the scheduler see
+/// that a trust setting does not match the mailbox (`status::trust_warning`).
+pub fn trust_day_counters(decision: &Decision, received: DateTime<Utc>) -> Vec<(String, String)> {
+    let day = |prefix: &str| (String::new(), counter::day(prefix, received));
+    match decision {
+        Decision::Invite(_) => vec![day(counter::CONSULTANT_MAIL_DAY)],
+        Decision::Refuse {
+            reason: Refusal::Unauthenticated { .. },
+            ..
+        } => vec![
+            day(counter::CONSULTANT_MAIL_DAY),
+            day(counter::UNAUTHENTICATED_DAY),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// A unit ready to commit, and what the confirmation reply needs.
 pub struct Plan {
     pub unit: IngestUnit,
@@ -112,7 +133,10 @@ pub fn plan(
     let mut unit = IngestUnit {
         seen_key: facts.seen_key,
         mark: facts.mark.clone(),
-        counters: counters_for(decision),
+        counters: counters_for(decision)
+            .into_iter()
+            .chain(trust_day_counters(decision, received))
+            .collect(),
         created_at: Some(now),
         ..Default::default()
     };
@@ -189,8 +213,41 @@ pub fn plan(
                 Err(e) => unrenderable.push((addr.to_string(), e.to_string())),
             }
         }
-        if t.kind == TriggerKind::PhoneContact {
-            confirmation = Some(confirmation_facts(t, facts, &unrenderable));
+        match t.kind {
+            TriggerKind::PhoneContact => {
+                confirmation = Some(confirmation_facts(t, facts, &unrenderable));
+            }
+            // A CC/BCC trigger is answered only when part of it was refused
+            // (compose decides once the store has applied the daily cap).
+            TriggerKind::Cc | TriggerKind::Bcc => {
+                confirmation = Some(ConfirmationFacts {
+                    only_if_refused: true,
+                    ..confirmation_facts(t, facts, &unrenderable)
+                });
+            }
+            TriggerKind::Manual => {}
+        }
+    }
+    // A consultant's trigger outside the window (it passed the trust check,
+    // which comes first): told that nobody was invited, and why. A refused
+    // unauthenticated mail is never answered: that would be backscatter.
+    if let Decision::Refuse {
+        reason: Refusal::OutsideWindow { .. },
+        sender: Some(sender),
+        region: Some(_),
+    } = decision
+    {
+        if let Ok(consultant) = crate::address::parse(sender) {
+            confirmation = Some(ConfirmationFacts {
+                consultant: Some(consultant),
+                subject: facts.subject.clone(),
+                in_reply_to: facts.message_id.clone(),
+                skipped: Vec::new(),
+                invalid: Vec::new(),
+                only_if_refused: false,
+                refused_in_part: true,
+                note: Some(compose::outside_window_note(cfg, received)),
+            });
         }
     }
     Plan {
@@ -223,6 +280,12 @@ fn confirmation_facts(
         in_reply_to: facts.message_id.clone(),
         skipped,
         invalid: t.invalid.clone(),
+        only_if_refused: false,
+        refused_in_part: t
+            .skipped
+            .iter()
+            .any(|s| s.why == SkipReason::OverMessageCap),
+        note: None,
     }
 }
 
@@ -318,7 +381,7 @@ mod tests {
         }]);
         assert_eq!(
             counters_for(&capped)[1],
-            ("Sjælland".into(), "refused_over_cap".into())
+            ("Sjælland".into(), "refused_over_message_cap".into())
         );
         let refused = Decision::Refuse {
             reason: Refusal::UnknownSender,
@@ -329,6 +392,37 @@ mod tests {
             counters_for(&refused),
             vec![(String::new(), "refused_unknown_sender".into())]
         );
+    }
+
+    #[test]
+    fn consultants_mail_is_counted_per_copenhagen_day_for_the_trust_check() {
+        let at = DateTime::parse_from_rfc3339("2024-08-12T22:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            trust_day_counters(&trigger(vec![]), at),
+            vec![(String::new(), "consultant_mail_day:2024-08-13".into())]
+        );
+        let unauthenticated = Decision::Refuse {
+            reason: Refusal::Unauthenticated {
+                detail: "no Authentication-Results".into(),
+            },
+            sender: Some("anne@siri.dk".into()),
+            region: Some("Sjælland".into()),
+        };
+        assert_eq!(
+            trust_day_counters(&unauthenticated, at),
+            vec![
+                (String::new(), "consultant_mail_day:2024-08-13".into()),
+                (String::new(), "unauthenticated_day:2024-08-13".into())
+            ]
+        );
+        let unknown = Decision::Refuse {
+            reason: Refusal::UnknownSender,
+            sender: Some("x@y.dk".into()),
+            region: None,
+        };
+        assert!(trust_day_counters(&unknown, at).is_empty());
     }
 
     #[test]

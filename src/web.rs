@@ -210,11 +210,19 @@ fn opted_out() -> Response {
     )
 }
 
-fn withdrawn() -> Response {
+fn forgotten() -> Response {
     page(
         StatusCode::GONE,
         "Linket er ikke længere gyldigt",
         &["Dine oplysninger er slettet efter ønske, og linket kan derfor ikke bruges mere. Du hører ikke mere fra os om undersøgelsen."],
+    )
+}
+
+fn withdrawn() -> Response {
+    page(
+        StatusCode::GONE,
+        "Invitationen er trukket tilbage",
+        &["Invitationen til undersøgelsen blev sendt til dig ved en fejl og er trukket tilbage. Du skal ikke besvare spørgeskemaet, og du hører ikke mere fra os om det. Vi beklager ulejligheden."],
     )
 }
 
@@ -267,6 +275,7 @@ impl AppState {
         let found = match Token::from_url(raw) {
             Some(t) => match self.pipeline.store.link(&t.hash()) {
                 Ok(Link::Invitation(inv)) => Some((t, *inv)),
+                Ok(Link::Forgotten) => return Err(Box::new(forgotten())),
                 Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
                 Ok(Link::Unknown) => None,
                 Err(e) => return Err(Box::new(store_error(&e))),
