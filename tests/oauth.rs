@@ -304,6 +304,8 @@ async fn xoauth2_and_oauthbearer_end_to_end_with_a_token_over_2_kb() {
 
 /// A token straight from the server, for assertions on its size.
 async fn oidc_token(oidc: &OidcServer, scope: &str) -> String {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), SECRET).unwrap();
     let cfg = canvass::oauth::OAuthConfig {
         provider: canvass::oauth::Provider::Generic,
         mechanism: canvass::oauth::Mechanism::Xoauth2,
@@ -312,12 +314,7 @@ async fn oidc_token(oidc: &OidcServer, scope: &str) -> String {
         scope: scope.into(),
         credential: canvass::oauth::Credential::ClientSecret {
             client_id: CLIENT_ID.into(),
-            secret_file: {
-                let f = std::env::temp_dir()
-                    .join(format!("canvass-oauth-secret-{}", std::process::id()));
-                std::fs::write(&f, SECRET).unwrap();
-                f
-            },
+            secret_file: secret.path().to_path_buf(),
         },
     };
     let t = canvass::oauth::TokenSource::new(cfg)
