@@ -30,6 +30,7 @@ fn client() -> Client {
     Client {
         client_id: CLIENT_ID.into(),
         client_secret: SECRET.into(),
+        public_key_file: None,
         mailbox: SURVEY.into(),
     }
 }
@@ -50,6 +51,8 @@ struct Setup<'a> {
     /// Extra lines in [outbound.smtp] and [auth].
     smtp: &'a str,
     auth: &'a str,
+    /// The [auth] credential lines (default: the client secret).
+    credential: Option<&'a str>,
 }
 
 impl Default for Setup<'_> {
@@ -61,6 +64,7 @@ impl Default for Setup<'_> {
             smtp_port: 0,
             smtp: "",
             auth: "",
+            credential: None,
         }
     }
 }
@@ -108,8 +112,7 @@ control_socket = "{socket}"
 [auth]
 method = "oauth2"
 mechanism = "{mechanism}"
-client_id = "{CLIENT_ID}"
-client_secret_file = "client-secret"
+{credential}
 token_url = "{token_url}"
 {auth}
 
@@ -139,6 +142,10 @@ bind = "127.0.0.1:0"
         imap_mailbox = s.imap_mailbox,
         smtp = s.smtp,
         auth = s.auth,
+        credential = s.credential.unwrap_or(concat!(
+            "client_id = \"canvass-survey\"\n",
+            "client_secret_file = \"client-secret\""
+        )),
         regions = common::REGIONS,
     );
     let path = dir.join("canvass.toml");
@@ -600,4 +607,53 @@ async fn a_throttling_server_slows_the_outbox_down_and_nothing_fails() {
     for c in &contacts {
         assert_eq!(invitations(&mail, c).await, 1, "{c}");
     }
+}
+
+/// Microsoft's recommended credential: a certificate whose key signs a
+/// client assertion (RFC 7523) in Microsoft's request shape, accepted by the
+/// real authorization server (`private_key_jwt`), then IMAP and SMTP with
+/// the token. The `microsoft365` preset is pointed at the harness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_client_assertion_gets_a_token_and_logs_in() {
+    let mail = stack();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oauth");
+    let cert_client = Client {
+        client_id: "canvass-certificate".into(),
+        client_secret: String::new(),
+        public_key_file: Some(fixtures.join("test-key.pub.pem")),
+        mailbox: SURVEY.into(),
+    };
+    let oidc = OidcServer::start_for(&mail, &[cert_client], 600, 0);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures.join("test-cert.pem"),
+        dir.path().join("entra-certificate.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("test-key.pem"),
+        dir.path().join("entra-private-key.pem"),
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &mail,
+        &oidc,
+        &Setup {
+            mailbox: "provider = \"microsoft365\"\ntenant_id = \"contoso.onmicrosoft.com\"",
+            credential: Some(
+                "client_id = \"canvass-certificate\"\ncertificate_file = \"entra-certificate.pem\"\nprivate_key_file = \"entra-private-key.pem\"",
+            ),
+            smtp: "pool_size = 3",
+            ..Setup::default()
+        },
+    );
+    let (ok, out) = canvass(&config, &["check-mail"]);
+    assert!(ok, "{out}\n{}", oidc.log());
+    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(
+        out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
+        "{out}"
+    );
+    assert_no_secret("check-mail", &out);
 }

@@ -31,7 +31,10 @@ pub const KID: &str = "canvass-harness-1";
 #[derive(Clone, Debug)]
 pub struct Client {
     pub client_id: String,
+    /// Empty: the client authenticates with a signed assertion instead,
+    /// verified with the public key in `public_key_file`.
     pub client_secret: String,
+    pub public_key_file: Option<PathBuf>,
     /// The mailbox the token logs in to (its `email` claim).
     pub mailbox: String,
 }
@@ -116,7 +119,8 @@ impl OidcServer {
             .map(|c| {
                 serde_json::json!({
                     "client_id": c.client_id,
-                    "client_secret": c.client_secret,
+                    "client_secret": (!c.client_secret.is_empty()).then_some(&c.client_secret),
+                    "public_key_file": c.public_key_file,
                     "mailbox": c.mailbox,
                 })
             })

@@ -8,13 +8,13 @@
 //   { "port": 0, "issuer": "http://127.0.0.1:PORT", "key_file": "...pem",
 //     "kid": "...", "ttl_seconds": 120, "pad_bytes": 0,
 //     "clients": [ { "client_id": "...", "client_secret": "...",   // or
-//                    "jwks": { "keys": [ public JWK ] },           // private_key_jwt
+//                    "public_key_file": "...pem",                 // private_key_jwt
 //                    "mailbox": "survey@siri.test" } ] }
 // A client removed from the file and the server restarted is a revoked
 // client: the token endpoint answers invalid_client.
 // Prints "listening <port>" on stdout once it accepts connections.
 import { readFileSync } from 'node:fs';
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const settings = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -33,7 +33,13 @@ const provider = new Provider(settings.issuer, {
     client_id: c.client_id,
     ...(c.client_secret
       ? { client_secret: c.client_secret, token_endpoint_auth_method: 'client_secret_post' }
-      : { jwks: c.jwks, token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'RS256' }),
+      : {
+          // A certificate's key: the client signs an assertion (RFC 7523),
+          // as canvass does for Microsoft Entra ID.
+          jwks: { keys: [{ ...createPublicKey(readFileSync(c.public_key_file)).export({ format: 'jwk' }), alg: 'RS256', use: 'sig' }] },
+          token_endpoint_auth_method: 'private_key_jwt',
+          token_endpoint_auth_signing_alg: 'RS256',
+        }),
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
