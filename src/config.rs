@@ -346,11 +346,6 @@ struct RawSmtp {
     timeout_seconds: u64,
 }
 
-#[cfg(test)]
-pub(crate) fn tests_support_limit(written: Option<u32>, preset: Option<u32>) -> Option<u32> {
-    limit(written, preset)
-}
-
 /// A sending limit: as written (0: none), else the preset's.
 fn limit(written: Option<u32>, preset: Option<u32>) -> Option<u32> {
     match written {

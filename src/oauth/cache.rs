@@ -174,7 +174,7 @@ impl TokenSource {
         match self.fetch().await {
             Ok((token, lifetime)) => {
                 let now = Instant::now();
-                let margin = (lifetime / MARGIN_FRACTION).min(MAX_MARGIN);
+                let margin = refresh_margin(lifetime);
                 let expires_at = Utc::now()
                     + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::zero());
                 inner.cached = Some(Cached {
@@ -299,6 +299,12 @@ impl TokenSource {
     }
 }
 
+/// How long before expiry a token is replaced: a quarter of its lifetime, at
+/// most 5 minutes (an hour's token at 55 minutes, a 2-minute one at 90 s).
+fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / MARGIN_FRACTION).min(MAX_MARGIN)
+}
+
 /// For `canvass status` in the daemon: how the OAuth 2.0 login stands, as a
 /// text line and as JSON (`None` without OAuth 2.0).
 pub fn login_status() -> Option<(String, serde_json::Value)> {
@@ -340,4 +346,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = x.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_replaced_well_before_they_expire() {
+        let m = |s| refresh_margin(Duration::from_secs(s)).as_secs();
+        assert_eq!(m(3599), 300);
+        assert_eq!(m(5400), 300);
+        assert_eq!(m(120), 30);
+        assert_eq!(m(12), 3);
+    }
 }

@@ -247,6 +247,16 @@ mod config_tests {
     use super::{Credential, Mechanism, Provider};
 
     fn parse(mailbox: &str, auth: &str, imap: &str, smtp: &str) -> Result<Config, String> {
+        parse_with_sending(mailbox, auth, imap, smtp, "")
+    }
+
+    fn parse_with_sending(
+        mailbox: &str,
+        auth: &str,
+        imap: &str,
+        smtp: &str,
+        sending: &str,
+    ) -> Result<Config, String> {
         let survey = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/survey.da.toml");
         let text = format!(
             r#"
@@ -257,6 +267,8 @@ definition = "{survey}"
 [window]
 start = 2024-08-07
 end = 2024-09-20
+[sending]
+{sending}
 [secrets]
 hmac_key_file = "hmac.key"
 [store]
@@ -376,15 +388,21 @@ consultants = ["anne.hansen@siri.dk"]
 
     #[test]
     fn limits_can_be_overridden_and_switched_off() {
-        let survey_sending = parse(MS, MS_AUTH, "", "").unwrap().sending.limits;
-        assert_eq!(survey_sending.messages_per_minute, Some(30));
-        // [sending] is not in this fixture; overriding is `limit()`'s job.
-        assert_eq!(crate::config::tests_support_limit(Some(0), Some(30)), None);
-        assert_eq!(
-            crate::config::tests_support_limit(Some(10), Some(30)),
-            Some(10)
-        );
-        assert_eq!(crate::config::tests_support_limit(None, Some(30)), Some(30));
+        let preset = parse(MS, MS_AUTH, "", "").unwrap().sending.limits;
+        assert_eq!(preset.messages_per_minute, Some(30));
+        let c = parse_with_sending(
+            MS,
+            MS_AUTH,
+            "",
+            "",
+            "messages_per_minute = 10\nrecipients_per_day = 0\nmessages_per_day = 500",
+        )
+        .unwrap();
+        let l = c.sending.limits;
+        assert_eq!(l.messages_per_minute, Some(10));
+        assert_eq!(l.recipients_per_day, None, "0 switches the limit off");
+        assert_eq!(l.messages_per_day, Some(500));
+        assert_eq!(l.max_connections, Some(3));
     }
 
     #[test]
