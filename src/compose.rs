@@ -173,11 +173,7 @@ pub fn invitation_with_id(
     let text = env.get_template("invitation.txt")?.render(&ctx)?;
     let html = env.get_template("invitation.html")?.render(&ctx)?;
     let to_box = mailbox(None, to.as_str())?;
-    let unsubscribe = format!(
-        "<mailto:{}?subject={}>",
-        cfg.survey_address,
-        crate::classify::UNSUBSCRIBE_SUBJECT
-    );
+    let unsubscribe = unsubscribe_mailto(cfg, &message_id);
     let msg = base(cfg, &to_box, &subject, &message_id)?
         .raw_header(raw_header("List-Unsubscribe", unsubscribe))
         .multipart(MultiPart::alternative_plain_html(text, html))
@@ -189,6 +185,18 @@ pub fn invitation_with_id(
         raw: msg.formatted(),
         not_before,
     })
+}
+
+/// The List-Unsubscribe mailto: subject "afmeld" and the mail's own
+/// Message-ID, which proves the opt-out is about this invitation (issue 14:
+/// a bare "afmeld" From the invitee may be forged).
+fn unsubscribe_mailto(cfg: &Config, message_id: &str) -> String {
+    format!(
+        "<mailto:{}?subject={}%20{}>",
+        cfg.survey_address,
+        crate::classify::UNSUBSCRIBE_SUBJECT,
+        message_id.replace('@', "%40")
+    )
 }
 
 /// A reminder with the same personal link (plain text: it is short).
@@ -210,11 +218,7 @@ pub fn reminder(
         from_name => cfg.from_name,
     })?;
     let to_box = mailbox(None, to.as_str())?;
-    let unsubscribe = format!(
-        "<mailto:{}?subject={}>",
-        cfg.survey_address,
-        crate::classify::UNSUBSCRIBE_SUBJECT
-    );
+    let unsubscribe = unsubscribe_mailto(cfg, &message_id);
     let msg = base(cfg, &to_box, &subject, &message_id)?
         .raw_header(raw_header("List-Unsubscribe", unsubscribe))
         .singlepart(SinglePart::plain(text))

@@ -179,9 +179,19 @@ pub fn render(
 
 /// A simple page: a heading and paragraphs (Danish), styled like the form.
 pub fn render_page(title: &str, paragraphs: &[&str]) -> String {
+    render_page_with_link(title, paragraphs, None)
+}
+
+/// [`render_page`] ending in one link: (href, text).
+pub fn render_page_with_link(
+    title: &str,
+    paragraphs: &[&str],
+    link: Option<(&str, &str)>,
+) -> String {
+    let link = link.map(|(href, text)| context! { href => href, text => text });
     env()
         .get_template("page.html")
-        .and_then(|t| t.render(context! { title => title, paragraphs => paragraphs }))
+        .and_then(|t| t.render(context! { title => title, paragraphs => paragraphs, link => link }))
         .unwrap_or_else(|_| {
             format!(
                 "<!DOCTYPE html><html lang=\"da\"><title>{0}</title><h1>{0}</h1></html>",

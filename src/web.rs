@@ -202,12 +202,25 @@ fn already_answered(status: StatusCode) -> Response {
     )
 }
 
-fn opted_out() -> Response {
-    page(
-        StatusCode::GONE,
-        "Du har frameldt dig",
-        &["Du har meldt fra til undersøgelsen, så vi sender dig ikke flere mails om den. Tak for din besked."],
+/// The query that opens the form of an opted-out invitation.
+const ANSWER_ANYWAY: &str = "svar=alligevel";
+
+/// An opt-out stops the mail, not the answer: a forged or regretted opt-out
+/// is not final (issue 14), so the page offers the form anyway.
+fn opted_out(path: &str) -> Response {
+    let href = format!("{path}?{ANSWER_ANYWAY}");
+    (
+        StatusCode::OK,
+        Html(form::render_page_with_link(
+            "Du har frameldt dig",
+            &[
+                "Du har meldt fra til undersøgelsen, så vi sender dig ikke flere mails om den. Tak for din besked.",
+                "Har du fortrudt, eller har en anden meldt fra i dit navn, kan du stadig svare.",
+            ],
+            Some((&href, "Svar alligevel på spørgeskemaet")),
+        )),
     )
+        .into_response()
 }
 
 fn forgotten() -> Response {
@@ -300,6 +313,7 @@ async fn show(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw): Path<String>,
+    uri: axum::http::Uri,
 ) -> Response {
     let (_, inv) = match s.lookup(peer.ip(), &raw) {
         Ok(found) => found,
@@ -309,8 +323,8 @@ async fn show(
     if inv.answered {
         return already_answered(StatusCode::OK);
     }
-    if inv.opted_out {
-        return opted_out();
+    if inv.opted_out && uri.query() != Some(ANSWER_ANYWAY) {
+        return opted_out(uri.path());
     }
     if today() > cfg.answers_until {
         return closed(cfg.answers_until);
@@ -337,9 +351,6 @@ async fn submit(
     let cfg = s.pipeline.config();
     if inv.answered {
         return already_answered(StatusCode::CONFLICT);
-    }
-    if inv.opted_out {
-        return opted_out();
     }
     if today() > cfg.answers_until {
         return closed(cfg.answers_until);
@@ -385,7 +396,7 @@ async fn submit(
             thanks()
         }
         Ok(SubmitOutcome::AlreadyAnswered) => already_answered(StatusCode::CONFLICT),
-        Ok(SubmitOutcome::OptedOut) => opted_out(),
+        Ok(SubmitOutcome::OptedOut) => opted_out(&format!("/s/{raw}")),
         Ok(SubmitOutcome::UnknownToken) => unknown_link(),
         Err(e) => store_error(&e),
     }
