@@ -444,7 +444,8 @@ async fn a_revoked_client_is_reported_in_log_status_and_check_mail_and_the_daemo
     wait_invited(&mail, first, Duration::from_secs(60), &d).await;
 
     oidc.revoke(CLIENT_ID);
-    // Once the last token expired, a new login needs a new token.
+    // Once the last token expired (12 s of wall-clock life, checked by
+    // Dovecot against the real clock), a new login needs a new token.
     tokio::time::sleep(Duration::from_secs(13)).await;
     mail.restart_imap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -507,13 +508,20 @@ async fn the_token_server_down_at_start_and_mid_run_loses_nothing() {
     oidc.start();
     wait_invited(&mail, a, Duration::from_secs(90), &d).await;
 
-    // Down mid-run, with the token expired: a new session cannot log in
-    // until the server is back; then nothing is lost.
+    // Down mid-run, with the token expired (its 15 s of wall-clock life,
+    // which Dovecot checks against the real clock): a new session cannot log
+    // in until the server is back; then nothing is lost.
     oidc.stop();
     tokio::time::sleep(Duration::from_secs(16)).await;
     mail.restart_imap();
     cc(&mail, "while-down-mid-run", &[b]);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The daemon reports the second outage (one line), and invites nobody
+    // meanwhile.
+    common::wait_for(
+        "the second outage to be logged",
+        Duration::from_secs(60),
+        || (d.log().matches("token endpoint unavailable").count() >= 2).then_some(()),
+    );
     assert_eq!(invitations(&mail, b).await, 0, "invited without a token?");
     oidc.start();
     wait_invited(&mail, b, Duration::from_secs(120), &d).await;
