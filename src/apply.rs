@@ -395,6 +395,7 @@ mod tests {
             invitees: vec![],
             skipped,
             invalid: vec![],
+            trusted_by: None,
         })
     }
 

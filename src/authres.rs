@@ -11,44 +11,92 @@
 //! 2. of the fields above it that carry the trusted authserv-id, only the
 //!    topmost one is read; every field below it is ignored, whatever it says.
 //!
-//! [`authenticated`] is what `classify` (trusted consultants) and anything
-//! else that needs a verified sender call.
+//! A hosted mailbox is read as its provider stamps it ([`providers`]):
+//! Microsoft 365 by its tenant headers and its authserv-id-less results,
+//! Google by `mx.google.com` and its ARC results. [`trusted`] is what
+//! `classify` (trusted consultants, authenticated opt-outs) calls: it picks
+//! the reading from the config and says what it read.
 
 use mail_parser::Message;
 
-/// Whether the trusted server vouched for `domain` (the sender's): DKIM
-/// with that signing domain, or DMARC for it. `Err` says why not, for the
-/// operator.
-pub fn authenticated(msg: &Message<'_>, authserv: &str, domain: &str) -> Result<(), String> {
-    let raw = msg.raw_message();
-    let headers = msg.headers().iter().map(|h| {
-        let value = raw
-            .get(h.offset_start as usize..h.offset_end as usize)
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        (h.name.as_str().to_string(), value.into_owned())
-    });
-    verdict(headers, authserv, domain)
+use crate::config::Config;
+use crate::oauth::Provider;
+
+mod providers;
+
+/// Google's authserv-id, and the host its border `Received` names.
+const GOOGLE: &str = "mx.google.com";
+
+/// Header values with folding and runs of white space made single spaces.
+fn normalised(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.clone(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect()
 }
 
-/// [`authenticated`] over (name, raw value) pairs in message order.
+/// Whether the configured trust vouches for `domain` (the sender's), as the
+/// mailbox's provider stamps it, and `Ok` says what vouched, `Err` why
+/// nothing did (for `canvass explain` and the operator). `None`: no trust is
+/// configured (a generic mailbox without `trust.authserv_id`).
+pub fn trusted(msg: &Message<'_>, cfg: &Config, domain: &str) -> Option<Result<String, String>> {
+    let headers = headers(msg);
+    let authserv = cfg.trust.authserv_id.as_deref();
+    let by_authserv = |first: Result<String, String>| match (first, authserv) {
+        (Ok(v), _) => Ok(v),
+        (Err(e), Some(id)) => {
+            verdict(headers.clone(), id, domain).map_err(|e2| format!("{e}; {e2}"))
+        }
+        (Err(e), None) => Err(e),
+    };
+    match cfg.mailbox.provider {
+        Provider::Microsoft365 => Some(by_authserv(providers::microsoft365(
+            &headers,
+            cfg.mailbox.tenant_id.as_deref().unwrap_or(""),
+            domain,
+        ))),
+        Provider::Google => Some(by_authserv(providers::google(
+            &headers,
+            border(&normalised(&headers), GOOGLE),
+            domain,
+        ))),
+        Provider::Generic => authserv.map(|id| verdict(headers.clone(), id, domain)),
+    }
+}
+
+/// The header fields as (name, raw value), in message order.
+fn headers(msg: &Message<'_>) -> Vec<(String, String)> {
+    let raw = msg.raw_message();
+    msg.headers()
+        .iter()
+        .map(|h| {
+            let value = raw
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            (h.name.as_str().to_string(), value.into_owned())
+        })
+        .collect()
+}
+
+/// Whether the server named `authserv` vouched for `domain`: DKIM with that
+/// signing domain, or DMARC for it, in the topmost field of that server
+/// above its `Received` (RFC 8601 §5), over (name, raw value) pairs in
+/// message order.
 pub fn verdict(
     headers: impl IntoIterator<Item = (String, String)>,
     authserv: &str,
     domain: &str,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let authserv = authserv.to_ascii_lowercase();
     let domain = domain.to_ascii_lowercase();
-    let headers: Vec<(String, String)> = headers
-        .into_iter()
-        .map(|(n, v)| (n, v.split_whitespace().collect::<Vec<_>>().join(" ")))
-        .collect();
-    let is_received = |n: &str| n.eq_ignore_ascii_case("Received");
-    let border = headers
-        .iter()
-        .position(|(n, v)| is_received(n) && received_by(v).as_deref() == Some(&authserv))
-        .or_else(|| headers.iter().position(|(n, _)| is_received(n)))
-        .unwrap_or(headers.len());
+    let headers = normalised(&headers.into_iter().collect::<Vec<_>>());
+    let border = border(&headers, &authserv);
     let ours = headers[..border].iter().find_map(|(n, v)| {
         if !n.eq_ignore_ascii_case("Authentication-Results") {
             return None;
@@ -67,6 +115,20 @@ pub fn verdict(
             "no Authentication-Results header from {authserv} above its Received header"
         ));
     };
+    match vouches(&results, &domain) {
+        Some(method) => Ok(format!(
+            "Authentication-Results from {authserv}: {method} for {domain}"
+        )),
+        None => Err(format!(
+            "Authentication-Results from {authserv} shows neither dkim=pass nor dmarc=pass for {domain}"
+        )),
+    }
+}
+
+/// Which result in `results` (the part after the authserv-id) vouches for
+/// `domain` (lower case): `dkim=pass` with that signing domain (`header.d`
+/// or `header.i`), or `dmarc=pass` for it (`header.from`).
+pub(crate) fn vouches(results: &str, domain: &str) -> Option<&'static str> {
     for result in results.split(';') {
         let words: Vec<String> = result
             .split_whitespace()
@@ -87,15 +149,24 @@ pub fn verdict(
         if method == "dkim=pass"
             && (pass_for_domain(prop("header.d=")) || pass_for_domain(prop("header.i=")))
         {
-            return Ok(());
+            return Some("dkim=pass");
         }
         if method == "dmarc=pass" && pass_for_domain(prop("header.from=")) {
-            return Ok(());
+            return Some("dmarc=pass");
         }
     }
-    Err(format!(
-        "Authentication-Results from {authserv} shows neither dkim=pass nor dmarc=pass for {domain}"
-    ))
+    None
+}
+
+/// The topmost `Received` whose `by` names `host`, else the topmost of all
+/// (the border's, RFC 8601 §5); `headers.len()` without any.
+fn border(headers: &[(String, String)], host: &str) -> usize {
+    let is_received = |n: &str| n.eq_ignore_ascii_case("Received");
+    headers
+        .iter()
+        .position(|(n, v)| is_received(n) && received_by(v).as_deref() == Some(host))
+        .or_else(|| headers.iter().position(|(n, _)| is_received(n)))
+        .unwrap_or(headers.len())
 }
 
 /// The host a `Received` field names after `by`, lower case.
@@ -135,7 +206,7 @@ mod tests {
         assert!(verdict(forged, "mx.siri.dk", "siri.dk").is_err());
         // Ours says pass; a forged fail below does not spoil it.
         let genuine = h(&[LMTP, PASS, FAIL, BORDER]);
-        assert_eq!(verdict(genuine, "mx.siri.dk", "siri.dk"), Ok(()));
+        assert!(verdict(genuine, "mx.siri.dk", "siri.dk").is_ok());
     }
 
     #[test]
@@ -147,7 +218,7 @@ mod tests {
         assert!(e.contains("above its Received"), "{e}");
         // Above a delivery hop's Received is above the border's too.
         let top = h(&[PASS, LMTP, BORDER]);
-        assert_eq!(verdict(top, "mx.siri.dk", "siri.dk"), Ok(()));
+        assert!(verdict(top, "mx.siri.dk", "siri.dk").is_ok());
         // An authserv-id that is not a host: the topmost Received is the border.
         let below = h(&[
             ("Received", "from a by b"),

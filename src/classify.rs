@@ -163,6 +163,10 @@ pub struct Trigger {
     pub skipped: Vec<Skipped>,
     /// Phone contacts: body lines that looked like addresses but were not valid.
     pub invalid: Vec<InvalidLine>,
+    /// What vouched for the consultant under the configured trust (the
+    /// header read); absent when no trust is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -366,11 +370,11 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
         sender: Some(sender.to_string()),
         region: Some(region.name.clone()),
     };
-    if let Some(authserv) = &cfg.trust.authserv_id {
-        if let Err(detail) = authenticated(msg, authserv, sender.domain()) {
-            return refuse(Refusal::Unauthenticated { detail });
-        }
-    }
+    let trusted_by = match crate::authres::trusted(msg, cfg, sender.domain()) {
+        Some(Err(detail)) => return refuse(Refusal::Unauthenticated { detail }),
+        Some(Ok(what)) => Some(what),
+        None => None,
+    };
     let position = cfg.window.position(received);
     if position != Position::Inside {
         return refuse(Refusal::OutsideWindow {
@@ -417,14 +421,10 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
         TriggerKind::Bcc
     };
 
-    Decision::Invite(select_invitees(
-        cfg,
-        &sender,
-        &region.name,
-        kind,
-        recipients,
-        invalid,
-    ))
+    Decision::Invite(Trigger {
+        trusted_by,
+        ..select_invitees(cfg, &sender, &region.name, kind, recipients, invalid)
+    })
 }
 
 /// Step 8 of the policy, shared with `canvass invite`: the candidates minus the
@@ -446,6 +446,7 @@ pub fn select_invitees(
         invitees: Vec::new(),
         skipped: Vec::new(),
         invalid,
+        trusted_by: None,
     };
     let mut seen = HashSet::new();
     for addr in candidates {
@@ -792,14 +793,12 @@ fn from_non_consultant(msg: &Message<'_>, sender: Address, cfg: &Config) -> Deci
                 proof: Proof::MessageId,
             };
         }
-        if let Some(authserv) = &cfg.trust.authserv_id {
-            if authenticated(msg, authserv, sender.domain()).is_ok() {
-                return Decision::OptOut {
-                    from: sender,
-                    message_ids,
-                    proof: Proof::Authenticated,
-                };
-            }
+        if crate::authres::trusted(msg, cfg, sender.domain()).is_some_and(|v| v.is_ok()) {
+            return Decision::OptOut {
+                from: sender,
+                message_ids,
+                proof: Proof::Authenticated,
+            };
         }
         return Decision::Reply {
             from: sender,
@@ -1259,14 +1258,6 @@ fn bulk(msg: &Message<'_>) -> Option<String> {
         return Some(format!("List-Id: {v}"));
     }
     None
-}
-
-/// Checks `Authentication-Results` stamped by the trusted server: DKIM with a
-/// signing domain equal to the sender's, or DMARC for the sender's domain.
-/// RFC 8601 §5: only the topmost field of the trusted authserv-id above the
-/// border's `Received` counts (src/authres.rs).
-fn authenticated(msg: &Message<'_>, authserv: &str, domain: &str) -> Result<(), String> {
-    crate::authres::authenticated(msg, authserv, domain)
 }
 
 fn unfold(s: &str) -> String {

@@ -445,9 +445,25 @@ pub fn current_status(pipeline: &Pipeline) -> Result<status::Status, crate::stor
 
 /// The trust setting as an operator finds it in the config file.
 pub fn trust_setting(cfg: &crate::config::Config) -> String {
-    match &cfg.trust.authserv_id {
-        Some(id) => format!("[trust] authserv_id = {id:?}"),
-        None => "[trust] without authserv_id".to_string(),
+    use crate::oauth::Provider;
+    let authserv = cfg
+        .trust
+        .authserv_id
+        .as_ref()
+        .map(|id| format!("[trust] authserv_id = {id:?}"));
+    let provider = match cfg.mailbox.provider {
+        Provider::Microsoft365 => Some(match &cfg.mailbox.tenant_id {
+            Some(t) => format!("[mailbox] provider = \"microsoft365\", tenant_id = {t:?}"),
+            None => "[mailbox] provider = \"microsoft365\" without tenant_id".to_string(),
+        }),
+        Provider::Google => Some("[mailbox] provider = \"google\"".to_string()),
+        Provider::Generic => None,
+    };
+    match (provider, authserv) {
+        (Some(p), Some(a)) => format!("{p}; {a}"),
+        (Some(p), None) => p,
+        (None, Some(a)) => a,
+        (None, None) => "no trust setting: [trust] authserv_id is not set".to_string(),
     }
 }
 

@@ -68,6 +68,15 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             };
             let _ = writeln!(s, "  decision  INVITE ({how})");
             let _ = writeln!(s, "  on behalf of {} (region {})", t.consultant, t.region);
+            match &t.trusted_by {
+                Some(what) => {
+                    let _ = writeln!(s, "  trusted   {what} ({})", trust_setting(cfg));
+                }
+                None if t.kind != TriggerKind::Manual => {
+                    let _ = writeln!(s, "  trusted   without a check: {}", trust_setting(cfg));
+                }
+                None => {}
+            }
             if t.invitees.is_empty() {
                 let _ = writeln!(s, "  invites   nobody");
             }
@@ -92,8 +101,8 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
                     sender.as_deref().unwrap_or("the sender")
                 ),
                 Refusal::Unauthenticated { detail } => format!(
-                    "the sender could not be authenticated: {detail} (trust.authserv_id = {:?})",
-                    cfg.trust.authserv_id.as_deref().unwrap_or("")
+                    "the sender could not be authenticated: {detail} ({})",
+                    trust_setting(cfg)
                 ),
                 Refusal::OutsideWindow { position, received } => format!(
                     "received {received}, {} the collection window {} to {} (Europe/Copenhagen, inclusive)",
@@ -211,4 +220,9 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
         }
     }
     s
+}
+
+/// The trust setting in force, as the operator finds it in the config.
+fn trust_setting(cfg: &Config) -> String {
+    crate::control::trust_setting(cfg)
 }

@@ -6,8 +6,10 @@
 //! - the message was received at 2024-08-12T10:00:00Z unless `NAME.received`
 //!   holds another RFC 3339 time (the window is judged by it, never by Date:);
 //! - a case whose name starts with `authserv-` is judged against
-//!   `config-authserv.toml` (`[trust] authserv_id = "mx.siri.dk"`), every other
-//!   case against `config.toml`.
+//!   `config-authserv.toml` (`[trust] authserv_id = "mx.siri.dk"`), `m365-`
+//!   against `config-m365.toml` (`[mailbox] provider = "microsoft365"` with
+//!   an invented tenant id), `google-` against `config-google.toml`
+//!   (`provider = "google"`), every other case against `config.toml`.
 //!
 //! `CANVASS_BLESS=1 cargo test --test classify_fixtures` writes the `.json`
 //! files instead of comparing; read every one you bless. All mismatches are
@@ -102,6 +104,8 @@ fn fixtures() {
     let bless = std::env::var("CANVASS_BLESS").is_ok_and(|v| v == "1");
     let plain = load_config("config.toml");
     let authserv = load_config("config-authserv.toml");
+    let m365 = load_config("config-m365.toml");
+    let google = load_config("config-google.toml");
     assert!(plain.trust.authserv_id.is_none());
     assert_eq!(authserv.trust.authserv_id.as_deref(), Some("mx.siri.dk"));
 
@@ -141,6 +145,10 @@ fn fixtures() {
         };
         let cfg = if name.starts_with("authserv-") {
             &authserv
+        } else if name.starts_with("m365-") {
+            &m365
+        } else if name.starts_with("google-") {
+            &google
         } else {
             &plain
         };

@@ -999,3 +999,88 @@ async fn an_autoresponder_gets_one_confirmation_and_no_loop() {
     assert_eq!(status(&d).total.invited, 1, "the contact was invited once");
     stop(d, shutdown).await;
 }
+
+/// A survey mailbox in Microsoft 365 is trusted with one setting: mail that
+/// stayed inside the tenant, and mail whose Exchange Online results (no
+/// authserv-id) pass DMARC, invite; a forged consultant From is refused, and
+/// `canvass explain` says which header it read. The provider's headers are
+/// written as Exchange writes them (tenant id invented): Exchange Online
+/// cannot be reached from here, the harness's Dovecot and Postfix can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_microsoft_365_mailbox_is_trusted_by_its_own_headers() {
+    const TENANT: &str = "5b2c1a9e-3f47-4d0b-9c2e-7a1d4e6f8b30";
+    let mail = stack();
+    let (inside, outside, victim) = (
+        "inde.m365@kommune.test",
+        "ude.m365@kommune.test",
+        "offer.m365@kommune.test",
+    );
+    mail.add_users(&[inside, outside, victim]);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let path = common::StackConfig {
+        window: Some((&s, &e)),
+        password: harness::PASSWORD,
+        smtp: "pool_size = 2",
+        tables: &format!("[mailbox]\nprovider = \"microsoft365\"\ntenant_id = \"{TENANT}\"\n"),
+        ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir.path());
+    let with = |headers: String, id: &str, to: &str| {
+        let mut v = headers.into_bytes();
+        v.extend(trigger(id, ANNE, &[to], true));
+        v
+    };
+    let internal = format!(
+        "X-MS-Exchange-Organization-AuthAs: Internal\r\nX-MS-Exchange-CrossTenant-Id: {TENANT}\r\n"
+    );
+    let exchange_pass = "Authentication-Results: spf=pass (sender IP is 192.0.2.10)\r\n smtp.mailfrom=siri.test; dkim=pass (signature was verified)\r\n header.d=siri.test;dmarc=pass action=none header.from=siri.test;compauth=pass\r\n reason=100\r\n".to_string();
+    let forged = "Authentication-Results: spf=fail (sender IP is 203.0.113.66)\r\n smtp.mailfrom=siri.test; dkim=none (message not signed) header.d=none;dmarc=fail\r\n action=quarantine header.from=siri.test;compauth=fail reason=000\r\nAuthentication-Results: dmarc=pass action=none header.from=siri.test\r\nX-MS-Exchange-CrossTenant-Id: 5b2c1a9e-3f47-4d0b-9c2e-7a1d4e6f8b30\r\n".to_string();
+    let forged_mail = with(forged, "m365-forged", victim);
+    std::fs::write(dir.path().join("forged.eml"), &forged_mail).unwrap();
+    let (d, shutdown, _) = start(&path).await;
+    mail.append(SURVEY, "INBOX", &with(internal, "m365-in", inside), None)
+        .await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &with(exchange_pass, "m365-out", outside),
+        None,
+    )
+    .await;
+    mail.append(SURVEY, "INBOX", &forged_mail, None).await;
+    for c in [inside, outside] {
+        let got = mail
+            .wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
+            .await;
+        assert_eq!(from_survey(&got).len(), 1, "{c} is invited");
+    }
+    until(
+        "the forged trigger refused",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.refused_unauthenticated == 1,
+    )
+    .await;
+    assert_eq!(status(&d).total.invited, 2);
+    stop(d, shutdown).await;
+    assert!(
+        mail.fetch_all(victim, "INBOX").await.is_empty(),
+        "the victim is not invited"
+    );
+
+    let out = common::canvass(&[
+        "explain",
+        dir.path().join("forged.eml").to_str().unwrap(),
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let text = common::stdout(&out);
+    assert!(text.contains("REFUSED: the sender could not be authenticated: Exchange Online's Authentication-Results shows neither dmarc=pass nor compauth=pass for siri.test"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "[mailbox] provider = \"microsoft365\", tenant_id = \"{TENANT}\""
+        )),
+        "{text}"
+    );
+}
