@@ -544,7 +544,7 @@ mod tests {
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let find = |file: &str| {
             text.iter()
-                .find(|t| t.contains(file))
+                .find(|t| t.contains(&format!("/{file}")))
                 .unwrap_or_else(|| panic!("no problem for {file}: {text:#?}"))
         };
         assert!(find("invitation.txt line 4").contains("unknown variable `deadlin`"));

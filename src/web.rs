@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -27,7 +27,8 @@ use axum::Router;
 use chrono::Utc;
 use tokio::net::TcpListener;
 
-use crate::form;
+use crate::config::Config;
+use crate::form::{self, Lang};
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
 use crate::store::{Invitation, Link, StoredResponse, SubmitOutcome};
@@ -40,8 +41,8 @@ pub const MAX_MISSES: u32 = 20;
 pub const MISS_WINDOW: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
-struct AppState {
-    pipeline: Arc<Pipeline>,
+pub(crate) struct AppState {
+    pub(crate) pipeline: Arc<Pipeline>,
     misses: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
 }
 
@@ -55,6 +56,12 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/metrics", get(metrics))
         .route("/assets/form.css", get(css))
         .route("/s/{token}", get(show).post(submit))
+        .route(
+            "/u/{token}",
+            get(crate::web_pages::unsubscribe_form).post(crate::web_pages::unsubscribe),
+        )
+        .route(crate::compose::PRIVACY_PATH, get(crate::web_pages::privacy))
+        .route(crate::compose::TEST_PATH, get(crate::web_pages::test_page))
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -90,6 +97,7 @@ pub async fn run_unavailable(listener: TcpListener, shutdown: Shutdown) -> std::
 
 async fn unavailable() -> Response {
     let mut r = page(
+        None,
         StatusCode::SERVICE_UNAVAILABLE,
         "Midlertidig fejl",
         &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
@@ -160,20 +168,68 @@ async fn css() -> impl IntoResponse {
     )
 }
 
-fn page(status: StatusCode, title: &str, paragraphs: &[&str]) -> Response {
-    (status, Html(form::render_page(title, paragraphs))).into_response()
+pub(crate) fn page(
+    cfg: Option<&Config>,
+    status: StatusCode,
+    title: &str,
+    paragraphs: &[&str],
+) -> Response {
+    (status, Html(form::render_page(cfg, title, paragraphs))).into_response()
 }
 
-async fn fallback() -> Response {
+/// One of the page templates (src/texts.rs) in `lang`.
+pub(crate) fn named(
+    cfg: &Config,
+    status: StatusCode,
+    name: &str,
+    lang: Lang,
+    title: &str,
+    own: minijinja::Value,
+) -> Response {
+    (
+        status,
+        Html(form::render_named(Some(cfg), name, lang, title, own)),
+    )
+        .into_response()
+}
+
+/// The language of a form request: `?lang=` first, then the browser's
+/// `Accept-Language`; Danish by default and when no English survey is set.
+pub(crate) fn request_lang(
+    cfg: &Config,
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Lang {
+    if cfg.survey_en.is_none() {
+        return Lang::Da;
+    }
+    let asked = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "lang")
+            .and_then(|(_, v)| Lang::parse(&v))
+    });
+    asked
+        .or_else(|| {
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
+        .unwrap_or(Lang::Da)
+}
+
+async fn fallback(State(s): State<AppState>) -> Response {
     page(
+        Some(&s.pipeline.config()),
         StatusCode::NOT_FOUND,
         "Siden findes ikke",
         &["Adressen er ikke en side i spørgeskemaet."],
     )
 }
 
-fn unknown_link() -> Response {
+pub(crate) fn unknown_link() -> Response {
     page(
+        None,
         StatusCode::NOT_FOUND,
         "Linket findes ikke",
         &["Linket er ikke gyldigt. Kontrollér, at hele linket fra mailen er kommet med, hvis du har kopieret det."],
@@ -182,6 +238,7 @@ fn unknown_link() -> Response {
 
 fn too_many() -> Response {
     let mut r = page(
+        None,
         StatusCode::TOO_MANY_REQUESTS,
         "For mange forsøg",
         &["Der er prøvet for mange ugyldige links fra din forbindelse. Prøv igen senere."],
@@ -191,53 +248,86 @@ fn too_many() -> Response {
     r
 }
 
-fn already_answered(status: StatusCode) -> Response {
-    page(
+fn already_answered(cfg: &Config, lang: Lang, status: StatusCode) -> Response {
+    named(
+        cfg,
         status,
-        "Tak – du har allerede svaret",
-        &[
-            "Du har allerede besvaret spørgeskemaet, og dit svar er gemt. Tak for din hjælp.",
-            "Hvert link kan kun bruges én gang.",
-        ],
+        "answered.html",
+        lang,
+        if lang == Lang::En {
+            "Thank you – you have already answered"
+        } else {
+            "Tak – du har allerede svaret"
+        },
+        minijinja::context! {},
     )
 }
 
-fn opted_out() -> Response {
-    page(
-        StatusCode::GONE,
-        "Du har frameldt dig",
-        &["Du har meldt fra til undersøgelsen, så vi sender dig ikke flere mails om den. Tak for din besked."],
+pub(crate) fn opted_out(cfg: &Config, lang: Lang, status: StatusCode) -> Response {
+    named(
+        cfg,
+        status,
+        "opted_out.html",
+        lang,
+        if lang == Lang::En {
+            "You have opted out"
+        } else {
+            "Du har frameldt dig"
+        },
+        minijinja::context! {},
     )
 }
 
-fn withdrawn() -> Response {
-    page(
+fn withdrawn(cfg: &Config) -> Response {
+    named(
+        cfg,
         StatusCode::GONE,
+        "withdrawn.html",
+        Lang::Da,
         "Linket er ikke længere gyldigt",
-        &["Dine oplysninger er slettet efter ønske, og linket kan derfor ikke bruges mere. Du hører ikke mere fra os om undersøgelsen."],
+        minijinja::context! {},
     )
 }
 
-fn closed(until: chrono::NaiveDate) -> Response {
-    let when = crate::compose::danish_date(until);
-    let text = format!("Undersøgelsen lukkede for svar den {when}. Tak for din interesse.");
-    page(StatusCode::GONE, "Undersøgelsen er lukket", &[&text])
+fn closed(cfg: &Config, lang: Lang) -> Response {
+    let until = cfg.answers_until;
+    let (title, when) = if lang == Lang::En {
+        ("The survey is closed", crate::compose::english_date(until))
+    } else {
+        ("Undersøgelsen er lukket", crate::compose::danish_date(until))
+    };
+    named(
+        cfg,
+        StatusCode::GONE,
+        "closed.html",
+        lang,
+        title,
+        minijinja::context! { until => when },
+    )
 }
 
-fn store_error(e: &dyn std::fmt::Display) -> Response {
+pub(crate) fn store_error(e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "store error on a survey link");
     page(
+        None,
         StatusCode::SERVICE_UNAVAILABLE,
         "Midlertidig fejl",
         &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
     )
 }
 
-fn thanks() -> Response {
-    page(
+fn thanks(cfg: &Config, lang: Lang) -> Response {
+    named(
+        cfg,
         StatusCode::OK,
-        "Tak for dit svar",
-        &["Din besvarelse er gemt. Den er anonym: den gemmes uden din mailadresse, uden linket og uden tidspunkt.", "Du kan lukke siden nu."],
+        "thanks.html",
+        lang,
+        if lang == Lang::En {
+            "Thank you for your answer"
+        } else {
+            "Tak for dit svar"
+        },
+        minijinja::context! {},
     )
 }
 
@@ -260,14 +350,16 @@ impl AppState {
     }
 
     /// Resolves the link to an invitation, or the page to show instead.
-    fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Box<Response>> {
+    pub(crate) fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Box<Response>> {
         if self.blocked(ip) {
             return Err(Box::new(too_many()));
         }
         let found = match Token::from_url(raw) {
             Some(t) => match self.pipeline.store.link(&t.hash()) {
                 Ok(Link::Invitation(inv)) => Some((t, *inv)),
-                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
+                Ok(Link::Withdrawn) => {
+                    return Err(Box::new(withdrawn(&self.pipeline.config())))
+                }
                 Ok(Link::Unknown) => None,
                 Err(e) => return Err(Box::new(store_error(&e))),
             },
@@ -287,26 +379,36 @@ fn today() -> chrono::NaiveDate {
     Utc::now().with_timezone(&crate::window::TZ).date_naive()
 }
 
+fn form_links(raw: &str) -> form::FormLinks {
+    form::FormLinks {
+        path: format!("/s/{raw}"),
+        unsubscribe: format!("/u/{raw}"),
+    }
+}
+
 async fn show(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let (_, inv) = match s.lookup(peer.ip(), &raw) {
         Ok(found) => found,
         Err(page) => return *page,
     };
     let cfg = s.pipeline.config();
+    let lang = request_lang(&cfg, query.as_deref(), &headers);
     if inv.answered {
-        return already_answered(StatusCode::OK);
+        return already_answered(&cfg, lang, StatusCode::OK);
     }
     if inv.opted_out {
-        return opted_out();
+        return opted_out(&cfg, lang, StatusCode::GONE);
     }
     if today() > cfg.answers_until {
-        return closed(cfg.answers_until);
+        return closed(&cfg, lang);
     }
-    match form::render(&cfg.survey, &format!("/s/{raw}"), None) {
+    match form::render(&cfg, lang, &form_links(&raw), None) {
         Ok(html) => Html(html).into_response(),
         Err(e) => store_error(&e),
     }
@@ -316,6 +418,7 @@ async fn submit(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
     method: Method,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -326,14 +429,15 @@ async fn submit(
         Err(page) => return *page,
     };
     let cfg = s.pipeline.config();
+    let lang = request_lang(&cfg, query.as_deref(), &headers);
     if inv.answered {
-        return already_answered(StatusCode::CONFLICT);
+        return already_answered(&cfg, lang, StatusCode::CONFLICT);
     }
     if inv.opted_out {
-        return opted_out();
+        return opted_out(&cfg, lang, StatusCode::GONE);
     }
     if today() > cfg.answers_until {
-        return closed(cfg.answers_until);
+        return closed(&cfg, lang);
     }
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -342,16 +446,17 @@ async fn submit(
         .unwrap_or(false);
     if !is_form {
         return page(
+            Some(&cfg),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Svaret kunne ikke læses",
             &["Svaret skal sendes fra formularen. Gå tilbage og prøv igen."],
         );
     }
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let answers = match form::validate(&cfg.survey, &fields) {
+    let answers = match form::validate_in(&cfg.survey, &fields, lang) {
         Ok(a) => a,
         Err(invalid) => {
-            return match form::render(&cfg.survey, &format!("/s/{raw}"), Some(&invalid)) {
+            return match form::render(&cfg, lang, &form_links(&raw), Some(&invalid)) {
                 Ok(html) => (StatusCode::UNPROCESSABLE_ENTITY, Html(html)).into_response(),
                 Err(e) => store_error(&e),
             }
@@ -373,10 +478,10 @@ async fn submit(
         Ok(SubmitOutcome::Stored) => {
             s.pipeline.metrics.answered();
             tracing::info!(target: "canvass::web", "answer stored");
-            thanks()
+            thanks(&cfg, lang)
         }
-        Ok(SubmitOutcome::AlreadyAnswered) => already_answered(StatusCode::CONFLICT),
-        Ok(SubmitOutcome::OptedOut) => opted_out(),
+        Ok(SubmitOutcome::AlreadyAnswered) => already_answered(&cfg, lang, StatusCode::CONFLICT),
+        Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::GONE),
         Ok(SubmitOutcome::UnknownToken) => unknown_link(),
         Err(e) => store_error(&e),
     }

@@ -283,8 +283,10 @@ pub enum Committed {
 mod flush;
 mod jobs;
 pub mod privacy;
+mod optout;
 mod responses;
 pub use jobs::JobState;
+pub use optout::OptOutOutcome;
 pub use responses::{StoredResponse, SubmitOutcome};
 
 pub mod counter {
