@@ -114,6 +114,7 @@ pub fn plan(
         mark: facts.mark.clone(),
         counters: counters_for(decision),
         created_at: Some(now),
+        received_at: Some(received),
         ..Default::default()
     };
     let mut unrenderable = Vec::new();

@@ -254,7 +254,7 @@ impl Scheduler {
         let mut out = Vec::new();
         for (manager, regions) in self.pipeline.config().managers() {
             let d = self.compute(now, &regions, is_final)?;
-            out.push(render_one(manager, &d)?);
+            out.push(render_one(&self.pipeline.config(), manager, &d)?);
         }
         Ok(out)
     }
@@ -262,7 +262,9 @@ impl Scheduler {
     /// The digest as it would be now, for `canvass digest --print`: all regions.
     pub fn preview(&self, now: DateTime<Utc>) -> Result<String, JobError> {
         let is_final = now >= self.pipeline.config().window.closes_at();
-        Ok(digest::render_text(&self.compute(now, &[], is_final)?))
+        let cfg = self.pipeline.config();
+        let d = self.compute(now, &[], is_final)?;
+        Ok(digest::render_text_with_intro(&d, &digest_intro(&cfg, &d)?))
     }
 
     /// Queues the digest for every manager; returns how many.
@@ -320,7 +322,27 @@ impl Scheduler {
     }
 }
 
-fn render_one(to: Address, d: &digest::Digest) -> Result<RenderedDigest, JobError> {
+/// The agency's opening of the digest (`digest_intro.txt`; built in: the subject).
+pub fn digest_intro(cfg: &crate::config::Config, d: &digest::Digest) -> Result<String, JobError> {
+    cfg.texts
+        .render(
+            "digest_intro.txt",
+            minijinja::context! {
+                subject => digest::subject(d),
+                is_final => d.is_final,
+                days_left => d.days_left,
+                ..crate::compose::mail_context(cfg, false)
+            },
+        )
+        .map_err(|e| JobError::Render(e.to_string()))
+}
+
+fn render_one(
+    cfg: &crate::config::Config,
+    to: Address,
+    d: &digest::Digest,
+) -> Result<RenderedDigest, JobError> {
+    let intro = digest_intro(cfg, d)?;
     let bars: Vec<(String, u64, u64)> = d
         .lines
         .iter()
@@ -336,8 +358,12 @@ fn render_one(to: Address, d: &digest::Digest) -> Result<RenderedDigest, JobErro
     Ok(RenderedDigest {
         to,
         subject: digest::subject(d),
-        text: digest::render_text(d),
-        html: digest::render_html(d, chart.as_ref().map(|_| crate::compose::CHART_CID)),
+        text: digest::render_text_with_intro(d, &intro),
+        html: digest::render_html_with_intro(
+            d,
+            chart.as_ref().map(|_| crate::compose::CHART_CID),
+            &intro,
+        ),
         chart,
     })
 }

@@ -219,6 +219,9 @@ pub struct IngestUnit {
     /// The consultant's daily cap: (key of consultant and day, cap).
     pub daily_cap: Option<(String, u32)>,
     pub created_at: Option<DateTime<Utc>>,
+    /// When the mailbox received the message (the digest's weekly count is
+    /// by this week, not by when it was processed); default `created_at`.
+    pub received_at: Option<DateTime<Utc>>,
     /// What the message says about invitations already sent.
     pub effect: Option<Effect>,
 }
@@ -305,7 +308,8 @@ pub mod counter {
     /// Prefix of the per-week invitation counters (`invited_week:2024-W32`).
     pub const INVITED_WEEK: &str = "invited_week:";
 
-    /// The counter of invitations created in the ISO week (Copenhagen) of `at`.
+    /// The counter of invitations whose contact was received in the ISO
+    /// week (Copenhagen) of `at`.
     pub fn invited_week(at: chrono::DateTime<chrono::Utc>) -> String {
         use chrono::Datelike;
         let w = at.with_timezone(&crate::window::TZ).iso_week();
@@ -849,7 +853,10 @@ fn ingest_one(
         bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
         bump(
             cnt,
-            &counter_key(&unit.region, &counter::invited_week(invitation.created_at)),
+            &counter_key(
+                &unit.region,
+                &counter::invited_week(unit.received_at.unwrap_or(invitation.created_at)),
+            ),
             1,
         )?;
         outcomes.push(InviteOutcome::Invited(new.address.clone()));
