@@ -54,7 +54,8 @@ fn parts(raw: &[u8]) -> (String, Option<String>) {
         }
     }
     text.push('\n');
-    text.push_str(&msg.body_text(0).unwrap_or_default());
+    text.push_str(msg.body_text(0).unwrap_or_default().trim_end());
+    text.push('\n');
     let html = msg.body_html(0).map(|h| h.into_owned());
     (text, html)
 }
