@@ -750,6 +750,20 @@ impl Config {
         let _ = writeln!(s, "  outbound        {outbound}");
         let _ = writeln!(s, "  store           {}", self.store_path.display());
         let _ = writeln!(s, "  web             {}", self.web_bind);
+        let _ = writeln!(
+            s,
+            "  templates       {}",
+            if self.texts.overridden.is_empty() {
+                "built-in".to_string()
+            } else {
+                format!("built-in, overridden: {}", self.texts.overridden.join(", "))
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  languages       {}",
+            if self.survey_en.is_some() { "da, en" } else { "da" }
+        );
         for r in &self.regions {
             let _ = writeln!(
                 s,
