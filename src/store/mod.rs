@@ -1149,4 +1149,29 @@ mod tests {
             Err(StoreError::TooNew { .. })
         ));
     }
+
+    /// The digest's weekly chart counts an invitation in the week its
+    /// contact was received, not the week it was processed (a backlog or a
+    /// replay lands in the right week; issue 15).
+    #[test]
+    fn the_weekly_counter_is_by_week_of_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let received = Utc::now() - chrono::Duration::weeks(3);
+        let u = IngestUnit {
+            created_at: Some(Utc::now()),
+            received_at: Some(received),
+            ..unit(&key, &["a@x.dk"], 1)
+        };
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        let weeks: Vec<(String, u64)> = store
+            .counters()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, n, _)| n.starts_with(counter::INVITED_WEEK))
+            .map(|(_, n, v)| (n, v))
+            .collect();
+        assert_eq!(weeks, [(counter::invited_week(received), 1)]);
+    }
 }

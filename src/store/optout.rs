@@ -48,3 +48,57 @@ impl Store {
         Ok(outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse, HmacKey};
+    use crate::store::{CommitView, IngestUnit, NewInvitation, Outgoing};
+    use crate::token::Token;
+    use chrono::Utc;
+
+    #[tokio::test]
+    async fn opting_out_by_link_marks_and_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[3; 32]);
+        let token = Token::generate();
+        let address = parse("a@kommune.dk").unwrap();
+        let unit = IngestUnit {
+            region: "Syddanmark".into(),
+            invitations: vec![NewInvitation {
+                address_key: key.key_of(&address),
+                token_hash: token.hash(),
+                token_nonce: None,
+                outgoing: Outgoing {
+                    from: "s@siri.dk".into(),
+                    to: vec![address.to_string()],
+                    message_id: "canvass.optout@siri.dk".into(),
+                    raw: Vec::new(),
+                    not_before: Utc::now(),
+                },
+                address,
+            }],
+            ..Default::default()
+        };
+        store.commit_ingest(&unit, &|_: &CommitView| None).unwrap();
+        let h = token.hash();
+        assert_eq!(store.opt_out_by_token(&h).await.unwrap(), OptOutOutcome::OptedOut);
+        assert_eq!(
+            store.opt_out_by_token(&h).await.unwrap(),
+            OptOutOutcome::AlreadyOptedOut
+        );
+        assert_eq!(
+            store.opt_out_by_token(&Token::generate().hash()).await.unwrap(),
+            OptOutOutcome::Unknown
+        );
+        let n: u64 = store
+            .counters()
+            .unwrap()
+            .iter()
+            .filter(|(r, n, _)| r == "Syddanmark" && n == counter::OPTED_OUT)
+            .map(|c| c.2)
+            .sum();
+        assert_eq!(n, 1);
+    }
+}
