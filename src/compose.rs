@@ -238,7 +238,10 @@ fn render_invitation(
     let html = cfg.texts.render("invitation.html", ctx)?;
     let to_box = mailbox(None, to.as_str())?;
     let mut b = base(cfg, &to_box, &subject, message_id)?
-        .raw_header(raw_header("List-Unsubscribe", unsubscribe_header(cfg, unsubscribe)))
+        .raw_header(raw_header(
+            "List-Unsubscribe",
+            unsubscribe_header(cfg, unsubscribe),
+        ))
         .raw_header(raw_header(
             "List-Unsubscribe-Post",
             "List-Unsubscribe=One-Click".to_string(),
@@ -285,7 +288,10 @@ pub fn reminder(
     )?;
     let to_box = mailbox(None, to.as_str())?;
     let msg = base(cfg, &to_box, &subject, &message_id)?
-        .raw_header(raw_header("List-Unsubscribe", unsubscribe_header(cfg, &unsubscribe)))
+        .raw_header(raw_header(
+            "List-Unsubscribe",
+            unsubscribe_header(cfg, &unsubscribe),
+        ))
         .raw_header(raw_header(
             "List-Unsubscribe-Post",
             "List-Unsubscribe=One-Click".to_string(),
@@ -426,9 +432,15 @@ pub struct ForwardFacts {
 }
 
 /// Replaces personal links in `text` so a forwarded reply does not hand the
-/// respondent's link to somebody else.
+/// respondent's link to somebody else: the survey link and the opt-out
+/// link (`/u/`, the same token).
 pub fn redact_links(cfg: &Config, text: &str) -> String {
-    let marker = format!("{}/s/", cfg.base_url);
+    let text = redact_marker(&format!("{}/s/", cfg.base_url), text);
+    redact_marker(&format!("{}/u/", cfg.base_url), &text)
+}
+
+fn redact_marker(marker: &str, text: &str) -> String {
+    let marker = marker.to_string();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(&marker) {
@@ -600,7 +612,10 @@ mod tests {
         let fwd = ForwardFacts {
             from: to.clone(),
             subject: Some("Spørgsmål".into()),
-            text: format!("Hvad betyder det? > {link}"),
+            text: format!(
+                "Hvad betyder det? > {link}\n> {}",
+                unsubscribe_link(&cfg, &token)
+            ),
             in_reply_to: None,
         };
         let f = forward(&cfg, &facts.consultant.clone().unwrap(), &fwd, None, now).unwrap();

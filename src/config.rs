@@ -762,7 +762,11 @@ impl Config {
         let _ = writeln!(
             s,
             "  languages       {}",
-            if self.survey_en.is_some() { "da, en" } else { "da" }
+            if self.survey_en.is_some() {
+                "da, en"
+            } else {
+                "da"
+            }
         );
         for r in &self.regions {
             let _ = writeln!(
@@ -1332,7 +1336,11 @@ pub fn base_url_is_loopback(base_url: &str) -> bool {
     let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or_default();
     let host = if authority.starts_with('[') {
-        authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        authority
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
     } else {
         authority.split(':').next().unwrap_or_default().to_string()
     };

@@ -179,11 +179,7 @@ fn label_of<'a>(q: &'a Question, code: &'a str) -> &'a str {
 }
 
 /// The cells of one answer, in column order.
-pub(crate) fn cells<'a>(
-    cols: &[Col<'a>],
-    row: usize,
-    r: &'a StoredResponse,
-) -> Vec<Cow<'a, str>> {
+pub(crate) fn cells<'a>(cols: &[Col<'a>], row: usize, r: &'a StoredResponse) -> Vec<Cow<'a, str>> {
     // A value the columns cannot hold completely is kept whole in the
     // unplaced column, so nothing is lost or split.
     let unplaced: BTreeMap<&str, &Value> = r

@@ -51,7 +51,10 @@ pub fn to_xlsx(
     small_group_note: &str,
 ) -> Result<Vec<u8>, XlsxError> {
     let mut wb = Workbook::new();
-    let bold = Format::new().set_bold().set_text_wrap().set_align(FormatAlign::Top);
+    let bold = Format::new()
+        .set_bold()
+        .set_text_wrap()
+        .set_align(FormatAlign::Top);
     let date = Format::new().set_num_format("yyyy-mm-dd");
     let pct = Format::new().set_num_format("0%");
     let cols = columns_of(survey);
@@ -74,7 +77,8 @@ pub fn to_xlsx(
             match col {
                 Col::Day => {
                     let d = r.day;
-                    let x = ExcelDateTime::from_ymd(d.year() as u16, d.month() as u8, d.day() as u8)?;
+                    let x =
+                        ExcelDateTime::from_ymd(d.year() as u16, d.month() as u8, d.day() as u8)?;
                     ws.write_datetime_with_format(row, c, &x, &date)?;
                 }
                 _ if numeric(col) => match value.parse::<f64>() {
@@ -94,9 +98,15 @@ pub fn to_xlsx(
 
     let ws = wb.add_worksheet();
     ws.set_name(SHEETS[1])?;
-    for (c, h) in ["Region", "Inviteret", "Svar", "Svarprocent", "Få svar: læs med forsigtighed"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "Region",
+        "Inviteret",
+        "Svar",
+        "Svarprocent",
+        "Få svar: læs med forsigtighed",
+    ]
+    .iter()
+    .enumerate()
     {
         ws.write_string_with_format(0, c as u16, *h, &bold)?;
     }

@@ -305,7 +305,13 @@ pub fn render(
 
 /// One of the page templates (`thanks.html`, `privacy.html`, …) with its
 /// own variables; the built-in generic page if the agency's fails.
-pub fn render_named(cfg: Option<&Config>, name: &str, lang: Lang, title: &str, own: Value) -> String {
+pub fn render_named(
+    cfg: Option<&Config>,
+    name: &str,
+    lang: Lang,
+    title: &str,
+    own: Value,
+) -> String {
     let ctx = context! { ..own, ..page_context(cfg, lang, title) };
     let texts = cfg.map_or_else(crate::texts::Texts::builtin, |c| c.texts.clone());
     texts.render(name, ctx).unwrap_or_else(|e| {

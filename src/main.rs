@@ -246,11 +246,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let answer = fetch(&cli.config, Request::Report { html: true })?;
             write_answer(answer, Some(&file))
         }
-        Command::Export {
-            format,
-            out,
-            ..
-        } if format == "xlsx" => export_xlsx(&cli.config, out.as_deref()),
+        Command::Export { format, out, .. } if format == "xlsx" => {
+            export_xlsx(&cli.config, out.as_deref())
+        }
         Command::Export {
             format,
             bom,
@@ -314,7 +312,10 @@ fn backup(config: &std::path::Path, file: &std::path::Path) -> anyhow::Result<Ex
 
 /// `canvass export --format xlsx --out FILE`: the workbook is built by
 /// whoever holds the store and written here.
-fn export_xlsx(config: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn export_xlsx(
+    config: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     use base64::Engine;
     let Some(out) = out else {
         eprintln!("canvass: an xlsx workbook is binary: give --out FILE.xlsx");

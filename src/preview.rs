@@ -25,7 +25,9 @@ pub struct Preview {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
-    #[error("cannot preview {0:?}: choose one of invitation, reminder, confirmation, digest, form")]
+    #[error(
+        "cannot preview {0:?}: choose one of invitation, reminder, confirmation, digest, form"
+    )]
     Unknown(String),
     #[error(transparent)]
     Compose(#[from] ComposeError),
@@ -42,8 +44,14 @@ fn parts(raw: &[u8]) -> (String, Option<String>) {
     };
     let mut text = String::new();
     for (name, value) in [
-        ("From", msg.from().and_then(|a| a.first()).and_then(|a| a.address())),
-        ("To", msg.to().and_then(|a| a.first()).and_then(|a| a.address())),
+        (
+            "From",
+            msg.from().and_then(|a| a.first()).and_then(|a| a.address()),
+        ),
+        (
+            "To",
+            msg.to().and_then(|a| a.first()).and_then(|a| a.address()),
+        ),
         ("Subject", msg.subject()),
     ] {
         text.push_str(&format!("{name}: {}\n", value.unwrap_or_default()));
@@ -120,7 +128,8 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
             }
             let status = crate::status::compute(&names, &counters, 0);
             let today = now.with_timezone(&crate::window::TZ).date_naive();
-            let d = crate::digest::compute(&status, &counters, None, &cfg.window, today, &[], false);
+            let d =
+                crate::digest::compute(&status, &counters, None, &cfg.window, today, &[], false);
             let intro = crate::scheduler::digest_intro(cfg, &d)
                 .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?;
             (

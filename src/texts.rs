@@ -33,11 +33,7 @@ impl Spec {
 
     /// Every variable the template may use.
     pub fn known(&self) -> BTreeSet<&'static str> {
-        let common: &[&str] = if self.is_page() {
-            PAGE_VARS
-        } else {
-            MAIL_VARS
-        };
+        let common: &[&str] = if self.is_page() { PAGE_VARS } else { MAIL_VARS };
         common.iter().chain(self.vars).copied().collect()
     }
 }
@@ -259,8 +255,9 @@ impl Texts {
             .get_or_init(|| {
                 let mut env = new_env();
                 for s in SPECS {
-                    env.add_template(s.name, s.builtin)
-                        .unwrap_or_else(|e| unreachable!("built-in template {} is invalid: {e}", s.name));
+                    env.add_template(s.name, s.builtin).unwrap_or_else(|e| {
+                        unreachable!("built-in template {} is invalid: {e}", s.name)
+                    });
                 }
                 Texts {
                     env,
@@ -413,14 +410,16 @@ fn syntax_message(e: &minijinja::Error) -> String {
 
 /// The first line where `word` appears as a whole word inside `{{ }}` or `{% %}`.
 fn line_of(src: &str, word: &str) -> Option<usize> {
-    src.lines().position(|l| {
-        l.match_indices(word).any(|(i, _)| {
-            let before = l[..i].chars().next_back();
-            let after = l[i + word.len()..].chars().next();
-            let edge = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-            edge(before) && edge(after)
+    src.lines()
+        .position(|l| {
+            l.match_indices(word).any(|(i, _)| {
+                let before = l[..i].chars().next_back();
+                let after = l[i + word.len()..].chars().next();
+                let edge = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                edge(before) && edge(after)
+            })
         })
-    }).map(|i| i + 1)
+        .map(|i| i + 1)
 }
 
 /// The `privacy` variable's sample.
@@ -470,8 +469,12 @@ pub fn sample(name: &str) -> Value {
             invalid => vec![context! { line => "ikke en adresse", error => "mangler @" }],
         },
         "forward_subject.txt" => context! { from => "kontakt@kommune.dk", subject => "Spørgsmål" },
-        "forward.txt" => context! { from => "kontakt@kommune.dk", region => "Sjælland", body => "Hvad bruges svarene til?" },
-        "digest_intro.txt" => context! { subject => "Svarprocent uge 38: 42 %", is_final => false, days_left => 12 },
+        "forward.txt" => {
+            context! { from => "kontakt@kommune.dk", region => "Sjælland", body => "Hvad bruges svarene til?" }
+        }
+        "digest_intro.txt" => {
+            context! { subject => "Svarprocent uge 38: 42 %", is_final => false, days_left => 12 }
+        }
         "form.html" => context! {
             survey => context! { title => "Spørgeskema", intro => "", questions => Vec::<Value>::new() },
             action => format!("/s/{SAMPLE_TOKEN}"),
@@ -519,10 +522,7 @@ mod tests {
 
     #[test]
     fn an_override_replaces_the_builtin() {
-        let d = dir_with(&[(
-            "invitation_subject.txt",
-            "Ny tekst fra {{ agency }}",
-        )]);
+        let d = dir_with(&[("invitation_subject.txt", "Ny tekst fra {{ agency }}")]);
         let t = Texts::load(d.path()).unwrap();
         assert_eq!(t.overridden, ["invitation_subject.txt"]);
         let out = t
@@ -548,7 +548,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("no problem for {file}: {text:#?}"))
         };
         assert!(find("invitation.txt line 4").contains("unknown variable `deadlin`"));
-        assert!(find("reminder.txt line").contains("syntax error"), "{text:#?}");
+        assert!(
+            find("reminder.txt line").contains("syntax error"),
+            "{text:#?}"
+        );
         assert!(find("invitation.html").contains("does not show the personal link"));
         assert!(find("invitaton.txt").contains("is not a canvass template"));
         assert_eq!(problems.len(), 4, "{text:#?}");

@@ -294,7 +294,10 @@ fn closed(cfg: &Config, lang: Lang) -> Response {
     let (title, when) = if lang == Lang::En {
         ("The survey is closed", crate::compose::english_date(until))
     } else {
-        ("Undersøgelsen er lukket", crate::compose::danish_date(until))
+        (
+            "Undersøgelsen er lukket",
+            crate::compose::danish_date(until),
+        )
     };
     named(
         cfg,
@@ -350,16 +353,18 @@ impl AppState {
     }
 
     /// Resolves the link to an invitation, or the page to show instead.
-    pub(crate) fn lookup(&self, ip: IpAddr, raw: &str) -> Result<(Token, Invitation), Box<Response>> {
+    pub(crate) fn lookup(
+        &self,
+        ip: IpAddr,
+        raw: &str,
+    ) -> Result<(Token, Invitation), Box<Response>> {
         if self.blocked(ip) {
             return Err(Box::new(too_many()));
         }
         let found = match Token::from_url(raw) {
             Some(t) => match self.pipeline.store.link(&t.hash()) {
                 Ok(Link::Invitation(inv)) => Some((t, *inv)),
-                Ok(Link::Withdrawn) => {
-                    return Err(Box::new(withdrawn(&self.pipeline.config())))
-                }
+                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn(&self.pipeline.config()))),
                 Ok(Link::Unknown) => None,
                 Err(e) => return Err(Box::new(store_error(&e))),
             },

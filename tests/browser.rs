@@ -182,9 +182,15 @@ async fn start_file_daemon() -> Running {
         let text = text
             .replace(
                 old,
-                &format!("base_url = \"{base}\"\ndefinition_en = \"{}\"", en.display()),
+                &format!(
+                    "base_url = \"{base}\"\ndefinition_en = \"{}\"",
+                    en.display()
+                ),
             )
-            .replace("[web]\n", &format!("{PRIVACY}\n[web]\naccessibility_statement_url = \"{STATEMENT}\"\n"));
+            .replace(
+                "[web]\n",
+                &format!("{PRIVACY}\n[web]\naccessibility_statement_url = \"{STATEMENT}\"\n"),
+            );
         std::fs::write(&path, text).unwrap();
         path
     })
@@ -738,7 +744,11 @@ async fn invitation_link_to_thank_you() {
         .arg(r.dir.path().join("canvass.toml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let msgs = mail
         .wait_for_messages(contact, "INBOX", 3, Duration::from_secs(30))
         .await;
@@ -752,7 +762,10 @@ async fn invitation_link_to_thank_you() {
     assert!(text.contains(&test_link), "{text}");
     b.goto(&test_link);
     assert!(b.text().contains("Prøve: linket virker"), "{}", b.text());
-    assert_eq!(r.daemon().pipeline.store.counters().unwrap(), invited_before);
+    assert_eq!(
+        r.daemon().pipeline.store.counters().unwrap(),
+        invited_before
+    );
     drop(b);
     r.stop().await;
 }
@@ -959,13 +972,20 @@ async fn accessibility_has_no_serious_violations() {
     reflows(&b, "the privacy page");
     let other = invite_by_file(&r, "tilgaengelig2@kommune.test");
     b.goto(&other.replace("/s/", "/u/"));
-    assert!(b.text().contains("Jeg ønsker ikke at deltage"), "{}", b.text());
+    assert!(
+        b.text().contains("Jeg ønsker ikke at deltage"),
+        "{}",
+        b.text()
+    );
     page_checks(&b, "the opt-out page", false);
     serious.extend(axe(&b, &source, "the opt-out page"));
     reflows(&b, "the opt-out page");
     // The English form.
     b.goto(&format!("{other}?lang=en"));
-    assert_eq!(b.js("return document.documentElement.lang;", vec![]), json!("en"));
+    assert_eq!(
+        b.js("return document.documentElement.lang;", vec![]),
+        json!("en")
+    );
     serious.extend(axe(&b, &source, "the English form"));
     reflows(&b, "the English form");
 
@@ -1149,19 +1169,34 @@ async fn english_form_and_one_click_opt_out_in_chromium() {
 
     // Danish by default (the browser asks for da-DK); the switch to English.
     b.goto(&link);
-    assert_eq!(b.js("return document.documentElement.lang;", vec![]), json!("da"));
-    assert!(b.text().contains("Hvilken type organisation arbejder du i?"));
+    assert_eq!(
+        b.js("return document.documentElement.lang;", vec![]),
+        json!("da")
+    );
+    assert!(b
+        .text()
+        .contains("Hvilken type organisation arbejder du i?"));
     b.mark_page();
     b.click(".lang-switch a");
     b.wait_new_page("the English form");
-    assert_eq!(b.js("return document.documentElement.lang;", vec![]), json!("en"));
+    assert_eq!(
+        b.js("return document.documentElement.lang;", vec![]),
+        json!("en")
+    );
     let text = b.text();
-    assert!(text.contains("What type of organisation do you work in?"), "{text}");
+    assert!(
+        text.contains("What type of organisation do you work in?"),
+        "{text}"
+    );
     assert!(text.contains("Send answers"));
 
     // Errors in English, then an answer.
     submit_by_click(&b);
-    assert!(b.text().contains("Some answers are missing"), "{}", b.text());
+    assert!(
+        b.text().contains("Some answers are missing"),
+        "{}",
+        b.text()
+    );
     for id in [
         "f-organisation-skole",
         "f-antal_sager-over_10",
@@ -1176,16 +1211,34 @@ async fn english_form_and_one_click_opt_out_in_chromium() {
     }
     b.type_into("#f-kommentarer", "Very helpful – thank you");
     submit_by_click(&b);
-    assert!(b.text().contains("Thank you for your answer"), "{}", b.text());
+    assert!(
+        b.text().contains("Thank you for your answer"),
+        "{}",
+        b.text()
+    );
     let stored = r.responses();
     assert_eq!(stored.len(), 1);
     let a = &stored[0].answers;
-    assert_eq!(a["organisation"], Value::Single { code: "skole".into(), other: None });
+    assert_eq!(
+        a["organisation"],
+        Value::Single {
+            code: "skole".into(),
+            other: None
+        }
+    );
     assert_eq!(
         a["raadgivning"],
-        Value::Multi { codes: vec!["sikkerhed".into(), "samarbejdspartnere".into()], other: None }
+        Value::Multi {
+            codes: vec!["sikkerhed".into(), "samarbejdspartnere".into()],
+            other: None
+        }
     );
-    assert_eq!(a["kommentarer"], Value::Text { text: "Very helpful – thank you".into() });
+    assert_eq!(
+        a["kommentarer"],
+        Value::Text {
+            text: "Very helpful – thank you".into()
+        }
+    );
 
     // One-click opt-out: the link opened (as a scanner would) opts nobody out.
     let other = invite_by_file(&r, "vil.ikke@kommune.test");
@@ -1199,7 +1252,11 @@ async fn english_form_and_one_click_opt_out_in_chromium() {
     };
     b.goto(&unsub);
     b.refresh();
-    assert!(b.text().contains("Meld fra til undersøgelsen"), "{}", b.text());
+    assert!(
+        b.text().contains("Meld fra til undersøgelsen"),
+        "{}",
+        b.text()
+    );
     assert!(!opted_out(&r), "a GET opted out");
     b.mark_page();
     b.click("main form button");

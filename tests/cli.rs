@@ -314,7 +314,11 @@ fn agency_templates_are_checked_and_previewed() {
         "Hej\n\n{{ link }}\n\nSvar senest {{ deadlin }}.\n",
     )
     .unwrap();
-    std::fs::write(texts.join("reminder.txt"), "Hej\n{% if link %}\nglemt endif\n").unwrap();
+    std::fs::write(
+        texts.join("reminder.txt"),
+        "Hej\n{% if link %}\nglemt endif\n",
+    )
+    .unwrap();
     std::fs::write(texts.join("invitation.html"), "<p>Kære {{ agency }}</p>\n").unwrap();
     std::fs::write(texts.join("invitaton_subject.txt"), "stavefejl").unwrap();
     let out = canvass(&["check-config", "--config", cfg]);
@@ -337,9 +341,17 @@ fn agency_templates_are_checked_and_previewed() {
     )
     .unwrap();
     std::fs::remove_file(texts.join("reminder.txt")).unwrap();
-    std::fs::write(texts.join("invitation.html"), "<p><a href=\"{{ link }}\">Svar</a></p>\n").unwrap();
+    std::fs::write(
+        texts.join("invitation.html"),
+        "<p><a href=\"{{ link }}\">Svar</a></p>\n",
+    )
+    .unwrap();
     std::fs::remove_file(texts.join("invitaton_subject.txt")).unwrap();
-    std::fs::write(texts.join("invitation_subject.txt"), "Et par spørgsmål fra {{ agency }}").unwrap();
+    std::fs::write(
+        texts.join("invitation_subject.txt"),
+        "Et par spørgsmål fra {{ agency }}",
+    )
+    .unwrap();
     let out = canvass(&["check-config", "--config", cfg]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("templates"), "{}", stdout(&out));
@@ -355,7 +367,10 @@ fn agency_templates_are_checked_and_previewed() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("Subject: Et par spørgsmål fra SIRI"), "{text}");
+    assert!(
+        text.contains("Subject: Et par spørgsmål fra SIRI"),
+        "{text}"
+    );
     assert!(text.contains("Hej fra SIRI"), "{text}");
     assert!(text.contains("http://127.0.0.1:1/s/"), "{text}");
     assert!(std::fs::read_to_string(&html).unwrap().contains("Svar</a>"));
@@ -363,11 +378,22 @@ fn agency_templates_are_checked_and_previewed() {
     let out = canvass(&["preview", "reminder", "--config", cfg]);
     assert!(stdout(&out).contains("Datatilsynet"), "{}", stdout(&out));
     let out = canvass(&["preview", "confirmation", "--config", cfg]);
-    assert!(stdout(&out).contains("Inviteret til spørgeskemaet"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Inviteret til spørgeskemaet"),
+        "{}",
+        stdout(&out)
+    );
     let out = canvass(&["preview", "digest", "--config", cfg]);
     assert!(stdout(&out).contains("Returneret"), "{}", stdout(&out));
     let form = dir.path().join("form.html");
-    let out = canvass(&["preview", "form", "--html", form.to_str().unwrap(), "--config", cfg]);
+    let out = canvass(&[
+        "preview",
+        "form",
+        "--html",
+        form.to_str().unwrap(),
+        "--config",
+        cfg,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let form = std::fs::read_to_string(&form).unwrap();
     assert!(form.contains("Hvilken type organisation") && form.contains("site-footer"));
@@ -389,8 +415,14 @@ fn a_public_survey_needs_privacy_and_the_accessibility_statement() {
     let out = canvass(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("privacy: the [privacy] section is missing"), "{err}");
-    assert!(err.contains("web.accessibility_statement_url: is missing"), "{err}");
+    assert!(
+        err.contains("privacy: the [privacy] section is missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("web.accessibility_statement_url: is missing"),
+        "{err}"
+    );
     let text = text.replace(
         "[web]\n",
         "[privacy]\ncontroller = \"SIRI\"\ndpo = \"dpo@siri.test\"\npurpose = \"at evaluere ordningen\"\nlegal_basis = \"artikel 6, stk. 1, litra e\"\ncontact = \"undersoegelse@siri.test\"\n\n[web]\naccessibility_statement_url = \"https://was.digst.dk/undersoegelse\"\n",
@@ -415,10 +447,17 @@ fn send_test_is_marked_and_invites_no_one() {
     assert_eq!(sent.len(), 1);
     let raw = std::fs::read(&sent[0]).unwrap();
     let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    assert!(msg.subject().unwrap().starts_with("[PRØVE] "), "{:?}", msg.subject());
+    assert!(
+        msg.subject().unwrap().starts_with("[PRØVE] "),
+        "{:?}",
+        msg.subject()
+    );
     assert_eq!(msg.header_raw("X-Canvass-Test").map(str::trim), Some("yes"));
     let text = msg.body_text(0).unwrap();
-    assert!(text.contains("PRØVE") && text.contains("http://127.0.0.1:1/proeve"), "{text}");
+    assert!(
+        text.contains("PRØVE") && text.contains("http://127.0.0.1:1/proeve"),
+        "{text}"
+    );
     assert!(!text.contains("/s/"), "{text}");
     let out = canvass(&["status", "--json", "--config", cfg]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -438,7 +477,10 @@ fn xlsx_export_reads_back() {
         let cfg = canvass::config::Config::load(&cfg_path).unwrap();
         let p = canvass::pipeline::Pipeline::open_offline(cfg).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        for (i, a) in ["a@kommune.test", "b@kommune.test", "c@kommune.test"].iter().enumerate() {
+        for (i, a) in ["a@kommune.test", "b@kommune.test", "c@kommune.test"]
+            .iter()
+            .enumerate()
+        {
             p.invite_manual(&[a.to_string()], "Sjælland").unwrap();
             if i == 2 {
                 continue;
@@ -462,7 +504,8 @@ fn xlsx_export_reads_back() {
                 day: chrono::NaiveDate::from_ymd_opt(2024, 8, 20).unwrap(),
                 answers,
             };
-            rt.block_on(p.store.submit_response(&token.hash(), r, true)).unwrap();
+            rt.block_on(p.store.submit_response(&token.hash(), r, true))
+                .unwrap();
         }
     }
     let out_path = dir.path().join("svar.xlsx");
@@ -491,14 +534,21 @@ fn xlsx_export_reads_back() {
     };
     assert_eq!(rows[1][col("Nr.")], Data::Float(1.0));
     assert_eq!(rows[1][col("Skemaversion")], Data::Float(1.0));
-    assert!(matches!(rows[1][col("Dato")], Data::DateTime(_)), "{:?}", rows[1][col("Dato")]);
+    assert!(
+        matches!(rows[1][col("Dato")], Data::DateTime(_)),
+        "{:?}",
+        rows[1][col("Dato")]
+    );
     assert_eq!(rows[1][col("Region")], Data::String("Sjælland".into()));
     assert_eq!(
         rows[1][col("1. Hvilken type organisation arbejder du i?")],
         Data::String("Krisecenter".into())
     );
     // Multiple choice: a 0/1 number per option.
-    assert_eq!(rows[1][col("4. Rådgivning om at vurdere risiko i en konkret sag")], Data::Float(1.0));
+    assert_eq!(
+        rows[1][col("4. Rådgivning om at vurdere risiko i en konkret sag")],
+        Data::Float(1.0)
+    );
     assert_eq!(
         rows[1][col("4. Rådgivning om at skabe sikkerhed for en borger, der er truet")],
         Data::Float(0.0)
@@ -520,7 +570,11 @@ fn xlsx_export_reads_back() {
         Data::Float(f) => assert!((f - 2.0 / 3.0).abs() < 1e-9, "{f}"),
         ref other => panic!("the rate is not a number: {other:?}"),
     }
-    assert_eq!(sj[4], Data::String("Ja".into()), "two answers: a small group");
+    assert_eq!(
+        sj[4],
+        Data::String("Ja".into()),
+        "two answers: a small group"
+    );
     let total = rows
         .iter()
         .find(|r| matches!(&r[0], Data::String(s) if s.starts_with("I alt") || s == "Total"))

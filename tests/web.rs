@@ -29,7 +29,7 @@ impl Drop for Web {
 
 async fn start(extra_window: &str) -> Web {
     let extra = extra_window.to_string();
-    start_edited(move |text| {
+    start_edited(move |_, text| {
         if extra.is_empty() {
             text
         } else {
@@ -40,11 +40,11 @@ async fn start(extra_window: &str) -> Web {
 }
 
 /// The daemon's web side on `file_config`, its text changed by `edit`.
-async fn start_edited(edit: impl FnOnce(String) -> String) -> Web {
+async fn start_edited(edit: impl FnOnce(&std::path::Path, String) -> String) -> Web {
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = open_window();
     let path = file_config(dir.path(), (&s, &e), "");
-    let text = edit(std::fs::read_to_string(&path).unwrap());
+    let text = edit(dir.path(), std::fs::read_to_string(&path).unwrap());
     std::fs::write(&path, text).unwrap();
     let cfg = Config::load(&path).unwrap();
     let store = Store::open(&cfg.store_path).unwrap();
@@ -279,7 +279,10 @@ fn get_with_language(addr: &str, path: &str, lang: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -331,12 +334,18 @@ async fn one_click_opt_out_is_a_post_never_a_get() {
     let (_, page) = blocking(move || http_get(&a, &u)).await;
     assert!(page.contains("Jeg ønsker ikke at deltage"), "{page}");
     let esc = |s: &str| s.replace('/', "&#x2f;"); // minijinja's HTML escaping
-    assert!(page.contains(&format!("action=\"{}?lang=da\"", esc(&unsub))), "{page}");
+    assert!(
+        page.contains(&format!("action=\"{}?lang=da\"", esc(&unsub))),
+        "{page}"
+    );
     // The form page has the same button.
     let a = w.addr.clone();
     let l = link.clone();
     let (_, form) = blocking(move || http_get(&a, &l)).await;
-    assert!(form.contains(&format!("action=\"{}\"", esc(&unsub))), "{form}");
+    assert!(
+        form.contains(&format!("action=\"{}\"", esc(&unsub))),
+        "{form}"
+    );
     assert!(form.contains("Jeg ønsker ikke at deltage"));
 
     // A POST without the one-click body does nothing.
@@ -392,7 +401,7 @@ async fn one_click_opt_out_is_a_post_never_a_get() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privacy_page_footer_and_english_form() {
     let en = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/survey.en.toml");
-    let w = start_edited(move |t| {
+    let w = start_edited(move |_, t| {
         t.replace(
             "base_url = \"http://127.0.0.1:1\"\n",
             &format!("base_url = \"http://127.0.0.1:1\"\ndefinition_en = \"{}\"\n", en.display()),
@@ -421,7 +430,10 @@ async fn privacy_page_footer_and_english_form() {
         "In English:",
         "?lang=en",
     ] {
-        assert!(text.contains(must), "{must:?} is not in the invitation:\n{text}");
+        assert!(
+            text.contains(must),
+            "{must:?} is not in the invitation:\n{text}"
+        );
     }
     let link = link_in(&raw).unwrap();
 
@@ -443,7 +455,11 @@ async fn privacy_page_footer_and_english_form() {
     }
 
     // The footer on the form, the privacy page and a 404.
-    for path in [link.clone(), "/privatliv".to_string(), "/findes-ikke".to_string()] {
+    for path in [
+        link.clone(),
+        "/privatliv".to_string(),
+        "/findes-ikke".to_string(),
+    ] {
         let a = w.addr.clone();
         let (_, body) = blocking(move || http_get(&a, &path)).await;
         assert!(body.contains("<footer class=\"site-footer\">"), "{body}");
@@ -465,14 +481,29 @@ async fn privacy_page_footer_and_english_form() {
     // Errors in English, then an English answer stored with the same codes.
     let (a, l) = (w.addr.clone(), format!("{link}?lang=en"));
     let (status, _, body) = blocking(move || {
-        http(&a, "POST", &l, "application/x-www-form-urlencoded", &form_body(&[("organisation", "politi")]))
+        http(
+            &a,
+            "POST",
+            &l,
+            "application/x-www-form-urlencoded",
+            &form_body(&[("organisation", "politi")]),
+        )
     })
     .await;
     assert_eq!(status, 422);
-    assert!(body.contains("Some answers are missing") && body.contains("Please choose an answer."), "{body}");
+    assert!(
+        body.contains("Some answers are missing") && body.contains("Please choose an answer."),
+        "{body}"
+    );
     let (a, l) = (w.addr.clone(), format!("{link}?lang=en"));
     let (status, _, body) = blocking(move || {
-        http(&a, "POST", &l, "application/x-www-form-urlencoded", &form_body(&complete_answer()))
+        http(
+            &a,
+            "POST",
+            &l,
+            "application/x-www-form-urlencoded",
+            &form_body(&complete_answer()),
+        )
     })
     .await;
     assert_eq!(status, 200);
@@ -481,7 +512,49 @@ async fn privacy_page_footer_and_english_form() {
     assert_eq!(stored.len(), 1);
     assert_eq!(
         stored[0].answers["organisation"],
-        canvass::answer::Value::Single { code: "krisecenter".into(), other: None }
+        canvass::answer::Value::Single {
+            code: "krisecenter".into(),
+            other: None
+        }
     );
     assert_eq!(stored[0].survey_id, "siri-sikkerhedskonsulentordningen");
+}
+
+/// The agency's texts on a running daemon: a reload with a broken template
+/// is rejected (the old text stays), a fixed one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agency_texts_are_validated_on_reload() {
+    let page = |v: &str| {
+        format!("{{% extends \"layout.html\" %}}{{% block content %}}<h1>{{{{ title }}}}</h1><p>{v}</p>{{% endblock %}}")
+    };
+    let first = page("Version 1");
+    let w = start_edited(move |dir, t| {
+        std::fs::create_dir(dir.join("tekster")).unwrap();
+        std::fs::write(dir.join("tekster/page.html"), first).unwrap();
+        t.replace(
+            "base_url = \"http://127.0.0.1:1\"\n",
+            "base_url = \"http://127.0.0.1:1\"\ntemplates_dir = \"tekster\"\n",
+        )
+    })
+    .await;
+    let path = w.pipeline.config().path.clone();
+    let file = path.parent().unwrap().join("tekster/page.html");
+    let shown = |w: &Web| {
+        let a = w.addr.clone();
+        async move { blocking(move || http_get(&a, "/findes-ikke")).await.1 }
+    };
+    assert!(shown(&w).await.contains("Version 1"));
+    std::fs::write(
+        &file,
+        "{% extends \"layout.html\" %}{% block content %}{{ titel }}{% endblock %}",
+    )
+    .unwrap();
+    canvass::daemon::reload(&path, &w.pipeline);
+    assert!(
+        shown(&w).await.contains("Version 1"),
+        "a broken text was taken"
+    );
+    std::fs::write(&file, page("Version 2")).unwrap();
+    canvass::daemon::reload(&path, &w.pipeline);
+    assert!(shown(&w).await.contains("Version 2"));
 }

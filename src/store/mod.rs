@@ -285,8 +285,8 @@ pub enum Committed {
 /// Counter names.
 mod flush;
 mod jobs;
-pub mod privacy;
 mod optout;
+pub mod privacy;
 mod responses;
 pub use jobs::JobState;
 pub use optout::OptOutOutcome;

@@ -5,7 +5,10 @@
 
 use sled::Transactional;
 
-use super::{bump, counter, counter_key, encode, tx_decode, u64_from, Invitation, Store, StoreError, WITHDRAWN};
+use super::{
+    bump, counter, counter_key, encode, tx_decode, u64_from, Invitation, Store, StoreError,
+    WITHDRAWN,
+};
 use crate::token::TokenHash;
 
 /// What a one-click opt-out did.
@@ -83,13 +86,19 @@ mod tests {
         };
         store.commit_ingest(&unit, &|_: &CommitView| None).unwrap();
         let h = token.hash();
-        assert_eq!(store.opt_out_by_token(&h).await.unwrap(), OptOutOutcome::OptedOut);
+        assert_eq!(
+            store.opt_out_by_token(&h).await.unwrap(),
+            OptOutOutcome::OptedOut
+        );
         assert_eq!(
             store.opt_out_by_token(&h).await.unwrap(),
             OptOutOutcome::AlreadyOptedOut
         );
         assert_eq!(
-            store.opt_out_by_token(&Token::generate().hash()).await.unwrap(),
+            store
+                .opt_out_by_token(&Token::generate().hash())
+                .await
+                .unwrap(),
             OptOutOutcome::Unknown
         );
         let n: u64 = store
