@@ -227,9 +227,9 @@ async fn fallback(State(s): State<AppState>) -> Response {
     )
 }
 
-pub(crate) fn unknown_link() -> Response {
+pub(crate) fn unknown_link(cfg: Option<&Config>) -> Response {
     page(
-        None,
+        cfg,
         StatusCode::NOT_FOUND,
         "Linket findes ikke",
         &["Linket er ikke gyldigt. Kontrollér, at hele linket fra mailen er kommet med, hvis du har kopieret det."],
@@ -374,7 +374,7 @@ impl AppState {
             Some(f) => Ok(f),
             None => {
                 self.missed(ip);
-                Err(Box::new(unknown_link()))
+                Err(Box::new(unknown_link(Some(&self.pipeline.config()))))
             }
         }
     }
@@ -487,7 +487,7 @@ async fn submit(
         }
         Ok(SubmitOutcome::AlreadyAnswered) => already_answered(&cfg, lang, StatusCode::CONFLICT),
         Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::GONE),
-        Ok(SubmitOutcome::UnknownToken) => unknown_link(),
+        Ok(SubmitOutcome::UnknownToken) => unknown_link(Some(&cfg)),
         Err(e) => store_error(&e),
     }
 }

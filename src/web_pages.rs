@@ -125,7 +125,7 @@ pub(crate) async fn unsubscribe(
             opted_out(&cfg, lang, StatusCode::OK)
         }
         Ok(OptOutOutcome::AlreadyOptedOut) => opted_out(&cfg, lang, StatusCode::OK),
-        Ok(OptOutOutcome::Unknown) => unknown_link(),
+        Ok(OptOutOutcome::Unknown) => unknown_link(Some(&cfg)),
         Err(e) => store_error(&e),
     }
 }
