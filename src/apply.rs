@@ -57,7 +57,10 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
                 .iter()
                 .any(|s| s.why == SkipReason::OverMessageCap)
             {
-                c.push((t.region.clone(), counter::REFUSED_OVER_CAP.to_string()));
+                c.push((
+                    t.region.clone(),
+                    counter::REFUSED_OVER_MESSAGE_CAP.to_string(),
+                ));
             }
             c
         }
@@ -89,6 +92,24 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
     }
 }
 
+/// Per-day counts of mail from consultants' addresses and of the part refused
+/// as unauthenticated (region ""), from which `status` and the scheduler see
+/// that a trust setting does not match the mailbox (`status::trust_warning`).
+pub fn trust_day_counters(decision: &Decision, received: DateTime<Utc>) -> Vec<(String, String)> {
+    let day = |prefix: &str| (String::new(), counter::day(prefix, received));
+    match decision {
+        Decision::Invite(_) => vec![day(counter::CONSULTANT_MAIL_DAY)],
+        Decision::Refuse {
+            reason: Refusal::Unauthenticated { .. },
+            ..
+        } => vec![
+            day(counter::CONSULTANT_MAIL_DAY),
+            day(counter::UNAUTHENTICATED_DAY),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// A unit ready to commit, and what the confirmation reply needs.
 pub struct Plan {
     pub unit: IngestUnit,
@@ -112,7 +133,10 @@ pub fn plan(
     let mut unit = IngestUnit {
         seen_key: facts.seen_key,
         mark: facts.mark.clone(),
-        counters: counters_for(decision),
+        counters: counters_for(decision)
+            .into_iter()
+            .chain(trust_day_counters(decision, received))
+            .collect(),
         created_at: Some(now),
         received_at: Some(received),
         ..Default::default()
@@ -319,7 +343,7 @@ mod tests {
         }]);
         assert_eq!(
             counters_for(&capped)[1],
-            ("Sjælland".into(), "refused_over_cap".into())
+            ("Sjælland".into(), "refused_over_message_cap".into())
         );
         let refused = Decision::Refuse {
             reason: Refusal::UnknownSender,
@@ -330,6 +354,37 @@ mod tests {
             counters_for(&refused),
             vec![(String::new(), "refused_unknown_sender".into())]
         );
+    }
+
+    #[test]
+    fn consultants_mail_is_counted_per_copenhagen_day_for_the_trust_check() {
+        let at = DateTime::parse_from_rfc3339("2024-08-12T22:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            trust_day_counters(&trigger(vec![]), at),
+            vec![(String::new(), "consultant_mail_day:2024-08-13".into())]
+        );
+        let unauthenticated = Decision::Refuse {
+            reason: Refusal::Unauthenticated {
+                detail: "no Authentication-Results".into(),
+            },
+            sender: Some("anne@siri.dk".into()),
+            region: Some("Sjælland".into()),
+        };
+        assert_eq!(
+            trust_day_counters(&unauthenticated, at),
+            vec![
+                (String::new(), "consultant_mail_day:2024-08-13".into()),
+                (String::new(), "unauthenticated_day:2024-08-13".into())
+            ]
+        );
+        let unknown = Decision::Refuse {
+            reason: Refusal::UnknownSender,
+            sender: Some("x@y.dk".into()),
+            region: None,
+        };
+        assert!(trust_day_counters(&unknown, at).is_empty());
     }
 
     #[test]

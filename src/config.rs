@@ -249,6 +249,8 @@ struct RawImap {
     #[serde(default)]
     move_to: Option<String>,
     #[serde(default)]
+    sent_folder: Option<String>,
+    #[serde(default)]
     ca_file: Option<PathBuf>,
     #[serde(default = "default_max_message_bytes")]
     max_message_bytes: u64,
@@ -523,6 +525,9 @@ pub struct ImapConfig {
     pub password_file: PathBuf,
     pub mailbox: String,
     pub move_to: Option<String>,
+    /// Where the server keeps copies of mail canvass sent (swept by the
+    /// retention purge and `forget`); `None`: the folder marked `\Sent`.
+    pub sent_folder: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub max_message_bytes: u64,
 }
@@ -1029,6 +1034,7 @@ impl Validator {
                     username: i.username,
                     mailbox: i.mailbox,
                     move_to: i.move_to,
+                    sent_folder: i.sent_folder,
                     max_message_bytes: i.max_message_bytes,
                 }))
             }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::pipeline::Pipeline;
+use crate::retention::MailboxSweep;
 use crate::shutdown::Shutdown;
 use crate::status;
 
@@ -45,6 +46,11 @@ pub enum Request {
     /// Erase what is held about one person (GDPR art. 17); their HMAC stays.
     Forget {
         address: String,
+    },
+    /// Withdraw invitations that should never have been made.
+    Withdraw {
+        addresses: Vec<String>,
+        reason: String,
     },
     /// A consistent snapshot of the store, taken in the process that holds
     /// it; the file's bytes come back base64-encoded in `json.backup`.
@@ -194,7 +200,79 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
         }
         Request::Purge { dry_run, now } => purge(pipeline, dry_run, now),
         Request::Forget { address } => forget(pipeline, &address),
+        Request::Withdraw { addresses, reason } => withdraw(pipeline, &addresses, &reason),
         Request::Backup => backup(pipeline),
+    }
+}
+
+/// Answers a request: the store's part on a blocking thread ([`handle`]),
+/// then, for `purge` and `forget` with an IMAP mailbox, the sweep of its sent
+/// and processed folders (src/ingest/imap/purge.rs), whose result is added
+/// to the answer (`json.mailbox`). A sweep that fails makes the answer an
+/// error that says to run the command again: the store's part is idempotent.
+pub async fn respond(pipeline: Arc<Pipeline>, req: Request) -> Answer {
+    let sweep = mailbox_sweep(&pipeline, &req);
+    let p = pipeline.clone();
+    let mut answer = tokio::task::spawn_blocking(move || handle(&p, req))
+        .await
+        .unwrap_or_else(|e| Answer::error(format!("internal error: {e}")));
+    let (Some((imap, sweep, dry_run)), true) = (sweep, answer.ok) else {
+        return answer;
+    };
+    match crate::ingest::imap::sweep_mailbox(&imap, Some(&pipeline.store), &sweep, dry_run).await {
+        Ok(r) => {
+            answer.text.push_str(&r.render());
+            answer.json["mailbox"] = serde_json::to_value(&r).unwrap_or_default();
+        }
+        Err(e) => {
+            let msg = format!(
+                "mailbox: cannot sweep the sent and processed folders: {e}; the store's part \
+                 is done, run the command again when the server is reachable"
+            );
+            tracing::warn!(error = %e, "the mailbox sweep failed");
+            answer.ok = false;
+            answer.text.push_str(&msg);
+            answer.text.push('\n');
+            answer.json["mailbox"] = serde_json::json!({ "error": msg });
+        }
+    }
+    answer
+}
+
+/// The mailbox sweep a request asks for, with its IMAP settings and whether
+/// it only counts; `None` without an IMAP mailbox or for other requests.
+fn mailbox_sweep(
+    pipeline: &Pipeline,
+    req: &Request,
+) -> Option<(crate::config::ImapConfig, MailboxSweep, bool)> {
+    let cfg = pipeline.config();
+    let crate::config::Inbound::Imap(imap) = &cfg.inbound else {
+        return None;
+    };
+    match req {
+        Request::Purge { dry_run, now } => {
+            let at = chrono::Utc::now();
+            let days = cfg.retention.erase_addresses_after_days;
+            let erase_at = crate::retention::erase_at(&cfg.window, days);
+            let apply = !dry_run && (*now || at >= erase_at);
+            let before = if *now {
+                at
+            } else {
+                crate::retention::mailbox_cutoff(&cfg.window, days, at).unwrap_or(erase_at)
+            };
+            Some((imap.clone(), MailboxSweep::Retention { before }, !apply))
+        }
+        Request::Forget { address } => {
+            let address = crate::address::parse(address).ok()?;
+            Some((
+                imap.clone(),
+                MailboxSweep::Person {
+                    address: address.to_string(),
+                },
+                false,
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -264,6 +342,73 @@ fn forget(pipeline: &Pipeline, address: &str) -> Answer {
     }
 }
 
+/// `canvass withdraw ADDRESS... --reason TEXT`.
+fn withdraw(pipeline: &Pipeline, addresses: &[String], reason: &str) -> Answer {
+    use crate::store::WithdrawOutcome;
+    use std::fmt::Write;
+    if reason.trim().is_empty() {
+        return Answer::error("--reason must say why the invitations are withdrawn".into());
+    }
+    let mut parsed = Vec::new();
+    for a in addresses {
+        match crate::address::parse(a) {
+            Ok(addr) => parsed.push(addr),
+            Err(e) => {
+                return Answer::error(format!(
+                    "{a:?} is not an address: {e}; nothing was withdrawn"
+                ))
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for addr in &parsed {
+        let key = pipeline.key.key_of(addr);
+        let outcome = match pipeline.store.withdraw(&key, addr, reason, now) {
+            Ok(o) => o,
+            Err(e) => {
+                return Answer::error(format!("cannot withdraw the invitation to {addr}: {e}"))
+            }
+        };
+        let _ = match &outcome {
+            WithdrawOutcome::NotInvited => {
+                writeln!(text, "not invited      {addr} (nothing to withdraw)")
+            }
+            WithdrawOutcome::AlreadyWithdrawn { id, region } => writeln!(
+                text,
+                "already withdrawn {addr} (invitation {id}, region {region})"
+            ),
+            WithdrawOutcome::Withdrawn(w) => {
+                // The log names the invitation, never the address.
+                tracing::info!(invitation = w.id, region = %w.region, dropped = w.dropped.len(), "an invitation was withdrawn");
+                let mut line = format!(
+                    "withdrawn        {addr} (invitation {}, region {}): out of every count, link disabled",
+                    w.id, w.region
+                );
+                if !w.dropped.is_empty() {
+                    let _ = write!(line, ", {} queued mail dropped", w.dropped.len());
+                }
+                if w.was_answered {
+                    line.push_str(
+                        "; they had answered: the anonymous answer stays among the answers",
+                    );
+                }
+                writeln!(text, "{line}")
+            }
+        };
+        rows.push(serde_json::json!({ "address": addr.to_string(), "result": outcome }));
+    }
+    if let Err(e) = pipeline.store.flush_blocking() {
+        return Answer::error(format!("cannot flush the store: {e}"));
+    }
+    Answer {
+        ok: true,
+        text,
+        json: serde_json::json!({ "withdrawn": rows }),
+    }
+}
+
 /// `canvass backup`: the snapshot's bytes, base64 in the JSON.
 fn backup(pipeline: &Pipeline) -> Answer {
     use base64::Engine;
@@ -297,21 +442,37 @@ pub fn report(pipeline: &Pipeline) -> Result<crate::report::Report, crate::store
         .iter()
         .map(|r| (r.region.clone(), r.invited, r.answered))
         .collect();
-    Ok(crate::report::compute(
-        &cfg.survey,
-        &responses(pipeline)?,
-        &rates,
-    ))
+    let mut report = crate::report::compute(&cfg.survey, &responses(pipeline)?, &rates);
+    if status.total.withdrawn > 0 {
+        report.notes.push(format!(
+            "{} invitation(er) er trukket tilbage, fordi de blev sendt ved en fejl; de indgår ikke i svarprocenten.",
+            status.total.withdrawn
+        ));
+    }
+    Ok(report)
 }
 
 pub fn current_status(pipeline: &Pipeline) -> Result<status::Status, crate::store::StoreError> {
     let cfg = pipeline.config();
     let counters = pipeline.store.counters()?;
-    Ok(status::compute(
+    let mut s = status::compute(
         &cfg.region_names(),
         &counters,
         pipeline.store.outbox_len() as u64,
-    ))
+    );
+    let today = chrono::Utc::now()
+        .with_timezone(&crate::window::TZ)
+        .date_naive();
+    s.trust_warning = status::trust_warning(&counters, today, &trust_setting(&cfg));
+    Ok(s)
+}
+
+/// The trust setting as an operator finds it in the config file.
+pub fn trust_setting(cfg: &crate::config::Config) -> String {
+    match &cfg.trust.authserv_id {
+        Some(id) => format!("[trust] authserv_id = {id:?}"),
+        None => "[trust] without authserv_id".to_string(),
+    }
 }
 
 fn render_invite(r: &crate::pipeline::ManualInvite) -> String {
@@ -378,9 +539,7 @@ async fn answer(stream: UnixStream, pipeline: Arc<Pipeline>) -> std::io::Result<
     let mut line = String::new();
     BufReader::new(r.take(1 << 20)).read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => tokio::task::spawn_blocking(move || handle(&pipeline, req))
-            .await
-            .unwrap_or_else(|e| Answer::error(format!("internal error: {e}"))),
+        Ok(req) => respond(pipeline, req).await,
         Err(e) => Answer::error(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&answer).unwrap_or_default();

@@ -50,9 +50,53 @@ pub struct Digest {
     pub lines: Vec<Line>,
     pub total: Line,
     pub refused_unknown_sender: u64,
+    /// Invitations withdrawn as mistakes (`canvass withdraw`): in no other figure.
+    pub withdrawn: u64,
+    /// Refused triggers by reason, all regions and non-consultants together.
+    pub refusals: Refusals,
     /// ISO weeks since the window opened: (label, invitations per region in `lines` order).
     pub weeks: Vec<(String, Vec<u64>)>,
     pub is_final: bool,
+}
+
+/// Why triggers were refused (and how many came outside the window).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Refusals {
+    pub not_consultant: u64,
+    pub unauthenticated: u64,
+    pub over_message_cap: u64,
+    pub over_daily_cap: u64,
+    pub outside_window: u64,
+}
+
+impl Refusals {
+    fn of(total: &crate::status::Row) -> Refusals {
+        Refusals {
+            not_consultant: total.refused_not_consultant,
+            unauthenticated: total.refused_unauthenticated,
+            over_message_cap: total.refused_over_message_cap,
+            over_daily_cap: total.refused_over_daily_cap,
+            outside_window: total.outside_window,
+        }
+    }
+
+    /// Every refusal but the window's.
+    pub fn refused(&self) -> u64 {
+        self.not_consultant + self.unauthenticated + self.over_message_cap + self.over_daily_cap
+    }
+
+    /// The digest's sentence on refused triggers (Danish).
+    pub fn sentence(&self) -> String {
+        format!(
+            "Afviste henvendelser: {} i alt: {} fra afsendere, der ikke er sikkerhedskonsulenter, {} uden godkendt afsender (DKIM/DMARC), {} over grænsen pr. mail og {} over dagsgrænsen; {} uden for indsamlingsperioden.",
+            self.refused(),
+            self.not_consultant,
+            self.unauthenticated,
+            self.over_message_cap,
+            self.over_daily_cap,
+            self.outside_window
+        )
+    }
 }
 
 fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
@@ -161,6 +205,8 @@ pub fn compute(
         lines,
         total,
         refused_unknown_sender: status.refused_unknown_sender,
+        withdrawn: status.total.withdrawn,
+        refusals: Refusals::of(&status.total),
         weeks,
         is_final,
     }
@@ -278,17 +324,22 @@ pub fn render_text_with_intro(d: &Digest, intro: &str) -> String {
         let _ = writeln!(s);
     }
     let _ = writeln!(s);
-    let refused: u64 = d.lines.iter().map(|l| l.refused).sum::<u64>() + d.refused_unknown_sender;
-    let outside: u64 = d.lines.iter().map(|l| l.outside_window).sum();
-    let _ = writeln!(
-        s,
-        "Afviste henvendelser: {refused} (heraf {} fra afsendere, der ikke er sikkerhedskonsulenter), {outside} uden for indsamlingsperioden.",
-        d.refused_unknown_sender
-    );
+    let refused = d.refusals.refused();
+    let _ = writeln!(s, "{}", d.refusals.sentence());
     if refused > 0 {
         let _ = writeln!(s, "Afviste henvendelser kan skyldes en forkert opsat konsulentadresse eller en forfalsket afsender: tjek `canvass status`.");
     }
+    if d.withdrawn > 0 {
+        let _ = writeln!(s, "{}", withdrawn_text(d.withdrawn));
+    }
     s
+}
+
+/// The digest's line on withdrawn invitations.
+fn withdrawn_text(n: u64) -> String {
+    format!(
+        "Trukket tilbage: {n} invitation(er), sendt ved en fejl; de indgår ikke i tallene ovenfor."
+    )
 }
 
 /// HTML with the same table; the chart is `cid:chart`.
@@ -395,13 +446,11 @@ pub fn render_html_with_intro(d: &Digest, chart_cid: Option<&str>, intro: &str) 
         let _ = write!(s, "</tr>");
     }
     let _ = write!(s, "</tbody></table>");
-    let refused: u64 = d.lines.iter().map(|l| l.refused).sum::<u64>() + d.refused_unknown_sender;
-    let outside: u64 = d.lines.iter().map(|l| l.outside_window).sum();
-    let _ = write!(
-        s,
-        "<p>Afviste henvendelser: {refused} (heraf {} fra afsendere, der ikke er sikkerhedskonsulenter); {outside} uden for indsamlingsperioden.</p></body></html>",
-        d.refused_unknown_sender
-    );
+    let _ = write!(s, "<p>{}</p>", d.refusals.sentence());
+    if d.withdrawn > 0 {
+        let _ = write!(s, "<p>{}</p>", withdrawn_text(d.withdrawn));
+    }
+    s.push_str("</body></html>");
     s
 }
 

@@ -45,7 +45,7 @@
 //! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
 //! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
 //! - [`retention`]: when invitees' addresses are erased and what erasing keeps (pure); `purge`/`forget` text.
-//! - [`scheduler`]: the loop running the digest, the final digest and reminders.
+//! - [`scheduler`]: the loop running the digest, the final digest, reminders, the retention purge and the mailbox sweep.
 //! - [`shutdown`]: the shutdown signal every loop listens to.
 //! - [`tls`]: the TLS client set-up IMAP and SMTP share.
 

@@ -132,6 +132,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Withdraw invitations that should never have been made (a forged
+    /// sender, a wrong address, a colleague CC'd by mistake): the link shows
+    /// "withdrawn", queued mail is dropped, and the invitation leaves every
+    /// count and rate. The person is not invited again.
+    Withdraw {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// Why, for the record (kept in the store, not shown to the person).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent snapshot of the store to FILE (mode 0600), also
     /// while the daemon runs.
     Backup { file: PathBuf },
@@ -270,6 +283,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ask(&cli.config, Request::Purge { dry_run, now }, json)
         }
         Command::Forget { address, json } => ask(&cli.config, Request::Forget { address }, json),
+        Command::Withdraw {
+            addresses,
+            reason,
+            json,
+        } => ask(&cli.config, Request::Withdraw { addresses, reason }, json),
         Command::Backup { file } => backup(&cli.config, &file),
         Command::Preview { what, html } => {
             let cfg = load_config(&cli.config)?;
@@ -423,7 +441,7 @@ fn fetch(config: &std::path::Path, req: Request) -> anyhow::Result<control::Answ
             Ok(Some(a)) => a,
             Ok(None) | Err(_) => {
                 let pipeline = std::sync::Arc::new(canvass::pipeline::Pipeline::open_offline(cfg)?);
-                control::handle(&pipeline, req)
+                rt.block_on(control::respond(pipeline, req))
             }
         },
     )

@@ -52,6 +52,65 @@ pub fn job_due(
     now >= at && done.is_none_or(|d| d < at)
 }
 
+/// What the mailbox sweep removes from the survey mailbox's folders (canvass'
+/// own sent copies, which carry live links and addresses, and processed
+/// triggers, which carry contacts' addresses). Applied over IMAP by
+/// `src/ingest/imap/purge.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxSweep {
+    /// Retention: everything received before `before`.
+    Retention { before: DateTime<Utc> },
+    /// `forget`: the mail that names one person.
+    Person { address: String },
+}
+
+/// The retention sweep's limit at `now`, or `None` while the purge is not
+/// due: mail received before the later of the erasure date and `days` ago.
+/// At the erasure date that is all the window's mail; afterwards, each run
+/// also takes what has aged past `days` since (late triggers, digests).
+pub fn mailbox_cutoff(window: &Window, days: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let at = erase_at(window, days);
+    (now >= at).then(|| at.max(now - Duration::days(i64::from(days))))
+}
+
+/// How often the scheduler sweeps the mailbox once the retention is due.
+pub const MAILBOX_SWEEP_EVERY: Duration = Duration::days(1);
+
+/// The scheduled mailbox sweep: `Ok(before)` when it must run at `now` (the
+/// retention is due and the last completed sweep, if any, is a day old),
+/// otherwise `Err(when)` it is next due.
+pub fn mailbox_sweep_due(
+    window: &Window,
+    days: u32,
+    now: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, DateTime<Utc>> {
+    let Some(before) = mailbox_cutoff(window, days, now) else {
+        return Err(erase_at(window, days));
+    };
+    match last {
+        Some(l) if now - l < MAILBOX_SWEEP_EVERY => Err(l + MAILBOX_SWEEP_EVERY),
+        _ => Ok(before),
+    }
+}
+
+/// Of the messages a folder search found (UID, INTERNALDATE), the UIDs the
+/// sweep deletes: for retention those received before the limit (a message
+/// without a readable date is kept), for a person all of them.
+pub fn mailbox_selection(sweep: &MailboxSweep, found: &[(u32, Option<DateTime<Utc>>)]) -> Vec<u32> {
+    let mut uids: Vec<u32> = found
+        .iter()
+        .filter(|(_, at)| match sweep {
+            MailboxSweep::Retention { before } => at.is_some_and(|t| t < *before),
+            MailboxSweep::Person { .. } => true,
+        })
+        .map(|(uid, _)| *uid)
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
 /// Whether an invitation still holds something the purge erases.
 pub fn holds_personal_data(inv: &Invitation) -> bool {
     inv.address.is_some() || inv.token_nonce.is_some()
@@ -334,6 +393,59 @@ mod tests {
             reminders: 1,
             last_reminder_at: None,
         }
+    }
+
+    #[test]
+    fn the_mailbox_cutoff_is_the_erasure_date_then_follows_the_retention() {
+        let w = window();
+        let at = erase_at(&w, 30); // 2024-10-20T22:00Z
+        assert_eq!(mailbox_cutoff(&w, 30, at - Duration::seconds(1)), None);
+        assert_eq!(mailbox_cutoff(&w, 30, at), Some(at));
+        // Ten days later, still everything before the erasure date.
+        let later = at + Duration::days(10);
+        assert_eq!(mailbox_cutoff(&w, 30, later), Some(at));
+        // Once the erasure date is more than 30 days back: 30 days ago.
+        let much_later = at + Duration::days(45);
+        assert_eq!(
+            mailbox_cutoff(&w, 30, much_later),
+            Some(much_later - Duration::days(30))
+        );
+    }
+
+    #[test]
+    fn the_mailbox_sweep_runs_daily_once_due_and_says_when_next() {
+        let w = window();
+        let at = erase_at(&w, 30);
+        let early = at - Duration::days(2);
+        assert_eq!(mailbox_sweep_due(&w, 30, early, None), Err(at));
+        assert_eq!(mailbox_sweep_due(&w, 30, at, None), Ok(at));
+        let ran = at + Duration::hours(1);
+        assert_eq!(
+            mailbox_sweep_due(&w, 30, ran + Duration::hours(5), Some(ran)),
+            Err(ran + MAILBOX_SWEEP_EVERY)
+        );
+        assert_eq!(
+            mailbox_sweep_due(&w, 30, ran + Duration::days(1), Some(ran)),
+            Ok(at)
+        );
+    }
+
+    #[test]
+    fn the_mailbox_selection_keeps_recent_and_undated_mail_for_retention() {
+        let before = utc("2024-10-20T22:00:00Z");
+        let found = [
+            (9, Some(utc("2024-08-12T08:00:00Z"))),
+            (3, Some(utc("2024-10-20T21:59:59Z"))),
+            (4, Some(before)),
+            (5, None),
+            (3, Some(utc("2024-10-20T21:59:59Z"))),
+        ];
+        let sweep = MailboxSweep::Retention { before };
+        assert_eq!(mailbox_selection(&sweep, &found), vec![3, 9]);
+        let person = MailboxSweep::Person {
+            address: "a@x.dk".into(),
+        };
+        assert_eq!(mailbox_selection(&person, &found), vec![3, 4, 5, 9]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Scheduled work, in one loop: the managers' digest on its cron schedule
 //! (missed-run safe: the last completed slot is kept in the store), one final
 //! digest when the collection window closes, and reminders to those who have
-//! not answered. What is due is decided by pure functions ([`crate::schedule`],
-//! [`reminder_due`]); the loop only sleeps until the next thing is due.
+//! not answered; the retention purge once it is due and, with an IMAP mailbox,
+//! a daily sweep of its sent and processed folders. What is due is decided by
+//! pure functions ([`crate::schedule`], [`reminder_due`], [`crate::retention`]);
+//! the loop only sleeps until the next thing is due.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,16 @@ pub const FINAL_DIGEST_JOB: &str = "final_digest";
 pub const REMINDER_JOB: &str = "reminders";
 /// Retention (src/retention.rs): its state is the deadline it completed.
 pub const RETENTION_JOB: &str = "retention";
+/// The daily sweep of the mailbox's sent and processed folders once the
+/// retention is due (src/ingest/imap/purge.rs); its state is its last run.
+pub const MAILBOX_SWEEP_JOB: &str = "mailbox_sweep";
+/// The daily log line when the trust setting refuses most consultants' mail;
+/// its state is when it was last logged.
+pub const TRUST_WARNING_JOB: &str = "trust_warning";
+/// A mailbox sweep that fails is tried again after this long.
+const MAILBOX_SWEEP_RETRY: chrono::Duration = chrono::Duration::hours(1);
+/// A sweep is one bounded unit of work, even against a server that stalls.
+const MAILBOX_SWEEP_LIMIT: Duration = Duration::from_secs(300);
 /// How often reminders are looked for.
 pub const REMINDER_EVERY: chrono::Duration = chrono::Duration::hours(1);
 /// The longest the loop sleeps without looking (a changed clock, a reload).
@@ -209,6 +221,59 @@ impl Scheduler {
             store.set_job_state(RETENTION_JOB, &state).await?;
         } else if now < erase_at {
             next.push(erase_at);
+        }
+
+        // A trust setting that refuses most consultants' mail: once a day in the log.
+        if let Some(warning) = crate::control::current_status(&self.pipeline)?.trust_warning {
+            let last = store.job_state(TRUST_WARNING_JOB)?.last;
+            if last.is_none_or(|l| now - l >= chrono::Duration::days(1)) {
+                tracing::warn!(setting = %crate::control::trust_setting(&cfg), "{warning}");
+                let state = JobState {
+                    last: Some(now),
+                    data: None,
+                };
+                store.set_job_state(TRUST_WARNING_JOB, &state).await?;
+            }
+        }
+
+        // The mailbox: canvass' sent copies and processed triggers, daily once
+        // the retention is due, so that no folder keeps an address or a live link.
+        if let crate::config::Inbound::Imap(imap) = &cfg.inbound {
+            let last = store.job_state(MAILBOX_SWEEP_JOB)?.last;
+            match crate::retention::mailbox_sweep_due(&cfg.window, days, now, last) {
+                Err(when) => next.push(when),
+                Ok(before) => {
+                    let sweep = crate::retention::MailboxSweep::Retention { before };
+                    let run = crate::ingest::imap::sweep_mailbox(imap, Some(store), &sweep, false);
+                    match tokio::time::timeout(MAILBOX_SWEEP_LIMIT, run).await {
+                        Ok(Ok(r)) => {
+                            let deleted: u64 = r.folders.iter().map(|f| f.deleted).sum();
+                            tracing::info!(
+                                deleted,
+                                notes = r.notes.len(),
+                                "retention: mailbox swept"
+                            );
+                            for n in &r.notes {
+                                tracing::warn!(note = %n, "retention: mailbox sweep");
+                            }
+                            let state = JobState {
+                                last: Some(now),
+                                data: serde_json::to_string(&r).ok(),
+                            };
+                            store.set_job_state(MAILBOX_SWEEP_JOB, &state).await?;
+                            next.push(now + crate::retention::MAILBOX_SWEEP_EVERY);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "retention: cannot sweep the mailbox; trying again in an hour");
+                            next.push(now + MAILBOX_SWEEP_RETRY);
+                        }
+                        Err(_) => {
+                            tracing::warn!("retention: the mailbox sweep did not finish within 5 minutes; trying again in an hour");
+                            next.push(now + MAILBOX_SWEEP_RETRY);
+                        }
+                    }
+                }
+            }
         }
         Ok(next.into_iter().min())
     }

@@ -21,20 +21,44 @@ pub struct Row {
     pub bounced: u64,
     pub opted_out: u64,
     pub answered: u64,
-    /// Refused triggers: unknown or unauthenticated sender, over a cap.
+    /// Refused triggers, every reason below but the window: the sum of the
+    /// four `refused_*` fields.
     pub refused: u64,
+    /// From a sender who is not a configured consultant (only on
+    /// [`Status::no_region`]: such mail belongs to no region).
+    pub refused_not_consultant: u64,
+    /// From a consultant's address, but the trust setting did not vouch for it.
+    pub refused_unauthenticated: u64,
+    /// Over `sending.max_invitees_per_message` (the message's excess).
+    pub refused_over_message_cap: u64,
+    /// Over `sending.max_invitees_per_consultant_per_day`.
+    pub refused_over_daily_cap: u64,
+    /// Received outside the collection window.
     pub outside_window: u64,
+    /// Invitations withdrawn by `canvass withdraw`: counted here and in no
+    /// other column, so they are neither invited nor a non-response.
+    pub withdrawn: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Status {
     pub regions: Vec<Row>,
+    /// Mail from senders who are not consultants: it belongs to no region,
+    /// so it has a line of its own; with it the columns add up to the total.
+    pub no_region: Row,
     /// Refused triggers from senders who are not consultants (no region).
     pub refused_unknown_sender: u64,
     pub total: Row,
     /// Everything in the outbox (invitations and replies).
     pub outbox: u64,
+    /// Set when most mail from consultants' addresses over the last day was
+    /// refused as unauthenticated: the trust setting probably does not match
+    /// this mailbox ([`trust_warning`]).
+    pub trust_warning: Option<String>,
 }
+
+/// The line of mail from senders who are not consultants.
+pub const NO_REGION: &str = "(ikke konsulent)";
 
 /// Builds the status from counters `(region, name, value)`; `regions` gives the
 /// order (the config's), regions only in the counters follow.
@@ -73,17 +97,32 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
             counter::BOUNCED => row.bounced += value,
             counter::OPTED_OUT => row.opted_out += value,
             counter::ANSWERED => row.answered += value,
-            counter::REFUSED_UNAUTHENTICATED | counter::REFUSED_OVER_CAP => row.refused += value,
+            counter::REFUSED_UNAUTHENTICATED => row.refused_unauthenticated += value,
+            counter::REFUSED_OVER_MESSAGE_CAP => row.refused_over_message_cap += value,
+            counter::REFUSED_OVER_CAP => row.refused_over_daily_cap += value,
             counter::OUTSIDE_WINDOW => row.outside_window += value,
+            counter::WITHDRAWN => row.withdrawn += value,
             _ => {}
         }
     }
+    let no_region = Row {
+        region: NO_REGION.to_string(),
+        refused: unknown,
+        refused_not_consultant: unknown,
+        ..Default::default()
+    };
     let mut total = Row {
         region: "I alt".to_string(),
         refused: unknown,
+        refused_not_consultant: unknown,
         ..Default::default()
     };
     for r in &mut rows {
+        r.refused =
+            r.refused_unauthenticated + r.refused_over_message_cap + r.refused_over_daily_cap;
+        total.refused_unauthenticated += r.refused_unauthenticated;
+        total.refused_over_message_cap += r.refused_over_message_cap;
+        total.refused_over_daily_cap += r.refused_over_daily_cap;
         r.waiting = r.invited.saturating_sub(r.sent + r.failed);
         r.delivered = r.sent.saturating_sub(r.bounced);
         total.triggers += r.triggers;
@@ -97,13 +136,53 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
         total.waiting += r.waiting;
         total.refused += r.refused;
         total.outside_window += r.outside_window;
+        total.withdrawn += r.withdrawn;
     }
     Status {
         regions: rows,
+        no_region,
         refused_unknown_sender: unknown,
+        trust_warning: None,
         total,
         outbox,
     }
+}
+
+/// Mail from consultants' addresses the trust check looks at, at least.
+const TRUST_WARNING_MIN: u64 = 3;
+
+/// Whether the trust setting probably does not match the mailbox: over the
+/// last day (`today` and the day before, Copenhagen dates) at least three
+/// mails came from consultants' addresses and most of them were refused as
+/// unauthenticated. `setting` names the setting to check, as written in the
+/// config.
+pub fn trust_warning(
+    counters: &[(String, String, u64)],
+    today: chrono::NaiveDate,
+    setting: &str,
+) -> Option<String> {
+    let days = [today, today - chrono::Duration::days(1)].map(|d| d.to_string());
+    let sum = |prefix: &str| -> u64 {
+        counters
+            .iter()
+            .filter(|(region, name, _)| {
+                region.is_empty()
+                    && name
+                        .strip_prefix(prefix)
+                        .is_some_and(|d| days.iter().any(|x| x == d))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    let all = sum(counter::CONSULTANT_MAIL_DAY);
+    let refused = sum(counter::UNAUTHENTICATED_DAY);
+    (all >= TRUST_WARNING_MIN && refused * 2 > all).then(|| {
+        format!(
+            "{refused} of the {all} mails from consultants over the last day were refused as \
+             unauthenticated: the trust setting ({setting}) probably does not match this \
+             mailbox's Authentication-Results; run `canvass explain` on one of them"
+        )
+    })
 }
 
 /// A whole percent, rounded half up, as the agency prints it; "–" without a base.
@@ -134,7 +213,7 @@ pub fn render_text(s: &Status) -> String {
     ];
     let _ = writeln!(
         out,
-        "{:<13} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>8} {:>5} {:>7} {:>7}",
+        "{:<16} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>8} {:>5} {:>7} {:>7}",
         HEAD[0],
         HEAD[1],
         HEAD[2],
@@ -151,7 +230,7 @@ pub fn render_text(s: &Status) -> String {
     let line = |out: &mut String, r: &Row| {
         let _ = writeln!(
             out,
-            "{:<13} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>8} {:>5} {:>7} {:>7}",
+            "{:<16} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>8} {:>5} {:>7} {:>7}",
             r.region,
             r.triggers,
             r.invited,
@@ -169,13 +248,37 @@ pub fn render_text(s: &Status) -> String {
     for r in &s.regions {
         line(&mut out, r);
     }
-    let _ = writeln!(out, "{}", "-".repeat(101));
+    line(&mut out, &s.no_region);
+    let _ = writeln!(out, "{}", "-".repeat(104));
     line(&mut out, &s.total);
+    let t = &s.total;
     let _ = writeln!(
         out,
-        "\nrefused from senders who are not consultants: {}\nmessages in the outbox: {}",
-        s.refused_unknown_sender, s.outbox
+        "\nrefused, by reason: not a consultant {}, not authenticated {}, over the per-message cap {}, over the daily cap {}; outside the window {}",
+        t.refused_not_consultant,
+        t.refused_unauthenticated,
+        t.refused_over_message_cap,
+        t.refused_over_daily_cap,
+        t.outside_window
     );
+    let _ = writeln!(out, "messages in the outbox: {}", s.outbox);
+    if let Some(w) = &s.trust_warning {
+        let _ = writeln!(out, "\nwarning: {w}");
+    }
+    if s.total.withdrawn > 0 {
+        let by_region: Vec<String> = s
+            .regions
+            .iter()
+            .filter(|r| r.withdrawn > 0)
+            .map(|r| format!("{} {}", r.region, r.withdrawn))
+            .collect();
+        let _ = writeln!(
+            out,
+            "withdrawn invitations (in no other column): {} ({})",
+            s.total.withdrawn,
+            by_region.join(", ")
+        );
+    }
     out
 }
 
@@ -237,5 +340,81 @@ mod tests {
         assert!(text.lines().next().unwrap().contains("answered"));
         assert!(text.contains("Sjælland"));
         assert!(text.contains("I alt"));
+    }
+
+    #[test]
+    fn refusals_by_reason_add_up_with_a_line_for_non_consultants() {
+        let counters = vec![
+            c("Sjælland", "refused_unauthenticated", 4),
+            c("Sjælland", "refused_over_message_cap", 2),
+            c("Syddanmark", "refused_over_cap", 1),
+            c("Syddanmark", "outside_window", 5),
+            c("", "refused_unknown_sender", 3),
+        ];
+        let s = compute(&["Sjælland", "Syddanmark"], &counters, 0);
+        assert_eq!(s.regions[0].refused, 6);
+        assert_eq!(s.regions[1].refused, 1);
+        assert_eq!(s.regions[1].refused_over_daily_cap, 1);
+        assert_eq!(
+            (
+                s.no_region.region.as_str(),
+                s.no_region.refused,
+                s.no_region.refused_not_consultant
+            ),
+            (NO_REGION, 3, 3)
+        );
+        let column: u64 = s.regions.iter().map(|r| r.refused).sum::<u64>() + s.no_region.refused;
+        assert_eq!(column, s.total.refused, "the column adds up to its total");
+        let t = &s.total;
+        assert_eq!(
+            [
+                t.refused_not_consultant,
+                t.refused_unauthenticated,
+                t.refused_over_message_cap,
+                t.refused_over_daily_cap,
+                t.outside_window
+            ],
+            [3, 4, 2, 1, 5]
+        );
+        let text = render_text(&s);
+        assert!(text.contains("refused, by reason: not a consultant 3, not authenticated 4, over the per-message cap 2, over the daily cap 1; outside the window 5"), "{text}");
+        let own = text
+            .lines()
+            .find(|l| l.starts_with(NO_REGION))
+            .expect("its own line");
+        assert_eq!(own.split_whitespace().nth(11), Some("3"), "{own}");
+    }
+
+    #[test]
+    fn a_trust_setting_refusing_most_consultants_mail_is_named() {
+        let today = chrono::NaiveDate::from_ymd_opt(2024, 8, 13).unwrap();
+        let setting = "[trust] authserv_id = \"mx.siri.dk\"";
+        let day = |name: &str, d: &str, v| c("", &format!("{name}:{d}"), v);
+        // Yesterday and today: 5 of 6 refused.
+        let bad = vec![
+            day("consultant_mail_day", "2024-08-12", 4),
+            day("unauthenticated_day", "2024-08-12", 4),
+            day("consultant_mail_day", "2024-08-13", 2),
+            day("unauthenticated_day", "2024-08-13", 1),
+        ];
+        let w = trust_warning(&bad, today, setting).expect("a warning");
+        assert!(w.starts_with("5 of the 6 mails from consultants"), "{w}");
+        assert!(w.contains(setting), "{w}");
+        // Half is not most; two mails are too few; older days do not count.
+        let half = vec![
+            day("consultant_mail_day", "2024-08-13", 4),
+            day("unauthenticated_day", "2024-08-13", 2),
+        ];
+        assert_eq!(trust_warning(&half, today, setting), None);
+        let few = vec![
+            day("consultant_mail_day", "2024-08-13", 2),
+            day("unauthenticated_day", "2024-08-13", 2),
+        ];
+        assert_eq!(trust_warning(&few, today, setting), None);
+        let old = vec![
+            day("consultant_mail_day", "2024-08-10", 9),
+            day("unauthenticated_day", "2024-08-10", 9),
+        ];
+        assert_eq!(trust_warning(&old, today, setting), None);
     }
 }

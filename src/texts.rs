@@ -168,6 +168,12 @@ pub const SPECS: &[Spec] = &[
         needs_link: false,
     },
     Spec {
+        name: "forgotten.html",
+        builtin: builtin!("forgotten.html"),
+        vars: &[],
+        needs_link: false,
+    },
+    Spec {
         name: "withdrawn.html",
         builtin: builtin!("withdrawn.html"),
         vars: &[],

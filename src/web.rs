@@ -278,13 +278,24 @@ pub(crate) fn opted_out(cfg: &Config, lang: Lang, status: StatusCode) -> Respons
     )
 }
 
+fn forgotten(cfg: &Config) -> Response {
+    named(
+        cfg,
+        StatusCode::GONE,
+        "forgotten.html",
+        Lang::Da,
+        "Linket er ikke længere gyldigt",
+        minijinja::context! {},
+    )
+}
+
 fn withdrawn(cfg: &Config) -> Response {
     named(
         cfg,
         StatusCode::GONE,
         "withdrawn.html",
         Lang::Da,
-        "Linket er ikke længere gyldigt",
+        "Invitationen er trukket tilbage",
         minijinja::context! {},
     )
 }
@@ -364,6 +375,7 @@ impl AppState {
         let found = match Token::from_url(raw) {
             Some(t) => match self.pipeline.store.link(&t.hash()) {
                 Ok(Link::Invitation(inv)) => Some((t, *inv)),
+                Ok(Link::Forgotten) => return Err(Box::new(forgotten(&self.pipeline.config()))),
                 Ok(Link::Withdrawn) => return Err(Box::new(withdrawn(&self.pipeline.config()))),
                 Ok(Link::Unknown) => None,
                 Err(e) => return Err(Box::new(store_error(&e))),

@@ -55,6 +55,7 @@ fn config_with_password(s: &Setup, tls: TlsMode, password: &str) -> ImapConfig {
         password_file,
         mailbox: "INBOX".into(),
         move_to: None,
+        sent_folder: None,
         ca_file: (tls != TlsMode::None).then(|| s.stack.ca_pem().to_path_buf()),
         max_message_bytes: 1024 * 1024,
     }
@@ -520,5 +521,244 @@ async fn a_server_restart_fails_the_calls_and_a_reconnect_works() {
     assert_eq!(
         subject_numbers(&fetch(&mut src, &s.store, 100).await),
         ["1"]
+    );
+}
+
+// ----- the mailbox sweep (retention and `forget`, issue 12) -----------------
+
+/// A copy of a mail canvass sent, as Exchange keeps it in Sent Items.
+fn sent_copy(id: &str, to: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: SIRI <survey@siri.test>\r\n\
+         To: {to}\r\n\
+         Subject: Undersøgelse\r\n\
+         Message-ID: <canvass.{id}@siri.test>\r\n\
+         \r\n\
+         {body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Someone's own mail in the same sent folder: never canvass' to delete.
+fn personal(n: u32) -> Vec<u8> {
+    format!(
+        "From: Mette Larsen <survey@siri.test>\r\n\
+         To: kollega@siri.test\r\n\
+         Subject: personal {n}\r\n\
+         Message-ID: <personal-{n}@siri.test>\r\n\
+         \r\n\
+         Hej, a@kommune.test ringede.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn sweep(
+    cfg: &ImapConfig,
+    store: &Store,
+    sweep: &canvass::retention::MailboxSweep,
+    dry_run: bool,
+) -> canvass::ingest::imap::MailboxReport {
+    tokio::time::timeout(
+        LONG,
+        canvass::ingest::imap::sweep_mailbox(cfg, Some(store), sweep, dry_run),
+    )
+    .await
+    .expect("sweep in time")
+    .expect("sweep")
+}
+
+fn subjects(bodies: &[Vec<u8>]) -> Vec<String> {
+    let mut v: Vec<String> = bodies
+        .iter()
+        .filter_map(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .find_map(|l| l.strip_prefix("Message-ID: <").map(|s| s.to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn the_retention_sweep_takes_old_sent_copies_and_processed_mail_and_leaves_the_rest() {
+    let s = setup();
+    let old = Some(date("2024-09-02T10:00:00+02:00"));
+    let late = Some(date("2024-11-25T10:00:00+01:00"));
+    // Sent Items (\Sent): two old copies, one after the cutoff, personal mail.
+    s.stack
+        .append(
+            USER,
+            "Sent Items",
+            &sent_copy("a1", "a@kommune.test", "link"),
+            old,
+        )
+        .await;
+    s.stack
+        .append(
+            USER,
+            "Sent Items",
+            &sent_copy("b1", "b@kommune.test", "link"),
+            old,
+        )
+        .await;
+    s.stack
+        .append(
+            USER,
+            "Sent Items",
+            &sent_copy("c1", "c@kommune.test", "link"),
+            late,
+        )
+        .await;
+    s.stack.append(USER, "Sent Items", &personal(1), old).await;
+    // The processed folder: two old triggers, one after the cutoff.
+    for (n, d) in [(1, old), (2, old), (3, late)] {
+        s.stack.append(USER, "Behandlet", &message(n), d).await;
+    }
+    // The mailbox itself is not canvass' processed folder here: untouched.
+    s.stack.append(USER, "INBOX", &message(9), old).await;
+    let mut cfg = config(&s, TlsMode::None);
+    cfg.move_to = Some("Behandlet".into());
+    let before: DateTime<Utc> = date("2024-10-20T22:00:00Z").with_timezone(&Utc);
+    let retention = canvass::retention::MailboxSweep::Retention { before };
+
+    // A dry run counts, folder by folder, and deletes nothing.
+    let dry = sweep(&cfg, &s.store, &retention, true).await;
+    assert!(dry.dry_run);
+    let counts: Vec<(&str, &str, u64)> = dry
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), f.kind, f.deleted))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("Sent Items", "sent copies", 2),
+            ("Behandlet", "processed mail", 2)
+        ],
+        "{dry:?}"
+    );
+    assert!(dry
+        .render()
+        .contains("would delete 2 sent copies in \"Sent Items\""));
+    assert_eq!(s.stack.fetch_all(USER, "Sent Items").await.len(), 4);
+    assert_eq!(s.stack.fetch_all(USER, "Behandlet").await.len(), 3);
+
+    let done = sweep(&cfg, &s.store, &retention, false).await;
+    assert!(done.notes.is_empty(), "{:?}", done.notes);
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Sent Items").await),
+        ["canvass.c1@siri.test>", "personal-1@siri.test>"]
+    );
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Behandlet").await),
+        ["test-3@siri.test>"]
+    );
+    assert_eq!(s.stack.fetch_all(USER, "INBOX").await.len(), 1);
+    // Expunged, not merely flagged (UID EXPUNGE: Dovecot offers UIDPLUS).
+    assert!(s
+        .stack
+        .flags(USER, "Sent Items")
+        .await
+        .iter()
+        .all(|(_, f)| !f.iter().any(|x| x == "\\Deleted")));
+}
+
+#[tokio::test]
+async fn the_forget_sweep_takes_only_mail_naming_the_person() {
+    let s = setup();
+    s.stack
+        .append(
+            USER,
+            "Sent Items",
+            &sent_copy("a1", "a@kommune.test", "link"),
+            None,
+        )
+        .await;
+    s.stack
+        .append(
+            USER,
+            "Sent Items",
+            &sent_copy("b1", "b@kommune.test", "link"),
+            None,
+        )
+        .await;
+    // A confirmation to the consultant names the person in its body.
+    let confirmation = sent_copy("k1", "anne@siri.test", "Inviteret: A@Kommune.test");
+    s.stack
+        .append(USER, "Sent Items", &confirmation, None)
+        .await;
+    // Personal mail naming them is not canvass' own: kept.
+    s.stack.append(USER, "Sent Items", &personal(1), None).await;
+    // Processed mail without a separate folder: \Seen and at or below the mark.
+    let trigger = |n: u32, cc: &str| {
+        format!(
+            "From: anne@siri.test\r\nTo: {cc}\r\nCc: survey@siri.test\r\nSubject: t{n}\r\n\
+             Message-ID: <trigger-{n}@siri.test>\r\n\r\nHej\r\n"
+        )
+        .into_bytes()
+    };
+    s.stack
+        .append_with_flags(
+            USER,
+            "INBOX",
+            &trigger(1, "a@kommune.test"),
+            &["\\Seen"],
+            None,
+        )
+        .await;
+    s.stack
+        .append_with_flags(
+            USER,
+            "INBOX",
+            &trigger(2, "b@kommune.test"),
+            &["\\Seen"],
+            None,
+        )
+        .await;
+    // Not processed yet (above the mark): never swept.
+    s.stack
+        .append(USER, "INBOX", &trigger(3, "a@kommune.test"), None)
+        .await;
+    let cfg = config(&s, TlsMode::None);
+    let mut src = connected(&cfg).await;
+    let got = fetch(&mut src, &s.store, 2).await;
+    commit(&s.store, &src, &got);
+    drop(src);
+
+    let person = canvass::retention::MailboxSweep::Person {
+        address: "a@kommune.test".into(),
+    };
+    let r = sweep(&cfg, &s.store, &person, false).await;
+    let counts: Vec<(&str, u64)> = r.folders.iter().map(|f| (f.kind, f.deleted)).collect();
+    assert_eq!(counts, [("sent copies", 2), ("processed mail", 1)], "{r:?}");
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Sent Items").await),
+        ["canvass.b1@siri.test>", "personal-1@siri.test>"]
+    );
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "INBOX").await),
+        ["trigger-2@siri.test>", "trigger-3@siri.test>"]
+    );
+}
+
+#[tokio::test]
+async fn a_configured_sent_folder_that_does_not_exist_is_a_clear_error() {
+    let s = setup();
+    let mut cfg = config(&s, TlsMode::None);
+    cfg.sent_folder = Some("Sendt post".into());
+    let r = canvass::ingest::imap::sweep_mailbox(
+        &cfg,
+        Some(&s.store),
+        &canvass::retention::MailboxSweep::Person {
+            address: "a@kommune.test".into(),
+        },
+        true,
+    )
+    .await;
+    let e = r.expect_err("no such folder").to_string();
+    assert!(
+        e.contains("inbound.imap.sent_folder \"Sendt post\" does not exist"),
+        "{e}"
     );
 }

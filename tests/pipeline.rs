@@ -295,6 +295,11 @@ async fn window_is_judged_by_internaldate_and_senders_are_checked() {
     assert_eq!(st.refused_unknown_sender, 1);
     let sj = st.regions.iter().find(|r| r.region == "Sjælland").unwrap();
     assert_eq!((sj.outside_window, sj.refused), (1, 1));
+    // By reason; the stranger's mail has its own line; the column adds up.
+    assert_eq!(sj.refused_unauthenticated, 1);
+    assert_eq!(st.no_region.refused_not_consultant, 1);
+    let column: u64 = st.regions.iter().map(|r| r.refused).sum::<u64>() + st.no_region.refused;
+    assert_eq!(column, st.total.refused);
     stop(d, shutdown).await;
     assert!(mail.fetch_all(outside, "INBOX").await.is_empty());
     assert!(mail.fetch_all(forged, "INBOX").await.is_empty());
@@ -533,4 +538,182 @@ async fn outside_sending_hours_the_invitation_waits_across_a_restart() {
         from_survey(&msgs).is_empty(),
         "nothing was sent outside the hours"
     );
+}
+
+/// Exchange keeps a copy of every mail sent through SMTP AUTH in Sent Items,
+/// each with a live link, and processed triggers wait in the processed folder
+/// with the contacts' addresses. `canvass forget` and `canvass purge`, run as
+/// an operator runs them, sweep both folders and leave other mail alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_and_purge_sweep_sent_copies_and_processed_triggers_from_the_mailbox() {
+    let mail = stack();
+    let (a, b) = ("kontakt.a@kommune.test", "kontakt.b@kommune.test");
+    mail.add_users(&[a, b]);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let path = config(&mail, dir.path(), (&s, &e), "", "");
+    let (d, shutdown, _) = start(&path).await;
+    mail.send(ANNE, &[a, SURVEY], &trigger("sweep-a", ANNE, &[a], true));
+    mail.send(ANNE, &[b, SURVEY], &trigger("sweep-b", ANNE, &[b], true));
+    let long = Duration::from_secs(20);
+    // Each contact gets the consultant's mail and the invitation.
+    let mut invitations = from_survey(&mail.wait_for_messages(a, "INBOX", 2, long).await);
+    invitations.extend(from_survey(
+        &mail.wait_for_messages(b, "INBOX", 2, long).await,
+    ));
+    assert_eq!(invitations.len(), 2);
+    mail.wait_for_messages(SURVEY, "Behandlet", 2, long).await;
+    stop(d, shutdown).await;
+
+    // What Exchange does with mail sent through SMTP AUTH; and a person's own mail.
+    for inv in &invitations {
+        mail.append(SURVEY, "Sent Items", inv.as_bytes(), None)
+            .await;
+    }
+    let own = b"From: undersoegelse@siri.test\r\nTo: kollega@siri.test\r\nSubject: frokost\r\nMessage-ID: <own-1@siri.test>\r\n\r\nKl. 12?\r\n";
+    mail.append(SURVEY, "Sent Items", own, None).await;
+    let texts = |v: Vec<Vec<u8>>| -> Vec<String> {
+        v.iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect()
+    };
+    let cfg = path.to_str().unwrap();
+
+    // forget: their sent copy and the trigger naming them go; nothing else.
+    let out = common::canvass(&["forget", a, "--config", cfg]);
+    let text = common::stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("mailbox: deleted 1 sent copies in \"Sent Items\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailbox: deleted 1 processed mail in \"Behandlet\""),
+        "{text}"
+    );
+    let sent = texts(mail.fetch_all(SURVEY, "Sent Items").await);
+    assert_eq!(sent.len(), 2, "b's copy and the person's own mail");
+    assert!(sent.iter().all(|m| !m.contains(a)));
+    assert!(sent.iter().any(|m| m.contains("<own-1@siri.test>")));
+    let processed = texts(mail.fetch_all(SURVEY, "Behandlet").await);
+    assert_eq!(processed.len(), 1);
+    assert!(processed[0].contains(b));
+
+    // purge --dry-run counts, folder by folder; purge --now deletes.
+    let out = common::canvass(&["purge", "--now", "--dry-run", "--config", cfg]);
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("mailbox: would delete 1 sent copies in \"Sent Items\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailbox: would delete 1 processed mail in \"Behandlet\""),
+        "{text}"
+    );
+    assert_eq!(mail.fetch_all(SURVEY, "Sent Items").await.len(), 2);
+    let out = common::canvass(&["purge", "--now", "--json", "--config", cfg]);
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["mailbox"]["folders"][0]["deleted"], 1, "{json}");
+    let sent = texts(mail.fetch_all(SURVEY, "Sent Items").await);
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains("<own-1@siri.test>"),
+        "only the person's own mail is left"
+    );
+    assert!(mail.fetch_all(SURVEY, "Behandlet").await.is_empty());
+}
+
+/// Once the retention is due, the scheduler sweeps the mailbox by itself,
+/// daily, and remembers its last run in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_sweeps_the_mailbox_daily_once_the_retention_is_due() {
+    use canvass::scheduler::{Scheduler, MAILBOX_SWEEP_JOB};
+    let mail = stack();
+    let dir = tempfile::tempdir().unwrap();
+    // The SIRI window: its 30-day retention has long passed.
+    let path = config(&mail, dir.path(), ("2024-08-07", "2024-09-20"), "", "");
+    let old = Some(chrono::DateTime::parse_from_rfc3339("2024-09-02T10:00:00+02:00").unwrap());
+    let copy = |n: u32| {
+        format!(
+            "From: {SURVEY}\r\nTo: kontakt@kommune.test\r\nSubject: Undersøgelse\r\n\
+             Message-ID: <canvass.sched{n}@siri.test>\r\n\r\nhttp://127.0.0.1:9/s/x\r\n"
+        )
+        .into_bytes()
+    };
+    let own = b"From: undersoegelse@siri.test\r\nTo: kollega@siri.test\r\nSubject: frokost\r\nMessage-ID: <own-2@siri.test>\r\n\r\nKl. 12?\r\n";
+    mail.append(SURVEY, "Sent Items", &copy(1), old).await;
+    mail.append(SURVEY, "Sent Items", own, old).await;
+    mail.append(
+        SURVEY,
+        "Behandlet",
+        &trigger("sched-t", ANNE, &["kontakt@kommune.test"], true),
+        old,
+    )
+    .await;
+    let cfg = Config::load(&path).unwrap();
+    let pipeline = Arc::new(canvass::pipeline::Pipeline::open_offline(cfg).unwrap());
+    let scheduler = Scheduler {
+        pipeline: pipeline.clone(),
+    };
+    let now = chrono::Utc::now();
+    let next = scheduler.tick(now).await.expect("tick");
+    assert_eq!(
+        mail.fetch_all(SURVEY, "Sent Items").await.len(),
+        1,
+        "the own mail stays"
+    );
+    assert!(mail.fetch_all(SURVEY, "Behandlet").await.is_empty());
+    let state = pipeline.store.job_state(MAILBOX_SWEEP_JOB).unwrap();
+    assert_eq!(state.last, Some(now));
+    assert!(next.is_some_and(|t| t <= now + chrono::Duration::days(1)));
+
+    // Not again within the day; again the day after.
+    mail.append(SURVEY, "Sent Items", &copy(2), old).await;
+    scheduler
+        .tick(now + chrono::Duration::hours(1))
+        .await
+        .expect("tick");
+    assert_eq!(mail.fetch_all(SURVEY, "Sent Items").await.len(), 2);
+    scheduler
+        .tick(now + chrono::Duration::days(1))
+        .await
+        .expect("tick");
+    assert_eq!(mail.fetch_all(SURVEY, "Sent Items").await.len(), 1);
+}
+
+/// A trust setting that does not match the mailbox (the server stamps
+/// another authserv-id) refuses every trigger: `status` says so and names
+/// the setting, and nobody is invited or answered (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status() {
+    let mail = stack();
+    let contact = "kontakt.t@kommune.test";
+    mail.add_user(contact);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let trust = r#"authserv_id = "mx.siri.test""#;
+    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", trust)).await;
+    for n in 0..3 {
+        let mut raw = b"Authentication-Results: mx.outlook.test; dkim=pass header.d=siri.test; dmarc=pass header.from=siri.test\r\n".to_vec();
+        raw.extend(trigger(&format!("tw{n}"), ANNE, &[contact], true));
+        mail.append(SURVEY, "INBOX", &raw, None).await;
+    }
+    until("three refusals", &d, Duration::from_secs(20), |s| {
+        s.total.refused_unauthenticated == 3
+    })
+    .await;
+    let st = status(&d);
+    assert_eq!(st.total.invited, 0);
+    let w = st.trust_warning.as_deref().expect("a warning");
+    assert!(w.starts_with("3 of the 3 mails from consultants"), "{w}");
+    assert!(w.contains(r#"[trust] authserv_id = "mx.siri.test""#), "{w}");
+    let text = canvass::status::render_text(&st);
+    assert!(text.contains("\nwarning: 3 of the 3 mails"), "{text}");
+    stop(d, shutdown).await;
 }

@@ -629,3 +629,170 @@ fn schema_and_record_versions_are_checked_with_clear_messages() {
         "{err}"
     );
 }
+
+/// `canvass withdraw` for an invitation that should never have been made
+/// (issue 12): offline, then through a running daemon's control socket. The
+/// invitation leaves every count and the rate, the link shows its own page,
+/// the person is never invited again, and withdrawing twice changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdraw_offline_and_through_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let path = file_config(dir.path(), (&s, &e), "");
+    let cfg = path.to_str().unwrap().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            canvass(&args)
+        })
+    };
+    let args = |v: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec!["--config".into(), cfg.clone()];
+        a.extend(v.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = run(args(&[
+        "invite",
+        "a@kommune.test",
+        "b@kommune.test",
+        "c@kommune.test",
+        "--region",
+        "Syddanmark",
+    ]))
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Offline (no daemon): a forged sender's invitation to a.
+    let out = run(args(&[
+        "withdraw",
+        "A@Kommune.test",
+        "--reason",
+        "forged consultant From",
+    ]))
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("withdrawn        a@kommune.test (invitation "),
+        "{text}"
+    );
+    assert!(
+        text.contains("region Syddanmark): out of every count, link disabled"),
+        "{text}"
+    );
+    // A reason is required; a bad address withdraws nothing.
+    let out = run(args(&["withdraw", "b@kommune.test"])).await.unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--reason"), "{}", stderr(&out));
+    let out = run(args(&[
+        "withdraw",
+        "b@kommune.test",
+        "ikke en adresse",
+        "--reason",
+        "x",
+    ]))
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing was withdrawn"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Through the daemon: the CLI cannot open the store, so it uses the socket.
+    let config = Config::load(&path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = canvass::shutdown::Shutdown::new();
+    let d = canvass::daemon::start(config, listener, shutdown.clone())
+        .await
+        .unwrap();
+    let web = d.web_addr.to_string();
+    let sent = dir.path().join("sent");
+    let b_mail = tokio::task::spawn_blocking(move || {
+        wait_for("b's invitation in the sent folder", STEP, || {
+            files_in(&sent)
+                .into_iter()
+                .map(|f| std::fs::read(f).unwrap())
+                .find(|m| String::from_utf8_lossy(m).contains("To: b@kommune.test"))
+        })
+    })
+    .await
+    .unwrap();
+    let link = link_in(&b_mail).expect("b's link");
+    let out = run(args(&[
+        "withdraw",
+        "b@kommune.test",
+        "a@kommune.test",
+        "x@kommune.test",
+        "--reason",
+        "wrong address",
+        "--json",
+    ]))
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<&str> = j["withdrawn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["withdrawn", "already_withdrawn", "not_invited"],
+        "{j}"
+    );
+
+    // The link shows its own page.
+    let (code, body) = tokio::task::spawn_blocking(move || http_get(&web, &link))
+        .await
+        .unwrap();
+    assert_eq!(code, 410);
+    assert!(body.contains("Invitationen er trukket tilbage"), "{body}");
+
+    // Out of every count and the rate; counted as withdrawn; never invited again.
+    let out = run(args(&["status", "--json"])).await.unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let syd = st["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "Syddanmark")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (syd["invited"].as_u64(), syd["withdrawn"].as_u64()),
+        (Some(1), Some(2)),
+        "{syd}"
+    );
+    assert_eq!(st["total"]["withdrawn"], 2);
+    let out = run(args(&["status"])).await.unwrap();
+    assert!(
+        stdout(&out).contains("withdrawn invitations (in no other column): 2 (Syddanmark 2)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(args(&["invite", "b@kommune.test", "--region", "Sjælland"]))
+        .await
+        .unwrap();
+    assert!(
+        stdout(&out).contains("already invited  b@kommune.test"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(args(&["digest", "--print"])).await.unwrap();
+    assert!(
+        stdout(&out).contains("Trukket tilbage: 2 invitation(er)"),
+        "{}",
+        stdout(&out)
+    );
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), d.wait())
+        .await
+        .expect("drained in time")
+        .unwrap();
+}

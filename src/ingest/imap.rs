@@ -70,6 +70,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::rustls;
 
+mod purge;
+pub use purge::{sweep_mailbox, FolderSweep, MailboxReport};
+
 use super::{Incoming, MailSource, SourceError};
 use crate::config::{is_loopback_host, read_secret, ImapConfig, TlsMode};
 use crate::shutdown::Shutdown;
@@ -115,6 +118,8 @@ struct Link {
     session: Session<Conn>,
     idle: bool,
     can_move: bool,
+    /// UIDPLUS (RFC 4315): `UID EXPUNGE` removes only the messages named.
+    uidplus: bool,
     uid_validity: u32,
     /// The server reported EXISTS since the last fetch started.
     new_mail: bool,
@@ -296,20 +301,21 @@ impl ImapSource {
             Err((e, _client)) => return Err(self.login_error(e)),
         };
         session.get_mut().disarm_password();
-        let (idle, can_move) = match caps {
-            Some(c) => (c.has_str("IDLE"), c.has_str("MOVE")),
+        let (idle, can_move, uidplus) = match caps {
+            Some(c) => (c.has_str("IDLE"), c.has_str("MOVE"), c.has_str("UIDPLUS")),
             None => {
                 let c = session
                     .capabilities()
                     .await
                     .map_err(|e| self.imap_err("CAPABILITY", e))?;
-                (c.has_str("IDLE"), c.has_str("MOVE"))
+                (c.has_str("IDLE"), c.has_str("MOVE"), c.has_str("UIDPLUS"))
             }
         };
         let mut link = Link {
             session,
             idle,
             can_move,
+            uidplus,
             uid_validity: 0,
             new_mail: false,
             swept: false,
@@ -708,7 +714,7 @@ impl ImapSource {
             return Err(self.not_connected());
         };
         let exists = match link.exec(&format!("LIST \"\" {arg}")).await {
-            Ok(r) if r.ok() => r.data.iter().any(|i| matches!(i, Item::List)),
+            Ok(r) if r.ok() => r.data.iter().any(|i| matches!(i, Item::List { .. })),
             Ok(r) => return Err(self.failed("LIST", CmdError::Refused(r.text))),
             Err(e) => return Err(self.failed("LIST", e)),
         };
@@ -880,7 +886,12 @@ enum Item {
     UidValidity(u32),
     Search(Vec<u32>),
     Fetch(Fetched),
-    List,
+    /// A LIST answer: the name as the server wrote it (modified UTF-7) and
+    /// whether it carries the `\Sent` special-use attribute (RFC 6154).
+    List {
+        name: String,
+        sent: bool,
+    },
     Other,
 }
 
@@ -913,7 +924,13 @@ fn digest(r: &Response<'_>) -> Got {
         Response::MailboxData(MailboxDatum::Exists(_))
         | Response::MailboxData(MailboxDatum::Recent(_)) => Got::Item(Item::NewMail),
         Response::MailboxData(MailboxDatum::Search(v)) => Got::Item(Item::Search(v.clone())),
-        Response::MailboxData(MailboxDatum::List(_)) => Got::Item(Item::List),
+        Response::MailboxData(MailboxDatum::List(l)) => Got::Item(Item::List {
+            name: l.name.to_string(),
+            sent: l
+                .name_attributes
+                .iter()
+                .any(|a| matches!(a, async_imap::imap_proto::NameAttribute::Sent)),
+        }),
         Response::Fetch(..) => match parse_fetch(r) {
             Some(f) => Got::Item(Item::Fetch(f)),
             None => Got::Item(Item::Other),
@@ -1798,6 +1815,7 @@ mod tests {
             password_file,
             mailbox: "INBOX".into(),
             move_to: None,
+            sent_folder: None,
             ca_file: None,
             max_message_bytes: 1024,
         }

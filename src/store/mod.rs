@@ -288,9 +288,11 @@ mod jobs;
 mod optout;
 pub mod privacy;
 mod responses;
+mod withdraw;
 pub use jobs::JobState;
 pub use optout::OptOutOutcome;
 pub use responses::{StoredResponse, SubmitOutcome};
+pub use withdraw::{WithdrawOutcome, Withdrawal};
 
 pub mod counter {
     pub const INVITED: &str = "invited";
@@ -298,13 +300,31 @@ pub mod counter {
     pub const FAILED: &str = "failed";
     pub const REFUSED_UNKNOWN_SENDER: &str = "refused_unknown_sender";
     pub const REFUSED_UNAUTHENTICATED: &str = "refused_unauthenticated";
+    /// Over the consultant's daily cap (before the split of the two caps,
+    /// also over the per-message cap).
     pub const REFUSED_OVER_CAP: &str = "refused_over_cap";
+    /// Messages with more invitees than `sending.max_invitees_per_message`.
+    pub const REFUSED_OVER_MESSAGE_CAP: &str = "refused_over_message_cap";
+    /// Prefix of the per-day count of mail from consultants' addresses.
+    pub const CONSULTANT_MAIL_DAY: &str = "consultant_mail_day:";
+    /// Prefix of the per-day count of that mail refused as unauthenticated.
+    pub const UNAUTHENTICATED_DAY: &str = "unauthenticated_day:";
+
+    /// A per-day counter: `prefix` and the Copenhagen date of `at`.
+    pub fn day(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+        format!(
+            "{prefix}{}",
+            at.with_timezone(&crate::window::TZ).date_naive()
+        )
+    }
     pub const OUTSIDE_WINDOW: &str = "outside_window";
     pub const TRIGGERS: &str = "triggers";
     pub const ANSWERED: &str = "answered";
     pub const BOUNCED: &str = "bounced";
     pub const OPTED_OUT: &str = "opted_out";
     pub const REMINDED: &str = "reminded";
+    /// Invitations withdrawn by `canvass withdraw`: out of every other count.
+    pub const WITHDRAWN: &str = "withdrawn";
     /// Prefix of the per-week invitation counters (`invited_week:2024-W32`).
     pub const INVITED_WEEK: &str = "invited_week:";
 
@@ -335,14 +355,18 @@ pub struct Store {
     flush_gate: std::sync::Arc<flush::FlushGate>,
 }
 
-/// The token tree's value for a link withdrawn by `canvass forget`.
-pub(crate) const WITHDRAWN: u64 = u64::MAX;
+/// The token tree's value for the link of a person forgotten by `canvass forget`.
+pub(crate) const FORGOTTEN: u64 = u64::MAX;
+/// The token tree's value for the link of an invitation withdrawn by `canvass withdraw`.
+pub(crate) const WITHDRAWN: u64 = u64::MAX - 1;
 
 /// What a personal link leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
     Invitation(Box<Invitation>),
     /// The person asked to be forgotten: the link no longer opens the form.
+    Forgotten,
+    /// The invitation should never have been made (`canvass withdraw`).
     Withdrawn,
     Unknown,
 }
@@ -689,7 +713,7 @@ impl Store {
     pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
         match self.link(hash)? {
             Link::Invitation(i) => Ok(Some(*i)),
-            Link::Withdrawn | Link::Unknown => Ok(None),
+            Link::Forgotten | Link::Withdrawn | Link::Unknown => Ok(None),
         }
     }
 
@@ -699,6 +723,7 @@ impl Store {
             return Ok(Link::Unknown);
         };
         match u64_from(&id) {
+            FORGOTTEN => Ok(Link::Forgotten),
             WITHDRAWN => Ok(Link::Withdrawn),
             id => Ok(self
                 .invitation(id)?

@@ -7,7 +7,7 @@ use sled::Transactional;
 
 use super::{
     bump, counter, counter_key, encode, tx_decode, u64_from, Invitation, Store, StoreError,
-    WITHDRAWN,
+    FORGOTTEN, WITHDRAWN,
 };
 use crate::token::TokenHash;
 
@@ -17,7 +17,7 @@ pub enum OptOutOutcome {
     OptedOut,
     /// Opted out before (by reply or link): nothing changed.
     AlreadyOptedOut,
-    /// The link is unknown or withdrawn (`forget`).
+    /// The link is unknown, forgotten (`forget`) or withdrawn (`withdraw`).
     Unknown,
 }
 
@@ -30,7 +30,7 @@ impl Store {
             let Some(id) = tok.get(token.0)? else {
                 return Ok(OptOutOutcome::Unknown);
             };
-            if u64_from(&id) == WITHDRAWN {
+            if matches!(u64_from(&id), FORGOTTEN | WITHDRAWN) {
                 return Ok(OptOutOutcome::Unknown);
             }
             let Some(v) = inv.get(&id)? else {

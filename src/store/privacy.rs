@@ -128,6 +128,10 @@ pub const FORGOTTEN_ONLY: u64 = u64::MAX;
 
 type TxError = ConflictableTransactionError<StoreError>;
 
+/// Mail queued to one person (outbox id, purpose), and the purposes of other
+/// queued mail that names them.
+pub(super) type QueuedFor = (Vec<(u64, Purpose)>, Vec<String>);
+
 impl Store {
     /// Erases the plain address and token nonce of every invitation that
     /// still holds them, and drops their unsent invitations and reminders from
@@ -175,22 +179,26 @@ impl Store {
         Ok(report)
     }
 
-    /// Erases what is held about one person: the address and nonce on their
-    /// invitation, its token entry, the invitation and reminders queued to
-    /// them. Keeps (or adds) the HMAC entry, so they are never invited again.
-    /// The caller flushes.
-    pub fn forget(&self, key: &AddressKey, address: &Address) -> Result<ForgetReport, StoreError> {
-        let mut report = ForgetReport {
-            address: address.to_string(),
-            ..Default::default()
-        };
-        let id = self
+    /// The invitation held under an address key, if any (not a `forget`
+    /// marker of someone never invited).
+    pub(super) fn invitation_id_of(&self, key: &AddressKey) -> Result<Option<u64>, StoreError> {
+        Ok(self
             .recipients
             .get(key.0)?
             .map(|v| u64_from(&v))
-            .filter(|id| *id != FORGOTTEN_ONLY);
-        // Queued mail to them: by invitation, and by recipient (belt and braces).
-        let mut items: Vec<(u64, Purpose)> = Vec::new();
+            .filter(|id| *id != FORGOTTEN_ONLY))
+    }
+
+    /// Mail queued to one person, by invitation and by recipient (belt and
+    /// braces): (outbox id, purpose); and the purposes of other queued mail
+    /// that names them (to staff: a confirmation, a forwarded reply).
+    pub(super) fn queued_for(
+        &self,
+        id: Option<u64>,
+        address: &Address,
+    ) -> Result<QueuedFor, StoreError> {
+        let mut items = Vec::new();
+        let mut mentioned = Vec::new();
         for kv in self.outbox.iter() {
             let (_, v) = kv?;
             let item: OutboxItem = decode(&v, "outbox item")?;
@@ -202,11 +210,24 @@ impl Store {
             if carried.is_some() && (carried == id || to_them) {
                 items.push((item.id, item.purpose));
             } else if retention::mentions(&item.raw, address.as_str()) {
-                report
-                    .mentioned_in
-                    .push(retention::purpose_name(&item.purpose).to_string());
+                mentioned.push(retention::purpose_name(&item.purpose).to_string());
             }
         }
+        Ok((items, mentioned))
+    }
+
+    /// Erases what is held about one person: the address and nonce on their
+    /// invitation, its token entry, the invitation and reminders queued to
+    /// them. Keeps (or adds) the HMAC entry, so they are never invited again.
+    /// The caller flushes.
+    pub fn forget(&self, key: &AddressKey, address: &Address) -> Result<ForgetReport, StoreError> {
+        let mut report = ForgetReport {
+            address: address.to_string(),
+            ..Default::default()
+        };
+        let id = self.invitation_id_of(key)?;
+        let (items, mentioned_in) = self.queued_for(id, address)?;
+        report.mentioned_in = mentioned_in;
         match id {
             Some(id) => {
                 if let Some(e) =
@@ -317,9 +338,9 @@ impl Store {
                 if disable_link {
                     if let Some(owner) = tok.get(invitation.token_hash.0)? {
                         if u64_from(&owner) == id {
-                            // A tombstone, so the link shows "withdrawn"
+                            // A tombstone, so the link shows "forgotten"
                             // rather than "unknown" (and is not rate-limited).
-                            tok.insert(&invitation.token_hash.0, &super::WITHDRAWN.to_be_bytes())?;
+                            tok.insert(&invitation.token_hash.0, &super::FORGOTTEN.to_be_bytes())?;
                             link_disabled = true;
                         }
                     }
@@ -906,13 +927,13 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::address::{parse, HmacKey};
     use crate::store::{CommitView, Committed, IngestUnit, InviteOutcome, NewInvitation, Outgoing};
     use crate::token::{Token, TokenNonce};
 
-    fn key() -> HmacKey {
+    pub(in crate::store) fn key() -> HmacKey {
         HmacKey::from_bytes(&[9; 32])
     }
 
@@ -944,7 +965,7 @@ mod tests {
         }
     }
 
-    fn invite(store: &Store, addrs: &[&str], seen: u8) -> Committed {
+    pub(in crate::store) fn invite(store: &Store, addrs: &[&str], seen: u8) -> Committed {
         store
             .commit_ingest(&unit(addrs, seen, "Sjælland"), &|_: &CommitView| None)
             .unwrap()

@@ -56,6 +56,15 @@ userdb {{
   args = username_format=%Lu {root}/dovecot/passwd
 }}
 
+# Special use (RFC 6154) as hosted mailboxes have it: Exchange's copies of
+# mail sent through SMTP AUTH land in "Sent Items", marked \Sent.
+namespace inbox {{
+  inbox = yes
+  mailbox "Sent Items" {{
+    special_use = \Sent
+  }}
+}}
+
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
