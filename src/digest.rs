@@ -344,25 +344,30 @@ fn withdrawn_text(n: u64) -> String {
 
 /// HTML with the same table; the chart is `cid:chart`.
 pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
-    render_html_with_intro(d, chart_cid, &subject(d))
+    render_html_with_intro(d, chart_cid, &subject(d), &subject(d))
 }
 
 /// [`render_html`] with the agency's `digest_intro.txt` under the heading
 /// (left out when it is just the subject, the built-in).
-pub fn render_html_with_intro(d: &Digest, chart_cid: Option<&str>, intro: &str) -> String {
+pub fn render_html_with_intro(
+    d: &Digest,
+    chart_cid: Option<&str>,
+    subject: &str,
+    intro: &str,
+) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = write!(
         s,
         "<!DOCTYPE html><html lang=\"da\"><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family: Arial, Helvetica, sans-serif; color: #1a1a1a;\">",
-        html_escape(&subject(d))
+        html_escape(subject)
     );
     let _ = write!(
         s,
         "<h1 style=\"font-size: 20px;\">{}</h1>",
-        html_escape(&subject(d))
+        html_escape(subject)
     );
-    if intro.trim() != subject(d) {
+    if intro.trim() != subject {
         for p in intro.trim().split("\n\n") {
             let _ = write!(s, "<p>{}</p>", html_escape(p.trim()));
         }

@@ -134,7 +134,13 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
                 .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?;
             (
                 crate::digest::render_text_with_intro(&d, &intro),
-                Some(crate::digest::render_html_with_intro(&d, None, &intro)),
+                Some(crate::digest::render_html_with_intro(
+                    &d,
+                    None,
+                    &crate::scheduler::digest_subject(cfg, &d)
+                        .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?,
+                    &intro,
+                )),
             )
         }
         "form" => {

@@ -387,13 +387,31 @@ impl Scheduler {
     }
 }
 
+/// The digest's subject (`digest_subject.txt`).
+pub fn digest_subject(cfg: &crate::config::Config, d: &digest::Digest) -> Result<String, JobError> {
+    use chrono::Datelike;
+    cfg.texts
+        .render(
+            "digest_subject.txt",
+            minijinja::context! {
+                week => d.today.iso_week().week(),
+                rate => d.total.rate_invited,
+                answered => d.total.answered,
+                is_final => d.is_final,
+                ..crate::compose::mail_context(cfg, false)
+            },
+        )
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map_err(|e| JobError::Render(e.to_string()))
+}
+
 /// The agency's opening of the digest (`digest_intro.txt`; built in: the subject).
 pub fn digest_intro(cfg: &crate::config::Config, d: &digest::Digest) -> Result<String, JobError> {
     cfg.texts
         .render(
             "digest_intro.txt",
             minijinja::context! {
-                subject => digest::subject(d),
+                subject => digest_subject(cfg, d)?,
                 is_final => d.is_final,
                 days_left => d.days_left,
                 ..crate::compose::mail_context(cfg, false)
@@ -407,6 +425,7 @@ fn render_one(
     to: Address,
     d: &digest::Digest,
 ) -> Result<RenderedDigest, JobError> {
+    let subject = digest_subject(cfg, d)?;
     let intro = digest_intro(cfg, d)?;
     let bars: Vec<(String, u64, u64)> = d
         .lines
@@ -422,14 +441,15 @@ fn render_one(
     };
     Ok(RenderedDigest {
         to,
-        subject: digest::subject(d),
         text: digest::render_text_with_intro(d, &intro),
         html: digest::render_html_with_intro(
             d,
             chart.as_ref().map(|_| crate::compose::CHART_CID),
+            &subject,
             &intro,
         ),
         chart,
+        subject,
     })
 }
 

@@ -117,6 +117,12 @@ pub const SPECS: &[Spec] = &[
         needs_link: false,
     },
     Spec {
+        name: "digest_subject.txt",
+        builtin: builtin!("digest_subject.txt"),
+        vars: &["week", "rate", "answered", "is_final"],
+        needs_link: false,
+    },
+    Spec {
         name: "digest_intro.txt",
         builtin: builtin!("digest_intro.txt"),
         vars: &["subject", "is_final", "days_left"],
@@ -481,6 +487,9 @@ pub fn sample(name: &str) -> Value {
         "digest_intro.txt" => {
             context! { subject => "Svarprocent uge 38: 42 %", is_final => false, days_left => 12 }
         }
+        "digest_subject.txt" => {
+            context! { week => 38, rate => "42 %", answered => 84, is_final => false }
+        }
         "form.html" => context! {
             survey => context! { title => "Spørgeskema", intro => "", questions => Vec::<Value>::new() },
             action => format!("/s/{SAMPLE_TOKEN}"),
@@ -516,6 +525,16 @@ mod tests {
             let problems = texts.check(s, Path::new(s.name), s.builtin);
             assert!(problems.is_empty(), "{}: {problems:?}", s.name);
         }
+    }
+
+    #[test]
+    fn the_builtin_digest_subject_is_the_digests() {
+        let t = Texts::builtin();
+        let s = t
+            .render("digest_subject.txt", sample("digest_subject.txt"))
+            .unwrap();
+        // As crate::digest::subject writes it.
+        assert_eq!(s, "Svarprocent uge 38: 42 % (84 svar)");
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {

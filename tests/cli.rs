@@ -352,6 +352,7 @@ fn agency_templates_are_checked_and_previewed() {
         "Et par spørgsmål fra {{ agency }}",
     )
     .unwrap();
+    std::fs::write(texts.join("digest_subject.txt"), "Ugens tal: {{ rate }}").unwrap();
     let out = canvass(&["check-config", "--config", cfg]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("templates"), "{}", stdout(&out));
@@ -385,6 +386,7 @@ fn agency_templates_are_checked_and_previewed() {
     );
     let out = canvass(&["preview", "digest", "--config", cfg]);
     assert!(stdout(&out).contains("Returneret"), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("Ugens tal: "), "{}", stdout(&out));
     let form = dir.path().join("form.html");
     let out = canvass(&[
         "preview",
