@@ -214,8 +214,41 @@ pub fn plan(
                 Err(e) => unrenderable.push((addr.to_string(), e.to_string())),
             }
         }
-        if t.kind == TriggerKind::PhoneContact {
-            confirmation = Some(confirmation_facts(t, facts, &unrenderable));
+        match t.kind {
+            TriggerKind::PhoneContact => {
+                confirmation = Some(confirmation_facts(t, facts, &unrenderable));
+            }
+            // A CC/BCC trigger is answered only when part of it was refused
+            // (compose decides once the store has applied the daily cap).
+            TriggerKind::Cc | TriggerKind::Bcc => {
+                confirmation = Some(ConfirmationFacts {
+                    only_if_refused: true,
+                    ..confirmation_facts(t, facts, &unrenderable)
+                });
+            }
+            TriggerKind::Manual => {}
+        }
+    }
+    // A consultant's trigger outside the window (it passed the trust check,
+    // which comes first): told that nobody was invited, and why. A refused
+    // unauthenticated mail is never answered: that would be backscatter.
+    if let Decision::Refuse {
+        reason: Refusal::OutsideWindow { .. },
+        sender: Some(sender),
+        region: Some(_),
+    } = decision
+    {
+        if let Ok(consultant) = crate::address::parse(sender) {
+            confirmation = Some(ConfirmationFacts {
+                consultant: Some(consultant),
+                subject: facts.subject.clone(),
+                in_reply_to: facts.message_id.clone(),
+                skipped: Vec::new(),
+                invalid: Vec::new(),
+                only_if_refused: false,
+                refused_in_part: true,
+                note: Some(compose::outside_window_note(cfg, received)),
+            });
         }
     }
     Plan {
@@ -248,6 +281,12 @@ fn confirmation_facts(
         in_reply_to: facts.message_id.clone(),
         skipped,
         invalid: t.invalid.clone(),
+        only_if_refused: false,
+        refused_in_part: t
+            .skipped
+            .iter()
+            .any(|s| s.why == SkipReason::OverMessageCap),
+        note: None,
     }
 }
 

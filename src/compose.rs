@@ -359,6 +359,15 @@ pub struct ConfirmationFacts {
     pub in_reply_to: Option<String>,
     pub skipped: Vec<(String, String)>,
     pub invalid: Vec<InvalidLine>,
+    /// A CC/BCC trigger: the consultant is answered only when part of it was
+    /// refused (over a cap), never for a trigger that went through.
+    pub only_if_refused: bool,
+    /// Part of the trigger was refused before the store saw it (over the
+    /// per-message cap).
+    pub refused_in_part: bool,
+    /// Why nobody was invited, when the whole trigger was refused (outside
+    /// the collection window).
+    pub note: Option<String>,
 }
 
 /// The reply to a consultant's phone-contact mail: who was invited, who was
@@ -372,6 +381,12 @@ pub fn confirmation(
     let Some(consultant) = &facts.consultant else {
         return Ok(None);
     };
+    let over_daily_cap = outcomes
+        .iter()
+        .any(|o| matches!(o, InviteOutcome::OverDailyCap(_)));
+    if facts.only_if_refused && !facts.refused_in_part && !over_daily_cap {
+        return Ok(None);
+    }
     let mut invited = Vec::new();
     let mut already = Vec::new();
     let mut skipped: Vec<minijinja::Value> = facts
@@ -396,7 +411,10 @@ pub fn confirmation(
         .collect();
     let text = cfg.texts.render(
         "confirmation.txt",
-        context! { invited, already, skipped, invalid, ..mail_context(cfg, false) },
+        context! {
+            invited, already, skipped, invalid, note => facts.note,
+            ..mail_context(cfg, false)
+        },
     )?;
     let subject = match facts.subject.as_deref() {
         Some(s) if !s.trim().is_empty() => format!("Re: {}", s.trim()),
@@ -510,6 +528,19 @@ pub fn forward(
 }
 
 /// The Danish words for why a recipient was not invited (confirmation mail).
+/// Why a consultant's trigger outside the collection window invited nobody.
+pub fn outside_window_note(cfg: &Config, received: DateTime<Utc>) -> String {
+    let when = match cfg.window.position(received) {
+        crate::window::Position::Before => "før",
+        _ => "efter",
+    };
+    format!(
+        "Ingen er inviteret: mailen kom {when} indsamlingsperioden ({} – {}), og kun kontakter i perioden inviteres.",
+        danish_date(cfg.window.start),
+        danish_date(cfg.window.end)
+    )
+}
+
 pub fn skip_reason_da(why: crate::classify::SkipReason) -> &'static str {
     use crate::classify::SkipReason::*;
     match why {
@@ -600,12 +631,49 @@ mod tests {
                 line: "nej@".into(),
                 error: "x".into(),
             }],
+            only_if_refused: false,
+            refused_in_part: false,
+            note: None,
         };
         let outcomes = [InviteOutcome::Invited(to.clone())];
         let conf = confirmation(&cfg, &facts, &outcomes, now).unwrap().unwrap();
         let text = text_of(&conf.raw);
         assert!(
             text.contains("kontakt@kommune.dk") && text.contains("nej@"),
+            "{text}"
+        );
+        // A CC trigger that went through is not answered; one over the daily
+        // cap is, naming who was and was not invited.
+        let cc = ConfirmationFacts {
+            only_if_refused: true,
+            ..facts.clone()
+        };
+        assert!(confirmation(&cfg, &cc, &outcomes, now).unwrap().is_none());
+        let other = crate::address::parse("b@kommune.dk").unwrap();
+        let capped = [
+            InviteOutcome::Invited(to.clone()),
+            InviteOutcome::OverDailyCap(other),
+        ];
+        let text = text_of(&confirmation(&cfg, &cc, &capped, now).unwrap().unwrap().raw);
+        assert!(
+            text.contains("Inviteret til spørgeskemaet (1):")
+                && text.contains("  - kontakt@kommune.dk"),
+            "{text}"
+        );
+        assert!(text.contains("b@kommune.dk: over dagens grænse"), "{text}");
+        // Outside the window: nobody invited, and why.
+        let late = ConfirmationFacts {
+            note: Some(outside_window_note(
+                &cfg,
+                "2024-09-23T08:00:00Z".parse().unwrap(),
+            )),
+            invalid: vec![],
+            ..facts.clone()
+        };
+        let text = text_of(&confirmation(&cfg, &late, &[], now).unwrap().unwrap().raw);
+        assert!(text.contains("Ingen er inviteret: mailen kom efter indsamlingsperioden (7. august 2024 – 20. september 2024)"), "{text}");
+        assert!(
+            !text.contains("Der blev ikke fundet nogen mailadresser"),
             "{text}"
         );
 

@@ -101,6 +101,7 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
                     line: "ikke en adresse".to_string(),
                     error: "mangler @".to_string(),
                 }],
+                ..Default::default()
             };
             let outcomes = [InviteOutcome::Invited(to.clone())];
             match compose::confirmation(cfg, &facts, &outcomes, now)? {

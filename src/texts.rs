@@ -101,7 +101,7 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "confirmation.txt",
         builtin: builtin!("confirmation.txt"),
-        vars: &["invited", "already", "skipped", "invalid"],
+        vars: &["invited", "already", "skipped", "invalid", "note"],
         needs_link: false,
     },
     Spec {
@@ -479,6 +479,7 @@ pub fn sample(name: &str) -> Value {
             already => Vec::<String>::new(),
             skipped => vec![context! { address => "kollega@siri.dk", why => "en kollega (intern adresse) inviteres ikke" }],
             invalid => vec![context! { line => "ikke en adresse", error => "mangler @" }],
+            note => Option::<String>::None,
         },
         "forward_subject.txt" => context! { from => "kontakt@kommune.dk", subject => "Spørgsmål" },
         "forward.txt" => {

@@ -96,6 +96,14 @@ fn from_survey(msgs: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
+/// The decoded text body of a raw message.
+fn body_text(raw: &str) -> String {
+    mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .unwrap_or_default()
+}
+
 fn trigger(id: &str, from: &str, to: &[&str], cc_survey: bool) -> Vec<u8> {
     let cc = if cc_survey {
         format!("Cc: {SURVEY}\r\n")
@@ -300,7 +308,30 @@ async fn window_is_judged_by_internaldate_and_senders_are_checked() {
     assert_eq!(st.no_region.refused_not_consultant, 1);
     let column: u64 = st.regions.iter().map(|r| r.refused).sum::<u64>() + st.no_region.refused;
     assert_eq!(column, st.total.refused);
+    // Anne's authenticated trigger outside the window is answered, once;
+    // the unauthenticated one with her address is never answered.
+    let replies = from_survey(
+        &mail
+            .wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(20))
+            .await,
+    );
+    until("the outbox to drain", &d, Duration::from_secs(20), |s| {
+        s.outbox == 0
+    })
+    .await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(
+        body_text(&replies[0]).contains("Ingen er inviteret: mailen kom efter indsamlingsperioden"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        replies[0].contains("In-Reply-To: <w2@siri.test>"),
+        "{}",
+        replies[0]
+    );
     stop(d, shutdown).await;
+    assert_eq!(from_survey(&mail.fetch_all(ANNE, "INBOX").await).len(), 1);
     assert!(mail.fetch_all(outside, "INBOX").await.is_empty());
     assert!(mail.fetch_all(forged, "INBOX").await.is_empty());
 }
@@ -716,4 +747,67 @@ async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status()
     let text = canvass::status::render_text(&st);
     assert!(text.contains("\nwarning: 3 of the 3 mails"), "{text}");
     stop(d, shutdown).await;
+}
+
+/// A consultant whose trigger was refused in part (over the per-message cap)
+/// gets one reply saying who was and was not invited; a trigger that went
+/// through in full gets none (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_refused_in_part_is_answered_and_a_whole_one_is_not() {
+    let mail = stack();
+    let contacts = ["k1@kommune.test", "k2@kommune.test", "k3@kommune.test"];
+    mail.add_users(&contacts);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let path = config(
+        &mail,
+        dir.path(),
+        (&s, &e),
+        "max_invitees_per_message = 2",
+        "",
+    );
+    let (d, shutdown, _) = start(&path).await;
+    // Through in full: no reply.
+    mail.send(
+        SOEREN,
+        &[contacts[0], SURVEY],
+        &trigger("whole", SOEREN, &contacts[..1], true),
+    );
+    mail.wait_for_messages(contacts[0], "INBOX", 2, Duration::from_secs(20))
+        .await;
+    // Three contacts, two allowed.
+    mail.send(
+        ANNE,
+        &[contacts[1], contacts[2], SURVEY],
+        &trigger(
+            "capped",
+            ANNE,
+            &["k2@kommune.test, k3@kommune.test, k4@kommune.test"],
+            true,
+        ),
+    );
+    let replies = from_survey(
+        &mail
+            .wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(20))
+            .await,
+    );
+    assert_eq!(replies.len(), 1);
+    let r = &body_text(&replies[0]);
+    assert!(r.contains("Inviteret til spørgeskemaet (2)"), "{r}");
+    assert!(
+        r.contains("k4@kommune.test: for mange adresser i én mail"),
+        "{r}"
+    );
+    until("the outbox to drain", &d, Duration::from_secs(20), |s| {
+        s.outbox == 0
+    })
+    .await;
+    let st = status(&d);
+    assert_eq!(st.total.invited, 3);
+    assert_eq!(st.total.refused_over_message_cap, 1);
+    stop(d, shutdown).await;
+    assert!(
+        from_survey(&mail.fetch_all(SOEREN, "INBOX").await).is_empty(),
+        "no reply for a whole trigger"
+    );
 }
