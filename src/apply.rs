@@ -10,11 +10,13 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::address::HmacKey;
-use crate::classify::{Decision, Ignored, Refusal, SkipReason, Trigger, TriggerKind};
+use crate::classify::{
+    BouncedRecipient, Decision, Ignored, Proof, Refusal, SkipReason, Trigger, TriggerKind,
+};
 use crate::compose::{self, ConfirmationFacts};
 use crate::config::Config;
 use crate::store::{
-    self, counter, Committed, Effect, IngestMark, IngestUnit, NewInvitation, Store,
+    self, counter, Committed, Effect, Failure, IngestMark, IngestUnit, NewInvitation, Store,
 };
 use crate::token::{Token, TokenNonce};
 use crate::window;
@@ -75,7 +77,7 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
         }
         Decision::Ignore { reason } => {
             let name = match reason {
-                Ignored::Unparseable => "ignored_unparseable",
+                Ignored::Unparseable => counter::QUARANTINED,
                 Ignored::NoSender => "ignored_no_sender",
                 Ignored::OwnMail => "ignored_own_mail",
                 Ignored::Bounce => "ignored_bounce",
@@ -86,9 +88,27 @@ pub fn counters_for(decision: &Decision) -> Vec<(String, String)> {
         }
         // Bounces and opt-outs are counted per region when they are matched
         // to an invitation (in the store); here only that one arrived.
-        Decision::Bounce(_) => vec![(String::new(), "bounce_reports".to_string())],
+        Decision::Bounce(b) => {
+            let mut c = vec![(String::new(), "bounce_reports".to_string())];
+            if b.proof.is_none() {
+                c.push((String::new(), counter::UNPROVEN.to_string()));
+            }
+            c
+        }
+        Decision::Complaint(_) => vec![(String::new(), "complaint_reports".to_string())],
         Decision::OptOut { .. } => vec![(String::new(), "opt_out_requests".to_string())],
-        Decision::Reply { .. } => vec![(String::new(), "replies".to_string())],
+        Decision::Reply { .. } => vec![(String::new(), counter::REPLIES.to_string())],
+    }
+}
+
+/// What a bounced recipient means for the invitation.
+pub fn failure(r: &BouncedRecipient) -> Failure {
+    if r.permanent {
+        Failure::Permanent
+    } else if r.expired {
+        Failure::Expired
+    } else {
+        Failure::Temporary
     }
 }
 
@@ -145,7 +165,8 @@ pub fn plan(
     let mut confirmation = None;
     let mut forward = None;
     match decision {
-        Decision::Bounce(b) => {
+        // A bounce that proves nothing changes nothing (issue 14).
+        Decision::Bounce(b) if b.proof.is_some() => {
             unit.effect = Some(Effect::Bounce {
                 recipients: b
                     .recipients
@@ -155,14 +176,22 @@ pub fn plan(
                             crate::address::parse(&r.address)
                                 .ok()
                                 .map(|a| key.key_of(&a)),
-                            r.permanent,
+                            failure(r),
                         )
                     })
                     .collect(),
                 message_ids: b.message_ids.clone(),
+                by_address: b.proof == Some(Proof::OutboundServer),
             });
         }
-        Decision::OptOut { from, message_ids } => {
+        Decision::Complaint(c) => {
+            unit.effect = Some(Effect::Complaint {
+                message_ids: c.message_ids.clone(),
+            });
+        }
+        Decision::OptOut {
+            from, message_ids, ..
+        } => {
             unit.effect = Some(Effect::OptOut {
                 from: key.key_of(from),
                 message_ids: message_ids.clone(),

@@ -26,7 +26,7 @@
 
 use std::borrow::Cow;
 
-use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
 
 use crate::address;
 use crate::classify::{BounceReport, BouncedRecipient, MESSAGE_ID_PREFIX};
@@ -42,11 +42,19 @@ const MAX_DEPTH: usize = 4;
 /// still treat the message as a bounce, from its headers, and report no
 /// recipient).
 pub fn parse(msg: &Message<'_>, raw: &[u8], cfg: &Config) -> Option<BounceReport> {
-    let (recipients, format) = recipients(msg, raw, cfg)?;
+    let (mut recipients, format) = recipients(msg, raw, cfg)?;
+    // A text report that says the MTA gave up makes its temporary failures
+    // final (a DSN says so per recipient, with `Action:`).
+    if format != "rfc3464" && gave_up(&body_text(msg)) {
+        for r in recipients.iter_mut().filter(|r| !r.permanent) {
+            r.expired = true;
+        }
+    }
     Some(BounceReport {
         recipients,
         message_ids: canvass_message_ids(msg, raw, cfg),
         format: format.to_string(),
+        proof: None,
     })
 }
 
@@ -69,6 +77,156 @@ pub fn text_shape(text: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// Whether a text says the MTA gave up for good on a delivery it could not
+/// make in time ("giving up", "message expired", "not going to try again",
+/// 4.4.7): the invitation was never delivered, though the address may be good.
+pub fn gave_up(text: &str) -> bool {
+    let l = text.to_lowercase();
+    [
+        "giving up",
+        "gave up",
+        "given up",
+        "message expired",
+        "not going to try again",
+        "4.4.7",
+        "retry timeout exceeded",
+        "retry time exceeded",
+        "too long in the queue",
+        "in the queue too long",
+        "delivery time expired",
+        "levering opgivet",
+        "er udløbet",
+    ]
+    .iter()
+    .any(|p| l.contains(p))
+}
+
+/// Whether a text is a warning that delivery is only delayed (and will be
+/// tried again): such a notice never marks anybody.
+pub fn only_delayed(text: &str) -> bool {
+    let l = text.to_lowercase();
+    [
+        "delivery is delayed",
+        "has been delayed",
+        "delivery delayed",
+        "will continue trying",
+        "will be retried",
+        "will retry",
+        "still trying",
+        "continue delivery attempts",
+        "this is a warning only",
+        "warning: message",
+        "not yet been delivered",
+        "delayed mail",
+        "(delay)",
+        "forsinket",
+    ]
+    .iter()
+    .any(|p| l.contains(p))
+        && !gave_up(text)
+}
+
+/// Local parts and display names of the senders of delivery reports
+/// (issue 13: MAILER-DAEMON, postmaster, mail.delivery.system, "Mail
+/// Delivery Subsystem", MDaemon). An empty address (`<>`) is one, too.
+pub fn is_report_sender(address: Option<&str>, name: Option<&str>) -> bool {
+    let addr = address.unwrap_or("").trim().to_ascii_lowercase();
+    let local = addr.split('@').next().unwrap_or("");
+    if address.is_some() && addr.trim_matches(['<', '>', ' ']).is_empty() {
+        return true;
+    }
+    if [
+        "mailer-daemon",
+        "mailerdaemon",
+        "mailer_daemon",
+        "mail-daemon",
+        "maildaemon",
+        "mdaemon",
+        "postmaster",
+        "mail.delivery.system",
+        "mail-delivery-system",
+        "maildeliverysystem",
+        "microsoftexchange",
+    ]
+    .iter()
+    .any(|p| local == *p || (*p == "microsoftexchange" && local.starts_with(p)))
+    {
+        return true;
+    }
+    let name = name.unwrap_or("").trim().to_ascii_lowercase();
+    [
+        "mail delivery subsystem",
+        "mail delivery system",
+        "mailer-daemon",
+        "postmaster",
+        "mail administrator",
+        "system administrator",
+    ]
+    .iter()
+    .any(|p| name == *p || name.starts_with(&format!("{p} ")))
+}
+
+/// A subject that only a delivery report has, in English and Danish (and the
+/// other Scandinavian languages): "Undeliverable: ...", "Delivery Status
+/// Notification (Failure)", "Returned mail", "Ikke-leverbar", "Kunne ikke
+/// leveres". A reply ("SV: Undeliverable?") is a person writing.
+pub fn is_report_subject(subject: &str) -> bool {
+    let l = subject.trim().to_lowercase();
+    if ["re:", "sv:", "aw:", "fw:", "fwd:", "vs:", "vb:", "antw:"]
+        .iter()
+        .any(|p| l.starts_with(p))
+    {
+        return false;
+    }
+    [
+        "undeliverable",
+        "undelivered mail",
+        "undelivered message",
+        "delivery status notification (failure)",
+        "delivery status notification (delay)",
+        "delivery notification",
+        "returned mail",
+        "mail returned",
+        "returned to sender",
+        "delivery failure",
+        "delivery failed",
+        "delivery has failed",
+        "permanent delivery failure",
+        "failure notice",
+        "failed delivery",
+        "mail delivery failed",
+        "mail delivery failure",
+        "message delivery failure",
+        "could not be delivered",
+        "couldn't be delivered",
+        "not delivered",
+        "nondeliverable",
+        "non-deliverable",
+        "non remis",
+        "nicht zustellbar",
+        "unzustellbar",
+        "user unknown",
+        "mail system error",
+        "delivery problem",
+        "non-delivery",
+        "ikke-leverbar",
+        "ikke leverbar",
+        "kunne ikke leveres",
+        "kan ikke leveres",
+        "kunne ikke afleveres",
+        "leveringsfejl",
+        "returneret post",
+        "returpost",
+        "olevererbart",
+        "kunde inte levereras",
+        "kunne ikke leveres",
+        "ikke levert",
+        "leveringsfeil",
+    ]
+    .iter()
+    .any(|p| l.contains(p))
 }
 
 /// Every canvass Message-ID anywhere in the message, without angle
@@ -190,7 +348,17 @@ fn recipients(
             shape = shape.or(Some(name));
         }
     }
-    let found = generic_text(&text, cfg);
+    // The generic readers: an address near a code, and the failure
+    // wording; what both find, the first with its code.
+    let exclude = own_addresses(msg);
+    let mut found = generic_text(&text, cfg);
+    found.extend(failure_text(
+        &text,
+        msg.subject().unwrap_or(""),
+        &exclude,
+        cfg,
+    ));
+    found.retain(|r| !exclude.contains(&r.address));
     if !found.is_empty() {
         return Some((dedup(found), shape.unwrap_or("text")));
     }
@@ -211,6 +379,53 @@ fn recipients(
         return Some((dedup(found), shape.unwrap_or("x-failed-recipients")));
     }
     shape.map(|s| (Vec::new(), s))
+}
+
+/// The addresses in the report's own From, To, Cc, Reply-To and Sender: the
+/// mail system and the envelope sender, never a failed recipient.
+fn own_addresses(msg: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in msg.headers() {
+        if !matches!(
+            h.name,
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::Cc
+                | HeaderName::ReplyTo
+                | HeaderName::Sender
+        ) {
+            continue;
+        }
+        if let Some(list) = h.value.as_address() {
+            for a in list.iter() {
+                if let Some(raw) = a.address() {
+                    let (a, valid) = normalise(raw);
+                    if valid {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `Reporting-MTA` of the report's DSN part (`dns; mx.siri.dk` →
+/// `mx.siri.dk`), lower case, without a trailing dot.
+pub fn reporting_mta(msg: &Message<'_>) -> Option<String> {
+    msg.parts.iter().filter(|p| is_dsn_part(p)).find_map(|p| {
+        field_blocks(&part_text(p))
+            .into_iter()
+            .flatten()
+            .find_map(|(n, v)| {
+                (n == "reporting-mta").then(|| {
+                    strip_type(&v)
+                        .trim()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase()
+                })
+            })
+    })
 }
 
 /// Whether the message has an RFC 3464 `message/delivery-status` part.
@@ -351,10 +566,18 @@ fn dsn_fields(text: &str) -> Vec<BouncedRecipient> {
                 None => action == "failed",
             },
         };
+        // `Action: failed` with a 4.x.x status: the MTA gave up (RFC 3464
+        // §2.3.3 "failed": no further attempts). Not a bad address, but the
+        // invitation was never delivered.
+        let expired = !permanent
+            && (action == "failed"
+                || status.as_deref() == Some("4.4.7")
+                || diagnostic.as_deref().is_some_and(gave_up));
         out.push(BouncedRecipient {
             address,
             status,
             permanent,
+            expired,
             diagnostic,
         });
     }
@@ -528,10 +751,13 @@ fn text_recipient(
             None => default_permanent,
         },
     };
+    let expired = !permanent
+        && (status.as_deref() == Some("4.4.7") || diagnostic.as_deref().is_some_and(gave_up));
     BouncedRecipient {
         address,
         status,
         permanent,
+        expired,
         diagnostic,
     }
 }
@@ -544,7 +770,7 @@ fn find_ci(text: &str, needle: &str) -> Option<usize> {
 /// The addresses written in one line of text, normalised, in order.
 fn addresses_in_line(line: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for word in line.split(|c: char| c.is_whitespace() || "<>()[],;\"".contains(c)) {
+    for word in line.split(|c: char| c.is_whitespace() || "<>()[],;\"'=:".contains(c)) {
         if !word.contains('@') {
             continue;
         }
@@ -592,7 +818,13 @@ fn qmail(text: &str) -> Option<Vec<BouncedRecipient>> {
     let flush = |current: &mut Option<(&str, Vec<&str>)>, out: &mut Vec<BouncedRecipient>| {
         if let Some((addr, lines)) = current.take() {
             let diag = lines.join(" ");
-            out.push(text_recipient(addr, Some(&diag), permanent));
+            // "I'm not going to try again; this message has been in the
+            // queue too long": qmail gave up on a host, the address may be good.
+            out.push(text_recipient(
+                addr,
+                Some(&diag),
+                permanent && !gave_up(&diag),
+            ));
         }
     };
     for line in body.lines() {
@@ -877,6 +1109,225 @@ fn generic_text(text: &str, cfg: &Config) -> Vec<BouncedRecipient> {
         let diag = paragraph.join(" ");
         for a in found {
             out.push(text_recipient(&a, Some(&diag), true));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Text without a known shape: Lotus Notes/Domino, IMail, SMTP32, GroupWise,
+// Exchange 2003, webmail, "addr: reason".
+// ---------------------------------------------------------------------------
+
+/// Words a line of a delivery report uses for a recipient that failed.
+const FAILURE_WORDS: [&str; 65] = [
+    "invalid",
+    "delivery problem",
+    "aborted",
+    "could not find",
+    "non-delivery",
+    "did not receive",
+    "did not exactly match",
+    "did not match",
+    "intended recipient",
+    "doesn't have",
+    "does not have",
+    "exceeding",
+    "could not be found",
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "no such recipient",
+    "no such mailbox",
+    "unknown recipient",
+    "recipient unknown",
+    "unknown address",
+    "address unknown",
+    "unknown local",
+    "not known",
+    "does not exist",
+    "doesn't exist",
+    "not exist",
+    "non-existent",
+    "nonexistent",
+    "invalid recipient",
+    "invalid address",
+    "invalid mailbox",
+    "not a valid",
+    "mailbox unavailable",
+    "mailbox not found",
+    "mailbox is disabled",
+    "account is disabled",
+    "no mailbox",
+    "not found",
+    "not listed",
+    "rejected",
+    "refused",
+    "undeliverable",
+    "could not be delivered",
+    "couldn't be delivered",
+    "cannot be delivered",
+    "can't be delivered",
+    "not delivered",
+    "did not reach",
+    "unable to deliver",
+    "could not deliver",
+    "delivery failed",
+    "delivery failure",
+    "failed",
+    "fatal",
+    "permanent",
+    "bad destination",
+    "host unknown",
+    "unrouteable",
+    "inactive",
+    "deactivated",
+    "no longer",
+    "kunne ikke leveres",
+    "findes ikke",
+    "ukendt",
+];
+
+/// Where the returned original begins in a report's text, besides
+/// [`ORIGINAL_MARKERS`]: the copy, never the report, may hold any address.
+const COPY_MARKERS: [&str; 8] = [
+    "unsent message below",
+    "----- the following is a copy",
+    "------ this is a copy",
+    "--- original message",
+    "------ original message",
+    "message headers follow",
+    "the header and text of the original",
+    "below is a copy",
+];
+
+fn says_failed(lower: &str) -> bool {
+    FAILURE_WORDS.iter().any(|w| lower.contains(w))
+        || enhanced_code(lower).is_some_and(|c| !c.starts_with('2'))
+        || smtp_code(lower).is_some()
+}
+
+/// The failed addresses of a report with no known shape: an address in a
+/// paragraph that says it failed ("kijitora@example.org: Domain does not
+/// exist", "<addr>: user unknown", "Recipient address rejected", "mailbox
+/// unavailable"), or listed in the paragraph right after a heading that says
+/// so ("did not reach the following recipient(s):", "The following addresses
+/// had permanent fatal errors"), or named in a subject that says so
+/// ("Undeliverable: addr", "Your message to addr could not be delivered").
+/// Only the text above the returned original is read; the survey address,
+/// the mail system's own addresses and `exclude` (the report's own From, To,
+/// Cc) are never recipients.
+fn failure_text(
+    text: &str,
+    subject: &str,
+    exclude: &[String],
+    cfg: &Config,
+) -> Vec<BouncedRecipient> {
+    let lower = text.to_lowercase();
+    let end = ORIGINAL_MARKERS
+        .iter()
+        .chain(COPY_MARKERS.iter())
+        .filter_map(|m| lower.find(m))
+        .min()
+        .unwrap_or(text.len());
+    let text = text.get(..end).unwrap_or(text);
+    let ours = |a: &str| {
+        a == cfg.survey_address.as_str()
+            || cfg.reply_to.as_ref().is_some_and(|r| r.as_str() == a)
+            || exclude.iter().any(|e| e == a)
+            || [
+                "mailer-daemon@",
+                "postmaster@",
+                "mdaemon@",
+                "abuse@",
+                "hostmaster@",
+                "webmaster@",
+            ]
+            .iter()
+            .any(|p| a.starts_with(p))
+    };
+    let mut out = Vec::new();
+    let permanent_of = |para: &str| !only_delayed(para) && !gave_up(para);
+    let paragraphs: Vec<Vec<&str>> = text
+        .split("\n\n")
+        .flat_map(|p| p.split("\r\n\r\n"))
+        .map(|p| {
+            p.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    for (i, para) in paragraphs.iter().enumerate() {
+        let joined = para.join(" ");
+        let low = joined.to_lowercase();
+        // Quoted headers of the original ("To: x", "From: y") are not the report.
+        let lines: Vec<&&str> = para
+            .iter()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                ![
+                    "from:",
+                    "to:",
+                    "cc:",
+                    "reply-to:",
+                    "sender:",
+                    "return-path:",
+                    "received:",
+                    "message-id:",
+                    "date:",
+                    "subject:",
+                    "envelope-from",
+                ]
+                .iter()
+                .any(|h| l.starts_with(h))
+            })
+            .collect();
+        let found: Vec<String> = lines
+            .iter()
+            .flat_map(|l| addresses_in_line(l))
+            .filter(|a| !ours(a))
+            .collect();
+        // "<addr>: reason" / "addr: reason" (Postfix, qmail, sbcglobal):
+        // the line is the failure.
+        let addr_colon = para.iter().any(|l| {
+            let t = l.trim_start_matches('<');
+            t.split_once(':').is_some_and(|(head, _)| {
+                let head = head.trim_end_matches('>');
+                !head.contains(char::is_whitespace) && addresses_in_line(head).len() == 1
+            })
+        });
+        if !says_failed(&low) && !addr_colon {
+            continue;
+        }
+        if !found.is_empty() {
+            for a in found {
+                out.push(text_recipient(&a, Some(&joined), permanent_of(&joined)));
+            }
+            continue;
+        }
+        // A heading: the addresses follow in the next paragraph.
+        if para
+            .last()
+            .is_some_and(|l| l.ends_with(':') || l.to_lowercase().contains("following"))
+        {
+            if let Some(next) = paragraphs.get(i + 1) {
+                let diag = next.join(" ");
+                for l in next {
+                    if let Some(a) = addresses_in_line(l).into_iter().find(|a| !ours(a)) {
+                        out.push(text_recipient(&a, Some(&diag), permanent_of(&joined)));
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        let low = subject.to_lowercase();
+        if is_report_subject(subject) || says_failed(&low) {
+            for a in addresses_in_line(subject).into_iter().filter(|a| !ours(a)) {
+                out.push(text_recipient(&a, Some(subject), !only_delayed(subject)));
+            }
         }
     }
     out
@@ -1192,6 +1643,88 @@ mod tests {
         assert_eq!(r.format, "x-failed-recipients");
         let got: Vec<_> = r.recipients.iter().map(|x| x.address.as_str()).collect();
         assert_eq!(got, ["a@b.dk", "c@d.dk"]);
+    }
+
+    #[test]
+    fn report_senders_and_subjects() {
+        for (addr, name) in [
+            (Some(""), Some("MAILER-DAEMON")),
+            (Some("<>"), None),
+            (Some("postmaster@kommune.dk"), None),
+            (Some("Mail.Delivery.System@x.dk"), None),
+            (Some("x@y.dk"), Some("Mail Delivery Subsystem")),
+            (Some("MDaemon@receive.example.com"), None),
+        ] {
+            assert!(is_report_sender(addr, name), "{addr:?} {name:?}");
+        }
+        assert!(!is_report_sender(Some("mette@aarhus.dk"), Some("Mette")));
+        assert!(!is_report_sender(None, Some("Mette")));
+        for s in [
+            "Undeliverable: Hvad synes du?",
+            "Delivery Status Notification (Failure)",
+            "Returned mail: see transcript for details",
+            "Ikke-leverbar: Hvad synes du?",
+            "Kunne ikke leveres",
+        ] {
+            assert!(is_report_subject(s), "{s}");
+        }
+        for s in ["SV: Undeliverable?", "Hvad synes du?", "Re: returned mail"] {
+            assert!(!is_report_subject(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn giving_up_is_final_and_a_delay_is_not() {
+        for t in [
+            "delivery temporarily suspended ... message expired",
+            "I'm not going to try again; this message has been in the queue too long.",
+            "Status: 4.4.7",
+            "Giving up on 10.0.0.1.",
+        ] {
+            assert!(gave_up(t), "{t}");
+        }
+        assert!(!gave_up(
+            "Delivery is delayed to these recipients or groups"
+        ));
+        assert!(only_delayed(
+            "This is a warning only. The mail system will continue delivery attempts."
+        ));
+        assert!(!only_delayed("Warning: message expired, giving up"));
+        // A DSN's `Action: failed` with 4.x.x is expired, `delayed` is not.
+        let r = dsn_fields("Final-Recipient: rfc822; a@b.dk\nAction: failed\nStatus: 4.4.1\n\nFinal-Recipient: rfc822; c@b.dk\nAction: delayed\nStatus: 4.4.1\n");
+        assert!(r[0].expired && !r[0].permanent);
+        assert!(!r[1].expired && !r[1].permanent);
+    }
+
+    #[test]
+    fn failure_wording_without_a_code() {
+        let cfg = cfg();
+        let none: &[String] = &[];
+        let got = |text: &str, subject: &str| -> Vec<String> {
+            failure_text(text, subject, none, &cfg)
+                .into_iter()
+                .map(|r| r.address)
+                .collect()
+        };
+        assert_eq!(
+            got("kijitora@example.org: Domain does not exist\n", ""),
+            ["kijitora@example.org"]
+        );
+        assert_eq!(
+            got("Your message\n\n  Subject: x\n\ndid not reach the following recipient(s):\n\nbo@kommune.dk on Mon\n", ""),
+            ["bo@kommune.dk"]
+        );
+        assert_eq!(
+            got("<jens@x.dk>:\nSorry, no such mailbox\n", ""),
+            ["jens@x.dk"]
+        );
+        assert_eq!(got("Hello\n", "Undeliverable: per@x.dk"), ["per@x.dk"]);
+        // The survey address, the mail system and the quoted original are not recipients.
+        assert!(got(
+            "The message from undersoegelse@siri.dk failed. Contact postmaster@x.dk.\n\n----- Original message -----\nTo: anne@x.dk user unknown\n",
+            ""
+        )
+        .is_empty());
     }
 
     #[test]

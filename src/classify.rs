@@ -3,10 +3,18 @@
 //! exactly this, so an operator sees the same reasoning the daemon used.
 //!
 //! The order of the checks is the policy:
-//! 1. unreadable, or our own mail → ignore (a delivery report is never our own
-//!    mail: the bounce of an invitation comes from MAILER-DAEMON, not from us);
-//! 2. a bounce → [`Decision::Bounce`], read by [`crate::bounce`] (recipients,
-//!    permanent or temporary, the canvass Message-IDs it returns);
+//! 0. a spam complaint (an ARF report, a provider's notice returning a canvass
+//!    Message-ID), not from a consultant → [`Decision::Complaint`];
+//! 1. unreadable ([`unreadable`]: the ingest loop quarantines it), or our own
+//!    mail → ignore (a delivery report is never our own mail: the bounce of an
+//!    invitation comes from MAILER-DAEMON, not from us);
+//! 2. a bounce (a DSN; a report sender: `<>`, MAILER-DAEMON, postmaster,
+//!    mail.delivery.system, "Mail Delivery Subsystem"; a report subject in
+//!    English or Danish; NDR headers or text shapes) → [`Decision::Bounce`],
+//!    read by [`crate::bounce`] (recipients, permanent, expired or temporary,
+//!    the canvass Message-IDs it returns) with its [`Proof`]: the returned
+//!    Message-ID, or the configured outbound server's own report; without
+//!    one it changes nothing;
 //! 3. an auto-reply (out-of-office replies to invitations included: never an
 //!    opt-out, never a reply), bulk or list mail → ignore (RFC 3834: never
 //!    answer those); the one exception is the invitation's List-Unsubscribe
@@ -16,7 +24,9 @@
 //!    - asks to opt out (see [`asks_to_opt_out`]: the subject or the first own
 //!      lines of the body, never quoted text, since the invitation itself says
 //!      "afmeld") and answers canvass mail or writes to the survey address
-//!      alone → [`Decision::OptOut`];
+//!      alone → [`Decision::OptOut`] when it proves it (it answers the
+//!      invitation's Message-ID, or its From passed DKIM/DMARC under
+//!      `trust.authserv_id`), else a [`Decision::Reply`] a person reads;
 //!    - else In-Reply-To/References name a canvass Message-ID → [`Decision::Reply`];
 //!    - else refused, unknown sender;
 //! 5. where a trusted `authserv-id` is configured, DKIM or DMARC must have passed for
@@ -40,7 +50,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use mail_parser::{HeaderName, Message, MessageParser};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use serde::Serialize;
 
 use crate::address::{self, Address};
@@ -66,11 +76,18 @@ pub enum Decision {
     Ignore { reason: Ignored },
     /// A delivery status notification about mail canvass sent.
     Bounce(BounceReport),
+    /// A spam complaint: an ARF feedback report (RFC 5965) or a provider's
+    /// complaint notice about canvass mail. The person is opted out.
+    Complaint(ComplaintReport),
     /// An invitee asks to hear no more ("afmeld", "unsubscribe", List-Unsubscribe).
     OptOut {
         from: Address,
         /// canvass Message-IDs the message refers to (In-Reply-To, References).
         message_ids: Vec<String>,
+        /// What shows it is about an invitation: the Message-ID it answers
+        /// (that invitation is opted out), or an authenticated From (the
+        /// invitation of that address is).
+        proof: Proof,
     },
     /// A human reply to mail canvass sent: forwarded so no question is lost.
     Reply {
@@ -89,6 +106,35 @@ pub struct BounceReport {
     pub message_ids: Vec<String>,
     /// Which shape was recognised: "rfc3464", "qmail", "exchange", "text", ...
     pub format: String,
+    /// Why canvass may act on it (issue 14: a bounce must prove it is about
+    /// an invitation). `None`: it proves nothing and changes nothing.
+    pub proof: Option<Proof>,
+}
+
+/// What makes a bounce, complaint or opt-out about a given invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proof {
+    /// It carries the invitation's canvass Message-ID (random, unguessable):
+    /// only that invitation may be changed.
+    MessageId,
+    /// A delivery report from canvass' own outbound server
+    /// (`trust.outbound_reporting_mta`): matched by the address it names.
+    OutboundServer,
+    /// An opt-out whose From passed DMARC (or DKIM for its domain) under the
+    /// configured `trust.authserv_id`: matched by that address.
+    Authenticated,
+}
+
+/// What a spam complaint says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComplaintReport {
+    /// "arf" (RFC 5965) or "notice" (a provider's own text).
+    pub format: String,
+    /// The feedback type (`abuse`, `fraud`, ...), for ARF.
+    pub feedback_type: Option<String>,
+    /// canvass Message-IDs in the report: the complained-about invitation.
+    pub message_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,8 +143,12 @@ pub struct BouncedRecipient {
     pub address: String,
     /// The enhanced status code, e.g. "5.1.1".
     pub status: Option<String>,
-    /// Permanent (5.x.x / failed) rather than temporary (4.x.x / delayed).
+    /// Permanent (5.x.x) rather than temporary (4.x.x / delayed): the address is bad.
     pub permanent: bool,
+    /// Not permanent, but final: the MTA gave up (`Action: failed` with a
+    /// 4.x.x status, 4.4.7, "giving up", "message expired", "not going to try
+    /// again"). The invitation was never delivered ("expired").
+    pub expired: bool,
     pub diagnostic: Option<String>,
 }
 
@@ -214,6 +264,7 @@ impl Decision {
                 Ignored::BulkOrList { .. } => "ignored_bulk",
             },
             Decision::Bounce(_) => "bounce",
+            Decision::Complaint(_) => "complaint",
             Decision::OptOut { .. } => "opt_out",
             Decision::Reply { .. } => "reply",
         }
@@ -224,11 +275,36 @@ impl Decision {
 /// or the file's time: never the forgeable Date header).
 pub fn classify_raw(raw: &[u8], received: DateTime<Utc>, cfg: &Config) -> Decision {
     match MessageParser::default().parse(raw) {
-        Some(msg) => classify(&msg, received, cfg),
-        None => Decision::Ignore {
+        Some(msg) if unreadable(&msg).is_none() => classify(&msg, received, cfg),
+        _ => Decision::Ignore {
             reason: Ignored::Unparseable,
         },
     }
+}
+
+/// Why a message is no mail canvass can read (and goes to the quarantine,
+/// never marked processed as if it were handled): `None` when it is one. A
+/// message has at least one of From, Sender, To, Cc, Subject, Date,
+/// Message-ID or Received: a file cut off before its headers, or bytes that
+/// are no message at all, has none.
+pub fn unreadable(msg: &Message<'_>) -> Option<&'static str> {
+    if msg.raw_message().iter().all(u8::is_ascii_whitespace) {
+        return Some("empty");
+    }
+    let known = msg.headers().iter().any(|h| {
+        matches!(
+            h.name,
+            HeaderName::From
+                | HeaderName::Sender
+                | HeaderName::To
+                | HeaderName::Cc
+                | HeaderName::Subject
+                | HeaderName::Date
+                | HeaderName::MessageId
+                | HeaderName::Received
+        )
+    });
+    (!known).then_some("no header fields")
 }
 
 /// Classifies a parsed message. See the module documentation for the order.
@@ -237,6 +313,13 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
 
     let sender = sender(msg);
     let from_consultant = sender.as_ref().is_some_and(|s| cfg.is_consultant(s));
+    // A spam complaint is about our mail and is never a trigger, whoever
+    // sends it (a consultant forwarding one is writing to us).
+    if !from_consultant {
+        if let Some(c) = complaint(msg, cfg) {
+            return Decision::Complaint(c);
+        }
+    }
     let sign = bounce_sign(msg, from_consultant);
     // Only a null Return-Path says "bounce": RFC 3834 auto-replies are sent
     // that way too, and their own headers say which they are.
@@ -501,15 +584,28 @@ fn bounce_sign(msg: &Message<'_>, from_consultant: bool) -> Option<BounceSign> {
     {
         return Some(BounceSign::Report);
     }
-    let from = msg
-        .from()
-        .and_then(|f| f.first())
+    let first_from = msg.from().and_then(|f| f.first());
+    let from = first_from
         .and_then(|a| a.address())
         .unwrap_or("")
         .to_ascii_lowercase();
     let local = from.split('@').next().unwrap_or("");
     if local == "mailer-daemon" {
         return Some(BounceSign::Strong);
+    }
+    // The senders of delivery reports (MAILER-DAEMON, postmaster,
+    // mail.delivery.system, "Mail Delivery Subsystem", an empty `<>`), and
+    // the subjects only reports have, English and Danish: never a trigger.
+    if !from_consultant {
+        if let Some(f) = first_from {
+            let address = Some(f.address().unwrap_or(""));
+            if bounce::is_report_sender(address, f.name()) {
+                return Some(BounceSign::Strong);
+            }
+        }
+        if msg.subject().is_some_and(bounce::is_report_subject) {
+            return Some(BounceSign::Strong);
+        }
     }
     if first_header(msg, "X-MS-Exchange-Message-Is-Ndr").is_some()
         || first_header(msg, "X-Failed-Recipients").is_some()
@@ -527,7 +623,8 @@ fn bounce_sign(msg: &Message<'_>, from_consultant: bool) -> Option<BounceSign> {
         return Some(BounceSign::Strong);
     }
     if let Some(rp) = first_header(msg, "Return-Path") {
-        if rp.trim() == "<>" {
+        let rp = rp.trim().to_ascii_lowercase();
+        if rp == "<>" || rp.starts_with("<mailer-daemon@") {
             return Some(BounceSign::Weak);
         }
     }
@@ -536,15 +633,144 @@ fn bounce_sign(msg: &Message<'_>, from_consultant: bool) -> Option<BounceSign> {
 
 /// The bounce, read; when no shape is recognised still a bounce, naming no
 /// recipient (and the canvass Message-IDs it returns, if any).
+///
+/// A report that names nobody but returns a canvass Message-ID is about that
+/// invitation: it gets one recipient with an empty address, permanent unless
+/// the text says delivery is only delayed, or expired when it says the MTA
+/// gave up. Proof (issue 14): the canvass Message-ID, or a report of the
+/// configured outbound server; without either the report changes nothing.
 fn bounce_decision(msg: &Message<'_>, cfg: &Config) -> Decision {
     let raw = msg.raw_message();
-    Decision::Bounce(
-        bounce::parse(msg, raw, cfg).unwrap_or_else(|| BounceReport {
-            recipients: Vec::new(),
+    let mut report = bounce::parse(msg, raw, cfg).unwrap_or_else(|| BounceReport {
+        recipients: Vec::new(),
+        message_ids: bounce::canvass_message_ids(msg, raw, cfg),
+        format: "unknown".to_string(),
+        proof: None,
+    });
+    if report.recipients.is_empty() && !report.message_ids.is_empty() {
+        let text = format!(
+            "{}\n{}",
+            msg.subject().unwrap_or(""),
+            msg.body_text(0).unwrap_or_default()
+        );
+        let status = bounce::enhanced_code(&text).filter(|c| !c.starts_with('2'));
+        let gave_up = bounce::gave_up(&text) || status.as_deref() == Some("4.4.7");
+        // A status code decides permanence, as everywhere; without one, the
+        // wording: gave up (expired), delayed (temporary), else permanent.
+        let permanent = match &status {
+            Some(s) => s.starts_with('5'),
+            None => !gave_up && !bounce::only_delayed(&text),
+        };
+        let expired = !permanent && gave_up;
+        report.recipients.push(BouncedRecipient {
+            address: String::new(),
+            status,
+            permanent,
+            expired,
+            diagnostic: None,
+        });
+    }
+    report.proof = if !report.message_ids.is_empty() {
+        Some(Proof::MessageId)
+    } else if bounce::reporting_mta(msg)
+        .is_some_and(|m| cfg.trust.outbound_reporting_mta.contains(&m))
+    {
+        Some(Proof::OutboundServer)
+    } else {
+        None
+    };
+    Decision::Bounce(report)
+}
+
+/// Subjects of providers' complaint notices.
+const COMPLAINT_SUBJECTS: [&str; 8] = [
+    "complaint",
+    "abuse report",
+    "spam report",
+    "feedback loop",
+    "fbl report",
+    "klage over spam",
+    "spamklage",
+    "klage:",
+];
+
+/// A spam complaint: an ARF report (`multipart/report;
+/// report-type=feedback-report` or a `message/feedback-report` part, RFC
+/// 5965), or a provider's complaint notice (from abuse@/fbl@/..., or a
+/// subject saying "complaint" / "abuse report") that returns a canvass
+/// Message-ID. The Message-ID is the proof; without it nobody is opted out.
+fn complaint(msg: &Message<'_>, cfg: &Config) -> Option<ComplaintReport> {
+    let ctype = first_header(msg, "Content-Type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let feedback_part = msg.parts.iter().find(|p| {
+        p.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("message")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("feedback-report"))
+        })
+    });
+    let arf = (ctype.starts_with("multipart/report") && ctype.contains("feedback-report"))
+        || feedback_part.is_some();
+    let raw = msg.raw_message();
+    if arf {
+        let feedback_type = feedback_part.and_then(|p| {
+            let text = match &p.body {
+                PartType::Text(t) => t.to_string(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => {
+                    String::from_utf8_lossy(b).into_owned()
+                }
+                PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
+                _ => String::new(),
+            };
+            text.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("feedback-type")
+                    .then(|| value.trim().to_ascii_lowercase())
+            })
+        });
+        return Some(ComplaintReport {
+            format: "arf".into(),
+            feedback_type,
             message_ids: bounce::canvass_message_ids(msg, raw, cfg),
-            format: "unknown".to_string(),
-        }),
-    )
+        });
+    }
+    let local = msg
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let local = local.split('@').next().unwrap_or("");
+    let from_complaints = [
+        "abuse",
+        "fbl",
+        "feedbackloop",
+        "feedback-loop",
+        "complaints",
+        "scomp",
+        "spamreport",
+    ]
+    .contains(&local);
+    let subject = msg.subject().unwrap_or("").to_lowercase();
+    let says_complaint = COMPLAINT_SUBJECTS.iter().any(|p| subject.contains(p));
+    if !(from_complaints || says_complaint) {
+        return None;
+    }
+    let message_ids = bounce::canvass_message_ids(msg, raw, cfg);
+    // A person's In-Reply-To/References name our mail too: only a returned
+    // copy (a quoted header block, an attached original) is a notice's.
+    let referenced = referenced_canvass_ids(msg, cfg);
+    if message_ids.iter().all(|m| referenced.contains(m)) {
+        return None;
+    }
+    Some(ComplaintReport {
+        format: "notice".into(),
+        feedback_type: None,
+        message_ids,
+    })
 }
 
 /// A sender who is not a consultant: an opt-out, a reply to canvass mail, or
@@ -556,9 +782,29 @@ fn from_non_consultant(msg: &Message<'_>, sender: Address, cfg: &Config) -> Deci
     // of a survey: only an answer to canvass mail, or a message to the survey
     // address alone, is.
     if (!message_ids.is_empty() || only_to_us(msg, cfg)) && asks_to_opt_out(msg) {
-        return Decision::OptOut {
+        // Proof (issue 14): the invitation's Message-ID it answers, or a From
+        // the trusted server authenticated. Anything else may be forged: a
+        // person reads it instead.
+        if !message_ids.is_empty() {
+            return Decision::OptOut {
+                from: sender,
+                message_ids,
+                proof: Proof::MessageId,
+            };
+        }
+        if let Some(authserv) = &cfg.trust.authserv_id {
+            if authenticated(msg, authserv, sender.domain()).is_ok() {
+                return Decision::OptOut {
+                    from: sender,
+                    message_ids,
+                    proof: Proof::Authenticated,
+                };
+            }
+        }
+        return Decision::Reply {
             from: sender,
             message_ids,
+            subject: msg.subject().map(str::to_string),
         };
     }
     if !message_ids.is_empty() {
@@ -575,10 +821,11 @@ fn from_non_consultant(msg: &Message<'_>, sender: Address, cfg: &Config) -> Deci
     }
 }
 
-/// The canvass Message-IDs in In-Reply-To and References, without brackets.
+/// The canvass Message-IDs in In-Reply-To and References (and the Subject,
+/// where the invitation's List-Unsubscribe mailto puts it), without brackets.
 fn referenced_canvass_ids(msg: &Message<'_>, cfg: &Config) -> Vec<String> {
     let mut ids = Vec::new();
-    for name in ["In-Reply-To", "References"] {
+    for name in ["In-Reply-To", "References", "Subject"] {
         for value in header_values(msg, name) {
             bounce::scan_message_ids(&value, cfg.survey_address.domain(), &mut ids);
         }
@@ -607,9 +854,15 @@ pub const UNSUBSCRIBE_SUBJECT: &str = "afmeld";
 /// survey address alone, and generated (`Auto-Submitted: auto-generated`)
 /// rather than an automatic reply (no other auto-reply header).
 fn is_unsubscribe_mailto(msg: &Message<'_>, cfg: &Config) -> bool {
-    let subject_ok = msg
-        .subject()
-        .is_some_and(|s| s.trim().eq_ignore_ascii_case(UNSUBSCRIBE_SUBJECT));
+    // "afmeld", or "afmeld <canvass Message-ID>" (the mailto carries it).
+    let subject_ok = msg.subject().is_some_and(|s| {
+        let mut w = s.split_whitespace();
+        w.next()
+            .is_some_and(|f| f.eq_ignore_ascii_case(UNSUBSCRIBE_SUBJECT))
+            && w.next()
+                .is_none_or(|id| id.trim_matches(['<', '>']).starts_with(MESSAGE_ID_PREFIX))
+            && w.next().is_none()
+    });
     let generated = first_header(msg, "Auto-Submitted")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("auto-generated"));
     let replied = ["X-Autoreply", "X-Autorespond", "X-Autogenerated"]
@@ -746,23 +999,50 @@ pub fn line_asks_opt_out(line: &str) -> bool {
     sentences.push((current, false));
     sentences.iter().any(|(sentence, question)| {
         let w = words(sentence);
-        let Some(at) = (0..w.len()).find(|&k| {
-            let next = w.get(k + 1).map(String::as_str).unwrap_or("");
-            w[k].starts_with("afmeld")
-                || w[k].starts_with("frameld")
-                || w[k] == "unsubscribe"
-                || w[k] == "optout"
-                || (w[k] == "opt" && next == "out")
-                || (w[k] == "remove" && next == "me")
-                || (w[k].starts_with("fjern") && next == "mig")
-        }) else {
-            return false;
+        // "Jeg ønsker ikke at deltage", "slet venligst min e-mailadresse":
+        // the negation or the verb is the request itself.
+        let phrase = (0..w.len()).find(|&k| {
+            let next = |n: usize| w.get(k + n).map(String::as_str).unwrap_or("");
+            let wants_not = matches!(
+                w[k].as_str(),
+                "ønsker" | "vil" | "ønsker," | "wish" | "want"
+            ) && matches!(next(1), "ikke" | "not")
+                && (1..=4).any(|n| {
+                    let x = next(n);
+                    x.starts_with("deltage")
+                        || x.starts_with("modtage")
+                        || x == "participate"
+                        || x == "receive"
+                        || x == "kontaktes"
+                });
+            let delete_me = (w[k] == "slet" || w[k] == "slette" || w[k] == "delete")
+                && (1..=2).any(|n| matches!(next(n), "min" | "mig" | "mit" | "my" | "me"));
+            let remove_mine = w[k].starts_with("fjern")
+                && (1..=2).any(|n| matches!(next(n), "min" | "mit" | "mine"));
+            wants_not || delete_me || remove_mine
+        });
+        let word = || {
+            (0..w.len()).find(|&k| {
+                let next = w.get(k + 1).map(String::as_str).unwrap_or("");
+                w[k].starts_with("afmeld")
+                    || w[k].starts_with("frameld")
+                    || w[k] == "unsubscribe"
+                    || w[k] == "optout"
+                    || (w[k] == "opt" && next == "out")
+                    || (w[k] == "remove" && next == "me")
+                    || (w[k].starts_with("fjern") && next == "mig")
+            })
         };
-        if w[at.saturating_sub(3)..at]
-            .iter()
-            .any(|x| NEGATIONS.contains(&x.as_str()))
-        {
-            return false;
+        if phrase.is_none() {
+            let Some(at) = word() else {
+                return false;
+            };
+            if w[at.saturating_sub(3)..at]
+                .iter()
+                .any(|x| NEGATIONS.contains(&x.as_str()))
+            {
+                return false;
+            }
         }
         if !question {
             return true;
@@ -833,9 +1113,20 @@ fn auto_reply(msg: &Message<'_>) -> Option<String> {
             return Some(format!("Auto-Submitted: {v}"));
         }
     }
-    for name in ["X-Autoreply", "X-Autorespond", "X-Autogenerated"] {
+    for name in [
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Autogenerated",
+        "X-Autoresponder",
+        "X-MS-Exchange-Inbox-Rules-Loop",
+    ] {
         if let Some(v) = first_header(msg, name) {
             return Some(format!("{name}: {v}"));
+        }
+    }
+    if let Some(v) = first_header(msg, "Precedence") {
+        if v.trim().eq_ignore_ascii_case("auto_reply") {
+            return Some(format!("Precedence: {v}"));
         }
     }
     let subject = msg.subject().unwrap_or("");
@@ -848,7 +1139,61 @@ fn auto_reply(msg: &Message<'_>) -> Option<String> {
         }
         return Some(format!("Subject: {subject}"));
     }
+    // A webmail autoresponder that says nothing in its headers: its first
+    // own lines say the person is away.
+    if let Some(line) = away_line(msg) {
+        return Some(format!("body: {line}"));
+    }
     None
+}
+
+/// The first own line of a message that says its author is away ("Jeg er
+/// på ferie", "I am out of the office"), when the message is short and asks
+/// nothing: what an autoresponder writes.
+fn away_line(msg: &Message<'_>) -> Option<String> {
+    const AWAY: [&str; 22] = [
+        "jeg er på ferie",
+        "jeg holder ferie",
+        "jeg er fraværende",
+        "jeg er ikke på kontoret",
+        "jeg er ude af huset",
+        "jeg er væk fra kontoret",
+        "jeg har ferie",
+        "er på ferie til",
+        "tak for din mail. jeg er",
+        "tak for din henvendelse. jeg er",
+        "jag är på semester",
+        "jag är inte på kontoret",
+        "jag är ledig",
+        "jeg er på ferie",
+        "jeg er ikke på kontoret",
+        "i am out of the office",
+        "i am out of office",
+        "i'm out of the office",
+        "i am on vacation",
+        "i am on holiday",
+        "i'm on vacation",
+        "i am currently away",
+    ];
+    let body = msg.body_text(0)?;
+    let own: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .take_while(|l| {
+            !l.starts_with('>') && !l.starts_with("-----") && !l.starts_with("________")
+        })
+        .filter(|l| !l.is_empty())
+        .take(4)
+        .collect();
+    if own.iter().any(|l| l.contains('?')) {
+        return None;
+    }
+    own.iter()
+        .find(|l| {
+            let l = l.to_lowercase().replace('\u{2019}', "'");
+            AWAY.iter().any(|p| l.contains(p))
+        })
+        .map(|l| l.chars().take(80).collect())
 }
 
 /// The subject prefixes mail programs put on automatic replies. The phrase
@@ -856,15 +1201,39 @@ fn auto_reply(msg: &Message<'_>) -> Option<String> {
 /// Bakkeskolen" is a consultant's subject, "Fraværende: Møde" is not.
 fn is_ooo_subject(subject: &str) -> bool {
     [
+        // Danish
         "automatisk svar",
         "autosvar",
+        "fraværsbesked",
+        "fraværsmeddelelse",
         "fraværende",
+        "fravær",
+        "ferie",
+        "på ferie",
+        "ude af kontoret",
+        // Swedish
+        "automatiskt svar",
+        "frånvaromeddelande",
+        "frånvarande",
+        "frånvaro",
+        "semester",
+        // Norwegian
+        "fraværsmelding",
+        "automatisk melding",
+        // English
         "out of office autoreply",
         "out of office",
+        "out of the office",
         "automatic reply",
         "autoreply",
         "auto-reply",
         "auto reply",
+        "auto-response",
+        "autoresponse",
+        "away from the office",
+        "on vacation",
+        "vacation",
+        "on holiday",
     ]
     .iter()
     .any(|p| {
@@ -882,7 +1251,7 @@ fn is_ooo_subject(subject: &str) -> bool {
 fn bulk(msg: &Message<'_>) -> Option<String> {
     if let Some(v) = first_header(msg, "Precedence") {
         let l = v.to_ascii_lowercase();
-        if ["bulk", "list", "junk", "auto_reply"].contains(&l.as_str()) {
+        if ["bulk", "list", "junk"].contains(&l.as_str()) {
             return Some(format!("Precedence: {v}"));
         }
     }
@@ -1197,6 +1566,14 @@ mod tests {
             "Could you unsubscribe me, please?",
             "Hvad er det her? Afmeld mig.",
             "Jeg vil ikke have flere mails, afmeld mig",
+            "Jeg ønsker ikke at deltage i undersøgelsen",
+            "Jeg ønsker ikke at deltage … slet venligst min e-mailadresse",
+            "Slet venligst min e-mailadresse.",
+            "Fjern venligst min mail fra jeres liste",
+            "Fjern min adresse",
+            "Jeg ønsker ikke at modtage flere mails",
+            "Kan I slette min adresse?",
+            "Frameld",
         ] {
             assert!(line_asks_opt_out(yes), "{yes:?} asks to opt out");
         }
@@ -1211,6 +1588,9 @@ mod tests {
             "Stop venligst med at ringe",
             "Vi stoppede samarbejdet",
             "I unsubscribed last week",
+            "Hvad sker der, hvis jeg ikke ønsker at deltage?",
+            "Vil du slette min gamle adresse, hvis jeg sender en ny?",
+            "Hvorfor ønsker I ikke at modtage mit svar?",
         ] {
             assert!(!line_asks_opt_out(no), "{no:?} does not ask to opt out");
         }
@@ -1264,15 +1644,23 @@ mod tests {
 
     #[test]
     fn strangers_opt_out_reply_or_are_refused() {
-        let opt_out = decide(&format!(
+        // "afmeld" to the survey address, answering nothing: it proves
+        // nothing (anyone can write From: the invitee), so a person reads it.
+        let forged = decide(&format!(
             "{STRANGER}To: undersoegelse@siri.dk\r\nSubject: afmeld\r\n\r\n"
         ));
-        assert_eq!(opt_out.label(), "opt_out", "{opt_out:?}");
-        // The List-Unsubscribe mailto, marked auto-generated by the mail program.
+        assert_eq!(forged.label(), "reply", "{forged:?}");
+        // The List-Unsubscribe mailto, marked auto-generated by the mail
+        // program; it carries the invitation's Message-ID in the subject.
         let generated = decide(&format!(
-            "{STRANGER}To: undersoegelse@siri.dk\r\nAuto-Submitted: auto-generated\r\nSubject: afmeld\r\n\r\n"
+            "{STRANGER}To: undersoegelse@siri.dk\r\nAuto-Submitted: auto-generated\r\nSubject: afmeld canvass.0a1b@siri.dk\r\n\r\n"
         ));
         assert_eq!(generated.label(), "opt_out", "{generated:?}");
+        // Without it, the same proves nothing.
+        let bare = decide(&format!(
+            "{STRANGER}To: undersoegelse@siri.dk\r\nAuto-Submitted: auto-generated\r\nSubject: afmeld\r\n\r\n"
+        ));
+        assert_eq!(bare.label(), "reply", "{bare:?}");
         // An automatic *reply* to it is not.
         let replied = decide(&format!(
             "{STRANGER}To: undersoegelse@siri.dk\r\nAuto-Submitted: auto-replied\r\nSubject: afmeld\r\n\r\n"
@@ -1292,6 +1680,7 @@ mod tests {
             Decision::OptOut {
                 from: address::parse("mette.larsen@aarhus.dk").expect("valid"),
                 message_ids: vec!["canvass.0a1b2c3d4e5f60718293a4b5@siri.dk".into()],
+                proof: Proof::MessageId,
             }
         );
         let reply = decide(&format!(

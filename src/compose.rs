@@ -105,12 +105,8 @@ fn subject_of(cfg: &Config, name: &str, test: bool) -> Result<String, ComposeErr
 
 /// `List-Unsubscribe` with the HTTPS link first (RFC 8058 one-click) and the
 /// `mailto:` second, for clients that only mail.
-fn unsubscribe_header(cfg: &Config, url: &str) -> String {
-    format!(
-        "<{url}>, <mailto:{}?subject={}>",
-        cfg.survey_address,
-        crate::classify::UNSUBSCRIBE_SUBJECT
-    )
+fn unsubscribe_header(cfg: &Config, url: &str, message_id: &str) -> String {
+    format!("<{url}>, {}", unsubscribe_mailto(cfg, message_id))
 }
 
 const MONTHS: [&str; 12] = [
@@ -240,7 +236,7 @@ fn render_invitation(
     let mut b = base(cfg, &to_box, &subject, message_id)?
         .raw_header(raw_header(
             "List-Unsubscribe",
-            unsubscribe_header(cfg, unsubscribe),
+            unsubscribe_header(cfg, unsubscribe, message_id),
         ))
         .raw_header(raw_header(
             "List-Unsubscribe-Post",
@@ -271,6 +267,18 @@ pub fn test_invitation(cfg: &Config, to: &Address) -> Result<Outgoing, ComposeEr
     })
 }
 
+/// The List-Unsubscribe mailto: subject "afmeld" and the mail's own
+/// Message-ID, which proves the opt-out is about this invitation (issue 14:
+/// a bare "afmeld" From the invitee may be forged).
+fn unsubscribe_mailto(cfg: &Config, message_id: &str) -> String {
+    format!(
+        "<mailto:{}?subject={}%20{}>",
+        cfg.survey_address,
+        crate::classify::UNSUBSCRIBE_SUBJECT,
+        message_id.replace('@', "%40")
+    )
+}
+
 /// A reminder with the same personal link (plain text: it is short).
 pub fn reminder(
     cfg: &Config,
@@ -290,7 +298,7 @@ pub fn reminder(
     let msg = base(cfg, &to_box, &subject, &message_id)?
         .raw_header(raw_header(
             "List-Unsubscribe",
-            unsubscribe_header(cfg, &unsubscribe),
+            unsubscribe_header(cfg, &unsubscribe, &message_id),
         ))
         .raw_header(raw_header(
             "List-Unsubscribe-Post",

@@ -210,6 +210,8 @@ struct RawTrust {
     authserv_id: Option<String>,
     #[serde(default)]
     internal_domains: Vec<String>,
+    #[serde(default)]
+    outbound_reporting_mta: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +256,12 @@ struct RawImap {
     ca_file: Option<PathBuf>,
     #[serde(default = "default_max_message_bytes")]
     max_message_bytes: u64,
+    #[serde(default = "default_quarantine")]
+    quarantine: String,
+}
+
+fn default_quarantine() -> String {
+    "Quarantine".to_string()
 }
 
 fn default_mailbox() -> String {
@@ -271,10 +279,16 @@ struct RawMaildir {
     poll_interval_ms: u64,
     #[serde(default = "default_max_message_bytes")]
     max_message_bytes: u64,
+    #[serde(default = "default_settle_ms")]
+    settle_ms: u64,
 }
 
 fn default_poll_ms() -> u64 {
     500
+}
+
+fn default_settle_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,6 +522,10 @@ pub struct Trust {
     pub authserv_id: Option<String>,
     /// Lower-case domains whose addresses are colleagues, never invited.
     pub internal_domains: BTreeSet<String>,
+    /// Lower-case host names of canvass' own outbound mail server as it
+    /// writes them in `Reporting-MTA`: its delivery reports are acted on even
+    /// without a canvass Message-ID (every other bounce needs one).
+    pub outbound_reporting_mta: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -530,6 +548,8 @@ pub struct ImapConfig {
     pub sent_folder: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub max_message_bytes: u64,
+    /// Where unreadable messages are moved (created if missing).
+    pub quarantine: String,
 }
 
 #[derive(Debug, Clone)]
@@ -537,6 +557,9 @@ pub struct MaildirConfig {
     pub path: PathBuf,
     pub poll_interval_ms: u64,
     pub max_message_bytes: u64,
+    /// A file is read once it has not changed for this long (a file copied
+    /// into new/ rather than renamed there may still be being written).
+    pub settle_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -1036,12 +1059,14 @@ impl Validator {
                     move_to: i.move_to,
                     sent_folder: i.sent_folder,
                     max_message_bytes: i.max_message_bytes,
+                    quarantine: i.quarantine,
                 }))
             }
             RawInbound::Maildir(m) => Some(Inbound::Maildir(MaildirConfig {
                 path: self.path(&m.path),
                 poll_interval_ms: m.poll_interval_ms.max(50),
                 max_message_bytes: m.max_message_bytes,
+                settle_ms: m.settle_ms,
             })),
         };
 
@@ -1294,6 +1319,12 @@ impl Validator {
             trust: Trust {
                 authserv_id: raw.trust.authserv_id.map(|s| s.trim().to_lowercase()),
                 internal_domains,
+                outbound_reporting_mta: raw
+                    .trust
+                    .outbound_reporting_mta
+                    .iter()
+                    .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+                    .collect(),
             },
             hmac_key_file,
             generate_hmac_key_if_missing: raw.secrets.generate_hmac_key_if_missing,

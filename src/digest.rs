@@ -57,6 +57,8 @@ pub struct Digest {
     /// ISO weeks since the window opened: (label, invitations per region in `lines` order).
     pub weeks: Vec<(String, Vec<u64>)>,
     pub is_final: bool,
+    /// Return mail by outcome, over all regions (issue 13).
+    pub returns: crate::status::Returns,
 }
 
 /// Why triggers were refused (and how many came outside the window).
@@ -209,7 +211,22 @@ pub fn compute(
         refusals: Refusals::of(&status.total),
         weeks,
         is_final,
+        returns: status.returns.clone(),
     }
+}
+
+/// The return mail by outcome, one line per kind, in Danish; the labels
+/// follow the table's ("Returneret" for bounced).
+pub fn returns_lines(r: &crate::status::Returns) -> Vec<String> {
+    vec![
+        format!("Returneret (ukendt adresse): {}", r.bounced),
+        format!("Returneret (udløbet, serveren opgav): {}", r.expired),
+        format!("Spamklager (frameldt): {}", r.complained),
+        format!("Frameldt: {}", r.opted_out),
+        format!("Autosvar ignoreret: {}", r.auto_replies_ignored),
+        format!("Svar videresendt til konsulenten: {}", r.replies_forwarded),
+        format!("I karantæne (ulæselige): {}", r.quarantined),
+    ]
 }
 
 /// What the next digest compares against.
@@ -331,6 +348,11 @@ pub fn render_text_with_intro(d: &Digest, intro: &str) -> String {
     }
     if d.withdrawn > 0 {
         let _ = writeln!(s, "{}", withdrawn_text(d.withdrawn));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Returpost:");
+    for l in returns_lines(&d.returns) {
+        let _ = writeln!(s, "  {l}");
     }
     s
 }
@@ -455,7 +477,11 @@ pub fn render_html_with_intro(
     if d.withdrawn > 0 {
         let _ = write!(s, "<p>{}</p>", withdrawn_text(d.withdrawn));
     }
-    s.push_str("</body></html>");
+    let _ = write!(s, "<h2 style=\"font-size: 16px;\">Returpost</h2><ul>");
+    for l in returns_lines(&d.returns) {
+        let _ = write!(s, "<li>{}</li>", html_escape(&l));
+    }
+    let _ = write!(s, "</ul></body></html>");
     s
 }
 

@@ -113,7 +113,7 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
         }
         Decision::Ignore { reason } => {
             let why = match reason {
-                classify::Ignored::Unparseable => "not a readable message".to_string(),
+                classify::Ignored::Unparseable => "not a readable message: the daemon moves it to the quarantine (Maildir `quarantine/`, IMAP `inbound.imap.quarantine`) and counts it; look at it, fix or delete it".to_string(),
                 classify::Ignored::NoSender => "no usable From address".to_string(),
                 classify::Ignored::OwnMail => "sent by canvass itself".to_string(),
                 classify::Ignored::Bounce => "a delivery status notification (bounce)".to_string(),
@@ -133,9 +133,15 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
                 let _ = writeln!(
                     s,
                     "  failed    {}  {} {}{}",
-                    r.address,
+                    if r.address.is_empty() {
+                        "(named by the returned Message-ID)"
+                    } else {
+                        &r.address
+                    },
                     if r.permanent {
                         "PERMANENT"
+                    } else if r.expired {
+                        "EXPIRED (the mail server gave up)"
                     } else {
                         "temporary"
                     },
@@ -149,14 +155,50 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             for id in &b.message_ids {
                 let _ = writeln!(s, "  original  <{id}>");
             }
-            let _ = writeln!(s, "  effect    permanent failures mark the matching invitation bounced; temporary ones change nothing");
+            let effect = match b.proof {
+                Some(classify::Proof::MessageId) => "permanent and expired failures mark the invitation of the returned Message-ID undelivered (counted bounced / expired); temporary ones change nothing",
+                Some(_) => "a report of our own outbound server: permanent and expired failures mark the invitation of the named address undelivered; temporary ones change nothing",
+                None => "none: the report carries no canvass Message-ID and is not from trust.outbound_reporting_mta, so it proves nothing (it may be forged); counted as unproven",
+            };
+            let _ = writeln!(s, "  effect    {effect}");
         }
-        Decision::OptOut { from, message_ids } => {
+        Decision::Complaint(c) => {
+            let _ = writeln!(
+                s,
+                "  decision  SPAM COMPLAINT ({} report{})",
+                c.format,
+                c.feedback_type
+                    .as_deref()
+                    .map(|t| format!(", feedback type {t}"))
+                    .unwrap_or_default()
+            );
+            for id in &c.message_ids {
+                let _ = writeln!(s, "  original  <{id}>");
+            }
+            let _ = writeln!(
+                s,
+                "  effect    {}",
+                if c.message_ids.is_empty() {
+                    "none: it returns no canvass Message-ID (never a trigger)"
+                } else {
+                    "the invitation of the returned Message-ID is opted out (no reminders), counted as complained; never a trigger"
+                }
+            );
+        }
+        Decision::OptOut {
+            from,
+            message_ids,
+            proof,
+        } => {
             let _ = writeln!(s, "  decision  OPT-OUT from {from}");
             for id in message_ids {
                 let _ = writeln!(s, "  refers to <{id}>");
             }
-            let _ = writeln!(s, "  effect    the invitation of {from} is marked opted out: no reminders, the link shows a polite page");
+            let whose = match proof {
+                classify::Proof::MessageId => "the invitation it answers".to_string(),
+                _ => format!("the invitation of {from} (its From was authenticated)"),
+            };
+            let _ = writeln!(s, "  effect    {whose} is marked opted out: no reminders; the link offers to answer anyway");
         }
         Decision::Reply {
             from, message_ids, ..

@@ -327,7 +327,7 @@ pub fn render_page(cfg: Option<&Config>, title: &str, paragraphs: &[&str]) -> St
         "page.html",
         Lang::Da,
         title,
-        context! { paragraphs => paragraphs },
+        context! { paragraphs => paragraphs, link => Option::<Value>::None },
     )
 }
 

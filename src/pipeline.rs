@@ -171,7 +171,9 @@ impl Pipeline {
         mark: Option<(String, IngestMark)>,
         headers_only: bool,
     ) -> Prepared {
-        let parsed = MessageParser::default().parse(raw);
+        let parsed = MessageParser::default()
+            .parse(raw)
+            .filter(|m| classify::unreadable(m).is_none());
         let (decision, facts) = match &parsed {
             Some(msg) => {
                 let message_id = msg.message_id().map(str::to_string);
@@ -189,12 +191,16 @@ impl Pipeline {
                 };
                 (decision, facts)
             }
+            // Unreadable: counted and its source mark kept, but no "seen"
+            // note: the ingest loop moves it to the quarantine, and a
+            // repaired copy is read again.
             None => (
                 Decision::Ignore {
                     reason: Ignored::Unparseable,
                 },
                 MessageFacts {
-                    seen_key: Some(apply::seen_key(None, raw)),
+                    message_id: header_message_id(raw),
+                    seen_key: None,
                     mark,
                     ..Default::default()
                 },
@@ -236,6 +242,21 @@ impl Pipeline {
             committed,
         }
     }
+}
+
+/// The Message-ID of a message mail-parser cannot read, from its raw header
+/// lines, for the log.
+pub fn header_message_id(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(64 * 1024)]);
+    text.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().trim_matches(['<', '>']).to_string())
+        })
+        .filter(|v| !v.is_empty())
 }
 
 /// One structured line per decision: ids and counts, never a token, never an
@@ -315,6 +336,12 @@ fn log_decision(
             permanent = b.recipients.iter().filter(|r| r.permanent).count(),
             temporary = b.recipients.iter().filter(|r| !r.permanent).count(),
             "bounce"
+        ),
+        Decision::Complaint(c) => tracing::warn!(
+            message_id,
+            decision = decision.label(),
+            format = %c.format,
+            "spam complaint"
         ),
         Decision::OptOut { .. } => {
             tracing::info!(message_id, decision = decision.label(), "opt-out")

@@ -359,6 +359,12 @@ impl<S: MailSource> MailSource for Probed<S> {
         r
     }
 
+    async fn quarantine(&mut self, unreadable: &[Incoming]) -> Result<(), SourceError> {
+        let r = self.inner.quarantine(unreadable).await;
+        self.probe.saw(&r);
+        r
+    }
+
     async fn wait_for_mail(&mut self, shutdown: &Shutdown) -> Result<(), SourceError> {
         let r = self.inner.wait_for_mail(shutdown).await;
         self.probe.saw(&r);

@@ -16,9 +16,13 @@ pub struct Row {
     pub failed: u64,
     /// Created but not yet accepted by the server.
     pub waiting: u64,
-    /// Sent and not bounced.
+    /// Sent and neither bounced nor expired.
     pub delivered: u64,
     pub bounced: u64,
+    /// Never delivered: the mail server gave up (counted with the bounces).
+    pub expired: u64,
+    /// Spam complaints (the person is opted out, but not counted in `opted_out`).
+    pub complained: u64,
     pub opted_out: u64,
     pub answered: u64,
     /// Refused triggers, every reason below but the window: the sum of the
@@ -55,6 +59,27 @@ pub struct Status {
     /// refused as unauthenticated: the trust setting probably does not match
     /// this mailbox ([`trust_warning`]).
     pub trust_warning: Option<String>,
+    /// What came back, by kind (issue 13).
+    pub returns: Returns,
+}
+
+/// The return mail by outcome: the bounced, expired, complained and opted
+/// out invitations (as in `total`), and the messages set aside.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Returns {
+    pub bounced: u64,
+    pub expired: u64,
+    pub complained: u64,
+    pub opted_out: u64,
+    /// Automatic replies (out of office, ...) ignored.
+    pub auto_replies_ignored: u64,
+    /// Human replies forwarded to a consultant.
+    pub replies_forwarded: u64,
+    /// Unreadable messages moved to the quarantine.
+    pub quarantined: u64,
+    /// Bounces and complaints that proved nothing (no canvass Message-ID):
+    /// they changed nothing.
+    pub unproven: u64,
 }
 
 /// The line of mail from senders who are not consultants.
@@ -71,10 +96,16 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
         })
         .collect();
     let mut unknown = 0;
+    let mut returns = Returns::default();
     for (region, name, value) in counters {
         if region.is_empty() {
-            if name == counter::REFUSED_UNKNOWN_SENDER {
-                unknown += value;
+            match name.as_str() {
+                counter::REFUSED_UNKNOWN_SENDER => unknown += value,
+                counter::AUTO_REPLIES => returns.auto_replies_ignored += value,
+                counter::REPLIES => returns.replies_forwarded += value,
+                counter::QUARANTINED => returns.quarantined += value,
+                counter::UNPROVEN => returns.unproven += value,
+                _ => {}
             }
             continue;
         }
@@ -95,6 +126,8 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
             counter::SENT => row.sent += value,
             counter::FAILED => row.failed += value,
             counter::BOUNCED => row.bounced += value,
+            counter::EXPIRED => row.expired += value,
+            counter::COMPLAINED => row.complained += value,
             counter::OPTED_OUT => row.opted_out += value,
             counter::ANSWERED => row.answered += value,
             counter::REFUSED_UNAUTHENTICATED => row.refused_unauthenticated += value,
@@ -124,10 +157,12 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
         total.refused_over_message_cap += r.refused_over_message_cap;
         total.refused_over_daily_cap += r.refused_over_daily_cap;
         r.waiting = r.invited.saturating_sub(r.sent + r.failed);
-        r.delivered = r.sent.saturating_sub(r.bounced);
+        r.delivered = r.sent.saturating_sub(r.bounced + r.expired);
         total.triggers += r.triggers;
         total.delivered += r.delivered;
         total.bounced += r.bounced;
+        total.expired += r.expired;
+        total.complained += r.complained;
         total.opted_out += r.opted_out;
         total.answered += r.answered;
         total.invited += r.invited;
@@ -138,6 +173,10 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
         total.outside_window += r.outside_window;
         total.withdrawn += r.withdrawn;
     }
+    returns.bounced = total.bounced;
+    returns.expired = total.expired;
+    returns.complained = total.complained;
+    returns.opted_out = total.opted_out;
     Status {
         regions: rows,
         no_region,
@@ -145,6 +184,7 @@ pub fn compute(regions: &[&str], counters: &[(String, String, u64)], outbox: u64
         trust_warning: None,
         total,
         outbox,
+        returns,
     }
 }
 
@@ -279,6 +319,12 @@ pub fn render_text(s: &Status) -> String {
             by_region.join(", ")
         );
     }
+    let r = &s.returns;
+    let _ = writeln!(
+        out,
+        "\nreturn mail by outcome:\n  bounced              {:>6}\n  expired              {:>6}  (the mail server gave up; counted with the bounces)\n  complained           {:>6}  (spam complaints; opted out)\n  opted out            {:>6}\n  auto-replies ignored {:>6}\n  replies forwarded    {:>6}\n  quarantined          {:>6}  (unreadable; see the quarantine folder, `canvass explain`)\n  unproven             {:>6}  (bounces without a canvass Message-ID: nothing changed)",
+        r.bounced, r.expired, r.complained, r.opted_out, r.auto_replies_ignored, r.replies_forwarded, r.quarantined, r.unproven
+    );
     out
 }
 
@@ -305,6 +351,11 @@ mod tests {
             c("Syddanmark", "refused_over_cap", 1),
             c("", "refused_unknown_sender", 3),
             c("", "daily:abc:2024-08-07", 5),
+            c("Sjælland", "expired", 1),
+            c("Syddanmark", "complained", 2),
+            c("", "ignored_auto_reply", 4),
+            c("", "replies", 6),
+            c("", "quarantined", 1),
         ];
         let s = compute(&["Hovedstaden", "Sjælland", "Syddanmark"], &counters, 2);
         assert_eq!(
@@ -315,7 +366,24 @@ mod tests {
             }
         );
         assert_eq!(s.regions[1].waiting, 2);
-        assert_eq!(s.regions[1].delivered, 6);
+        assert_eq!(
+            s.regions[1].delivered, 5,
+            "sent minus bounced minus expired"
+        );
+        assert_eq!(s.total.expired, 1);
+        assert_eq!(
+            s.returns,
+            Returns {
+                bounced: 1,
+                expired: 1,
+                complained: 2,
+                opted_out: 0,
+                auto_replies_ignored: 4,
+                replies_forwarded: 6,
+                quarantined: 1,
+                unproven: 0,
+            }
+        );
         assert_eq!(s.regions[1].answered, 4);
         assert_eq!(s.total.answered, 4);
         assert_eq!(s.regions[2].outside_window, 2);
@@ -340,6 +408,7 @@ mod tests {
         assert!(text.lines().next().unwrap().contains("answered"));
         assert!(text.contains("Sjælland"));
         assert!(text.contains("I alt"));
+        assert!(text.contains("quarantined               1"), "{text}");
     }
 
     #[test]

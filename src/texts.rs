@@ -152,7 +152,7 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "page.html",
         builtin: builtin!("page.html"),
-        vars: &["paragraphs"],
+        vars: &["paragraphs", "link"],
         needs_link: false,
     },
     Spec {
@@ -188,7 +188,7 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "opted_out.html",
         builtin: builtin!("opted_out.html"),
-        vars: &[],
+        vars: &["answer_url"],
         needs_link: false,
     },
     Spec {
@@ -501,7 +501,10 @@ pub fn sample(name: &str) -> Value {
             switch_url => format!("/s/{SAMPLE_TOKEN}?lang=en"),
             unsubscribe_action => format!("/u/{SAMPLE_TOKEN}"),
         },
-        "page.html" => context! { paragraphs => vec!["Et afsnit."] },
+        "page.html" => {
+            context! { paragraphs => vec!["Et afsnit."], link => Option::<Value>::None }
+        }
+        "opted_out.html" => context! { answer_url => format!("/s/{SAMPLE_TOKEN}?svar=alligevel") },
         "closed.html" => context! { until => "30. september 2024" },
         "unsubscribe.html" => context! { action => format!("/u/{SAMPLE_TOKEN}") },
         "privacy.html" => context! { privacy => sample_privacy() },

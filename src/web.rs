@@ -263,7 +263,21 @@ fn already_answered(cfg: &Config, lang: Lang, status: StatusCode) -> Response {
     )
 }
 
-pub(crate) fn opted_out(cfg: &Config, lang: Lang, status: StatusCode) -> Response {
+/// The query that opens the form of an opted-out invitation.
+const ANSWER_ANYWAY: &str = "svar=alligevel";
+
+/// Whether the query asks to answer although opted out.
+fn answer_anyway(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "svar" && v == "alligevel")
+    })
+}
+
+/// An opt-out stops the mail, not the answer: a forged or regretted opt-out
+/// is not final (issue 14), so the page offers the form anyway (`raw`: the
+/// link's token as in the path).
+pub(crate) fn opted_out(cfg: &Config, lang: Lang, status: StatusCode, raw: &str) -> Response {
+    let answer_url = format!("/s/{raw}?{ANSWER_ANYWAY}&lang={}", lang.code());
     named(
         cfg,
         status,
@@ -274,7 +288,7 @@ pub(crate) fn opted_out(cfg: &Config, lang: Lang, status: StatusCode) -> Respons
         } else {
             "Du har frameldt dig"
         },
-        minijinja::context! {},
+        minijinja::context! { answer_url => answer_url },
     )
 }
 
@@ -419,8 +433,8 @@ async fn show(
     if inv.answered {
         return already_answered(&cfg, lang, StatusCode::OK);
     }
-    if inv.opted_out {
-        return opted_out(&cfg, lang, StatusCode::GONE);
+    if inv.opted_out && !answer_anyway(query.as_deref()) {
+        return opted_out(&cfg, lang, StatusCode::OK, &raw);
     }
     if today() > cfg.answers_until {
         return closed(&cfg, lang);
@@ -449,9 +463,6 @@ async fn submit(
     let lang = request_lang(&cfg, query.as_deref(), &headers);
     if inv.answered {
         return already_answered(&cfg, lang, StatusCode::CONFLICT);
-    }
-    if inv.opted_out {
-        return opted_out(&cfg, lang, StatusCode::GONE);
     }
     if today() > cfg.answers_until {
         return closed(&cfg, lang);
@@ -498,7 +509,7 @@ async fn submit(
             thanks(&cfg, lang)
         }
         Ok(SubmitOutcome::AlreadyAnswered) => already_answered(&cfg, lang, StatusCode::CONFLICT),
-        Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::GONE),
+        Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::OK, &raw),
         Ok(SubmitOutcome::UnknownToken) => unknown_link(Some(&cfg)),
         Err(e) => store_error(&e),
     }

@@ -71,7 +71,7 @@ pub(crate) async fn unsubscribe_form(
     let cfg = s.pipeline.config();
     let lang = request_lang(&cfg, query.as_deref(), &headers);
     if inv.opted_out {
-        return opted_out(&cfg, lang, StatusCode::OK);
+        return opted_out(&cfg, lang, StatusCode::OK, &raw);
     }
     named(
         &cfg,
@@ -122,9 +122,9 @@ pub(crate) async fn unsubscribe(
     match s.pipeline.store.opt_out_by_token(&token.hash()).await {
         Ok(OptOutOutcome::OptedOut) => {
             tracing::info!(target: "canvass::web", "one-click opt-out");
-            opted_out(&cfg, lang, StatusCode::OK)
+            opted_out(&cfg, lang, StatusCode::OK, &raw)
         }
-        Ok(OptOutOutcome::AlreadyOptedOut) => opted_out(&cfg, lang, StatusCode::OK),
+        Ok(OptOutOutcome::AlreadyOptedOut) => opted_out(&cfg, lang, StatusCode::OK, &raw),
         Ok(OptOutOutcome::Unknown) => unknown_link(Some(&cfg)),
         Err(e) => store_error(&e),
     }

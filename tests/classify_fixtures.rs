@@ -184,6 +184,51 @@ fn fixtures() {
     );
 }
 
+/// Issue 13's targets over the fixture sets, by name: no auto-reply is
+/// forwarded as a reply, no complaint counts as a trigger, every opt-out
+/// phrase is recognised (and one only quoted is not), every bounce named
+/// `bounce-*` is a bounce, and one that proves nothing (no canvass
+/// Message-ID: `bounce-forged-*`, `bounce-without-original`) changes nothing.
+#[test]
+fn return_mail_targets_by_fixture_name() {
+    let cfg = load_config("config.toml");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir()).expect("the fixture directory is readable") {
+        let path = entry.expect("a directory entry").path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_suffix(".eml"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let raw = std::fs::read(&path).expect("readable");
+        let d = classify_raw(&raw, received(), &cfg);
+        let label = d.label();
+        let ok = if name.starts_with("auto-reply-") {
+            label == "ignored_auto_reply"
+        } else if name.starts_with("complaint-") {
+            label == "complaint"
+        } else if name.starts_with("opt-out-forged-") {
+            label == "reply"
+        } else if name.starts_with("opt-out-") {
+            matches!(d, Decision::OptOut { .. })
+        } else if name.starts_with("bounce-forged-") || name == "bounce-without-original" {
+            matches!(&d, Decision::Bounce(b) if b.proof.is_none())
+        } else if name.starts_with("bounce-") {
+            matches!(&d, Decision::Bounce(b) if b.proof.is_some())
+        } else if name.starts_with("reply-opt-out") || name.starts_with("reply-afmeld") {
+            label == "reply"
+        } else {
+            continue;
+        };
+        assert!(ok, "{name}: {d:?}");
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} return-mail fixtures");
+}
+
 fn received() -> DateTime<Utc> {
     rfc3339(DEFAULT_RECEIVED)
 }

@@ -53,7 +53,21 @@ fn check(decision: &Decision, cfg: &Config, received: DateTime<Utc>, source: Opt
     let t = match decision {
         Decision::Invite(t) => t,
         Decision::Bounce(b) => return check_bounce(b, cfg),
-        Decision::OptOut { from, message_ids }
+        Decision::Complaint(c) => return check_message_ids(&c.message_ids, cfg),
+        Decision::OptOut {
+            proof: canvass::classify::Proof::MessageId,
+            message_ids,
+            ..
+        } if message_ids.is_empty() => panic!("an opt-out proven by no Message-ID"),
+        Decision::OptOut {
+            proof: canvass::classify::Proof::Authenticated,
+            ..
+        } if cfg.trust.authserv_id.is_none() => {
+            panic!("an opt-out authenticated without a trusted authserv-id")
+        }
+        Decision::OptOut {
+            from, message_ids, ..
+        }
         | Decision::Reply {
             from, message_ids, ..
         } => {
@@ -68,9 +82,11 @@ fn check(decision: &Decision, cfg: &Config, received: DateTime<Utc>, source: Opt
                 "the survey address made a {}",
                 decision.label()
             );
+            // A reply refers to canvass mail, unless it is an opt-out that
+            // proved nothing (a person reads it instead).
             if let Decision::Reply { .. } = decision {
                 assert!(
-                    !message_ids.is_empty(),
+                    !message_ids.is_empty() || decision_asks_opt_out(source),
                     "a reply that refers to no canvass mail"
                 );
             }
@@ -127,14 +143,45 @@ fn check_trigger(t: &Trigger, cfg: &Config) {
     }
 }
 
+/// Without the source text, an unproven opt-out cannot be told apart.
+fn decision_asks_opt_out(source: Option<&str>) -> bool {
+    source.is_none_or(|s| {
+        [
+            "afmeld",
+            "frameld",
+            "unsubscribe",
+            "opt",
+            "stop",
+            "fjern",
+            "slet",
+            "remove",
+            "ønsker",
+            "vil",
+            "wish",
+            "want",
+            "delete",
+        ]
+        .iter()
+        .any(|w| s.contains(w))
+    })
+}
+
 fn check_bounce(b: &BounceReport, cfg: &Config) {
     check_message_ids(&b.message_ids, cfg);
     assert!(!b.format.is_empty());
+    assert_eq!(
+        b.proof == Some(canvass::classify::Proof::MessageId),
+        !b.message_ids.is_empty(),
+        "a bounce's Message-ID proof"
+    );
     for r in &b.recipients {
+        // Only a report that names nobody, matched by its Message-ID, has
+        // a recipient without an address.
         assert!(
-            !r.address.is_empty(),
+            !r.address.is_empty() || (b.recipients.len() == 1 && !b.message_ids.is_empty()),
             "a bounced recipient without an address"
         );
+        assert!(!(r.expired && r.permanent), "expired and permanent");
         let Some(status) = &r.status else { continue };
         let class = status.as_bytes()[0];
         assert!(

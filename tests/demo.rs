@@ -153,3 +153,84 @@ fn unsafe_kill(pid: u32, sig: &str) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// Issue 13: a file copied into `new/` (not renamed there) is read only once
+/// it is complete. 1,000 mails are written into `new/` piece by piece, as
+/// `cp` writes them, while the daemon reads the Maildir: every one is read
+/// whole (refused as from an unknown sender, the same for all), none is
+/// quarantined or lost. Then a file that is no message goes to
+/// `quarantine/`, is counted, and `canvass explain` reads it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_mails_copied_into_new_while_the_daemon_reads_lose_nothing() {
+    use std::io::Write;
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let cfg_path = file_config(dir.path(), (&s, &e), "");
+    let cfg = canvass::config::Config::load(&cfg_path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = canvass::shutdown::Shutdown::new();
+    let d = canvass::daemon::start(cfg.clone(), listener, shutdown.clone())
+        .await
+        .unwrap();
+    let inbox = dir.path().join("inbox");
+    let new = inbox.join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    let writer = std::thread::spawn(move || {
+        for n in 0..N {
+            let raw = format!(
+                "Message-ID: <copy-{n}@kommune.test>\r\nFrom: <borger{n}@kommune.test>\r\nTo: undersoegelse@siri.test\r\nSubject: Et spørgsmål\r\n\r\nHej, jeg har et spørgsmål om ordningen.\r\n"
+            );
+            // As `cp` does: the file exists empty first, then grows.
+            let mut f = std::fs::File::create(new.join(format!("{n}.eml"))).unwrap();
+            for chunk in raw.as_bytes().chunks(24) {
+                f.write_all(chunk).unwrap();
+                f.flush().unwrap();
+                std::thread::yield_now();
+            }
+        }
+    });
+    let counters = |name: &str| -> u64 {
+        d.pipeline
+            .store
+            .counters()
+            .unwrap()
+            .iter()
+            .filter(|(_, k, _)| k == name)
+            .map(|c| c.2)
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while counters("refused_unknown_sender") < N as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {N} read",
+            counters("refused_unknown_sender")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.join().unwrap();
+    assert_eq!(counters("refused_unknown_sender"), N as u64);
+    for other in ["quarantined", "ignored_no_sender", "ignored_unparseable"] {
+        assert_eq!(counters(other), 0, "{other}");
+    }
+    let cur = inbox.join("cur");
+    wait_for("every file marked seen", Duration::from_secs(30), || {
+        (files_in(&cur).len() == N).then_some(())
+    });
+    assert!(files_in(&inbox.join("new")).is_empty());
+
+    // A file that is no message: quarantined, counted, explained.
+    deliver(&inbox, "kaputt.eml", b"\x00\x01\x02 not a mail\r\n");
+    let quarantined = inbox.join("quarantine").join("kaputt.eml");
+    wait_for("the quarantine", Duration::from_secs(30), || {
+        quarantined.exists().then_some(())
+    });
+    let st = canvass::control::current_status(&d.pipeline).unwrap();
+    assert_eq!(st.returns.quarantined, 1);
+    let e = canvass::explain::explain_file(&quarantined, None, &cfg).unwrap();
+    assert_eq!(e.decision.label(), "ignored_unparseable");
+    assert!(canvass::explain::render_text(&e, &cfg).contains("quarantine"));
+    shutdown.trigger();
+    d.wait().await.unwrap();
+}

@@ -363,12 +363,23 @@ async fn opt_out_question_and_out_of_office_replies() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The link says so, and offers to answer anyway (an opt-out is not final).
     let (w, l) = (web.clone(), invitation[optout].1.clone());
     let (status, body) = tokio::task::spawn_blocking(move || http_get(&w, &l))
         .await
         .unwrap();
-    assert_eq!(status, 410);
+    assert_eq!(status, 200);
     assert!(body.contains("frameldt"), "{body}");
+    assert!(body.contains("?svar=alligevel"), "{body}");
+    let (w, l) = (
+        web.clone(),
+        format!("{}?svar=alligevel", invitation[optout].1),
+    );
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(&w, &l))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("<form"), "{body}");
     let sched = Scheduler {
         pipeline: d.pipeline.clone(),
     };
@@ -383,6 +394,174 @@ async fn opt_out_question_and_out_of_office_replies() {
     assert!(mail.fetch_all(away, "INBOX").await.len() <= 2);
     let st = canvass::control::current_status(&d.pipeline).unwrap();
     assert_eq!(st.total.opted_out, 1);
+    shutdown.trigger();
+    d.wait().await.unwrap();
+}
+
+/// Waits until the daemon's status satisfies `done`, flushing Postfix's
+/// queue meanwhile (a bounce waits there until it is tried).
+async fn until_status(
+    d: &daemon::Daemon,
+    mail: &MailStack,
+    what: &str,
+    done: impl Fn(&canvass::status::Status) -> bool,
+) -> canvass::status::Status {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = canvass::control::current_status(&d.pipeline).unwrap();
+        if done(&st) {
+            return st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}:\n{}",
+            canvass::status::render_text(&st)
+        );
+        mail.flush_queue();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 13 and 14.3 against the real Postfix and Dovecot: a real Postfix
+/// bounce, an expired delivery (`Action: failed`, 4.4.7), an ARF complaint,
+/// an unreadable message (quarantined over IMAP), and two forgeries that
+/// must change nothing: "afmeld" From an invitee with no Message-ID
+/// reference, and a DSN from MAILER-DAEMON@evil.example naming an invitee.
+/// Reminders then go only to the one invitee none of that touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
+    let mail = MailStack::start();
+    let (expired, complainer, victim, ghost) = (
+        "udloebet@kommune.test",
+        "klager@kommune.test",
+        "offer@kommune.test",
+        "findesikke@kommune.test",
+    );
+    mail.add_users(&[
+        SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, expired, complainer, victim,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let d = daemon::start(cfg, listener, shutdown.clone())
+        .await
+        .unwrap();
+
+    mail.send(
+        ANNE,
+        &[expired, complainer, victim, ghost, SURVEY],
+        &trigger("r1", ANNE, &[expired, complainer, victim, ghost], &[SURVEY]),
+    );
+    let mut message_id = std::collections::HashMap::new();
+    for c in [expired, complainer, victim] {
+        let msgs = mail
+            .wait_for_messages(c, "INBOX", 2, Duration::from_secs(30))
+            .await;
+        let inv = invitations_in(&msgs).remove(0);
+        let id = MessageParser::default()
+            .parse(&inv)
+            .unwrap()
+            .message_id()
+            .unwrap()
+            .to_string();
+        message_id.insert(c, id);
+    }
+    // 1. The real Postfix bounce for the mailbox that does not exist.
+    until_status(&d, &mail, "the real bounce was not recognised", |st| {
+        st.total.bounced == 1
+    })
+    .await;
+
+    // 2. The remote server gave up: Action: failed with 4.4.7, the original's
+    //    headers returned. Counted as expired, with the bounces.
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.kommune.test (Mail Delivery System)\r\nTo: {SURVEY}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <expired-1@mx.kommune.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nThe message expired: giving up.\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.kommune.test\r\n\r\nFinal-Recipient: rfc822; {expired}\r\nAction: failed\r\nStatus: 4.4.7\r\nDiagnostic-Code: X-Postfix; message expired\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{}>\r\nTo: {expired}\r\n\r\n--B--\r\n",
+        message_id[expired]
+    );
+    mail.send("", &[SURVEY], dsn.as_bytes());
+    // 3. An ARF spam complaint returning the complainer's invitation.
+    let arf = format!(
+        "From: feedback@fbl.kommune.test\r\nTo: {SURVEY}\r\nSubject: Abuse report\r\nMessage-ID: <arf-1@fbl.kommune.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n--F\r\nContent-Type: text/plain\r\n\r\nA user marked this as spam.\r\n\r\n--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n--F\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{}>\r\nTo: {complainer}\r\n\r\n--F--\r\n",
+        message_id[complainer]
+    );
+    mail.send("feedback@fbl.kommune.test", &[SURVEY], arf.as_bytes());
+    // 4. Forged: "afmeld" From the victim, referring to nothing of ours.
+    let forged_opt_out = format!(
+        "From: <{victim}>\r\nTo: {SURVEY}\r\nSubject: afmeld\r\nMessage-ID: <forged-optout@evil.example>\r\n\r\nafmeld\r\n"
+    );
+    mail.send(
+        "attacker@example.test",
+        &[SURVEY],
+        forged_opt_out.as_bytes(),
+    );
+    // 5. Forged: a DSN from evil.example naming the victim, no Message-ID.
+    let forged_dsn = format!(
+        "From: MAILER-DAEMON@evil.example\r\nTo: {SURVEY}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <forged-dsn@evil.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.evil.example\r\n\r\nFinal-Recipient: rfc822; {victim}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--B--\r\n"
+    );
+    mail.send("", &[SURVEY], forged_dsn.as_bytes());
+    // 6. Bytes that are no message at all, appended over IMAP.
+    mail.append(
+        SURVEY,
+        "INBOX",
+        b"\x00\x01garbage without any header\r\n",
+        None,
+    )
+    .await;
+
+    let st = until_status(&d, &mail, "return mail not counted", |st| {
+        st.returns.expired == 1
+            && st.returns.complained == 1
+            && st.returns.quarantined == 1
+            && st.returns.unproven == 1
+            && st.returns.replies_forwarded == 1
+    })
+    .await;
+    assert_eq!(st.returns.bounced, 1, "the forged DSN marked nobody");
+    assert_eq!(
+        st.returns.opted_out, 0,
+        "the forged opt-out opted nobody out"
+    );
+    assert_eq!(st.total.delivered, st.total.sent - 2);
+    let text = canvass::status::render_text(&st);
+    assert!(text.contains("quarantined"), "{text}");
+    // The unreadable message is in the quarantine folder, not left unread.
+    let q = mail
+        .wait_for_messages(SURVEY, "Quarantine", 1, Duration::from_secs(30))
+        .await;
+    assert!(String::from_utf8_lossy(&q[0]).contains("garbage"));
+    // The forged opt-out went to the consultant as a reply a person reads.
+    let fwd = mail
+        .wait_for_messages(ANNE, "INBOX", 1, Duration::from_secs(30))
+        .await;
+    assert!(fwd
+        .iter()
+        .any(|m| String::from_utf8_lossy(m).contains(victim)));
+    // Reminders: only the victim (the ghost bounced, one expired, one complained).
+    let sched = Scheduler {
+        pipeline: d.pipeline.clone(),
+    };
+    assert_eq!(
+        sched
+            .queue_reminders(chrono::Utc::now() + chrono::Duration::days(8))
+            .unwrap(),
+        1
+    );
+    // The digest shows the return mail by kind.
+    let digest = canvass::digest::render_text(&canvass::digest::compute(
+        &st,
+        &[],
+        None,
+        &canvass::window::Window {
+            start: chrono::Utc::now().date_naive() - chrono::Duration::days(1),
+            end: chrono::Utc::now().date_naive() + chrono::Duration::days(1),
+        },
+        chrono::Utc::now().date_naive(),
+        &[],
+        false,
+    ));
+    assert!(digest.contains("Spamklager (frameldt): 1"), "{digest}");
+    assert!(digest.contains("I karantæne (ulæselige): 1"), "{digest}");
     shutdown.trigger();
     d.wait().await.unwrap();
 }

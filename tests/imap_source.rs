@@ -58,6 +58,7 @@ fn config_with_password(s: &Setup, tls: TlsMode, password: &str) -> ImapConfig {
         sent_folder: None,
         ca_file: (tls != TlsMode::None).then(|| s.stack.ca_pem().to_path_buf()),
         max_message_bytes: 1024 * 1024,
+        quarantine: "Quarantine".into(),
     }
 }
 

@@ -709,6 +709,46 @@ impl ImapSource {
 
     /// Creates `move_to` unless it exists.
     async fn ensure_folder(&mut self, to: &str) -> Result<(), SourceError> {
+        self.create_folder(to, "inbound.imap.move_to").await?;
+        self.move_folder_ready = true;
+        Ok(())
+    }
+
+    /// Moves unreadable messages to `inbound.imap.quarantine` (created if
+    /// missing); without MOVE, copies them there and marks them \Seen.
+    async fn quarantine_uids(&mut self, uids: &[u32]) -> Result<(), SourceError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let folder = self.cfg.quarantine.clone();
+        self.create_folder(&folder, "inbound.imap.quarantine")
+            .await?;
+        let set = uid_set(uids);
+        let can_move = self.link.as_ref().is_some_and(|l| l.can_move);
+        let cmds = if can_move {
+            vec![format!("UID MOVE {set} {}", mailbox_arg(&folder))]
+        } else {
+            vec![
+                format!("UID COPY {set} {}", mailbox_arg(&folder)),
+                format!("UID STORE {set} +FLAGS.SILENT (\\Seen)"),
+            ]
+        };
+        for cmd in cmds {
+            let Some(link) = self.link.as_mut() else {
+                return Err(self.not_connected());
+            };
+            match link.exec(&cmd).await {
+                Ok(r) if r.ok() => {}
+                Ok(r) => return Err(self.failed("quarantine", CmdError::Refused(r.text))),
+                Err(e) => return Err(self.failed("quarantine", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the folder `name` (the config key `key`) unless it exists.
+    async fn create_folder(&mut self, name: &str, key: &str) -> Result<(), SourceError> {
+        let to = name;
         let arg = mailbox_arg(to);
         let Some(link) = self.link.as_mut() else {
             return Err(self.not_connected());
@@ -724,20 +764,16 @@ impl ImapSource {
             };
             match link.exec(&format!("CREATE {arg}")).await {
                 Ok(r) if r.ok() || r.text.contains("[ALREADYEXISTS]") => {
-                    tracing::info!(source = %self.name(), folder = %to, "created the folder for processed mail");
+                    tracing::info!(source = %self.name(), folder = %to, key, "created the folder");
                 }
                 Ok(r) => {
-                    let detail = format!(
-                        "cannot create inbound.imap.move_to {to:?}: the server said {}",
-                        r.text
-                    );
+                    let detail = format!("cannot create {key} {to:?}: the server said {}", r.text);
                     self.link = None;
                     return Err(self.protocol(detail));
                 }
                 Err(e) => return Err(self.failed("CREATE", e)),
             }
         }
-        self.move_folder_ready = true;
         Ok(())
     }
 
@@ -797,6 +833,18 @@ impl MailSource for ImapSource {
             tracing::warn!(source = %self.name(), "some processed messages belong to an earlier UIDVALIDITY and are not marked");
         }
         let r = self.mark_uids(&uids).await;
+        if r.is_err() {
+            self.link = None;
+        }
+        r
+    }
+
+    async fn quarantine(&mut self, unreadable: &[Incoming]) -> Result<(), SourceError> {
+        let Some(validity) = self.link.as_ref().map(|l| l.uid_validity) else {
+            return Err(self.not_connected());
+        };
+        let uids = uids_to_mark(unreadable, validity);
+        let r = self.quarantine_uids(&uids).await;
         if r.is_err() {
             self.link = None;
         }
@@ -1818,6 +1866,7 @@ mod tests {
             sent_folder: None,
             ca_file: None,
             max_message_bytes: 1024,
+            quarantine: "Quarantine".into(),
         }
     }
 

@@ -2,6 +2,13 @@
 //! new messages are files in `new/` (and unseen ones in `cur/`); processed ones
 //! are moved to `cur/` with the Seen flag. The file's modification time is the
 //! time of receipt. The folder is polled.
+//!
+//! Only complete files are read. A delivery agent writes into `tmp/` and
+//! renames into `new/`; a file copied straight into `new/` may still be being
+//! written, so a file is read only once it has not changed (size, mtime,
+//! ctime) for `settle_ms`, and its length read must equal its length before.
+//! Messages canvass cannot read go to `quarantine/` beside `new/` and `cur/`,
+//! under the same file name.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +24,7 @@ pub struct MaildirSource {
     root: PathBuf,
     poll: Duration,
     max_bytes: u64,
+    settle: Duration,
 }
 
 impl MaildirSource {
@@ -25,6 +33,7 @@ impl MaildirSource {
             root: cfg.path.clone(),
             poll: Duration::from_millis(cfg.poll_interval_ms),
             max_bytes: cfg.max_message_bytes,
+            settle: Duration::from_millis(cfg.settle_ms),
         }
     }
 
@@ -43,10 +52,38 @@ fn is_seen(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The last time a file changed: its content (mtime) or its inode (ctime:
+/// a rename into `new/`, or `cp -p` setting an old mtime after writing).
+fn last_change(meta: &std::fs::Metadata) -> std::time::SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = std::time::UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(meta.ctime()).unwrap_or(0),
+            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+        );
+    meta.modified().map(|m| m.max(ctime)).unwrap_or(ctime)
+}
+
+/// Whether a file has been left alone for `settle`: `None` when it is still
+/// being written (or its clock is ahead of ours, which is the same to us).
+fn settled(meta: &std::fs::Metadata, settle: Duration) -> bool {
+    std::time::SystemTime::now()
+        .duration_since(last_change(meta))
+        .is_ok_and(|age| age >= settle)
+}
+
 fn read_capped(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
     let len = std::fs::metadata(path)?.len();
     if len <= max {
-        return Ok((std::fs::read(path)?, false));
+        let raw = std::fs::read(path)?;
+        // Grew or shrank while read: being written after all; next round.
+        if raw.len() as u64 != len || std::fs::metadata(path)?.len() != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the file changed while it was read",
+            ));
+        }
+        return Ok((raw, false));
     }
     // Too large: read the header only (a trigger is decided on headers).
     use std::io::Read;
@@ -68,7 +105,7 @@ impl MailSource for MaildirSource {
     }
 
     async fn connect(&mut self) -> Result<(), SourceError> {
-        for sub in ["new", "cur", "tmp"] {
+        for sub in ["new", "cur", "tmp", "quarantine"] {
             std::fs::create_dir_all(self.root.join(sub))
                 .map_err(|e| self.io("cannot create", e))?;
         }
@@ -86,7 +123,7 @@ impl MailSource for MaildirSource {
                     continue;
                 }
                 let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_file() {
+                if !meta.is_file() || !settled(&meta, self.settle) {
                     continue;
                 }
                 let mtime: DateTime<Utc> = meta
@@ -107,7 +144,12 @@ impl MailSource for MaildirSource {
                     mark: None,
                     headers_only,
                 }),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // moved meanwhile
+                // Moved meanwhile, or still being written.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::WouldBlock
+                    ) => {}
                 Err(e) => return Err(self.io(&format!("cannot read {id}"), e)),
             }
         }
@@ -137,6 +179,20 @@ impl MailSource for MaildirSource {
         Ok(())
     }
 
+    async fn quarantine(&mut self, unreadable: &[Incoming]) -> Result<(), SourceError> {
+        let dir = self.root.join("quarantine");
+        std::fs::create_dir_all(&dir).map_err(|e| self.io("cannot create quarantine/", e))?;
+        for m in unreadable {
+            let base = m.id.rsplit('/').next().unwrap_or(&m.id);
+            if let Err(e) = std::fs::rename(self.root.join(&m.id), dir.join(base)) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(self.io(&format!("cannot move {} to quarantine/", m.id), e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn wait_for_mail(&mut self, shutdown: &Shutdown) -> Result<(), SourceError> {
         shutdown.sleep(self.poll).await;
         Ok(())
@@ -146,6 +202,16 @@ impl MailSource for MaildirSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_read_only_once_it_settled() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("m");
+        std::fs::write(&path, b"Subject: x\r\n\r\n").expect("written");
+        let meta = std::fs::metadata(&path).expect("metadata");
+        assert!(settled(&meta, Duration::ZERO));
+        assert!(!settled(&meta, Duration::from_secs(3600)));
+    }
 
     #[test]
     fn seen_flag() {

@@ -86,6 +86,14 @@ pub trait MailSource: Send {
         done: &[Incoming],
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 
+    /// Moves messages canvass cannot read to the quarantine (Maildir:
+    /// `quarantine/` beside `new/` and `cur/`; IMAP: the folder
+    /// `inbound.imap.quarantine`, created if missing). Never deletes.
+    fn quarantine(
+        &mut self,
+        unreadable: &[Incoming],
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
     /// Returns when new mail may have arrived, after a timeout, or at shutdown.
     fn wait_for_mail(
         &mut self,
@@ -139,7 +147,23 @@ pub async fn run<S: MailSource>(
         backoff.reset();
         let full = batch.len() >= BATCH;
         if !batch.is_empty() {
-            let done = process_batch(&pipeline, &name, &batch).await;
+            let (done, unreadable) = process_batch(&pipeline, &name, &batch).await;
+            let committed = done.len() + unreadable.len();
+            if !unreadable.is_empty() {
+                for m in &unreadable {
+                    tracing::warn!(
+                        source = %name,
+                        message = %m.id,
+                        message_id = crate::pipeline::header_message_id(&m.raw).as_deref().unwrap_or("-"),
+                        "an unreadable message was moved to the quarantine; `canvass explain` it there"
+                    );
+                }
+                if let Err(e) = source.quarantine(&unreadable).await {
+                    tracing::warn!(source = %name, error = %e, "cannot move unreadable mail to the quarantine; will retry");
+                    connected = false;
+                    continue;
+                }
+            }
             if !done.is_empty() {
                 if let Err(e) = source.mark_processed(&done).await {
                     // Committed already: marking again later is harmless.
@@ -148,7 +172,7 @@ pub async fn run<S: MailSource>(
                     continue;
                 }
             }
-            if done.len() < batch.len() {
+            if committed < batch.len() {
                 // The store refused (disk full?): wait before trying again.
                 if shutdown.sleep(backoff.next_delay()).await {
                     break;
@@ -168,9 +192,27 @@ pub async fn run<S: MailSource>(
 }
 
 /// Processes a batch in order; stops at the first message the store cannot
-/// take. Returns the messages committed (and flushed), to be marked processed.
-async fn process_batch(pipeline: &Pipeline, source: &str, batch: &[Incoming]) -> Vec<Incoming> {
+/// take. Returns the messages committed (and flushed): those to be marked
+/// processed, and the unreadable ones, to be quarantined.
+async fn process_batch(
+    pipeline: &Pipeline,
+    source: &str,
+    batch: &[Incoming],
+) -> (Vec<Incoming>, Vec<Incoming>) {
     let mut done = Vec::with_capacity(batch.len());
+    let mut unreadable = Vec::new();
+    let mut sort = |msg: &Incoming, p: &crate::pipeline::Processed| {
+        if matches!(
+            p.decision,
+            crate::classify::Decision::Ignore {
+                reason: crate::classify::Ignored::Unparseable
+            }
+        ) {
+            unreadable.push(msg.clone());
+        } else {
+            done.push(msg.clone());
+        }
+    };
     'chunks: for chunk in batch.chunks(COMMIT_CHUNK) {
         // One transaction for the chunk (a sled transaction costs two log
         // writes whatever its size); should the store refuse it, message by
@@ -184,14 +226,16 @@ async fn process_batch(pipeline: &Pipeline, source: &str, batch: &[Incoming]) ->
                 headers_only: msg.headers_only,
             })
             .collect();
-        if pipeline.process_all(&all).is_ok() {
-            done.extend(chunk.iter().cloned());
+        if let Ok(processed) = pipeline.process_all(&all) {
+            for (msg, p) in chunk.iter().zip(&processed) {
+                sort(msg, p);
+            }
             continue;
         }
         for msg in chunk {
             let mark = msg.mark.map(|m| (source.to_string(), m));
             match pipeline.process(&msg.raw, msg.received, mark, msg.headers_only) {
-                Ok(_) => done.push(msg.clone()),
+                Ok(p) => sort(msg, &p),
                 Err(e) => {
                     tracing::error!(source, error = %e, "cannot store the outcome of a message; it stays unprocessed and will be retried");
                     break 'chunks;
@@ -199,12 +243,12 @@ async fn process_batch(pipeline: &Pipeline, source: &str, batch: &[Incoming]) ->
             }
         }
     }
-    if !done.is_empty() {
+    if !done.is_empty() || !unreadable.is_empty() {
         if let Err(e) = pipeline.store.flush().await {
             tracing::error!(error = %e, "cannot flush the store; the batch stays unprocessed");
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         pipeline.wake_outbox();
     }
-    done
+    (done, unreadable)
 }

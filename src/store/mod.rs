@@ -134,9 +134,10 @@ pub struct Invitation {
     pub delivery: Delivery,
     /// The respondent submitted the form (the answer itself is stored apart).
     pub answered: bool,
-    /// The invitee replied "afmeld" / used List-Unsubscribe.
+    /// The invitee replied "afmeld" / used List-Unsubscribe, or complained.
     pub opted_out: bool,
-    /// A permanent bounce was matched to this invitation.
+    /// A permanent bounce, or a final delivery failure ("expired"), was
+    /// matched to this invitation: it was never delivered.
     pub bounced: bool,
     /// Reminders queued so far.
     pub reminders: u32,
@@ -226,19 +227,39 @@ pub struct IngestUnit {
     pub effect: Option<Effect>,
 }
 
+/// What a delivery report says of one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The address is bad: counted "bounced".
+    Permanent,
+    /// The MTA gave up: counted "expired".
+    Expired,
+    /// Only delayed: changes nothing.
+    Temporary,
+}
+
 /// A message's effect on existing invitations, matched in the transaction by
 /// canvass Message-ID (what the message refers to) or by address key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Failed recipients: (address key when the address is valid, permanent).
+    /// Failed recipients: (address key when the address is valid, failure).
+    /// Without `by_address` only the invitations of `message_ids` may be
+    /// marked (the Message-ID is the proof); with it (a report of canvass'
+    /// own outbound server) the named addresses are matched.
     Bounce {
-        recipients: Vec<(Option<AddressKey>, bool)>,
+        recipients: Vec<(Option<AddressKey>, Failure)>,
         message_ids: Vec<String>,
+        by_address: bool,
     },
+    /// With `message_ids`, the invitation answered is opted out; without,
+    /// (an authenticated From) the invitation of `from`.
     OptOut {
         from: AddressKey,
         message_ids: Vec<String>,
     },
+    /// A spam complaint about the invitations of `message_ids`: opted out,
+    /// counted "complained".
+    Complaint { message_ids: Vec<String> },
     /// A human reply: forwarded (the forward is rendered by the caller's
     /// `respond` with the matched invitation).
     Reply {
@@ -321,7 +342,19 @@ pub mod counter {
     pub const TRIGGERS: &str = "triggers";
     pub const ANSWERED: &str = "answered";
     pub const BOUNCED: &str = "bounced";
+    /// Final delivery failures (the MTA gave up), per region.
+    pub const EXPIRED: &str = "expired";
+    /// Spam complaints matched to an invitation, per region.
+    pub const COMPLAINED: &str = "complained";
     pub const OPTED_OUT: &str = "opted_out";
+    /// Global: auto-replies set aside, replies forwarded, unreadable
+    /// messages quarantined.
+    pub const AUTO_REPLIES: &str = "ignored_auto_reply";
+    pub const REPLIES: &str = "replies";
+    pub const QUARANTINED: &str = "quarantined";
+    /// Global: bounces and opt-outs that proved nothing (no canvass
+    /// Message-ID, no trusted server): they changed nothing.
+    pub const UNPROVEN: &str = "unproven";
     pub const REMINDED: &str = "reminded";
     /// Invitations withdrawn by `canvass withdraw`: out of every other count.
     pub const WITHDRAWN: &str = "withdrawn";
@@ -948,31 +981,62 @@ fn apply_effect(
         Effect::Bounce {
             recipients,
             message_ids,
+            by_address,
         } => {
-            // A bounce naming one recipient may be matched by Message-ID alone
-            // (the address was rewritten on the way); with several, only by address.
-            let by_id_ok = recipients.len() <= 1;
-            for (key, permanent) in recipients {
-                let ids: &[String] = if by_id_ok { message_ids } else { &[] };
-                match match_invitation(key.as_ref(), ids, inv, rcp, mid)? {
-                    Some((id, mut i)) => {
-                        if *permanent && !i.bounced {
-                            i.bounced = true;
+            if *by_address {
+                for (key, failure) in recipients {
+                    match match_invitation(key.as_ref(), &[], inv, rcp, mid)? {
+                        Some((id, mut i)) => {
+                            if mark_failed(&mut i, *failure, cnt)? {
+                                inv.insert(&id.to_be_bytes(), encode(&i))?;
+                                outcome.marked += 1;
+                            }
+                            last = Some(i);
+                        }
+                        None => outcome.unmatched += 1,
+                    }
+                }
+            } else {
+                // The Message-ID names the invitation; a named recipient
+                // that agrees with it gives the failure, else (the report
+                // names nobody, or an address the mail was forwarded to)
+                // the worst failure the report names.
+                let worst = recipients.iter().map(|(_, f)| *f).min_by_key(|f| match f {
+                    Failure::Permanent => 0,
+                    Failure::Expired => 1,
+                    Failure::Temporary => 2,
+                });
+                let mut done = Vec::new();
+                for m in message_ids {
+                    let Some((id, mut i)) =
+                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                    else {
+                        outcome.unmatched += 1;
+                        continue;
+                    };
+                    if done.contains(&id) {
+                        continue;
+                    }
+                    done.push(id);
+                    let named = recipients
+                        .iter()
+                        .find(|(k, _)| k.as_ref() == Some(&i.address_key))
+                        .map(|(_, f)| *f);
+                    if let Some(failure) = named.or(worst) {
+                        if mark_failed(&mut i, failure, cnt)? {
                             inv.insert(&id.to_be_bytes(), encode(&i))?;
-                            bump(cnt, &counter_key(&i.region, counter::BOUNCED), 1)?;
                             outcome.marked += 1;
                         }
-                        last = Some(i);
                     }
-                    None => outcome.unmatched += 1,
+                    last = Some(i);
                 }
-            }
-            if recipients.is_empty() && !message_ids.is_empty() {
-                outcome.unmatched += 1;
             }
         }
         Effect::OptOut { from, message_ids } => {
-            match match_invitation(Some(from), message_ids, inv, rcp, mid)? {
+            // Proven by the Message-ID it answers: that invitation, whatever
+            // the From says; else by an authenticated From: that address's.
+            let key = message_ids.is_empty().then_some(from);
+            match match_invitation(key, message_ids, inv, rcp, mid)? {
                 Some((id, mut i)) => {
                     if !i.opted_out {
                         i.opted_out = true;
@@ -983,6 +1047,30 @@ fn apply_effect(
                     last = Some(i);
                 }
                 None => outcome.unmatched += 1,
+            }
+        }
+        Effect::Complaint { message_ids } => {
+            let mut done = Vec::new();
+            for m in message_ids {
+                let Some((id, mut i)) =
+                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                else {
+                    continue;
+                };
+                if done.contains(&id) {
+                    continue;
+                }
+                done.push(id);
+                if !i.opted_out {
+                    i.opted_out = true;
+                    inv.insert(&id.to_be_bytes(), encode(&i))?;
+                    bump(cnt, &counter_key(&i.region, counter::COMPLAINED), 1)?;
+                    outcome.marked += 1;
+                }
+                last = Some(i);
+            }
+            if done.is_empty() {
+                outcome.unmatched += 1;
             }
         }
         Effect::Reply { from, message_ids } => {
@@ -998,6 +1086,22 @@ fn apply_effect(
         }
     }
     Ok((outcome, last))
+}
+
+/// Marks an invitation undelivered for a permanent or final failure, counted
+/// "bounced" or "expired"; whether it changed.
+fn mark_failed(i: &mut Invitation, failure: Failure, cnt: &TransactionalTree) -> TxResult<bool> {
+    let name = match failure {
+        Failure::Permanent => counter::BOUNCED,
+        Failure::Expired => counter::EXPIRED,
+        Failure::Temporary => return Ok(false),
+    };
+    if i.bounced {
+        return Ok(false);
+    }
+    i.bounced = true;
+    bump(cnt, &counter_key(&i.region, name), 1)?;
+    Ok(true)
 }
 
 fn outbox_item(id: u64, purpose: Purpose, o: &Outgoing) -> OutboxItem {
@@ -1125,6 +1229,134 @@ mod tests {
         assert!(
             matches!(invs[1].delivery, Delivery::Failed { ref reason, .. } if reason.contains("550"))
         );
+    }
+
+    fn effect(store: &Store, effect: Effect, seen: u8) -> EffectOutcome {
+        let u = IngestUnit {
+            seen_key: Some([seen; 32]),
+            effect: Some(effect),
+            ..Default::default()
+        };
+        match store.commit_ingest(&u, &|_: &CommitView| None).unwrap() {
+            Committed::Effect(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn counter_of(store: &Store, name: &str) -> u64 {
+        store
+            .counters()
+            .unwrap()
+            .iter()
+            .filter(|(_, k, _)| k == name)
+            .map(|x| x.2)
+            .sum()
+    }
+
+    #[test]
+    fn a_bounce_proven_by_message_id_marks_only_that_invitation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        store
+            .commit_ingest(
+                &unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk", "d@x.dk"], 1),
+                &|_: &CommitView| None,
+            )
+            .unwrap();
+        let k = |a: &str| Some(key.key_of(&parse(a).unwrap()));
+        // Names b@x.dk, but returns a@x.dk's Message-ID: only a@x.dk is
+        // marked (a name alone proves nothing; the Message-ID does).
+        let o = effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(k("b@x.dk"), Failure::Permanent)],
+                message_ids: vec!["canvass.a@x.dk".into()],
+                by_address: false,
+            },
+            2,
+        );
+        assert_eq!(o.marked, 1);
+        // Names nobody: the Message-ID's invitation, as expired.
+        effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(None, Failure::Expired)],
+                message_ids: vec!["canvass.c@x.dk".into()],
+                by_address: false,
+            },
+            3,
+        );
+        // Only delayed: nothing.
+        effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(k("d@x.dk"), Failure::Temporary)],
+                message_ids: vec!["canvass.d@x.dk".into()],
+                by_address: false,
+            },
+            4,
+        );
+        // The outbound server's own report: by the address it names.
+        effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(k("d@x.dk"), Failure::Permanent)],
+                message_ids: vec![],
+                by_address: true,
+            },
+            5,
+        );
+        let bounced: Vec<String> = store
+            .invitations()
+            .map(|i| i.unwrap())
+            .filter(|i| i.bounced)
+            .map(|i| i.address.unwrap().to_string())
+            .collect();
+        assert_eq!(bounced, ["a@x.dk", "c@x.dk", "d@x.dk"]);
+        assert_eq!(counter_of(&store, counter::BOUNCED), 2);
+        assert_eq!(counter_of(&store, counter::EXPIRED), 1);
+    }
+
+    #[test]
+    fn opt_outs_and_complaints_follow_their_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        store
+            .commit_ingest(
+                &unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1),
+                &|_: &CommitView| None,
+            )
+            .unwrap();
+        let k = |a: &str| key.key_of(&parse(a).unwrap());
+        // Answering a@x.dk's invitation with From: b@x.dk opts out a@x.dk.
+        effect(
+            &store,
+            Effect::OptOut {
+                from: k("b@x.dk"),
+                message_ids: vec!["canvass.a@x.dk".into()],
+            },
+            2,
+        );
+        // A complaint about c@x.dk's invitation.
+        let o = effect(
+            &store,
+            Effect::Complaint {
+                message_ids: vec!["canvass.c@x.dk".into()],
+            },
+            3,
+        );
+        assert_eq!(o.marked, 1);
+        let out: Vec<String> = store
+            .invitations()
+            .map(|i| i.unwrap())
+            .filter(|i| i.opted_out)
+            .map(|i| i.address.unwrap().to_string())
+            .collect();
+        assert_eq!(out, ["a@x.dk", "c@x.dk"]);
+        assert_eq!(counter_of(&store, counter::OPTED_OUT), 1);
+        assert_eq!(counter_of(&store, counter::COMPLAINED), 1);
     }
 
     #[test]

@@ -66,9 +66,7 @@ impl Store {
             if invitation.answered {
                 return Ok(SubmitOutcome::AlreadyAnswered);
             }
-            if invitation.opted_out {
-                return Ok(SubmitOutcome::OptedOut);
-            }
+            // An opt-out stops reminders; the person may still answer.
             invitation.answered = true;
             inv.insert(&id, encode(&invitation))?;
             let stored = StoredResponse {
