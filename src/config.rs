@@ -70,6 +70,10 @@ struct RawConfig {
     #[serde(default)]
     trust: RawTrust,
     secrets: RawSecrets,
+    #[serde(default)]
+    mailbox: RawMailbox,
+    #[serde(default)]
+    auth: RawAuth,
     store: RawStore,
     inbound: RawInbound,
     outbound: RawOutbound,
@@ -159,6 +163,13 @@ struct RawSending {
     min_retry_seconds: u32,
     #[serde(default = "default_retry_minutes")]
     max_retry_minutes: u32,
+    /// Sending limits; unset: the provider preset's (0: no limit).
+    #[serde(default)]
+    messages_per_minute: Option<u32>,
+    #[serde(default)]
+    messages_per_day: Option<u32>,
+    #[serde(default)]
+    recipients_per_day: Option<u32>,
 }
 
 impl Default for RawSending {
@@ -170,6 +181,9 @@ impl Default for RawSending {
             max_invitees_per_consultant_per_day: default_max_per_day(),
             min_retry_seconds: default_retry_seconds(),
             max_retry_minutes: default_retry_minutes(),
+            messages_per_minute: None,
+            messages_per_day: None,
+            recipients_per_day: None,
         }
     }
 }
@@ -222,6 +236,51 @@ struct RawSecrets {
     generate_hmac_key_if_missing: bool,
 }
 
+/// `[mailbox]`: whose mail service the survey mailbox lives at. Issue 12
+/// (sender trust) reads `provider` and `tenant_id` too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailbox {
+    #[serde(default)]
+    provider: crate::oauth::Provider,
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AuthMethod {
+    #[default]
+    Password,
+    Oauth2,
+}
+
+/// `[auth]`: how canvass logs in to IMAP and SMTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    method: AuthMethod,
+    #[serde(default)]
+    mechanism: Option<crate::oauth::Mechanism>,
+    #[serde(default)]
+    login: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    service_account_file: Option<PathBuf>,
+    #[serde(default)]
+    token_url: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
@@ -240,12 +299,15 @@ enum RawInbound {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawImap {
-    host: String,
+    #[serde(default)]
+    host: Option<String>,
     port: Option<u16>,
     #[serde(default)]
-    tls: TlsMode,
-    username: String,
-    password_file: PathBuf,
+    tls: Option<TlsMode>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
     #[serde(default = "default_mailbox")]
     mailbox: String,
     #[serde(default)]
@@ -301,20 +363,30 @@ enum RawOutbound {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
-    host: String,
+    #[serde(default)]
+    host: Option<String>,
     port: Option<u16>,
     #[serde(default)]
-    tls: TlsMode,
+    tls: Option<TlsMode>,
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
     password_file: Option<PathBuf>,
     #[serde(default)]
     ca_file: Option<PathBuf>,
-    #[serde(default = "default_pool")]
-    pool_size: u32,
+    #[serde(default)]
+    pool_size: Option<u32>,
     #[serde(default = "default_timeout")]
     timeout_seconds: u64,
+}
+
+/// A sending limit: as written (0: none), else the preset's.
+fn limit(written: Option<u32>, preset: Option<u32>) -> Option<u32> {
+    match written {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => preset,
+    }
 }
 
 fn default_pool() -> u32 {
@@ -468,6 +540,7 @@ pub struct Config {
     pub answers_until: NaiveDate,
     pub sending: Sending,
     pub trust: Trust,
+    pub mailbox: MailboxConfig,
     pub hmac_key_file: PathBuf,
     /// Demo convenience: create the key at start when it does not exist.
     pub generate_hmac_key_if_missing: bool,
@@ -515,6 +588,17 @@ pub struct Sending {
     pub max_invitees_per_consultant_per_day: u32,
     pub min_retry_seconds: u32,
     pub max_retry_minutes: u32,
+    /// What the provider enforces (preset, overridden by `[sending]`).
+    pub limits: crate::pacing::Limits,
+}
+
+/// `[mailbox]`: the provider of the survey mailbox (presets; sender trust
+/// may read it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxConfig {
+    pub provider: crate::oauth::Provider,
+    /// Microsoft 365 only: the Entra ID tenant (directory id or domain).
+    pub tenant_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -540,7 +624,10 @@ pub struct ImapConfig {
     pub port: u16,
     pub tls: TlsMode,
     pub username: String,
+    /// With OAuth 2.0 (`oauth` set) this is empty and never read.
     pub password_file: PathBuf,
+    /// Log in with a token (SASL) instead of the password.
+    pub oauth: Option<Box<crate::oauth::OAuthConfig>>,
     pub mailbox: String,
     pub move_to: Option<String>,
     /// Where the server keeps copies of mail canvass sent (swept by the
@@ -578,6 +665,8 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     pub pool_size: u32,
     pub timeout_seconds: u64,
+    /// Authenticate with a token (SASL) instead of a password.
+    pub oauth: Option<Box<crate::oauth::OAuthConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -727,12 +816,19 @@ impl Config {
         };
         match &self.inbound {
             Inbound::Imap(i) => {
-                readable("inbound.imap.password_file", &i.password_file);
+                if i.oauth.is_none() {
+                    readable("inbound.imap.password_file", &i.password_file);
+                }
                 if let Some(ca) = &i.ca_file {
                     readable("inbound.imap.ca_file", ca);
                 }
             }
             Inbound::Maildir(_) => {}
+        }
+        if let Some(o) = self.oauth() {
+            for (key, path) in o.secret_files() {
+                readable(key, path);
+            }
         }
         if let Outbound::Smtp(o) = &self.outbound {
             if let Some(p) = &o.password_file {
@@ -743,6 +839,16 @@ impl Config {
             }
         }
         errors
+    }
+
+    /// The OAuth 2.0 settings when `auth.method = "oauth2"` (IMAP and SMTP
+    /// share them).
+    pub fn oauth(&self) -> Option<&crate::oauth::OAuthConfig> {
+        match (&self.inbound, &self.outbound) {
+            (Inbound::Imap(i), _) if i.oauth.is_some() => i.oauth.as_deref(),
+            (_, Outbound::Smtp(o)) => o.oauth.as_deref(),
+            _ => None,
+        }
     }
 
     /// A short human summary, printed by `canvass check-config`.
@@ -774,6 +880,16 @@ impl Config {
             Outbound::Smtp(o) => format!("SMTP {}:{} ({:?})", o.host, o.port, o.tls),
             Outbound::File(p) => format!(".eml files in {}", p.display()),
         };
+        let _ = writeln!(s, "  provider        {}", self.mailbox.provider.name());
+        if let Some(o) = self.oauth() {
+            let _ = writeln!(
+                s,
+                "  login           OAuth 2.0 ({}) as {}, tokens from {}",
+                o.mechanism.name(),
+                o.login,
+                o.token_url
+            );
+        }
         let _ = writeln!(s, "  inbound         {inbound}");
         let _ = writeln!(s, "  outbound        {outbound}");
         let _ = writeln!(s, "  store           {}", self.store_path.display());
@@ -906,6 +1022,168 @@ impl Validator {
             None if tls == TlsMode::Implicit => implicit,
             None => plain,
         }
+    }
+
+    /// The host and TLS mode: as written, else the provider preset's.
+    fn host_and_tls(
+        &mut self,
+        section: &str,
+        host: Option<String>,
+        tls: Option<TlsMode>,
+        preset: Option<(&'static str, TlsMode)>,
+    ) -> (String, TlsMode) {
+        let host = match (host, preset) {
+            (Some(h), _) => h,
+            (None, Some((h, _))) => h.to_string(),
+            (None, None) => {
+                self.err(
+                    format!("{section}.host"),
+                    "is required (or set mailbox.provider = \"microsoft365\" or \"google\")",
+                );
+                String::new()
+            }
+        };
+        let tls = tls.or(preset.map(|(_, t)| t)).unwrap_or_default();
+        (host, tls)
+    }
+
+    /// `[auth]` with `method = "oauth2"`: the token request and the login.
+    fn oauth(
+        &mut self,
+        raw: &RawAuth,
+        provider: crate::oauth::Provider,
+        tenant_id: Option<&str>,
+        survey_address: &str,
+    ) -> Option<crate::oauth::OAuthConfig> {
+        use crate::oauth::{request, Credential, OAuthConfig, Provider};
+        if raw.method == AuthMethod::Password {
+            let set = [
+                ("auth.mechanism", raw.mechanism.is_some()),
+                ("auth.login", raw.login.is_some()),
+                ("auth.client_id", raw.client_id.is_some()),
+                ("auth.client_secret_file", raw.client_secret_file.is_some()),
+                ("auth.certificate_file", raw.certificate_file.is_some()),
+                ("auth.private_key_file", raw.private_key_file.is_some()),
+                (
+                    "auth.service_account_file",
+                    raw.service_account_file.is_some(),
+                ),
+                ("auth.token_url", raw.token_url.is_some()),
+                ("auth.scope", raw.scope.is_some()),
+            ];
+            for (key, _) in set.iter().filter(|(_, on)| *on) {
+                self.err(*key, "is only used with auth.method = \"oauth2\"");
+            }
+            return None;
+        }
+        let preset = provider.preset();
+        let login = raw
+            .login
+            .clone()
+            .unwrap_or_else(|| survey_address.trim().to_string());
+        if login.is_empty() || login.contains(['\r', '\n', '\x01', ',']) {
+            self.err("auth.login", format!("{login:?} cannot be a login name"));
+        }
+        let token_url = match (&raw.token_url, provider) {
+            (Some(u), _) => u.trim().to_string(),
+            (None, Provider::Microsoft365) => match tenant_id {
+                Some(t) => request::microsoft_token_url(t),
+                None => {
+                    self.err(
+                        "mailbox.tenant_id",
+                        "is required for microsoft365 with OAuth 2.0: the Directory (tenant) ID on the app registration's Overview page",
+                    );
+                    String::new()
+                }
+            },
+            (None, Provider::Google) => request::GOOGLE_TOKEN_URL.to_string(),
+            (None, Provider::Generic) => {
+                self.err("auth.token_url", "is required with provider = \"generic\"");
+                String::new()
+            }
+        };
+        if !token_url.is_empty() {
+            let host = token_url
+                .strip_prefix("http://")
+                .map(|rest| rest.split(['/', '?']).next().unwrap_or(""))
+                .map(|hp| match hp.rsplit_once(':') {
+                    Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+                    _ => hp,
+                });
+            let ok = token_url.starts_with("https://") || host.is_some_and(is_loopback_host);
+            if !ok {
+                self.err(
+                    "auth.token_url",
+                    format!(
+                        "{token_url:?} must start with https:// (http:// only to a loopback host)"
+                    ),
+                );
+            }
+        }
+        let scope = raw
+            .scope
+            .clone()
+            .or(preset.scope.map(str::to_string))
+            .unwrap_or_default();
+        let client_id = raw.client_id.clone().filter(|c| !c.trim().is_empty());
+        let need_client_id = |v: &mut Validator| {
+            if client_id.is_none() {
+                v.err(
+                    "auth.client_id",
+                    "is required: the application (client) id of the registered app",
+                );
+            }
+            client_id.clone().unwrap_or_default()
+        };
+        let credential = match (
+            &raw.service_account_file,
+            &raw.certificate_file,
+            &raw.private_key_file,
+            &raw.client_secret_file,
+        ) {
+            (Some(f), None, None, None) => Some(Credential::ServiceAccount {
+                key_file: self.secret_path(f),
+            }),
+            (None, Some(c), Some(k), None) => Some(Credential::Certificate {
+                client_id: need_client_id(self),
+                certificate_file: self.secret_path(c),
+                private_key_file: self.secret_path(k),
+            }),
+            (None, None, None, Some(f)) => Some(Credential::ClientSecret {
+                client_id: need_client_id(self),
+                secret_file: self.secret_path(f),
+            }),
+            (None, Some(_), None, None) | (None, None, Some(_), None) => {
+                self.err(
+                    "auth.private_key_file",
+                    "certificate_file and private_key_file go together",
+                );
+                None
+            }
+            _ => {
+                self.err(
+                    "auth",
+                    "set exactly one credential: client_secret_file, certificate_file + private_key_file (microsoft365), or service_account_file (google)",
+                );
+                None
+            }
+        };
+        if provider == Provider::Google
+            && !matches!(credential, Some(Credential::ServiceAccount { .. }) | None)
+        {
+            self.err(
+                "auth.service_account_file",
+                "Google Workspace needs a service-account key file with domain-wide delegation",
+            );
+        }
+        Some(OAuthConfig {
+            provider,
+            mechanism: raw.mechanism.unwrap_or(preset.mechanism),
+            login,
+            token_url,
+            scope,
+            credential: credential?,
+        })
     }
 
     fn plaintext_only_loopback(&mut self, key: &str, host: &str, tls: TlsMode) {
@@ -1041,20 +1319,95 @@ impl Validator {
             None => store_path.with_extension("sock"),
         };
 
+        let provider = raw.mailbox.provider;
+        let preset = provider.preset();
+        let tenant_id = raw
+            .mailbox
+            .tenant_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if tenant_id.is_some() && provider != crate::oauth::Provider::Microsoft365 {
+            self.err(
+                "mailbox.tenant_id",
+                "is only used with provider = \"microsoft365\"",
+            );
+        }
+        let oauth = self
+            .oauth(
+                &raw.auth,
+                provider,
+                tenant_id.as_deref(),
+                &raw.survey.address,
+            )
+            .map(Box::new);
+        let limits = crate::pacing::Limits {
+            max_connections: preset.limits.max_connections,
+            messages_per_minute: limit(
+                raw.sending.messages_per_minute,
+                preset.limits.messages_per_minute,
+            ),
+            messages_per_day: limit(raw.sending.messages_per_day, preset.limits.messages_per_day),
+            recipients_per_day: limit(
+                raw.sending.recipients_per_day,
+                preset.limits.recipients_per_day,
+            ),
+        };
+        let password_auth = raw.auth.method == AuthMethod::Password;
+
         let inbound = match raw.inbound {
             RawInbound::Imap(i) => {
-                let port = self.port("inbound.imap.port", i.port, i.tls, 143, 993);
-                self.plaintext_only_loopback("inbound.imap.tls", &i.host, i.tls);
-                if i.username.is_empty() {
+                let (host, tls) = self.host_and_tls(
+                    "inbound.imap",
+                    i.host,
+                    i.tls,
+                    preset.imap.map(|(h, _, t)| (h, t)),
+                );
+                let port = self.port("inbound.imap.port", i.port, tls, 143, 993);
+                self.plaintext_only_loopback("inbound.imap.tls", &host, tls);
+                let username = match (i.username, &oauth) {
+                    (Some(u), _) => u,
+                    (None, Some(o)) => o.login.clone(),
+                    (None, None) => {
+                        if password_auth {
+                            self.err(
+                                "inbound.imap.username",
+                                "is required with auth.method = \"password\"",
+                            );
+                        }
+                        String::new()
+                    }
+                };
+                if username.is_empty() && i.password_file.is_some() {
                     self.err("inbound.imap.username", "is empty");
                 }
+                let password_file = match (&i.password_file, password_auth) {
+                    (Some(p), true) => self.secret_path(p),
+                    (None, true) => {
+                        self.err(
+                            "inbound.imap.password_file",
+                            "is required with auth.method = \"password\" (or set auth.method = \"oauth2\")",
+                        );
+                        PathBuf::new()
+                    }
+                    (Some(_), false) => {
+                        self.err(
+                            "inbound.imap.password_file",
+                            "is not used with auth.method = \"oauth2\": remove it",
+                        );
+                        PathBuf::new()
+                    }
+                    (None, false) => PathBuf::new(),
+                };
                 Some(Inbound::Imap(ImapConfig {
                     port,
-                    tls: i.tls,
-                    password_file: self.secret_path(&i.password_file),
+                    tls,
+                    password_file,
+                    oauth: oauth.clone(),
                     ca_file: i.ca_file.as_deref().map(|p| self.path(p)),
-                    host: i.host,
-                    username: i.username,
+                    host,
+                    username,
                     mailbox: i.mailbox,
                     move_to: i.move_to,
                     sent_folder: i.sent_folder,
@@ -1072,26 +1425,69 @@ impl Validator {
 
         let outbound = match raw.outbound {
             RawOutbound::Smtp(o) => {
-                let port = self.port("outbound.smtp.port", o.port, o.tls, 25, 465);
-                self.plaintext_only_loopback("outbound.smtp.tls", &o.host, o.tls);
-                if o.username.is_some() != o.password_file.is_some() {
-                    self.err(
-                        "outbound.smtp.password_file",
-                        "username and password_file go together: set both or neither",
-                    );
-                }
-                if o.pool_size == 0 {
+                let (host, tls) = self.host_and_tls(
+                    "outbound.smtp",
+                    o.host,
+                    o.tls,
+                    preset.smtp.map(|(h, _, t)| (h, t)),
+                );
+                let port = self.port("outbound.smtp.port", o.port, tls, 25, 465);
+                let port = match (o.port, preset.smtp) {
+                    (None, Some((_, p, t))) if t == tls => p,
+                    _ => port,
+                };
+                self.plaintext_only_loopback("outbound.smtp.tls", &host, tls);
+                let username = if oauth.is_some() {
+                    if o.password_file.is_some() {
+                        self.err(
+                            "outbound.smtp.password_file",
+                            "is not used with auth.method = \"oauth2\": remove it",
+                        );
+                    }
+                    o.username
+                        .clone()
+                        .or_else(|| oauth.as_ref().map(|a| a.login.clone()))
+                } else {
+                    if o.username.is_some() != o.password_file.is_some() {
+                        self.err(
+                            "outbound.smtp.password_file",
+                            "username and password_file go together: set both or neither",
+                        );
+                    }
+                    o.username.clone()
+                };
+                let max = preset.limits.max_connections;
+                let pool_size = o
+                    .pool_size
+                    .unwrap_or_else(|| max.map_or(default_pool(), |m| m.min(default_pool())));
+                if pool_size == 0 {
                     self.err("outbound.smtp.pool_size", "must be at least 1");
+                }
+                if let Some(m) = max {
+                    if pool_size > m {
+                        self.err(
+                            "outbound.smtp.pool_size",
+                            format!(
+                                "{pool_size} is above the {m} simultaneous SMTP connections {} allows per mailbox: set {m} or less",
+                                provider.name()
+                            ),
+                        );
+                    }
                 }
                 Some(Outbound::Smtp(SmtpConfig {
                     port,
-                    tls: o.tls,
-                    password_file: o.password_file.as_deref().map(|p| self.secret_path(p)),
+                    tls,
+                    password_file: if oauth.is_some() {
+                        None
+                    } else {
+                        o.password_file.as_deref().map(|p| self.secret_path(p))
+                    },
                     ca_file: o.ca_file.as_deref().map(|p| self.path(p)),
-                    host: o.host,
-                    username: o.username,
-                    pool_size: o.pool_size,
+                    host,
+                    username,
+                    pool_size,
                     timeout_seconds: o.timeout_seconds.max(1),
+                    oauth: oauth.clone(),
                 }))
             }
             RawOutbound::File(f) => Some(Outbound::File(self.path(&f.path))),
@@ -1315,6 +1711,11 @@ impl Validator {
                     .max_invitees_per_consultant_per_day,
                 min_retry_seconds: raw.sending.min_retry_seconds.max(1),
                 max_retry_minutes: raw.sending.max_retry_minutes,
+                limits,
+            },
+            mailbox: MailboxConfig {
+                provider,
+                tenant_id,
             },
             trust: Trust {
                 authserv_id: raw.trust.authserv_id.map(|s| s.trim().to_lowercase()),

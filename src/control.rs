@@ -80,11 +80,20 @@ impl Answer {
 pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
     match req {
         Request::Status => match current_status(pipeline) {
-            Ok(s) => Answer {
-                ok: true,
-                text: status::render_text(&s),
-                json: serde_json::to_value(&s).unwrap_or_default(),
-            },
+            Ok(s) => {
+                let mut text = status::render_text(&s);
+                let mut json = serde_json::to_value(&s).unwrap_or_default();
+                // OAuth 2.0: whether the daemon can log in (token, last error).
+                if let Some((line, login)) = crate::oauth::cache::login_status() {
+                    text.push_str(&line);
+                    json["login"] = login;
+                }
+                Answer {
+                    ok: true,
+                    text,
+                    json,
+                }
+            }
             Err(e) => Answer::error(format!("cannot read the store: {e}")),
         },
         Request::Invite { addresses, region } => {

@@ -96,6 +96,7 @@ pub async fn start(
             min_retry_seconds: cfg.sending.min_retry_seconds,
             max_retry_minutes: cfg.sending.max_retry_minutes,
             hours: cfg.sending.hours.clone(),
+            limits: cfg.sending.limits,
         },
     };
     tasks.spawn(health.track("outbox", outbox.run(shutdown.clone())));

@@ -48,6 +48,9 @@
 //! - [`scheduler`]: the loop running the digest, the final digest, reminders, the retention purge and the mailbox sweep.
 //! - [`shutdown`]: the shutdown signal every loop listens to.
 //! - [`tls`]: the TLS client set-up IMAP and SMTP share.
+//! - [`oauth`]: OAuth 2.0 tokens for IMAP and SMTP (Microsoft 365, Google, generic), SASL XOAUTH2/OAUTHBEARER.
+//! - [`pacing`]: the provider's sending limits (per minute, per day) and throttling replies (pure).
+//! - [`checkmail`]: `canvass check-mail`: token, IMAP, folders, SMTP AUTH and MAIL FROM, one line per check.
 
 pub mod address;
 pub mod answer;
@@ -55,6 +58,7 @@ pub mod apply;
 pub mod backoff;
 pub mod bounce;
 pub mod chart;
+pub mod checkmail;
 pub mod classify;
 pub mod compose;
 pub mod config;
@@ -68,7 +72,9 @@ pub mod form;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod oauth;
 pub mod outbox;
+pub mod pacing;
 pub mod pipeline;
 pub mod preview;
 pub mod report;

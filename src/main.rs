@@ -41,6 +41,10 @@ enum Command {
     },
     /// Validate the configuration; exit code 2 on errors.
     CheckConfig,
+    /// Check the mail set-up with the configured credentials: token, IMAP
+    /// login, capabilities and folders, SMTP AUTH and MAIL FROM (nothing is
+    /// sent). One line per check; exit status 1 when any fails.
+    CheckMail,
     /// Invite contacts by hand (the phone-contact case).
     Invite {
         /// One or more addresses.
@@ -203,6 +207,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::CheckMail => {
+            let cfg = load_config(&cli.config)?;
+            let checks = runtime()?.block_on(canvass::checkmail::run(&cfg));
+            print!("{}", canvass::checkmail::render(&checks));
+            Ok(if checks.iter().all(|c| c.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Keygen { out } => {
             canvass::address::generate_key_file(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;

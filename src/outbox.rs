@@ -13,6 +13,15 @@
 //! message in flight), none is lost. The "sent" log line and metric follow
 //! the flush.
 //!
+//! Sending limits: the loop starts a message only when the
+//! [`Pacer`](crate::pacing::Pacer) allows it (the provider preset's messages
+//! a minute and a day, recipients a day, each overridable in `[sending]`);
+//! what it holds back stays due in the store, untouched, and goes when the
+//! window slides. A throttling reply (421, 432 4.3.2, 4.7.x rate limits)
+//! pauses all sending, longer while it repeats, and the message is retried:
+//! never failed, never a bounce. Messages not yet started when the pause
+//! began are left due, not counted as attempts.
+//!
 //! Invitations are queued without their body (`compose::deferred_invitation`):
 //! the loop renders each from its invitation (address, token nonce, the
 //! Message-ID it was queued with) just before sending it.
@@ -24,6 +33,7 @@ use chrono::Utc;
 use futures::StreamExt;
 
 use crate::backoff::Outage;
+use crate::pacing::{Limits, Pacer};
 use crate::pipeline::{Pipeline, Ready};
 use crate::shutdown::Shutdown;
 use crate::store::{OutboxItem, Purpose};
@@ -47,6 +57,8 @@ pub struct Settings {
     pub min_retry_seconds: u32,
     pub max_retry_minutes: u32,
     pub hours: Option<SendingHours>,
+    /// The provider's sending limits (`[sending]`, preset).
+    pub limits: Limits,
 }
 
 pub struct Outbox {
@@ -61,9 +73,10 @@ impl Outbox {
     /// Runs until shutdown. The batch in hand is always finished.
     pub async fn run(self, shutdown: Shutdown) {
         let mut outage = Outage::new("smtp");
+        let pacer = std::sync::Mutex::new(Pacer::new(self.settings.limits));
         let wake = self.pipeline.outbox_wake();
         while !shutdown.is_triggered() {
-            let next = match self.work(&mut outage).await {
+            let next = match self.work(&mut outage, &pacer).await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox: cannot read the store; retrying");
@@ -90,7 +103,9 @@ impl Outbox {
     pub async fn work(
         &self,
         outage: &mut Outage,
+        pacer: &std::sync::Mutex<Pacer>,
     ) -> Result<Option<Duration>, crate::store::StoreError> {
+        let lock_pacer = || pacer.lock().unwrap_or_else(|p| p.into_inner());
         let now = Utc::now();
         let (due, next) = self.pipeline.store.outbox_due(now, BATCH)?;
         self.pipeline
@@ -101,6 +116,7 @@ impl Outbox {
         }
         // A reminder whose invitee answered, opted out or bounced meanwhile is dropped.
         let mut sendable = Vec::with_capacity(due.len());
+        let mut paced_until = None;
         for item in due {
             if let Purpose::Reminder { invitation_id } = item.purpose {
                 let still_due = self
@@ -115,8 +131,23 @@ impl Outbox {
                     continue;
                 }
             }
+            // The provider's limits: what may not start now stays due.
+            let recipients = item.to.len().max(1) as u32;
+            if let Err(until) = lock_pacer().check(Utc::now(), recipients) {
+                paced_until = Some(until);
+                break;
+            }
             if let Some(item) = self.render_deferred(item, outage)? {
+                lock_pacer().record(Utc::now(), recipients);
                 sendable.push(item);
+            }
+        }
+        if sendable.is_empty() {
+            if let Some(until) = paced_until {
+                tracing::debug!(until = %until, "outbox: holding mail back to keep to the sending limits");
+                return Ok(Some(
+                    (until - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                ));
             }
         }
         // Only what is durable goes out: after a failed flush (disk full) a
@@ -128,8 +159,12 @@ impl Outbox {
         let concurrency = self.settings.concurrency.max(1);
         let mut sends = futures::stream::iter(sendable)
             .map(|item| async move {
+                // Paused by a throttling reply meanwhile: leave it due.
+                if lock_pacer().paused(Utc::now()) {
+                    return (item, None);
+                }
                 let r = transport.send(&item.from, &item.to, &item.raw).await;
-                (item, r)
+                (item, Some(r))
             })
             .buffer_unordered(concurrency);
         // Group commit of the "sent" marks: the messages accepted while the
@@ -161,7 +196,16 @@ impl Outbox {
             tokio::select! {
                 next = sends.next(), if may_send => match next {
                     None => sends_done = true,
-                    Some((item, result)) => {
+                    Some((_, None)) => {}
+                    Some((item, Some(result))) => {
+                        match &result {
+                            Ok(()) => lock_pacer().accepted(),
+                            Err(e) if e.is_throttled() => {
+                                let until = lock_pacer().throttled(Utc::now());
+                                tracing::warn!(reply = %e.message, until = %until, "the SMTP server asks canvass to slow down; sending paused, the message will be retried");
+                            }
+                            Err(_) => {}
+                        }
                         if let Some(sent) = self.record(item, result, outage)? {
                             unflushed.push(sent);
                         }

@@ -273,14 +273,25 @@ fn shipped_configs_are_valid() {
         std::fs::copy(root.join("config").join(survey), dir.path().join(survey)).unwrap();
     }
     canvass::address::generate_key_file(&dir.path().join("hmac.key")).unwrap();
-    std::fs::write(dir.path().join("imap-password"), "x").unwrap();
-    std::fs::write(dir.path().join("smtp-password"), "x").unwrap();
+    // Microsoft 365 with a certificate, as shipped (docs/microsoft365.md).
+    std::fs::write(dir.path().join("entra-certificate.pem"), "x").unwrap();
+    std::fs::write(dir.path().join("entra-private-key.pem"), "x").unwrap();
     let out = canvass(&[
         "check-config",
         "--config",
         dir.path().join("canvass.toml").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("provider        microsoft365"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("IMAP undersoegelse@siri.dk@outlook.office365.com:993"),
+        "{}",
+        stdout(&out)
+    );
     for region in [
         "Hovedstaden",
         "Sjælland",

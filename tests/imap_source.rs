@@ -53,6 +53,7 @@ fn config_with_password(s: &Setup, tls: TlsMode, password: &str) -> ImapConfig {
         tls,
         username: USER.into(),
         password_file,
+        oauth: None,
         mailbox: "INBOX".into(),
         move_to: None,
         sent_folder: None,

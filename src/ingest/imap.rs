@@ -12,7 +12,19 @@
 //! handed a placeholder and the socket wrapper swaps in the real password as
 //! the `LOGIN` line is written (async-imap traces every command it encodes).
 //! A refused login is [`SourceError::Auth`] and names the password file, never
-//! the password. The TCP connect gives up after 10 s, and every read or write
+//! the password.
+//!
+//! **OAuth 2.0.** With `auth.method = "oauth2"` the session logs in with
+//! `AUTHENTICATE XOAUTH2` or `OAUTHBEARER` (RFC 7628): the token comes from
+//! the process's one token cache (`oauth::TokenSource`, shared with SMTP) and
+//! goes in reply to the server's `+`, never on the command line (tokens run
+//! past 2 KB). async-imap is handed a placeholder and the socket wrapper
+//! swaps in the real response, as for the password. A refused token is
+//! answered with an empty line (the error challenge), reported with the
+//! server's words, and dropped from the cache so the next connection asks
+//! for a new one; a session ended for an expired token (`* BYE ...
+//! AccessTokenExpired`) is an ordinary lost connection: the ingest loop
+//! reconnects with a fresh token and resumes from the stored mark. The TCP connect gives up after 10 s, and every read or write
 //! that makes no progress for 60 s fails (except while idling).
 //!
 //! **Reading.** The mailbox is `SELECT`ed and its UIDVALIDITY kept. The store
@@ -75,6 +87,7 @@ pub use purge::{sweep_mailbox, FolderSweep, MailboxReport};
 
 use super::{Incoming, MailSource, SourceError};
 use crate::config::{is_loopback_host, read_secret, ImapConfig, TlsMode};
+use crate::oauth::{sasl, AccessToken, TokenSource};
 use crate::shutdown::Shutdown;
 use crate::store::{IngestMark, Store};
 
@@ -97,9 +110,52 @@ const SWEEP_CHUNK: usize = 500;
 
 /// What async-imap is given as the password; [`Conn`] writes the real one.
 const PASSWORD_PLACEHOLDER: &str = "canvassPasswordPlaceholder7Qx2";
+/// What async-imap is given as the SASL response (it base64-encodes and
+/// traces it); [`Conn`] writes the real one.
+const TOKEN_PLACEHOLDER: &[u8] = b"canvassTokenPlaceholder9Rw4";
+
+/// What the session logs in with.
+enum Secret {
+    Password(String),
+    Token(AccessToken),
+}
+
+/// Answers AUTHENTICATE's continuations: first the (placeholder) initial
+/// response, then an empty line to an error challenge, which it keeps.
+#[derive(Default)]
+struct SaslAuth {
+    sent: std::sync::atomic::AtomicBool,
+    error_challenge: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl SaslAuth {
+    fn error_challenge(&self) -> Option<Vec<u8>> {
+        self.error_challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl async_imap::Authenticator for &SaslAuth {
+    type Response = Vec<u8>;
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
+        use std::sync::atomic::Ordering;
+        if !self.sent.swap(true, Ordering::SeqCst) {
+            return TOKEN_PLACEHOLDER.to_vec();
+        }
+        *self
+            .error_challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(challenge.to_vec());
+        Vec::new()
+    }
+}
 
 pub struct ImapSource {
     cfg: ImapConfig,
+    /// The token cache, with `auth.method = "oauth2"` (or why it failed).
+    tokens: Option<Result<std::sync::Arc<TokenSource>, String>>,
     link: Option<Link>,
     /// More messages above the mark were waiting than the last fetch returned.
     more_waiting: bool,
@@ -111,6 +167,20 @@ pub struct ImapSource {
     told_move_to_self: bool,
     /// Polling interval without IDLE.
     poll: Duration,
+    /// The server ended the session for an expired token.
+    token_expired: bool,
+}
+
+/// What `check-mail` learns from the IMAP server.
+#[derive(Debug, Clone)]
+pub struct ImapCheck {
+    /// As the server names them (`IDLE`, `AUTH=XOAUTH2`, ...).
+    pub capabilities: Vec<String>,
+    /// Every folder, as the server names them (modified UTF-7).
+    pub folders: Vec<String>,
+    pub mailbox_exists: bool,
+    /// `None` when `move_to` is not set.
+    pub move_to_exists: Option<bool>,
 }
 
 /// A logged-in session with the mailbox selected.
@@ -144,12 +214,17 @@ impl ImapSource {
     pub fn new(cfg: &ImapConfig) -> ImapSource {
         ImapSource {
             cfg: cfg.clone(),
+            tokens: cfg
+                .oauth
+                .as_ref()
+                .map(|o| TokenSource::shared(o).map_err(|e| e.to_string())),
             link: None,
             more_waiting: false,
             move_folder_ready: false,
             told_no_move: false,
             told_move_to_self: false,
             poll: POLL_INTERVAL,
+            token_expired: false,
         }
     }
 
@@ -196,6 +271,16 @@ impl ImapSource {
     /// Turns a failed command into an error and drops the session.
     fn failed(&mut self, doing: &str, e: CmdError) -> SourceError {
         self.link = None;
+        // Exchange ends a session whose token expired with
+        // `* BYE Session invalidated - AccessTokenExpired`: the next
+        // connection must not offer the same token, whatever our clock says.
+        let text = match &e {
+            CmdError::Io(e) => e.to_string(),
+            CmdError::Refused(t) => t.clone(),
+        };
+        if text.contains("AccessTokenExpired") {
+            self.token_expired = true;
+        }
         match e {
             CmdError::Io(e) => self.io_err(doing, e),
             CmdError::Refused(text) => self.protocol(format!("{doing}: the server said {text}")),
@@ -204,6 +289,11 @@ impl ImapSource {
 
     /// Opens a session: TCP, TLS, greeting, login, capabilities, SELECT.
     async fn open(&self) -> Result<Link, SourceError> {
+        self.open_and(true).await
+    }
+
+    /// Opens a session; `select`: also SELECT the configured mailbox.
+    async fn open_and(&self, select: bool) -> Result<Link, SourceError> {
         let cfg = &self.cfg;
         if cfg.tls == TlsMode::None && !is_loopback_host(&cfg.host) {
             return Err(self.connect_err(
@@ -211,6 +301,46 @@ impl ImapSource {
                  set inbound.imap.tls to \"implicit\" or \"starttls\"",
             ));
         }
+        let secret = match &self.tokens {
+            Some(Err(e)) => {
+                return Err(SourceError::Token {
+                    what: self.name(),
+                    detail: e.clone(),
+                })
+            }
+            Some(Ok(tokens)) => {
+                Secret::Token(tokens.token().await.map_err(|e| SourceError::Token {
+                    what: self.name(),
+                    detail: e.to_string(),
+                })?)
+            }
+            None => Secret::Password(self.password()?),
+        };
+        let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
+        let tcp =
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, cfg.port))).await
+            {
+                Err(_) => {
+                    return Err(self
+                        .connect_err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))
+                }
+                Ok(Err(e)) => return Err(self.connect_err(e.to_string())),
+                Ok(Ok(tcp)) => tcp,
+            };
+        // IDLE notifications are small: do not let Nagle hold our DONE back.
+        let _ = tcp.set_nodelay(true);
+        match tokio::time::timeout(SETUP_TIMEOUT, self.setup(tcp, host, &secret, select)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.connect_err(format!(
+                "the server did not complete the greeting, TLS and login within {} s",
+                SETUP_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The password, read at every connect.
+    fn password(&self) -> Result<String, SourceError> {
+        let cfg = &self.cfg;
         let password = read_secret(&cfg.password_file).map_err(|e| {
             self.io_err(
                 &format!(
@@ -231,29 +361,16 @@ impl ImapSource {
                 ),
             });
         }
-        let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
-        let tcp =
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, cfg.port))).await
-            {
-                Err(_) => {
-                    return Err(self
-                        .connect_err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))
-                }
-                Ok(Err(e)) => return Err(self.connect_err(e.to_string())),
-                Ok(Ok(tcp)) => tcp,
-            };
-        // IDLE notifications are small: do not let Nagle hold our DONE back.
-        let _ = tcp.set_nodelay(true);
-        match tokio::time::timeout(SETUP_TIMEOUT, self.setup(tcp, host, &password)).await {
-            Ok(r) => r,
-            Err(_) => Err(self.connect_err(format!(
-                "the server did not complete the greeting, TLS and login within {} s",
-                SETUP_TIMEOUT.as_secs()
-            ))),
-        }
+        Ok(password)
     }
 
-    async fn setup(&self, tcp: TcpStream, host: &str, password: &str) -> Result<Link, SourceError> {
+    async fn setup(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        secret: &Secret,
+        select: bool,
+    ) -> Result<Link, SourceError> {
         let cfg = &self.cfg;
         let mut client = match cfg.tls {
             TlsMode::Implicit => {
@@ -290,15 +407,20 @@ impl ImapSource {
             }
         };
 
-        client
-            .get_mut()
-            .arm_password(PASSWORD_PLACEHOLDER, &quote_inner(password));
-        let login = client
-            .login_with_capabilities(&cfg.username, PASSWORD_PLACEHOLDER)
-            .await;
-        let (mut session, caps) = match login {
-            Ok(ok) => ok,
-            Err((e, _client)) => return Err(self.login_error(e)),
+        let (mut session, caps) = match secret {
+            Secret::Password(password) => {
+                client
+                    .get_mut()
+                    .arm_password(PASSWORD_PLACEHOLDER, &quote_inner(password));
+                let login = client
+                    .login_with_capabilities(&cfg.username, PASSWORD_PLACEHOLDER)
+                    .await;
+                match login {
+                    Ok(ok) => ok,
+                    Err((e, _client)) => return Err(self.login_error(e)),
+                }
+            }
+            Secret::Token(token) => (self.authenticate(client, host, token).await?, None),
         };
         session.get_mut().disarm_password();
         let (idle, can_move, uidplus) = match caps {
@@ -320,6 +442,9 @@ impl ImapSource {
             new_mail: false,
             swept: false,
         };
+        if !select {
+            return Ok(link);
+        }
         let select = format!("SELECT {}", mailbox_arg(&cfg.mailbox));
         let reply = link
             .exec(&select)
@@ -347,6 +472,105 @@ impl ImapSource {
             "IMAP session ready"
         );
         Ok(link)
+    }
+
+    /// `AUTHENTICATE XOAUTH2|OAUTHBEARER` with the token after the `+`.
+    async fn authenticate(
+        &self,
+        mut client: Client<Conn>,
+        host: &str,
+        token: &AccessToken,
+    ) -> Result<Session<Conn>, SourceError> {
+        use base64::Engine;
+        let cfg = &self.cfg;
+        let Some(o) = &cfg.oauth else {
+            return Err(self.protocol("no OAuth 2.0 settings"));
+        };
+        let response = sasl::initial_response(o.mechanism, &cfg.username, host, cfg.port, token);
+        let placeholder = base64::engine::general_purpose::STANDARD.encode(TOKEN_PLACEHOLDER);
+        client
+            .get_mut()
+            .arm_password(&placeholder, &response.base64());
+        let auth = SaslAuth::default();
+        match client.authenticate(o.mechanism.name(), &auth).await {
+            Ok(session) => Ok(session),
+            Err((e, _client)) => {
+                if let Some(Ok(tokens)) = &self.tokens {
+                    tokens.rejected(token).await;
+                }
+                Err(self.token_login_error(e, auth.error_challenge()))
+            }
+        }
+    }
+
+    fn token_login_error(
+        &self,
+        e: async_imap::error::Error,
+        challenge: Option<Vec<u8>>,
+    ) -> SourceError {
+        use async_imap::error::Error;
+        let mechanism = self.cfg.oauth.as_ref().map_or("", |o| o.mechanism.name());
+        match e {
+            Error::No(s) | Error::Bad(s) => {
+                let text = server_text(&s);
+                if text.contains("[UNAVAILABLE]") {
+                    return self.connect_err(format!("login temporarily impossible: {text}"));
+                }
+                let why = challenge
+                    .map(|c| format!("; {}", sasl::error_challenge_text(&c)))
+                    .unwrap_or_default();
+                SourceError::Token {
+                    what: self.name(),
+                    detail: format!(
+                        "the server refused AUTHENTICATE {mechanism} for {}: {text}{why}",
+                        self.cfg.username
+                    ),
+                }
+            }
+            e => self.imap_err(&format!("AUTHENTICATE {mechanism}"), e),
+        }
+    }
+
+    /// `canvass check-mail`: logs in (token or password), reads the
+    /// capabilities and the folder list, and logs out. Changes nothing.
+    pub async fn check(&self) -> Result<ImapCheck, SourceError> {
+        use futures::TryStreamExt;
+        let link = self.open_and(false).await?;
+        let mut session = link.session;
+        let caps = session
+            .capabilities()
+            .await
+            .map_err(|e| self.imap_err("CAPABILITY", e))?;
+        let capabilities = caps
+            .iter()
+            .map(|c| match c {
+                async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+                async_imap::types::Capability::Auth(a) => format!("AUTH={a}"),
+                async_imap::types::Capability::Atom(a) => a.to_string(),
+            })
+            .collect();
+        let names: Vec<async_imap::types::Name> = session
+            .list(Some(""), Some("*"))
+            .await
+            .map_err(|e| self.imap_err("LIST", e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.imap_err("LIST", e))?;
+        let folders: Vec<String> = names.iter().map(|n| n.name().to_string()).collect();
+        let exists = |want: &str| {
+            let wire = mutf7(want);
+            folders
+                .iter()
+                .any(|f| f == &wire || same_mailbox(f, "INBOX") && same_mailbox(want, "INBOX"))
+        };
+        let check = ImapCheck {
+            mailbox_exists: exists(&self.cfg.mailbox),
+            move_to_exists: self.cfg.move_to.as_deref().map(exists),
+            capabilities,
+            folders,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
+        Ok(check)
     }
 
     fn cmd_error(&self, doing: &str, e: CmdError) -> SourceError {
@@ -811,6 +1035,11 @@ impl MailSource for ImapSource {
     async fn connect(&mut self) -> Result<(), SourceError> {
         self.link = None;
         self.more_waiting = false;
+        if std::mem::take(&mut self.token_expired) {
+            if let Some(Ok(tokens)) = &self.tokens {
+                tokens.expire().await;
+            }
+        }
         let link = self.open().await?;
         self.link = Some(link);
         Ok(())
@@ -1861,6 +2090,7 @@ mod tests {
             tls: TlsMode::None,
             username: "survey@example.org".into(),
             password_file,
+            oauth: None,
             mailbox: "INBOX".into(),
             move_to: None,
             sent_folder: None,

@@ -56,6 +56,9 @@ pub enum SourceError {
     },
     #[error("{what}: {detail}")]
     Protocol { what: String, detail: String },
+    /// No OAuth 2.0 token, or the server refused it (never contains it).
+    #[error("{what}: OAuth 2.0 login failed: {detail}")]
+    Token { what: String, detail: String },
     #[error("{what}: {source}")]
     Io {
         what: String,

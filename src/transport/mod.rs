@@ -13,6 +13,7 @@ pub mod smtp;
 #[error("{message}")]
 pub struct SendError {
     permanent: bool,
+    throttled: bool,
     pub message: String,
 }
 
@@ -20,13 +21,29 @@ impl SendError {
     pub fn transient(message: impl Into<String>) -> SendError {
         SendError {
             permanent: false,
+            throttled: false,
             message: message.into(),
         }
+    }
+
+    /// The server asked to slow down (`pacing::is_throttling`): retry later,
+    /// and pause sending meanwhile. Never a failure or a bounce.
+    pub fn throttled(message: impl Into<String>) -> SendError {
+        SendError {
+            permanent: false,
+            throttled: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        self.throttled
     }
 
     pub fn permanent(message: impl Into<String>) -> SendError {
         SendError {
             permanent: true,
+            throttled: false,
             message: message.into(),
         }
     }

@@ -21,6 +21,19 @@
 //! task runs beside the outbox loop; while the daemon sends nothing the
 //! server's own idle timeout closes them. `timeout_seconds` bounds
 //! connecting (TCP, TLS, greeting, EHLO, STARTTLS, AUTH), as lettre's did.
+//!
+//! **OAuth 2.0.** With `auth.method = "oauth2"` a new connection sends
+//! `AUTH XOAUTH2` (or `OAUTHBEARER`) alone, waits for `334`, then sends the
+//! base64 response on its own line: lettre's XOAUTH2 puts it on the AUTH
+//! line, which Postfix (`line_length_limit`) and Gmail (555) refuse for long
+//! tokens. An error challenge (`334 <base64 JSON>`) is answered with an empty
+//! line. A refused token (535, 454) is dropped from the shared cache and the
+//! send deferred (transient): the next connection gets a new token; no mail
+//! is failed for a login problem.
+//!
+//! **Throttling.** A reply asking to slow down (`pacing::is_throttling`:
+//! 421, 432 4.3.2, 4.7.x rate limits, quota replies) is
+//! [`SendError::throttled`]: the outbox pauses and retries.
 
 use std::io;
 use std::net::SocketAddr;
@@ -39,6 +52,7 @@ use tokio_rustls::rustls;
 
 use super::{envelope, SendError, SendFuture, Transport};
 use crate::config::{read_secret, SmtpConfig, TlsMode};
+use crate::oauth::{sasl, AccessToken, Mechanism, OAuthConfig, TokenSource};
 
 /// A pooled connection idle for longer is checked with NOOP before reuse.
 pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -55,6 +69,8 @@ struct Inner {
     port: u16,
     security: Security,
     credentials: Option<Credentials>,
+    /// OAuth 2.0: the settings, the login name and the shared token cache.
+    oauth: Option<(OAuthConfig, String, Arc<TokenSource>)>,
     timeout: Duration,
     hello: ClientId,
     max_idle: usize,
@@ -97,6 +113,14 @@ impl SmtpTransport {
                     .map_err(|e| anyhow::anyhow!(e))?,
             ),
         };
+        let oauth = match &cfg.oauth {
+            Some(o) => {
+                let tokens = TokenSource::shared(o).map_err(|e| anyhow::anyhow!(e))?;
+                let user = cfg.username.clone().unwrap_or_else(|| o.login.clone());
+                Some(((**o).clone(), user, tokens))
+            }
+            None => None,
+        };
         let credentials = match (&cfg.username, &cfg.password_file) {
             (Some(user), Some(pw_file)) => {
                 let pw = read_secret(pw_file).map_err(|e| {
@@ -111,6 +135,7 @@ impl SmtpTransport {
             port: cfg.port,
             security,
             credentials,
+            oauth,
             timeout: Duration::from_secs(cfg.timeout_seconds),
             hello: ClientId::default(),
             max_idle: cfg.pool_size.max(1) as usize,
@@ -123,10 +148,55 @@ impl SmtpTransport {
     }
 }
 
-/// 5xx is permanent; 4xx, refused connections and time-outs are transient.
+impl SmtpTransport {
+    /// `canvass check-mail`: connects and authenticates as for sending, has
+    /// `from` accepted as MAIL FROM, then RSET and QUIT: nothing is sent.
+    /// Ok: what was proven.
+    pub async fn check_mail(&self, from: &str) -> Result<String, SendError> {
+        use lettre::transport::smtp::commands::{Mail, Rset};
+        let mut conn = self.inner.connect().await?;
+        let auth = match (&self.inner.oauth, &self.inner.credentials) {
+            (Some((o, user, _)), _) => format!("AUTH {} as {user} accepted", o.mechanism.name()),
+            (None, Some(_)) => "password login accepted".to_string(),
+            (None, None) => "no SMTP AUTH configured".to_string(),
+        };
+        let address = from
+            .parse()
+            .map_err(|e| SendError::permanent(format!("survey address {from:?}: {e}")))?;
+        let mail = tokio::time::timeout(
+            self.inner.timeout,
+            conn.command(Mail::new(Some(address), vec![])),
+        )
+        .await;
+        let result = match mail {
+            Ok(Ok(_)) => Ok(format!(
+                "{auth}; MAIL FROM:<{from}> accepted (then RSET, QUIT: nothing sent)"
+            )),
+            Ok(Err(e)) => Err(SendError::permanent(format!(
+                "{auth}, but MAIL FROM:<{from}> was refused: {e}"
+            ))),
+            Err(_) => Err(SendError::transient(format!(
+                "{auth}, but MAIL FROM got no answer within {:?}",
+                self.inner.timeout
+            ))),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.command(Rset)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        result
+    }
+}
+
+/// 5xx is permanent; 4xx, refused connections and time-outs are transient;
+/// a reply asking to slow down is throttling, whatever its code.
 fn classify_error(e: &lettre::transport::smtp::Error) -> SendError {
     let msg = e.to_string();
-    if e.is_permanent() {
+    let reply = e
+        .status()
+        .map(|c| format!("{c} {msg}"))
+        .unwrap_or_else(|| msg.clone());
+    if crate::pacing::is_throttling(&reply) {
+        SendError::throttled(msg)
+    } else if e.is_permanent() {
         SendError::permanent(msg)
     } else {
         SendError::transient(msg)
@@ -225,7 +295,24 @@ impl Inner {
                     .await
                     .map_err(|e| classify_error(&e))?;
             }
-            if let Some(credentials) = &self.credentials {
+            if let Some((o, user, tokens)) = &self.oauth {
+                let token = tokens.token().await.map_err(|e| {
+                    SendError::transient(format!("SMTP {what}: no OAuth 2.0 token: {e}"))
+                })?;
+                if let Err(e) =
+                    authenticate(&mut conn, o.mechanism, user, &self.host, self.port, &token).await
+                {
+                    tokens.rejected(&token).await;
+                    close(conn).await;
+                    let hint = smtp_auth_hint(o.provider, &e)
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    return Err(SendError::transient(format!(
+                        "SMTP {what}: the server refused AUTH {} for {user}: {e}{hint}",
+                        o.mechanism.name()
+                    )));
+                }
+            } else if let Some(credentials) = &self.credentials {
                 conn.auth(DEFAULT_MECHANISMS, credentials)
                     .await
                     .map_err(|e| classify_error(&e))?;
@@ -239,6 +326,88 @@ impl Inner {
                 self.timeout
             ))),
         }
+    }
+}
+
+/// A command line written as is (CRLF included).
+struct Line<'a>(&'a str);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `AUTH <mechanism>`, `334`, then the response on its own line; an error
+/// challenge is answered with an empty line. The error is the server's reply
+/// and, when it sent one, the error challenge read out. Never the token.
+pub async fn authenticate(
+    conn: &mut AsyncSmtpConnection,
+    mechanism: Mechanism,
+    user: &str,
+    host: &str,
+    port: u16,
+    token: &AccessToken,
+) -> Result<(), String> {
+    let reply_text = |e: &lettre::transport::smtp::Error| match e.status() {
+        Some(code) => format!("{code} {e}"),
+        None => e.to_string(),
+    };
+    let first = conn
+        .command(Line(&format!("AUTH {}\r\n", mechanism.name())))
+        .await
+        .map_err(|e| reply_text(&e))?;
+    if first.code().to_string() != "334" {
+        return Err(format!(
+            "{} {} (expected 334)",
+            first.code(),
+            first.message().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let response = sasl::initial_response(mechanism, user, host, port, token);
+    let line = format!("{}\r\n", response.base64());
+    match conn.command(Line(&line)).await {
+        Ok(r) if r.code().to_string() == "334" => {
+            let challenge = r.message().next().unwrap_or("").to_string();
+            let why = sasl::error_challenge_text(challenge.as_bytes());
+            match conn.command(Line("\r\n")).await {
+                Ok(r) => Err(format!("{} ({why})", r.code())),
+                Err(e) => Err(format!("{} ({why})", reply_text(&e))),
+            }
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(reply_text(&e)),
+    }
+}
+
+/// What to do about a refused SMTP AUTH, per provider (None: nothing known).
+pub fn smtp_auth_hint(provider: crate::oauth::Provider, reply: &str) -> Option<&'static str> {
+    use crate::oauth::Provider;
+    let lower = reply.to_ascii_lowercase();
+    let not_offered = lower.contains("not enabled")
+        || lower.contains("not supported")
+        || lower.contains("unrecognized authentication")
+        || ["502", "503", "504"]
+            .iter()
+            .any(|c| lower.starts_with(c) || lower.contains(&format!("({c})")));
+    match provider {
+        Provider::Microsoft365
+            if lower.contains("smtpclientauthentication is disabled")
+                || lower.contains("5.7.139")
+                || not_offered =>
+        {
+            Some("SMTP AUTH is disabled for this mailbox: `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false`")
+        }
+        Provider::Microsoft365 if lower.contains("535") => Some(
+            "the app's service principal may not send as this mailbox: `Add-MailboxPermission -Identity <mailbox> -User <service principal id> -AccessRights FullAccess`, and grant SMTP.SendAsApp with admin consent",
+        ),
+        Provider::Google if lower.contains("535") || lower.contains("534") => Some(
+            "authorise the service account for https://mail.google.com/ under domain-wide delegation, and check that auth.login is the mailbox",
+        ),
+        _ if not_offered => Some(
+            "the server does not offer SMTP AUTH here: check outbound.smtp.port and tls (submission is usually 587 with STARTTLS), and that the server enables SASL",
+        ),
+        _ => None,
     }
 }
 

@@ -34,6 +34,7 @@
 #![allow(dead_code)]
 
 mod config;
+pub mod oidc;
 mod os;
 mod smtp;
 
@@ -91,6 +92,8 @@ pub struct MailStack {
     dovecot: Mutex<Option<Child>>,
     postfix: Mutex<Option<Child>>,
     users: Mutex<Vec<String>>,
+    /// Messages a minute the submission port accepts from one client.
+    submission_rate: Mutex<Option<u32>>,
 }
 
 #[derive(Clone, Copy)]
@@ -121,7 +124,7 @@ impl MailStack {
         };
         let dir = make_tempdir();
         let root = dir.path().to_path_buf();
-        let p = os::reserve_ports(3);
+        let p = os::reserve_ports(4);
         let mut stack = MailStack {
             ca_path: root.join("tls/ca.pem"),
             root,
@@ -130,11 +133,13 @@ impl MailStack {
                 imap: p[0],
                 imaps: p[1],
                 smtp: p[2],
+                submission: p[3],
             },
             ids,
             dovecot: Mutex::new(None),
             postfix: Mutex::new(None),
             users: Mutex::new(Vec::new()),
+            submission_rate: Mutex::new(None),
         };
         // From here on a panic drops `stack`, which kills whatever runs.
         stack.lay_out();
@@ -187,6 +192,27 @@ impl MailStack {
     /// (clients on 127.0.0.0/8 may send to [`DOMAINS`]).
     pub fn smtp_port(&self) -> u16 {
         self.ports.smtp
+    }
+    /// Postfix submission on 127.0.0.1: plaintext, STARTTLS offered, SMTP
+    /// AUTH required (PLAIN/LOGIN with [`PASSWORD`], XOAUTH2 and OAUTHBEARER
+    /// with a token whose key [`Self::install_oauth_key`] installed).
+    pub fn submission_port(&self) -> u16 {
+        self.ports.submission
+    }
+    /// Makes the submission port throttle: after `per_minute` messages from
+    /// a client within a minute, MAIL FROM gets Postfix's real
+    /// `450 4.7.1 Error: too much mail from ...` (anvil). Restarts Postfix.
+    pub fn throttle_submission(&self, per_minute: u32) {
+        *lock(&self.submission_rate) = Some(per_minute);
+        self.stop_smtp();
+        self.start_smtp();
+    }
+    /// Gives Dovecot the public key (PEM) that verifies RS256 tokens signed
+    /// with key id `kid` (no `azp` claim: the `default` directory).
+    pub fn install_oauth_key(&self, kid: &str, public_pem: &[u8]) {
+        let dir = self.root.join("dovecot/oauth2-keys/default/RS256");
+        fs::create_dir_all(&dir).expect("create the oauth2 key directory");
+        os::write_file(&dir.join(kid), public_pem, 0o644);
     }
     /// Always [`HOST`].
     pub fn host(&self) -> &'static str {
@@ -681,6 +707,12 @@ impl MailStack {
         os::write_file(&r.join("tls/server.pem"), &tls.server_pem, 0o644);
         os::write_file(&r.join("tls/server.key"), &tls.server_key, 0o600);
         os::write_file(&r.join("dovecot/passwd"), "", 0o644);
+        os::write_file(
+            &r.join("dovecot/oauth2.conf"),
+            config::dovecot_oauth2_conf(r),
+            0o644,
+        );
+        os::mkdir(&r.join("dovecot/oauth2-keys"), 0o755, root_owned);
 
         // Postfix: what `postfix start` (post-install create-missing) would
         // make, done directly because its checks cost ~0.7 s per start.
@@ -740,7 +772,11 @@ impl MailStack {
     fn spawn_postfix(&self) -> Result<(), String> {
         let etc = self.postfix_etc();
         let master_cf = etc.join("master.cf");
-        os::write_file(&master_cf, config::postfix_master_cf(self.ports), 0o644);
+        os::write_file(
+            &master_cf,
+            config::postfix_master_cf(&self.root, self.ports, *lock(&self.submission_rate)),
+            0o644,
+        );
         // master waits ~2 s at start-up while its config files are younger
         // than that.
         os::backdate(&master_cf, 10);
@@ -764,6 +800,7 @@ impl MailStack {
         *lock(&self.postfix) = Some(child);
         self.wait_ready(&self.postfix, "Postfix", (&stderr, offset), || {
             os::is_listening_by(self.ports.smtp, pid)
+                && os::is_listening_by(self.ports.submission, pid)
         })
     }
 
@@ -846,7 +883,12 @@ impl Drop for MailStack {
         }
         kill_child(&self.postfix);
         kill_child(&self.dovecot);
-        os::release_ports(&[self.ports.imap, self.ports.imaps, self.ports.smtp]);
+        os::release_ports(&[
+            self.ports.imap,
+            self.ports.imaps,
+            self.ports.smtp,
+            self.ports.submission,
+        ]);
         if let Some(dir) = self.dir.take() {
             if std::env::var_os("CANVASS_KEEP_MAILSTACK").is_some() {
                 let kept = dir.keep();
