@@ -94,6 +94,21 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
             &["c3@kommune.test", SURVEY],
         ),
     );
+    // c1 belongs to Anne's region: her trigger is processed before Søren's
+    // is sent (Postfix may otherwise deliver his first under load).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while canvass::control::current_status(&d.pipeline)
+        .unwrap()
+        .total
+        .invited
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Anne's trigger was not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     mail.send(
         SOEREN,
         &[
