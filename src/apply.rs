@@ -158,6 +158,7 @@ pub fn plan(
             .chain(trust_day_counters(decision, received))
             .collect(),
         created_at: Some(now),
+        received_at: Some(received),
         ..Default::default()
     };
     let mut unrenderable = Vec::new();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
-use minijinja::{context, Environment};
+use minijinja::{context, Value};
 use rand::RngCore;
 
 use crate::address::Address;
@@ -26,28 +26,6 @@ pub enum ComposeError {
     Template(#[from] minijinja::Error),
 }
 
-/// The mail templates, parsed once.
-fn templates() -> &'static Environment<'static> {
-    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        // Names ending in .html are auto-escaped.
-        for (name, src) in [
-            ("invitation.txt", include_str!("templates/invitation.txt")),
-            ("invitation.html", include_str!("templates/invitation.html")),
-            (
-                "confirmation.txt",
-                include_str!("templates/confirmation.txt"),
-            ),
-            ("reminder.txt", include_str!("templates/reminder.txt")),
-        ] {
-            env.add_template(name, src)
-                .unwrap_or_else(|e| unreachable!("built-in template {name} is invalid: {e}"));
-        }
-        env
-    })
-}
-
 /// A fresh Message-ID (without angle brackets) in canvass' own shape.
 pub fn new_message_id(cfg: &Config) -> String {
     let mut b = [0u8; 12];
@@ -62,6 +40,73 @@ pub fn new_message_id(cfg: &Config) -> String {
 /// The personal link in an invitation.
 pub fn survey_link(cfg: &Config, token: &Token) -> String {
     format!("{}/s/{}", cfg.base_url, token.as_str())
+}
+
+/// The one-click opt-out link (RFC 8058): a GET shows a button, a POST opts out.
+pub fn unsubscribe_link(cfg: &Config, token: &Token) -> String {
+    format!("{}/u/{}", cfg.base_url, token.as_str())
+}
+
+/// The privacy page (GDPR art. 14), linked from every invitation and page.
+pub fn privacy_url(cfg: &Config) -> String {
+    format!("{}{}", cfg.base_url, PRIVACY_PATH)
+}
+
+/// Where the privacy page is served.
+pub const PRIVACY_PATH: &str = "/privatliv";
+/// Where the link of a `send-test` mail leads: a test page, no form.
+pub const TEST_PATH: &str = "/proeve";
+
+/// What every mail template gets ([`crate::texts::MAIL_VARS`]).
+pub fn mail_context(cfg: &Config, test: bool) -> Value {
+    let p = &cfg.privacy;
+    context! {
+        agency => cfg.agency,
+        from_name => cfg.from_name,
+        test => test,
+        privacy => context! {
+            controller => p.controller,
+            dpo => p.dpo,
+            purpose => p.purpose,
+            legal_basis => p.legal_basis,
+            contact => p.contact,
+            configured => p.configured,
+            retention_days => cfg.retention.erase_addresses_after_days,
+            url => privacy_url(cfg),
+        },
+    }
+}
+
+/// The subject, body and links of an invitation or reminder.
+fn invite_context(cfg: &Config, link: &str, unsubscribe: &str, subject: &str, test: bool) -> Value {
+    let english_url = if cfg.survey_en.is_some() {
+        format!("{link}?lang=en")
+    } else {
+        String::new()
+    };
+    context! {
+        link => link,
+        unsubscribe_url => unsubscribe,
+        english_url => english_url,
+        // The last day the form accepts answers: what "til og med" promises.
+        deadline => danish_date(cfg.answers_until),
+        deadline_en => english_date(cfg.answers_until),
+        subject => subject,
+        ..mail_context(cfg, test)
+    }
+}
+
+/// A subject template rendered to one line.
+fn subject_of(cfg: &Config, name: &str, test: bool) -> Result<String, ComposeError> {
+    let s = cfg.texts.render(name, mail_context(cfg, test))?;
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    Ok(if test { format!("[PRØVE] {s}") } else { s })
+}
+
+/// `List-Unsubscribe` with the HTTPS link first (RFC 8058 one-click) and the
+/// `mailto:` second, for clients that only mail.
+fn unsubscribe_header(cfg: &Config, url: &str, message_id: &str) -> String {
+    format!("<{url}>, {}", unsubscribe_mailto(cfg, message_id))
 }
 
 const MONTHS: [&str; 12] = [
@@ -82,6 +127,11 @@ const MONTHS: [&str; 12] = [
 /// "20. september 2024".
 pub fn danish_date(d: NaiveDate) -> String {
     format!("{}. {} {}", d.day(), MONTHS[d.month0() as usize], d.year())
+}
+
+/// "20 September 2024".
+pub fn english_date(d: NaiveDate) -> String {
+    d.format("%-d %B %Y").to_string()
 }
 
 fn mailbox(name: Option<&str>, addr: &str) -> Result<Mailbox, ComposeError> {
@@ -158,32 +208,62 @@ pub fn invitation_with_id(
     message_id: String,
     not_before: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
-    let subject = format!(
-        "Hvad synes du om {}s sikkerhedskonsulentordning?",
-        cfg.agency
-    );
-    let env = templates();
-    let ctx = context! {
-        agency => cfg.agency,
-        link => survey_link(cfg, token),
-        deadline => danish_date(cfg.window.end),
-        from_name => cfg.from_name,
-        subject => subject,
-    };
-    let text = env.get_template("invitation.txt")?.render(&ctx)?;
-    let html = env.get_template("invitation.html")?.render(&ctx)?;
-    let to_box = mailbox(None, to.as_str())?;
-    let unsubscribe = unsubscribe_mailto(cfg, &message_id);
-    let msg = base(cfg, &to_box, &subject, &message_id)?
-        .raw_header(raw_header("List-Unsubscribe", unsubscribe))
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    let link = survey_link(cfg, token);
+    let unsubscribe = unsubscribe_link(cfg, token);
+    let raw = render_invitation(cfg, to, &link, &unsubscribe, &message_id, false)?;
     Ok(Outgoing {
         from: cfg.survey_address.to_string(),
         to: vec![to.to_string()],
         message_id,
-        raw: msg.formatted(),
+        raw,
         not_before,
+    })
+}
+
+fn render_invitation(
+    cfg: &Config,
+    to: &Address,
+    link: &str,
+    unsubscribe: &str,
+    message_id: &str,
+    test: bool,
+) -> Result<Vec<u8>, ComposeError> {
+    let subject = subject_of(cfg, "invitation_subject.txt", test)?;
+    let ctx = invite_context(cfg, link, unsubscribe, &subject, test);
+    let text = cfg.texts.render("invitation.txt", ctx.clone())?;
+    let html = cfg.texts.render("invitation.html", ctx)?;
+    let to_box = mailbox(None, to.as_str())?;
+    let mut b = base(cfg, &to_box, &subject, message_id)?
+        .raw_header(raw_header(
+            "List-Unsubscribe",
+            unsubscribe_header(cfg, unsubscribe, message_id),
+        ))
+        .raw_header(raw_header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_string(),
+        ));
+    if test {
+        b = b.raw_header(raw_header("X-Canvass-Test", "yes".to_string()));
+    }
+    let msg = b
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    Ok(msg.formatted())
+}
+
+/// `canvass send-test`: the invitation as a respondent gets it, marked as a
+/// test in its subject, body and an `X-Canvass-Test` header; its links lead
+/// to the test page ([`TEST_PATH`]). No invitation, token or store entry.
+pub fn test_invitation(cfg: &Config, to: &Address) -> Result<Outgoing, ComposeError> {
+    let message_id = new_message_id(cfg);
+    let link = format!("{}{TEST_PATH}", cfg.base_url);
+    let raw = render_invitation(cfg, to, &link, &link, &message_id, true)?;
+    Ok(Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id,
+        raw,
+        not_before: Utc::now(),
     })
 }
 
@@ -207,20 +287,23 @@ pub fn reminder(
     not_before: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
     let message_id = new_message_id(cfg);
-    let subject = format!(
-        "Påmindelse: hvad synes du om {}s sikkerhedskonsulentordning?",
-        cfg.agency
-    );
-    let text = templates().get_template("reminder.txt")?.render(context! {
-        agency => cfg.agency,
-        link => survey_link(cfg, token),
-        deadline => danish_date(cfg.answers_until.min(cfg.window.end)),
-        from_name => cfg.from_name,
-    })?;
+    let subject = subject_of(cfg, "reminder_subject.txt", false)?;
+    let link = survey_link(cfg, token);
+    let unsubscribe = unsubscribe_link(cfg, token);
+    let text = cfg.texts.render(
+        "reminder.txt",
+        invite_context(cfg, &link, &unsubscribe, &subject, false),
+    )?;
     let to_box = mailbox(None, to.as_str())?;
-    let unsubscribe = unsubscribe_mailto(cfg, &message_id);
     let msg = base(cfg, &to_box, &subject, &message_id)?
-        .raw_header(raw_header("List-Unsubscribe", unsubscribe))
+        .raw_header(raw_header(
+            "List-Unsubscribe",
+            unsubscribe_header(cfg, &unsubscribe, &message_id),
+        ))
+        .raw_header(raw_header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_string(),
+        ))
         .singlepart(SinglePart::plain(text))
         .map_err(|e| ComposeError::Build(e.to_string()))?;
     Ok(Outgoing {
@@ -334,11 +417,13 @@ pub fn confirmation(
         .iter()
         .map(|l| context! { line => l.line, error => l.error })
         .collect();
-    let text = templates()
-        .get_template("confirmation.txt")?
-        .render(context! {
-            invited, already, skipped, invalid, from_name => cfg.from_name, note => facts.note,
-        })?;
+    let text = cfg.texts.render(
+        "confirmation.txt",
+        context! {
+            invited, already, skipped, invalid, note => facts.note,
+            ..mail_context(cfg, false)
+        },
+    )?;
     let subject = match facts.subject.as_deref() {
         Some(s) if !s.trim().is_empty() => format!("Re: {}", s.trim()),
         _ => "Kvittering: telefonkontakter til spørgeskemaet".to_string(),
@@ -387,14 +472,20 @@ pub fn forward(
     now: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
     let message_id = new_message_id(cfg);
-    let subject = format!(
-        "Svar på spørgeskemaet fra {}: {}",
-        facts.from,
-        crate::redact::redact(facts.subject.as_deref().unwrap_or("(uden emne)"))
-    );
-    let region = invitation
-        .map(|i| format!(" (region {})", i.region))
-        .unwrap_or_default();
+    let subject = cfg
+        .texts
+        .render(
+            "forward_subject.txt",
+            context! {
+                from => facts.from.to_string(),
+                subject => crate::redact::redact(facts.subject.as_deref().unwrap_or("(uden emne)")),
+                ..mail_context(cfg, false)
+            },
+        )?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let region = invitation.map(|i| i.region.clone()).unwrap_or_default();
     // Anyone who knows a canvass Message-ID can write a "reply": say so
     // unless it comes from the very address that invitation went to.
     let verified = invitation.is_some_and(|i| i.address.as_ref() == Some(&facts.from));
@@ -402,15 +493,20 @@ pub fn forward(
         String::new()
     } else {
         format!(
-            "OBS: Afsenderen kunne ikke bekræftes. {} er ikke den adresse, invitationen blev sendt til, så svaret kan være fra en anden. Vær varsom med at følge links og åbne filer.\n",
+            "OBS: Afsenderen kunne ikke bekræftes. {} er ikke den adresse, invitationen blev sendt til, så svaret kan være fra en anden. Vær varsom med at følge links og åbne filer.\n\n",
             facts.from
         )
     };
-    let text = format!(
-        "{warning}{from}{region} har svaret på mailen om spørgeskemaet. Svaret er sendt videre til dig, så et spørgsmål ikke går tabt.\nSvar direkte til {from}: dette svar går til afsenderen.\n\n----- Svaret -----\n{body}\n",
-        from = facts.from,
-        body = redact_links(cfg, facts.text.trim()),
-    );
+    let text = cfg.texts.render(
+        "forward.txt",
+        context! {
+            from => facts.from.to_string(),
+            region => region,
+            body => redact_links(cfg, facts.text.trim()),
+            ..mail_context(cfg, false)
+        },
+    )?;
+    let text = format!("{warning}{text}");
     let to_box = mailbox(None, to.as_str())?;
     let mut b =
         base(cfg, &to_box, &subject, &message_id)?.reply_to(mailbox(None, facts.from.as_str())?);
@@ -484,13 +580,44 @@ mod tests {
         let inv = invitation(&cfg, &to, &token, now).unwrap();
         let raw = String::from_utf8_lossy(&inv.raw).into_owned();
         assert!(raw.contains("Auto-Submitted: auto-generated"));
-        assert!(raw.contains("List-Unsubscribe: <mailto:"));
+        let unsubscribe = unsubscribe_link(&cfg, &token);
+        assert!(
+            raw.replace("\r\n ", " ")
+                .contains(&format!("List-Unsubscribe: <{unsubscribe}>, <mailto:")),
+            "{raw}"
+        );
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        let body = text_of(&inv.raw);
+        // GDPR art. 14: source, controller, retention, objection, Datatilsynet, the page.
+        for must in [
+            "fordi du har været i kontakt med vores",
+            "er dataansvarlig",
+            "Databeskyttelsesrådgiver: dpo@siri.dk",
+            "Adressen slettes 30 dage",
+            "indsigelse",
+            "Datatilsynet",
+            "https://undersoegelse.siri.dk/privatliv",
+            // The closing date is the last day the form accepts answers.
+            &danish_date(cfg.answers_until),
+        ] {
+            assert!(body.contains(must), "{must:?} missing: {body}");
+        }
+        assert!(!body.contains(&danish_date(cfg.window.end)), "{body}");
         assert!(raw.contains(&format!("Message-ID: <{}>", inv.message_id)));
         assert!(text_of(&inv.raw).contains(&link));
         assert!(text_of(&inv.raw).contains("Spørgeskemaet"));
 
         let rem = reminder(&cfg, &to, &token, now).unwrap();
         assert!(text_of(&rem.raw).contains(&link));
+        assert!(text_of(&rem.raw).contains("Datatilsynet"));
+        assert!(String::from_utf8_lossy(&rem.raw).contains("List-Unsubscribe-Post"));
+
+        let test = test_invitation(&cfg, &to).unwrap();
+        let raw = String::from_utf8_lossy(&test.raw).into_owned();
+        assert!(raw.contains("X-Canvass-Test: yes"), "{raw}");
+        assert!(raw.contains("[PRØVE]") || raw.contains("=?utf-8?"), "{raw}");
+        assert!(text_of(&test.raw).contains("https://undersoegelse.siri.dk/proeve"));
+        assert!(!text_of(&test.raw).contains("/s/"));
         assert!(text_of(&rem.raw).starts_with("Kære modtager"));
 
         let facts = ConfirmationFacts {
@@ -551,7 +678,10 @@ mod tests {
         let fwd = ForwardFacts {
             from: to.clone(),
             subject: Some("Spørgsmål".into()),
-            text: format!("Hvad betyder det? > {link}"),
+            text: format!(
+                "Hvad betyder det? > {link}\n> {}",
+                unsubscribe_link(&cfg, &token)
+            ),
             in_reply_to: None,
         };
         let f = forward(&cfg, &facts.consultant.clone().unwrap(), &fwd, None, now).unwrap();

@@ -89,6 +89,20 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     regions: Vec<RawRegion>,
+    #[serde(default)]
+    privacy: Option<RawPrivacy>,
+}
+
+/// `[privacy]`: what GDPR art. 14 requires the invitation and the privacy
+/// page to say (src/texts.rs, `privacy.html`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrivacy {
+    controller: String,
+    dpo: String,
+    purpose: String,
+    legal_basis: String,
+    contact: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +119,12 @@ struct RawSurvey {
     reply_to: Option<String>,
     #[serde(default = "default_true")]
     region_on_answers: bool,
+    /// The questionnaire in English (same codes), offered beside the Danish one.
+    #[serde(default)]
+    definition_en: Option<PathBuf>,
+    /// The agency's texts: files here override the built-in templates.
+    #[serde(default)]
+    templates_dir: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -397,6 +417,12 @@ struct RawWeb {
     body_timeout_seconds: u64,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    /// The accessibility statement (WAS-Tool), linked from every page.
+    #[serde(default)]
+    accessibility_statement_url: Option<String>,
+    /// The agency's contact in every page's footer (default: [privacy] contact).
+    #[serde(default)]
+    contact: Option<String>,
 }
 
 impl Default for RawWeb {
@@ -408,6 +434,8 @@ impl Default for RawWeb {
             header_timeout_seconds: default_header_timeout(),
             body_timeout_seconds: default_body_timeout(),
             max_connections: default_max_connections(),
+            accessibility_statement_url: None,
+            contact: None,
         }
     }
 }
@@ -591,6 +619,26 @@ pub struct Config {
     /// When invitees' plain addresses are erased (src/retention.rs).
     pub retention: RetentionConfig,
     pub regions: Vec<Region>,
+    /// The questionnaire in English, when configured (same codes as `survey`).
+    pub survey_en: Option<Survey>,
+    /// Every text, the agency's overrides included (validated at load).
+    pub texts: crate::texts::Texts,
+    pub privacy: Privacy,
+    pub accessibility_statement_url: Option<String>,
+    /// The agency's contact address in every page's footer.
+    pub web_contact: String,
+}
+
+/// `[privacy]`, for the art. 14 notice; `configured` is false in the demo
+/// (loopback base_url) when the section is left out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Privacy {
+    pub controller: String,
+    pub dpo: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub contact: String,
+    pub configured: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -907,6 +955,24 @@ impl Config {
         let _ = writeln!(s, "  outbound        {outbound}");
         let _ = writeln!(s, "  store           {}", self.store_path.display());
         let _ = writeln!(s, "  web             {}", self.web_bind);
+        let _ = writeln!(
+            s,
+            "  templates       {}",
+            if self.texts.overridden.is_empty() {
+                "built-in".to_string()
+            } else {
+                format!("built-in, overridden: {}", self.texts.overridden.join(", "))
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  languages       {}",
+            if self.survey_en.is_some() {
+                "da, en"
+            } else {
+                "da"
+            }
+        );
         for r in &self.regions {
             let _ = writeln!(
                 s,
@@ -1628,7 +1694,110 @@ impl Validator {
             }
         }
 
+        let public = !base_url_is_loopback(&base_url);
+        let survey_en = raw.survey.definition_en.as_deref().and_then(|p| {
+            let p = self.path(p);
+            match Survey::load(&p) {
+                Ok(en) => match survey.as_ref().map(|da| da.same_codes(&en)) {
+                    Some(Err(why)) => {
+                        self.err("survey.definition_en", format!("{}: {why}", p.display()));
+                        None
+                    }
+                    _ => Some(en),
+                },
+                Err(e) => {
+                    self.err("survey.definition_en", e.to_string());
+                    None
+                }
+            }
+        });
+        let texts = match raw.survey.templates_dir.as_deref().map(|d| self.path(d)) {
+            None => crate::texts::Texts::builtin(),
+            Some(dir) => match crate::texts::Texts::load(&dir) {
+                Ok(t) => t,
+                Err(problems) => {
+                    for p in problems {
+                        self.err("survey.templates_dir", p.to_string());
+                    }
+                    crate::texts::Texts::builtin()
+                }
+            },
+        };
+        let privacy = match raw.privacy {
+            Some(p) => {
+                for (key, v) in [
+                    ("privacy.controller", &p.controller),
+                    ("privacy.dpo", &p.dpo),
+                    ("privacy.purpose", &p.purpose),
+                    ("privacy.legal_basis", &p.legal_basis),
+                ] {
+                    if v.trim().is_empty() {
+                        self.err(key, "is empty: the invitation must say it (GDPR art. 14)");
+                    }
+                }
+                self.address("privacy.contact", &p.contact);
+                Privacy {
+                    controller: p.controller.trim().to_string(),
+                    dpo: p.dpo.trim().to_string(),
+                    purpose: p.purpose.trim().to_string(),
+                    legal_basis: p.legal_basis.trim().to_string(),
+                    contact: p.contact.trim().to_string(),
+                    configured: true,
+                }
+            }
+            None => {
+                if public {
+                    self.err(
+                        "privacy",
+                        format!("the [privacy] section is missing: with a public base_url ({base_url}) real people are invited, and GDPR art. 14 requires the invitation to name the controller, the DPO, the purpose and the legal basis (keys controller, dpo, purpose, legal_basis, contact)"),
+                    );
+                }
+                let missing = "(ikke angivet: [privacy] mangler i konfigurationen)".to_string();
+                Privacy {
+                    controller: missing.clone(),
+                    dpo: missing.clone(),
+                    purpose: missing.clone(),
+                    legal_basis: missing.clone(),
+                    contact: missing,
+                    configured: false,
+                }
+            }
+        };
+        let accessibility_statement_url = raw
+            .web
+            .accessibility_statement_url
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty());
+        match &accessibility_statement_url {
+            Some(u) if !u.starts_with("https://") && !u.starts_with("http://") => self.err(
+                "web.accessibility_statement_url",
+                format!("{u:?} is not a web address (https://…)"),
+            ),
+            None if public => self.err(
+                "web.accessibility_statement_url",
+                "is missing: a public site of a Danish authority must link to its accessibility statement (webtilgængelighedsloven); give the statement's address from the WAS-Tool",
+            ),
+            _ => {}
+        }
+        let web_contact = match raw.web.contact.as_deref() {
+            Some(c) => self
+                .address("web.contact", c)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            None if privacy.configured => privacy.contact.clone(),
+            None => reply_to
+                .as_ref()
+                .or(survey_address.as_ref())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        };
+
         Some(Config {
+            survey_en,
+            texts,
+            privacy,
+            accessibility_statement_url,
+            web_contact,
             path: PathBuf::new(),
             survey_address: survey_address?,
             from_name: raw.survey.from_name,
@@ -1704,6 +1873,23 @@ pub fn secret_path(p: &Path, base: &Path) -> PathBuf {
         }
     }
     base.join(p)
+}
+
+/// Whether the links of `base_url` (`scheme://host[:port][/path]`) lead to
+/// this machine only: the demo, where nobody real is surveyed.
+pub fn base_url_is_loopback(base_url: &str) -> bool {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if authority.starts_with('[') {
+        authority
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default().to_string()
+    };
+    is_loopback_host(&host)
 }
 
 pub fn is_loopback_host(host: &str) -> bool {

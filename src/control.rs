@@ -122,12 +122,45 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
             format,
             bom,
             delimiter,
+        } if format.eq_ignore_ascii_case("xlsx") => {
+            let _ = (bom, delimiter);
+            let cfg = pipeline.config();
+            let (rs, report) = match (responses(pipeline), report(pipeline)) {
+                (Ok(rs), Ok(r)) => (rs, r),
+                (Err(e), _) | (_, Err(e)) => {
+                    return Answer::error(format!("cannot read the store: {e}"))
+                }
+            };
+            match crate::export_xlsx::to_xlsx(
+                &cfg.survey,
+                &rs,
+                report.response_rate.shown(),
+                &report.small_group_note,
+            ) {
+                Ok(bytes) => {
+                    use base64::Engine;
+                    Answer {
+                        ok: true,
+                        text: format!("{} answers", rs.len()),
+                        json: serde_json::json!({
+                            "answers": rs.len(),
+                            "xlsx": base64::engine::general_purpose::STANDARD.encode(bytes),
+                        }),
+                    }
+                }
+                Err(e) => Answer::error(format!("cannot write the workbook: {e}")),
+            }
+        }
+        Request::Export {
+            format,
+            bom,
+            delimiter,
         } => {
             let format: crate::export::Format = match format.parse() {
                 Ok(f) => f,
                 Err(_) => {
                     return Answer::error(format!(
-                        "unknown export format {format:?}: use csv or json"
+                        "unknown export format {format:?}: use csv, json or xlsx"
                     ))
                 }
             };

@@ -119,6 +119,10 @@ fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
     }
 }
 
+/// The heading of the weekly table: counted by the week the consultant's
+/// mail reached the survey mailbox, not the week the invitation was sent.
+pub const WEEKS_TITLE: &str = "Invitationer pr. uge, efter hvornår kontakten blev modtaget";
+
 /// The most weeks a digest lists (the latest ones).
 pub const MAX_WEEKS: usize = 12;
 
@@ -153,16 +157,31 @@ pub fn compute(
         .filter(|r| regions.is_empty() || regions.contains(&r.region))
         .collect();
     let lines: Vec<Line> = rows.iter().map(|r| line(r, previous)).collect();
-    let mut total = line(&status.total, None);
+    // The total is the sum of the lines shown (a regional manager's regions),
+    // so every column adds up.
+    let mut sum = crate::status::Row {
+        region: "I alt".to_string(),
+        ..Default::default()
+    };
+    for r in &rows {
+        sum.invited += r.invited;
+        sum.delivered += r.delivered;
+        sum.bounced += r.bounced;
+        sum.opted_out += r.opted_out;
+        sum.answered += r.answered;
+        sum.refused += r.refused;
+        sum.outside_window += r.outside_window;
+    }
+    let mut total = line(&sum, None);
     if let Some(p) = previous {
         let (i, a) = p
             .regions
-            .values()
-            .fold((0, 0), |(i, a), (x, y)| (i + x, a + y));
-        total.new_invited = Some(status.total.invited.saturating_sub(i));
-        total.new_answered = Some(status.total.answered.saturating_sub(a));
+            .iter()
+            .filter(|(r, _)| regions.is_empty() || regions.contains(r))
+            .fold((0, 0), |(i, a), (_, (x, y))| (i + x, a + y));
+        total.new_invited = Some(sum.invited.saturating_sub(i));
+        total.new_answered = Some(sum.answered.saturating_sub(a));
     }
-    total.refused = status.total.refused;
     let until = today.min(window.end);
     let weeks = weeks_between(window.start, until)
         .into_iter()
@@ -246,9 +265,15 @@ pub fn subject(d: &Digest) -> String {
 
 /// Plain text for a terminal mail client (fixed-width table).
 pub fn render_text(d: &Digest) -> String {
+    render_text_with_intro(d, &subject(d))
+}
+
+/// [`render_text`] opening with the agency's `digest_intro.txt` instead of
+/// the subject line.
+pub fn render_text_with_intro(d: &Digest, intro: &str) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "{}", subject(d));
+    let _ = writeln!(s, "{}", intro.trim_end());
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -264,11 +289,11 @@ pub fn render_text(d: &Digest) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<13} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
+        "{:<13} {:>9} {:>9} {:>10} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
         "Region",
         "Inviteret",
         "Leveret",
-        "Afvist",
+        "Returneret",
         "Frameldt",
         "Svar",
         "Svar/invit.",
@@ -279,7 +304,7 @@ pub fn render_text(d: &Digest) -> String {
     let row = |s: &mut String, l: &Line| {
         let _ = writeln!(
             s,
-            "{:<13} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
+            "{:<13} {:>9} {:>9} {:>10} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
             l.region,
             l.invited,
             l.delivered,
@@ -295,22 +320,24 @@ pub fn render_text(d: &Digest) -> String {
     for l in &d.lines {
         row(&mut s, l);
     }
-    let _ = writeln!(s, "{}", "-".repeat(103));
+    let _ = writeln!(s, "{}", "-".repeat(105));
     let mut total = d.total.clone();
     total.region = "I alt".into();
     row(&mut s, &total);
     let _ = writeln!(s);
-    let _ = writeln!(s, "Invitationer pr. uge siden indsamlingen startede:");
+    let _ = writeln!(s, "{WEEKS_TITLE}:");
     let _ = write!(s, "{:<10}", "Uge");
     for l in &d.lines {
         let _ = write!(s, " {:>12}", l.region);
     }
+    let _ = write!(s, " {:>12}", "I alt");
     let _ = writeln!(s);
     for (week, counts) in &d.weeks {
         let _ = write!(s, "{week:<10}");
         for c in counts {
             let _ = write!(s, " {c:>12}");
         }
+        let _ = write!(s, " {:>12}", counts.iter().sum::<u64>());
         let _ = writeln!(s);
     }
     let _ = writeln!(s);
@@ -339,18 +366,34 @@ fn withdrawn_text(n: u64) -> String {
 
 /// HTML with the same table; the chart is `cid:chart`.
 pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
+    render_html_with_intro(d, chart_cid, &subject(d), &subject(d))
+}
+
+/// [`render_html`] with the agency's `digest_intro.txt` under the heading
+/// (left out when it is just the subject, the built-in).
+pub fn render_html_with_intro(
+    d: &Digest,
+    chart_cid: Option<&str>,
+    subject: &str,
+    intro: &str,
+) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = write!(
         s,
         "<!DOCTYPE html><html lang=\"da\"><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family: Arial, Helvetica, sans-serif; color: #1a1a1a;\">",
-        html_escape(&subject(d))
+        html_escape(subject)
     );
     let _ = write!(
         s,
         "<h1 style=\"font-size: 20px;\">{}</h1>",
-        html_escape(&subject(d))
+        html_escape(subject)
     );
+    if intro.trim() != subject {
+        for p in intro.trim().split("\n\n") {
+            let _ = write!(s, "<p>{}</p>", html_escape(p.trim()));
+        }
+    }
     let _ = write!(
         s,
         "<p>Indsamling {} til {}. {}</p>",
@@ -372,7 +415,7 @@ pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
         "Region",
         "Inviteret",
         "Leveret",
-        "Afvist (bounce)",
+        "Returneret",
         "Frameldt",
         "Svar",
         "Svar / inviteret",
@@ -412,10 +455,11 @@ pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
     total.region = "I alt".into();
     row(&mut s, &total, true);
     let _ = write!(s, "</tbody></table>");
-    let _ = write!(s, "<h2 style=\"font-size: 16px;\">Invitationer pr. uge</h2><table style=\"border-collapse: collapse;\"><thead><tr><th scope=\"col\" {th}>Uge</th>");
+    let _ = write!(s, "<h2 style=\"font-size: 16px;\">{WEEKS_TITLE}</h2><table style=\"border-collapse: collapse;\"><thead><tr><th scope=\"col\" {th}>Uge</th>");
     for l in &d.lines {
         let _ = write!(s, "<th scope=\"col\" {th}>{}</th>", html_escape(&l.region));
     }
+    let _ = write!(s, "<th scope=\"col\" {th}>I alt</th>");
     let _ = write!(s, "</tr></thead><tbody>");
     for (week, counts) in &d.weeks {
         let _ = write!(
@@ -425,6 +469,7 @@ pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
         for c in counts {
             let _ = write!(s, "<td {td}>{c}</td>");
         }
+        let _ = write!(s, "<td {td}>{}</td>", counts.iter().sum::<u64>());
         let _ = write!(s, "</tr>");
     }
     let _ = write!(s, "</tbody></table>");
@@ -529,7 +574,8 @@ mod tests {
             true,
         );
         assert_eq!(d.lines.len(), 1);
-        assert_eq!(d.total.invited, 7);
+        // The total is of the lines shown: it adds up.
+        assert_eq!(d.total.invited, 4);
         assert_eq!(d.days_left, 0);
         assert_eq!(d.lines[0].new_invited, None);
         assert!(subject(&d).contains("afsluttet"));

@@ -98,8 +98,8 @@ pub fn export(format: Format, survey: &Survey, responses: &[StoredResponse], bom
     }
 }
 
-/// One column of the CSV.
-enum Col<'a> {
+/// One column of the CSV (and of the xlsx answers sheet).
+pub(crate) enum Col<'a> {
     Row,
     Version,
     Region,
@@ -118,7 +118,7 @@ enum Col<'a> {
 }
 
 impl Col<'_> {
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         let q = |q: &Question| format!("q{}_{}", q.nr, q.code);
         match self {
             Col::Row => "row".to_string(),
@@ -134,7 +134,7 @@ impl Col<'_> {
     }
 }
 
-fn columns_of(survey: &Survey) -> Vec<Col<'_>> {
+pub(crate) fn columns_of(survey: &Survey) -> Vec<Col<'_>> {
     let mut cols = vec![Col::Row, Col::Version, Col::Region, Col::Day];
     for q in &survey.questions {
         match q.kind {
@@ -179,7 +179,7 @@ fn label_of<'a>(q: &'a Question, code: &'a str) -> &'a str {
 }
 
 /// The cells of one answer, in column order.
-fn cells<'a>(cols: &[Col<'a>], row: usize, r: &'a StoredResponse) -> Vec<Cow<'a, str>> {
+pub(crate) fn cells<'a>(cols: &[Col<'a>], row: usize, r: &'a StoredResponse) -> Vec<Cow<'a, str>> {
     // A value the columns cannot hold completely is kept whole in the
     // unplaced column, so nothing is lost or split.
     let unplaced: BTreeMap<&str, &Value> = r
@@ -263,7 +263,7 @@ fn fits(cols: &[Col<'_>], code: &str, value: &Value) -> bool {
 }
 
 /// Sorted by day; the caller's (the store's random) order within a day.
-fn ordered(responses: &[StoredResponse]) -> Vec<&StoredResponse> {
+pub(crate) fn ordered(responses: &[StoredResponse]) -> Vec<&StoredResponse> {
     let mut out: Vec<&StoredResponse> = responses.iter().collect();
     out.sort_by_key(|r| r.day);
     out

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use minijinja::{context, Environment};
+use minijinja::{context, Value};
 use serde::Serialize;
 
-use crate::answer::{Answers, Value};
+use crate::answer::{Answers, Value as AnswerValue};
+use crate::config::Config;
 use crate::survey::{Kind, Survey};
 
 /// Longest free text kept for a text question.
@@ -67,7 +68,7 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
                         errors.insert(q.code.clone(), "Skriv et svar.".to_string());
                     }
                 } else {
-                    answers.insert(q.code.clone(), Value::Text { text });
+                    answers.insert(q.code.clone(), AnswerValue::Text { text });
                 }
             }
             Kind::Single | Kind::Multi => {
@@ -114,7 +115,7 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
                 } else if q.kind == Kind::Single {
                     answers.insert(
                         q.code.clone(),
-                        Value::Single {
+                        AnswerValue::Single {
                             code: codes[0].clone(),
                             other,
                         },
@@ -129,7 +130,7 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
                         .collect();
                     answers.insert(
                         q.code.clone(),
-                        Value::Multi {
+                        AnswerValue::Multi {
                             codes: ordered,
                             other,
                         },
@@ -146,58 +147,195 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
     }
 }
 
-fn env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.add_template("form.html", include_str!("templates/form.html"))
-        .unwrap_or_else(|e| unreachable!("built-in form template is invalid: {e}"));
-    env.add_template("page.html", include_str!("templates/page.html"))
-        .unwrap_or_else(|e| unreachable!("built-in page template is invalid: {e}"));
-    env
+/// The languages the form is offered in: Danish, and English when
+/// `[survey] definition_en` is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Da,
+    En,
 }
 
-/// The whole form page: empty, or re-shown with what was entered and the errors.
-pub fn render(
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Da => "da",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "da" => Some(Lang::Da),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The language an `Accept-Language` header prefers among Danish and
+    /// English (highest q first; a tie goes to the one listed first).
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut it = part.split(';');
+            let tag = it.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next().unwrap_or_default() {
+                "da" => Lang::Da,
+                "en" => Lang::En,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
+    fn other(self) -> Lang {
+        match self {
+            Lang::Da => Lang::En,
+            Lang::En => Lang::Da,
+        }
+    }
+}
+
+/// The English for the validation messages of [`validate`].
+fn english_message(da: &str) -> &str {
+    match da {
+        "Skriv et svar." => "Please write an answer.",
+        "Svaret er ikke en af mulighederne. Vælg igen." => {
+            "The answer is not one of the options. Please choose again."
+        }
+        "Vælg kun ét svar." => "Please choose only one answer.",
+        "Vælg mindst ét svar." => "Please choose at least one answer.",
+        "Vælg et svar." => "Please choose an answer.",
+        other => other,
+    }
+}
+
+/// [`validate`] with the messages in `lang`.
+pub fn validate_in(
     survey: &Survey,
-    action: &str,
+    fields: &[(String, String)],
+    lang: Lang,
+) -> Result<Answers, Invalid> {
+    validate(survey, fields).map_err(|mut invalid| {
+        if lang == Lang::En {
+            for m in invalid.errors.values_mut() {
+                *m = english_message(m).to_string();
+            }
+        }
+        invalid
+    })
+}
+
+/// What every page's layout gets ([`crate::texts::PAGE_VARS`]).
+pub fn page_context(cfg: Option<&Config>, lang: Lang, title: &str) -> Value {
+    match cfg {
+        Some(cfg) => context! {
+            agency => cfg.agency,
+            lang => lang.code(),
+            title => title,
+            contact => cfg.web_contact,
+            accessibility_statement_url => cfg.accessibility_statement_url.clone().unwrap_or_default(),
+            privacy_url => crate::compose::PRIVACY_PATH,
+        },
+        None => context! {
+            agency => "",
+            lang => lang.code(),
+            title => title,
+            contact => "",
+            accessibility_statement_url => "",
+            privacy_url => "",
+        },
+    }
+}
+
+/// Links of the form page: the language switch and the opt-out button.
+#[derive(Debug, Clone, Default)]
+pub struct FormLinks {
+    /// The form's own path (`/s/<token>`).
+    pub path: String,
+    /// `/u/<token>`: "I don't want to take part".
+    pub unsubscribe: String,
+}
+
+/// The whole form page: empty, or re-shown with what was entered and the
+/// errors; in `lang` (the English questionnaire when configured).
+pub fn render(
+    cfg: &Config,
+    lang: Lang,
+    links: &FormLinks,
     invalid: Option<&Invalid>,
 ) -> Result<String, minijinja::Error> {
+    let (survey, lang) = match (lang, &cfg.survey_en) {
+        (Lang::En, Some(en)) => (en, Lang::En),
+        _ => (&cfg.survey, Lang::Da),
+    };
     let empty = Invalid::default();
     let invalid = invalid.unwrap_or(&empty);
     let mut values = invalid.entered.clone();
     for q in &survey.questions {
         values.entry(q.code.clone()).or_default();
     }
-    env().get_template("form.html")?.render(context! {
-        survey => survey,
-        action => action,
-        errors => invalid.errors,
-        values => values,
-        max_text => MAX_TEXT,
-        max_other => MAX_OTHER,
+    let action = format!("{}?lang={}", links.path, lang.code());
+    let switch_url = if cfg.survey_en.is_some() {
+        format!("{}?lang={}", links.path, lang.other().code())
+    } else {
+        String::new()
+    };
+    cfg.texts.render(
+        "form.html",
+        context! {
+            survey => survey,
+            action => action,
+            errors => invalid.errors,
+            values => values,
+            max_text => MAX_TEXT,
+            max_other => MAX_OTHER,
+            switch_url => switch_url,
+            unsubscribe_action => links.unsubscribe,
+            ..page_context(Some(cfg), lang, &survey.title)
+        },
+    )
+}
+
+/// One of the page templates (`thanks.html`, `privacy.html`, …) with its
+/// own variables; the built-in generic page if the agency's fails.
+pub fn render_named(
+    cfg: Option<&Config>,
+    name: &str,
+    lang: Lang,
+    title: &str,
+    own: Value,
+) -> String {
+    let ctx = context! { ..own, ..page_context(cfg, lang, title) };
+    let texts = cfg.map_or_else(crate::texts::Texts::builtin, |c| c.texts.clone());
+    texts.render(name, ctx).unwrap_or_else(|e| {
+        tracing::error!(template = name, error = %e, "a page template failed; showing the plain page");
+        fallback_page(title)
     })
 }
 
 /// A simple page: a heading and paragraphs (Danish), styled like the form.
-pub fn render_page(title: &str, paragraphs: &[&str]) -> String {
-    render_page_with_link(title, paragraphs, None)
+pub fn render_page(cfg: Option<&Config>, title: &str, paragraphs: &[&str]) -> String {
+    render_named(
+        cfg,
+        "page.html",
+        Lang::Da,
+        title,
+        context! { paragraphs => paragraphs, link => Option::<Value>::None },
+    )
 }
 
-/// [`render_page`] ending in one link: (href, text).
-pub fn render_page_with_link(
-    title: &str,
-    paragraphs: &[&str],
-    link: Option<(&str, &str)>,
-) -> String {
-    let link = link.map(|(href, text)| context! { href => href, text => text });
-    env()
-        .get_template("page.html")
-        .and_then(|t| t.render(context! { title => title, paragraphs => paragraphs, link => link }))
-        .unwrap_or_else(|_| {
-            format!(
-                "<!DOCTYPE html><html lang=\"da\"><title>{0}</title><h1>{0}</h1></html>",
-                crate::web::html_escape(title)
-            )
-        })
+fn fallback_page(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"da\"><title>{0}</title><h1>{0}</h1></html>",
+        crate::web::html_escape(title)
+    )
 }
 
 /// The stylesheet the pages link to (served by the web module).
@@ -212,6 +350,21 @@ mod tests {
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/survey.da.toml"),
         )
         .unwrap()
+    }
+
+    fn cfg() -> Config {
+        Config::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/classify/config.toml"),
+        )
+        .expect("fixture config")
+    }
+
+    fn links() -> FormLinks {
+        FormLinks {
+            path: "/s/x".into(),
+            unsubscribe: "/u/x".into(),
+        }
     }
 
     fn f(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -242,21 +395,21 @@ mod tests {
         let a = validate(&survey(), &complete()).unwrap();
         assert_eq!(
             a["organisation"],
-            Value::Single {
+            AnswerValue::Single {
                 code: "andet".into(),
                 other: Some("Boligselskab".into())
             }
         );
         assert_eq!(
             a["raadgivning"],
-            Value::Multi {
+            AnswerValue::Multi {
                 codes: vec!["risiko".into(), "sikkerhed".into()],
                 other: None
             }
         );
         assert_eq!(
             a["kommentarer"],
-            Value::Text {
+            AnswerValue::Text {
                 text: "Tak! 😀 Æblegrød på én gang\nLinje to".into()
             }
         );
@@ -290,7 +443,7 @@ mod tests {
         assert_eq!(inv.errors["raadgivning"], "Vælg mindst ét svar.");
         assert_eq!(inv.entered["organisation"].codes, ["politi"]);
         assert_eq!(inv.entered["kommentarer"].text, "hej");
-        let html = render(&survey(), "/s/x", Some(&inv)).unwrap();
+        let html = render(&cfg(), Lang::Da, &links(), Some(&inv)).unwrap();
         assert!(html.contains("Der mangler svar"));
         assert!(html.contains("value=\"politi\" checked"));
         assert!(html.contains(">hej</textarea>"));
@@ -320,7 +473,7 @@ mod tests {
         let a = validate(&survey(), &fields).unwrap();
         assert_eq!(
             a["organisation"],
-            Value::Single {
+            AnswerValue::Single {
                 code: "kommune".into(),
                 other: None
             }
@@ -337,7 +490,7 @@ mod tests {
     #[test]
     fn the_form_shows_the_questionnaire_verbatim() {
         let s = survey();
-        let html = render(&s, "/s/x", None).unwrap();
+        let html = render(&cfg(), Lang::Da, &links(), None).unwrap();
         assert!(html.contains("<html lang=\"da\">"));
         for q in &s.questions {
             assert!(html.contains(&esc(&q.text)), "{}", q.text);

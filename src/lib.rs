@@ -29,7 +29,11 @@
 //! - [`report`]: the agency's analysis (response rate, figures 1–4) as text or one HTML page (pure).
 //! - [`export`]: the answers as CSV (for Excel) or JSON, one row per answer (pure).
 //! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
-//! - [`form`]: the survey form: render and validate (pure).
+//! - [`form`]: the survey form: render and validate (pure), in Danish or English.
+//! - [`texts`]: every text as a template; the agency's overrides, validated.
+//! - [`preview`]: `canvass preview` with sample data.
+//! - [`web_pages`]: the privacy page, one-click opt-out (RFC 8058), the send-test page.
+//! - [`export_xlsx`]: the answers and response rates as an Excel workbook (pure).
 //! - [`web`]: the respondent-facing HTTP server (links, health).
 //! - [`control`]: the control socket `canvass status`/`invite` use while the daemon runs.
 //! - [`pipeline`]: what the loops share, and the unit of ingest work.
@@ -65,6 +69,7 @@ pub mod daemon;
 pub mod digest;
 pub mod explain;
 pub mod export;
+pub mod export_xlsx;
 pub mod form;
 pub mod ingest;
 pub mod logging;
@@ -74,6 +79,7 @@ pub mod oauth;
 pub mod outbox;
 pub mod pacing;
 pub mod pipeline;
+pub mod preview;
 pub mod private;
 pub mod redact;
 pub mod report;
@@ -85,8 +91,10 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod survey;
+pub mod texts;
 pub mod tls;
 pub mod token;
 pub mod transport;
 pub mod web;
+pub mod web_pages;
 pub mod window;

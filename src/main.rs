@@ -77,7 +77,8 @@ enum Command {
     },
     /// The anonymous answers, one row per answer.
     Export {
-        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        /// csv, json, or xlsx (an Excel workbook: answers, response rates; needs --out).
+        #[arg(long, value_parser = ["csv", "json", "xlsx"], default_value = "csv")]
         format: String,
         /// Start with a UTF-8 byte order mark (Excel).
         #[arg(long)]
@@ -89,6 +90,19 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Show a text with sample data, as the configured templates render it.
+    Preview {
+        /// invitation, reminder, confirmation, digest or form.
+        #[arg(value_parser = canvass::preview::WHAT)]
+        what: String,
+        /// Also write the HTML (the mail's HTML part, the digest, the form) to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Send one sample invitation to ADDRESS through the configured
+    /// transport; marked as a test, it invites no one and its link shows a
+    /// test page.
+    SendTest { address: String },
     /// The managers' digest now.
     Digest {
         /// Render it to the terminal, send nothing.
@@ -262,6 +276,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let answer = fetch(&cli.config, Request::Report { html: true })?;
             write_answer(answer, Some(&file))
         }
+        Command::Export { format, out, .. } if format == "xlsx" => {
+            export_xlsx(&cli.config, out.as_deref())
+        }
         Command::Export {
             format,
             bom,
@@ -289,6 +306,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => ask(&cli.config, Request::Withdraw { addresses, reason }, json),
         Command::Backup { file } => backup(&cli.config, &file),
+        Command::Preview { what, html } => {
+            let cfg = load_config(&cli.config)?;
+            let p = canvass::preview::preview(&cfg, &what)?;
+            print!("{}", p.text);
+            match (html, p.html) {
+                (Some(file), Some(h)) => {
+                    std::fs::write(&file, h)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    eprintln!("wrote {}", file.display());
+                }
+                (Some(_), None) => eprintln!("canvass: the {what} has no HTML part"),
+                _ => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SendTest { address } => send_test(&cli.config, &address),
         Command::Restore { file, force } => restore(&cli.config, &file, force),
     }
 }
@@ -309,6 +342,58 @@ fn backup(config: &std::path::Path, file: &std::path::Path) -> anyhow::Result<Ex
     canvass::store::privacy::write_private_file(file, &bytes)
         .with_context(|| format!("cannot write {}", file.display()))?;
     println!("wrote {}: {}", file.display(), answer.text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `canvass export --format xlsx --out FILE`: the workbook is built by
+/// whoever holds the store and written here.
+fn export_xlsx(
+    config: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    let Some(out) = out else {
+        eprintln!("canvass: an xlsx workbook is binary: give --out FILE.xlsx");
+        return Ok(ExitCode::from(2));
+    };
+    let answer = fetch(
+        config,
+        Request::Export {
+            format: "xlsx".to_string(),
+            bom: false,
+            delimiter: None,
+        },
+    )?;
+    if !answer.ok {
+        eprintln!("canvass: {}", answer.text);
+        return Ok(ExitCode::FAILURE);
+    }
+    let bytes = answer.json["xlsx"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .context("the daemon's answer holds no workbook")?;
+    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("wrote {} ({})", out.display(), answer.text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `canvass send-test ADDRESS`: one sample invitation, for real, through
+/// the configured transport; no store, no token, no invitation.
+fn send_test(config: &std::path::Path, address: &str) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let to = canvass::address::parse(address)
+        .map_err(|e| anyhow::anyhow!("{address:?} is not a valid address: {e}"))?;
+    let msg = canvass::compose::test_invitation(&cfg, &to)?;
+    let transport = canvass::transport::from_config(&cfg.outbound)?;
+    runtime()?
+        .block_on(transport.send(&msg.from, &msg.to, &msg.raw))
+        .map_err(|e| anyhow::anyhow!("{} did not take the test mail: {e}", transport.describe()))?;
+    println!(
+        "sent a test invitation to {to} through {} (marked as a test; its link shows the test page {}{})",
+        transport.describe(),
+        cfg.base_url,
+        canvass::compose::TEST_PATH
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -319,7 +319,7 @@ impl Scheduler {
         let mut out = Vec::new();
         for (manager, regions) in self.pipeline.config().managers() {
             let d = self.compute(now, &regions, is_final)?;
-            out.push(render_one(manager, &d)?);
+            out.push(render_one(&self.pipeline.config(), manager, &d)?);
         }
         Ok(out)
     }
@@ -327,7 +327,9 @@ impl Scheduler {
     /// The digest as it would be now, for `canvass digest --print`: all regions.
     pub fn preview(&self, now: DateTime<Utc>) -> Result<String, JobError> {
         let is_final = now >= self.pipeline.config().window.closes_at();
-        Ok(digest::render_text(&self.compute(now, &[], is_final)?))
+        let cfg = self.pipeline.config();
+        let d = self.compute(now, &[], is_final)?;
+        Ok(digest::render_text_with_intro(&d, &digest_intro(&cfg, &d)?))
     }
 
     /// Queues the digest for every manager; returns how many.
@@ -385,7 +387,46 @@ impl Scheduler {
     }
 }
 
-fn render_one(to: Address, d: &digest::Digest) -> Result<RenderedDigest, JobError> {
+/// The digest's subject (`digest_subject.txt`).
+pub fn digest_subject(cfg: &crate::config::Config, d: &digest::Digest) -> Result<String, JobError> {
+    use chrono::Datelike;
+    cfg.texts
+        .render(
+            "digest_subject.txt",
+            minijinja::context! {
+                week => d.today.iso_week().week(),
+                rate => d.total.rate_invited,
+                answered => d.total.answered,
+                is_final => d.is_final,
+                ..crate::compose::mail_context(cfg, false)
+            },
+        )
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map_err(|e| JobError::Render(e.to_string()))
+}
+
+/// The agency's opening of the digest (`digest_intro.txt`; built in: the subject).
+pub fn digest_intro(cfg: &crate::config::Config, d: &digest::Digest) -> Result<String, JobError> {
+    cfg.texts
+        .render(
+            "digest_intro.txt",
+            minijinja::context! {
+                subject => digest_subject(cfg, d)?,
+                is_final => d.is_final,
+                days_left => d.days_left,
+                ..crate::compose::mail_context(cfg, false)
+            },
+        )
+        .map_err(|e| JobError::Render(e.to_string()))
+}
+
+fn render_one(
+    cfg: &crate::config::Config,
+    to: Address,
+    d: &digest::Digest,
+) -> Result<RenderedDigest, JobError> {
+    let subject = digest_subject(cfg, d)?;
+    let intro = digest_intro(cfg, d)?;
     let bars: Vec<(String, u64, u64)> = d
         .lines
         .iter()
@@ -400,10 +441,15 @@ fn render_one(to: Address, d: &digest::Digest) -> Result<RenderedDigest, JobErro
     };
     Ok(RenderedDigest {
         to,
-        subject: digest::subject(d),
-        text: digest::render_text(d),
-        html: digest::render_html(d, chart.as_ref().map(|_| crate::compose::CHART_CID)),
+        text: digest::render_text_with_intro(d, &intro),
+        html: digest::render_html_with_intro(
+            d,
+            chart.as_ref().map(|_| crate::compose::CHART_CID),
+            &subject,
+            &intro,
+        ),
         chart,
+        subject,
     })
 }
 

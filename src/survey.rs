@@ -137,6 +137,46 @@ impl Survey {
         out
     }
 
+    /// Whether `other` (a translation) asks the same: id, version, and every
+    /// question with the same number, code, kind, required flag and options
+    /// (codes and flags) in the same order, so answers pool by option key.
+    pub fn same_codes(&self, other: &Survey) -> Result<(), String> {
+        if self.id != other.id || self.version != other.version {
+            return Err(format!(
+                "is survey {:?} version {}, the Danish one is {:?} version {}",
+                other.id, other.version, self.id, self.version
+            ));
+        }
+        if self.questions.len() != other.questions.len() {
+            return Err(format!(
+                "has {} questions, the Danish one {}",
+                other.questions.len(),
+                self.questions.len()
+            ));
+        }
+        for (a, b) in self.questions.iter().zip(&other.questions) {
+            let shape = |q: &Question| {
+                (
+                    q.nr,
+                    q.code.clone(),
+                    q.kind,
+                    q.required,
+                    q.options
+                        .iter()
+                        .map(|o| (o.code.clone(), o.text_field, o.not_applicable))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            if shape(a) != shape(b) {
+                return Err(format!(
+                    "question {} ({}) differs from the Danish one in its code, kind, required flag or options",
+                    b.nr, b.code
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn question(&self, code: &str) -> Option<&Question> {
         self.questions.iter().find(|q| q.code == code)
     }

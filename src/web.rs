@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -36,8 +36,8 @@ use axum::Router;
 use chrono::Utc;
 use tokio::net::TcpListener;
 
-use crate::config::WebSettings;
-use crate::form;
+use crate::config::{Config, WebSettings};
+use crate::form::{self, Lang};
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
 use crate::store::{Invitation, Link, StoredResponse, SubmitOutcome};
@@ -59,8 +59,8 @@ struct Misses {
 }
 
 #[derive(Clone)]
-struct AppState {
-    pipeline: Arc<Pipeline>,
+pub(crate) struct AppState {
+    pub(crate) pipeline: Arc<Pipeline>,
     misses: Arc<Mutex<Misses>>,
 }
 
@@ -74,6 +74,12 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/healthz", get(healthz))
         .route("/assets/form.css", get(css))
         .route("/s/{token}", get(show).post(submit))
+        .route(
+            "/u/{token}",
+            get(crate::web_pages::unsubscribe_form).post(crate::web_pages::unsubscribe),
+        )
+        .route(crate::compose::PRIVACY_PATH, get(crate::web_pages::privacy))
+        .route(crate::compose::TEST_PATH, get(crate::web_pages::test_page))
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -234,11 +240,13 @@ async fn read_body(State(deadline): State<Duration>, req: Request, next: Next) -
                 .await
         }
         Ok(Err(_)) => closing(page(
+            None,
             StatusCode::PAYLOAD_TOO_LARGE,
             "Svaret er for stort",
             &["Svaret kunne ikke modtages. Gå tilbage til formularen og prøv igen."],
         )),
         Err(_) => closing(page(
+            None,
             StatusCode::REQUEST_TIMEOUT,
             "Forbindelsen var for langsom",
             &["Svaret kom ikke frem i tide. Gå tilbage til formularen og prøv igen."],
@@ -254,6 +262,7 @@ fn closing(mut r: Response) -> Response {
 
 async fn unavailable() -> Response {
     let mut r = page(
+        None,
         StatusCode::SERVICE_UNAVAILABLE,
         "Midlertidig fejl",
         &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
@@ -324,20 +333,68 @@ async fn css() -> impl IntoResponse {
     )
 }
 
-fn page(status: StatusCode, title: &str, paragraphs: &[&str]) -> Response {
-    (status, Html(form::render_page(title, paragraphs))).into_response()
+pub(crate) fn page(
+    cfg: Option<&Config>,
+    status: StatusCode,
+    title: &str,
+    paragraphs: &[&str],
+) -> Response {
+    (status, Html(form::render_page(cfg, title, paragraphs))).into_response()
 }
 
-async fn fallback() -> Response {
+/// One of the page templates (src/texts.rs) in `lang`.
+pub(crate) fn named(
+    cfg: &Config,
+    status: StatusCode,
+    name: &str,
+    lang: Lang,
+    title: &str,
+    own: minijinja::Value,
+) -> Response {
+    (
+        status,
+        Html(form::render_named(Some(cfg), name, lang, title, own)),
+    )
+        .into_response()
+}
+
+/// The language of a form request: `?lang=` first, then the browser's
+/// `Accept-Language`; Danish by default and when no English survey is set.
+pub(crate) fn request_lang(
+    cfg: &Config,
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Lang {
+    if cfg.survey_en.is_none() {
+        return Lang::Da;
+    }
+    let asked = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "lang")
+            .and_then(|(_, v)| Lang::parse(&v))
+    });
+    asked
+        .or_else(|| {
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
+        .unwrap_or(Lang::Da)
+}
+
+async fn fallback(State(s): State<AppState>) -> Response {
     page(
+        Some(&s.pipeline.config()),
         StatusCode::NOT_FOUND,
         "Siden findes ikke",
         &["Adressen er ikke en side i spørgeskemaet."],
     )
 }
 
-fn unknown_link() -> Response {
+pub(crate) fn unknown_link(cfg: Option<&Config>) -> Response {
     page(
+        cfg,
         StatusCode::NOT_FOUND,
         "Linket findes ikke",
         &["Linket er ikke gyldigt. Kontrollér, at hele linket fra mailen er kommet med, hvis du har kopieret det."],
@@ -346,6 +403,7 @@ fn unknown_link() -> Response {
 
 fn too_many() -> Response {
     let mut r = page(
+        None,
         StatusCode::TOO_MANY_REQUESTS,
         "For mange forsøg",
         &["Der er prøvet for mange ugyldige links fra din forbindelse. Prøv igen senere."],
@@ -355,74 +413,114 @@ fn too_many() -> Response {
     r
 }
 
-fn already_answered(status: StatusCode) -> Response {
-    page(
+fn already_answered(cfg: &Config, lang: Lang, status: StatusCode) -> Response {
+    named(
+        cfg,
         status,
-        "Tak – du har allerede svaret",
-        &[
-            "Du har allerede besvaret spørgeskemaet, og dit svar er gemt. Tak for din hjælp.",
-            "Hvert link kan kun bruges én gang.",
-        ],
+        "answered.html",
+        lang,
+        if lang == Lang::En {
+            "Thank you – you have already answered"
+        } else {
+            "Tak – du har allerede svaret"
+        },
+        minijinja::context! {},
     )
 }
 
 /// The query that opens the form of an opted-out invitation.
 const ANSWER_ANYWAY: &str = "svar=alligevel";
 
+/// Whether the query asks to answer although opted out.
+fn answer_anyway(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "svar" && v == "alligevel")
+    })
+}
+
 /// An opt-out stops the mail, not the answer: a forged or regretted opt-out
-/// is not final (issue 14), so the page offers the form anyway.
-fn opted_out(path: &str) -> Response {
-    let href = format!("{path}?{ANSWER_ANYWAY}");
-    (
-        StatusCode::OK,
-        Html(form::render_page_with_link(
-            "Du har frameldt dig",
-            &[
-                "Du har meldt fra til undersøgelsen, så vi sender dig ikke flere mails om den. Tak for din besked.",
-                "Har du fortrudt, eller har en anden meldt fra i dit navn, kan du stadig svare.",
-            ],
-            Some((&href, "Svar alligevel på spørgeskemaet")),
-        )),
+/// is not final (issue 14), so the page offers the form anyway (`raw`: the
+/// link's token as in the path).
+pub(crate) fn opted_out(cfg: &Config, lang: Lang, status: StatusCode, raw: &str) -> Response {
+    let answer_url = format!("/s/{raw}?{ANSWER_ANYWAY}&lang={}", lang.code());
+    named(
+        cfg,
+        status,
+        "opted_out.html",
+        lang,
+        if lang == Lang::En {
+            "You have opted out"
+        } else {
+            "Du har frameldt dig"
+        },
+        minijinja::context! { answer_url => answer_url },
     )
-        .into_response()
 }
 
-fn forgotten() -> Response {
-    page(
+fn forgotten(cfg: &Config) -> Response {
+    named(
+        cfg,
         StatusCode::GONE,
+        "forgotten.html",
+        Lang::Da,
         "Linket er ikke længere gyldigt",
-        &["Dine oplysninger er slettet efter ønske, og linket kan derfor ikke bruges mere. Du hører ikke mere fra os om undersøgelsen."],
+        minijinja::context! {},
     )
 }
 
-fn withdrawn() -> Response {
-    page(
+fn withdrawn(cfg: &Config) -> Response {
+    named(
+        cfg,
         StatusCode::GONE,
+        "withdrawn.html",
+        Lang::Da,
         "Invitationen er trukket tilbage",
-        &["Invitationen til undersøgelsen blev sendt til dig ved en fejl og er trukket tilbage. Du skal ikke besvare spørgeskemaet, og du hører ikke mere fra os om det. Vi beklager ulejligheden."],
+        minijinja::context! {},
     )
 }
 
-fn closed(until: chrono::NaiveDate) -> Response {
-    let when = crate::compose::danish_date(until);
-    let text = format!("Undersøgelsen lukkede for svar den {when}. Tak for din interesse.");
-    page(StatusCode::GONE, "Undersøgelsen er lukket", &[&text])
+fn closed(cfg: &Config, lang: Lang) -> Response {
+    let until = cfg.answers_until;
+    let (title, when) = if lang == Lang::En {
+        ("The survey is closed", crate::compose::english_date(until))
+    } else {
+        (
+            "Undersøgelsen er lukket",
+            crate::compose::danish_date(until),
+        )
+    };
+    named(
+        cfg,
+        StatusCode::GONE,
+        "closed.html",
+        lang,
+        title,
+        minijinja::context! { until => when },
+    )
 }
 
-fn store_error(e: &dyn std::fmt::Display) -> Response {
+pub(crate) fn store_error(e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "store error on a survey link");
     page(
+        None,
         StatusCode::SERVICE_UNAVAILABLE,
         "Midlertidig fejl",
         &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
     )
 }
 
-fn thanks() -> Response {
-    page(
+fn thanks(cfg: &Config, lang: Lang) -> Response {
+    named(
+        cfg,
         StatusCode::OK,
-        "Tak for dit svar",
-        &["Din besvarelse er gemt. Den er anonym: den gemmes uden din mailadresse, uden linket og uden tidspunkt.", "Du kan lukke siden nu."],
+        "thanks.html",
+        lang,
+        if lang == Lang::En {
+            "Thank you for your answer"
+        } else {
+            "Tak for dit svar"
+        },
+        minijinja::context! {},
     )
 }
 
@@ -451,7 +549,7 @@ impl AppState {
     /// Resolves the link to an invitation, or the page to show instead. A
     /// valid link is found before any limit is looked at: nobody else's
     /// guessing can lock a respondent out.
-    fn lookup(
+    pub(crate) fn lookup(
         &self,
         peer: SocketAddr,
         headers: &axum::http::HeaderMap,
@@ -460,8 +558,8 @@ impl AppState {
         if let Some(t) = Token::from_url(raw) {
             match self.pipeline.store.link(&t.hash()) {
                 Ok(Link::Invitation(inv)) => return Ok((t, *inv)),
-                Ok(Link::Forgotten) => return Err(Box::new(forgotten())),
-                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn())),
+                Ok(Link::Forgotten) => return Err(Box::new(forgotten(&self.pipeline.config()))),
+                Ok(Link::Withdrawn) => return Err(Box::new(withdrawn(&self.pipeline.config()))),
                 Ok(Link::Unknown) => {}
                 Err(e) => return Err(Box::new(store_error(&e))),
             }
@@ -471,7 +569,7 @@ impl AppState {
         if self.missed(client) {
             Err(Box::new(too_many()))
         } else {
-            Err(Box::new(unknown_link()))
+            Err(Box::new(unknown_link(Some(&self.pipeline.config()))))
         }
     }
 }
@@ -480,28 +578,36 @@ fn today() -> chrono::NaiveDate {
     Utc::now().with_timezone(&crate::window::TZ).date_naive()
 }
 
+fn form_links(raw: &str) -> form::FormLinks {
+    form::FormLinks {
+        path: format!("/s/{raw}"),
+        unsubscribe: format!("/u/{raw}"),
+    }
+}
+
 async fn show(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
     Path(raw): Path<String>,
-    uri: axum::http::Uri,
+    RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let (_, inv) = match s.lookup(peer, &headers, &raw) {
         Ok(found) => found,
         Err(page) => return *page,
     };
     let cfg = s.pipeline.config();
+    let lang = request_lang(&cfg, query.as_deref(), &headers);
     if inv.answered {
-        return already_answered(StatusCode::OK);
+        return already_answered(&cfg, lang, StatusCode::OK);
     }
-    if inv.opted_out && uri.query() != Some(ANSWER_ANYWAY) {
-        return opted_out(uri.path());
+    if inv.opted_out && !answer_anyway(query.as_deref()) {
+        return opted_out(&cfg, lang, StatusCode::OK, &raw);
     }
     if today() > cfg.answers_until {
-        return closed(cfg.answers_until);
+        return closed(&cfg, lang);
     }
-    match form::render(&cfg.survey, &format!("/s/{raw}"), None) {
+    match form::render(&cfg, lang, &form_links(&raw), None) {
         Ok(html) => Html(html).into_response(),
         Err(e) => store_error(&e),
     }
@@ -511,6 +617,7 @@ async fn submit(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
     method: Method,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -521,24 +628,26 @@ async fn submit(
         Err(page) => return *page,
     };
     let cfg = s.pipeline.config();
+    let lang = request_lang(&cfg, query.as_deref(), &headers);
     if inv.answered {
-        return already_answered(StatusCode::CONFLICT);
+        return already_answered(&cfg, lang, StatusCode::CONFLICT);
     }
     if today() > cfg.answers_until {
-        return closed(cfg.answers_until);
+        return closed(&cfg, lang);
     }
     if !is_form_media_type(headers.get(header::CONTENT_TYPE)) {
         return page(
+            Some(&cfg),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Svaret kunne ikke læses",
             &["Svaret skal sendes fra formularen. Gå tilbage og prøv igen."],
         );
     }
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let answers = match form::validate(&cfg.survey, &fields) {
+    let answers = match form::validate_in(&cfg.survey, &fields, lang) {
         Ok(a) => a,
         Err(invalid) => {
-            return match form::render(&cfg.survey, &format!("/s/{raw}"), Some(&invalid)) {
+            return match form::render(&cfg, lang, &form_links(&raw), Some(&invalid)) {
                 Ok(html) => (StatusCode::UNPROCESSABLE_ENTITY, Html(html)).into_response(),
                 Err(e) => store_error(&e),
             }
@@ -559,11 +668,11 @@ async fn submit(
     {
         Ok(SubmitOutcome::Stored) => {
             tracing::info!(target: "canvass::web", "answer stored");
-            thanks()
+            thanks(&cfg, lang)
         }
-        Ok(SubmitOutcome::AlreadyAnswered) => already_answered(StatusCode::CONFLICT),
-        Ok(SubmitOutcome::OptedOut) => opted_out(&format!("/s/{raw}")),
-        Ok(SubmitOutcome::UnknownToken) => unknown_link(),
+        Ok(SubmitOutcome::AlreadyAnswered) => already_answered(&cfg, lang, StatusCode::CONFLICT),
+        Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::OK, &raw),
+        Ok(SubmitOutcome::UnknownToken) => unknown_link(Some(&cfg)),
         Err(e) => store_error(&e),
     }
 }

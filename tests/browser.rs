@@ -165,7 +165,8 @@ async fn start_daemon(
     }
 }
 
-/// The daemon on the Maildir inbox and the .eml outbox (no mail server).
+/// The daemon on the Maildir inbox and the .eml outbox (no mail server),
+/// with [privacy], the accessibility statement and the English survey.
 async fn start_file_daemon() -> Running {
     let dir = tempfile::tempdir().unwrap();
     start_daemon(dir, |dir, base| {
@@ -177,19 +178,42 @@ async fn start_file_daemon() -> Running {
             text.contains(old),
             "common::file_config changed its base_url"
         );
-        std::fs::write(&path, text.replace(old, &format!("base_url = \"{base}\""))).unwrap();
+        let en = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/survey.en.toml");
+        let text = text
+            .replace(
+                old,
+                &format!(
+                    "base_url = \"{base}\"\ndefinition_en = \"{}\"",
+                    en.display()
+                ),
+            )
+            .replace(
+                "[web]\n",
+                &format!("{PRIVACY}\n[web]\naccessibility_statement_url = \"{STATEMENT}\"\n"),
+            );
+        std::fs::write(&path, text).unwrap();
         path
     })
     .await
 }
+
+const STATEMENT: &str = "https://was.digst.dk/undersoegelse-siri-test";
+const PRIVACY: &str = "[privacy]
+controller = \"Styrelsen for International Rekruttering og Integration (SIRI)\"
+dpo = \"dpo@siri.test\"
+purpose = \"at evaluere og forbedre sikkerhedskonsulentordningen\"
+legal_basis = \"databeskyttelsesforordningens artikel 6, stk. 1, litra e\"
+contact = \"undersoegelse@siri.test\"
+";
 
 /// A consultant's CC trigger into the Maildir; returns the personal link from
 /// the invitation the daemon wrote.
 fn invite_by_file(r: &Running, contact: &str) -> String {
     deliver(
         &r.dir.path().join("inbox"),
-        "trigger.eml",
-        &cc_trigger("browser", ANNE, &[contact]),
+        &format!("trigger-{contact}.eml"),
+        // One trigger per contact: a Message-ID seen before is not processed again.
+        &cc_trigger(&format!("browser-{contact}"), ANNE, &[contact]),
     );
     let sent = r.dir.path().join("sent");
     let raw = wait_for("the invitation", WAIT, || {
@@ -354,6 +378,42 @@ fn wait_width(b: &Browser, width: u32) {
         &format!("a {width} px wide viewport"),
         &format!("return window.innerWidth === {width} && document.readyState === 'complete';"),
         WAIT,
+    );
+}
+
+/// WCAG 1.4.10 (reflow): no horizontal scrolling at 320 CSS pixels (a
+/// 1280 px window at 400 %) and at 200 % zoom of a 1280 × 900 window; the
+/// emulation is cleared again (back to 1280 px).
+fn reflows(b: &Browser, what: &str) {
+    b.emulate_mobile(320, 640);
+    wait_width(b, 320);
+    no_horizontal_scroll(b, &format!("{what} at 320 CSS px"));
+    b.emulate_zoom(1280, 900, 2.0);
+    wait_width(b, 640);
+    assert_eq!(b.js("return window.devicePixelRatio;", vec![]), json!(2));
+    no_horizontal_scroll(b, &format!("{what} at 200 % zoom"));
+    b.clear_emulation();
+    wait_width(b, 1280);
+}
+
+/// The footer every page carries (webtilgængelighedsloven): the statement
+/// link and the agency's contact.
+fn footer_check(b: &Browser, what: &str, statement: &str) {
+    let v = b.js(
+        "const f = document.querySelector('footer');
+         if (!f) return null;
+         return { links: Array.from(f.querySelectorAll('a')).map(a => [a.textContent.trim(), a.href]) };",
+        vec![],
+    );
+    assert!(!v.is_null(), "{what}: no footer");
+    let links: Vec<(String, String)> = serde_json::from_value(v["links"].clone()).unwrap();
+    assert!(
+        links.iter().any(|(_, href)| href == statement),
+        "{what}: no link to the accessibility statement in {links:?}"
+    );
+    assert!(
+        links.iter().any(|(_, href)| href.starts_with("mailto:")),
+        "{what}: no contact in {links:?}"
     );
 }
 
@@ -675,6 +735,37 @@ async fn invitation_link_to_thank_you() {
     b.goto(&link);
     assert!(b.text().contains("du har allerede svaret"), "{}", b.text());
     assert_eq!(r.responses(), stored, "nothing new is stored");
+
+    // `canvass send-test` through the real Postfix: marked, invites no one,
+    // its link opens the test page.
+    let invited_before = r.daemon().pipeline.store.counters().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_canvass"))
+        .args(["send-test", contact, "--config"])
+        .arg(r.dir.path().join("canvass.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msgs = mail
+        .wait_for_messages(contact, "INBOX", 3, Duration::from_secs(30))
+        .await;
+    let test = msgs
+        .iter()
+        .find(|m| String::from_utf8_lossy(m).contains("X-Canvass-Test: yes"))
+        .expect("the test mail arrived");
+    let text = String::from_utf8_lossy(test).replace("=\r\n", "");
+    assert!(!text.contains(&format!("{}/s/", r.base)), "{text}");
+    let test_link = format!("{}/proeve", r.base);
+    assert!(text.contains(&test_link), "{text}");
+    b.goto(&test_link);
+    assert!(b.text().contains("Prøve: linket virker"), "{}", b.text());
+    assert_eq!(
+        r.daemon().pipeline.store.counters().unwrap(),
+        invited_before
+    );
     drop(b);
     r.stop().await;
 }
@@ -800,11 +891,18 @@ async fn accessibility_has_no_serious_violations() {
     page_checks(&b, "the empty form", true);
     serious.extend(axe(&b, &source, "the empty form"));
 
+    footer_check(&b, "the empty form", STATEMENT);
+
     // On a phone: no sideways scrolling.
     b.emulate_mobile(390, 844);
     wait_width(&b, 390);
     no_horizontal_scroll(&b, "the empty form");
     check_screenshot(&b.screenshot_full(), "form-mobile.png", 0.01);
+    b.clear_emulation();
+    wait_width(&b, 1280);
+    reflows(&b, "the empty form");
+    b.emulate_mobile(390, 844);
+    wait_width(&b, 390);
 
     // The form with errors (submitted empty), on the phone and on a desktop.
     submit_by_click(&b);
@@ -814,6 +912,7 @@ async fn accessibility_has_no_serious_violations() {
     check_screenshot(&b.screenshot_full(), "form-errors-mobile.png", 0.01);
     b.clear_emulation();
     wait_width(&b, 1280);
+    reflows(&b, "the form with errors");
     page_checks(&b, "the form with errors", true);
     serious.extend(axe(&b, &source, "the form with errors"));
     // The thank-you page.
@@ -849,7 +948,9 @@ async fn accessibility_has_no_serious_violations() {
     submit_by_click(&b);
     assert!(b.text().contains("Tak for dit svar"), "{}", b.text());
     page_checks(&b, "the thank-you page", false);
+    footer_check(&b, "the thank-you page", STATEMENT);
     serious.extend(axe(&b, &source, "the thank-you page"));
+    reflows(&b, "the thank-you page");
     b.emulate_mobile(390, 844);
     wait_width(&b, 390);
     no_horizontal_scroll(&b, "the thank-you page");
@@ -861,6 +962,32 @@ async fn accessibility_has_no_serious_violations() {
     assert!(b.text().contains("du har allerede svaret"));
     page_checks(&b, "the already-answered page", false);
     serious.extend(axe(&b, &source, "the already-answered page"));
+
+    // The privacy page and the opt-out page: the same standard.
+    b.goto(&format!("{}/privatliv", r.base));
+    assert!(b.text().contains("Sådan behandler vi dine oplysninger"));
+    page_checks(&b, "the privacy page", false);
+    footer_check(&b, "the privacy page", STATEMENT);
+    serious.extend(axe(&b, &source, "the privacy page"));
+    reflows(&b, "the privacy page");
+    let other = invite_by_file(&r, "tilgaengelig2@kommune.test");
+    b.goto(&other.replace("/s/", "/u/"));
+    assert!(
+        b.text().contains("Jeg ønsker ikke at deltage"),
+        "{}",
+        b.text()
+    );
+    page_checks(&b, "the opt-out page", false);
+    serious.extend(axe(&b, &source, "the opt-out page"));
+    reflows(&b, "the opt-out page");
+    // The English form.
+    b.goto(&format!("{other}?lang=en"));
+    assert_eq!(
+        b.js("return document.documentElement.lang;", vec![]),
+        json!("en")
+    );
+    serious.extend(axe(&b, &source, "the English form"));
+    reflows(&b, "the English form");
 
     // The check itself works: a pale paragraph and an unlabelled field,
     // added to the page, are caught.
@@ -1025,4 +1152,127 @@ async fn stored_answer_is_unlinkable() {
         "log lines about the web route or the answer:\n{}",
         relevant.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// 4. English and one-click opt-out, in the browser.
+
+/// The language switch, an English answer pooled by option code; the
+/// opt-out link opened in the browser changes nothing until its button is
+/// pressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn english_form_and_one_click_opt_out_in_chromium() {
+    log_capture();
+    let r = start_file_daemon().await;
+    let link = invite_by_file(&r, "english.reader@ngo.test");
+    let b = Browser::start(1280, 900);
+
+    // Danish by default (the browser asks for da-DK); the switch to English.
+    b.goto(&link);
+    assert_eq!(
+        b.js("return document.documentElement.lang;", vec![]),
+        json!("da")
+    );
+    assert!(b
+        .text()
+        .contains("Hvilken type organisation arbejder du i?"));
+    b.mark_page();
+    b.click(".lang-switch a");
+    b.wait_new_page("the English form");
+    assert_eq!(
+        b.js("return document.documentElement.lang;", vec![]),
+        json!("en")
+    );
+    let text = b.text();
+    assert!(
+        text.contains("What type of organisation do you work in?"),
+        "{text}"
+    );
+    assert!(text.contains("Send answers"));
+
+    // Errors in English, then an answer.
+    submit_by_click(&b);
+    assert!(
+        b.text().contains("Some answers are missing"),
+        "{}",
+        b.text()
+    );
+    for id in [
+        "f-organisation-skole",
+        "f-antal_sager-over_10",
+        "f-boern-ja",
+        "f-raadgivning-sikkerhed",
+        "f-raadgivning-samarbejdspartnere",
+        "f-tilgaengelighed-lav",
+        "f-hjulpet_videre-nogen",
+        "f-anbefale-meget_hoej",
+    ] {
+        b.click(&format!("label[for='{id}']"));
+    }
+    b.type_into("#f-kommentarer", "Very helpful – thank you");
+    submit_by_click(&b);
+    assert!(
+        b.text().contains("Thank you for your answer"),
+        "{}",
+        b.text()
+    );
+    let stored = r.responses();
+    assert_eq!(stored.len(), 1);
+    let a = &stored[0].answers;
+    assert_eq!(
+        a["organisation"],
+        Value::Single {
+            code: "skole".into(),
+            other: None
+        }
+    );
+    assert_eq!(
+        a["raadgivning"],
+        Value::Multi {
+            codes: vec!["sikkerhed".into(), "samarbejdspartnere".into()],
+            other: None
+        }
+    );
+    assert_eq!(
+        a["kommentarer"],
+        Value::Text {
+            text: "Very helpful – thank you".into()
+        }
+    );
+
+    // One-click opt-out: the link opened (as a scanner would) opts nobody out.
+    let other = invite_by_file(&r, "vil.ikke@kommune.test");
+    let unsub = other.replace("/s/", "/u/");
+    let opted_out = |r: &Running| {
+        let token = canvass::token::Token::from_url(&token_of(&other)).unwrap();
+        match r.daemon().pipeline.store.link(&token.hash()).unwrap() {
+            canvass::store::Link::Invitation(i) => i.opted_out,
+            l => panic!("{l:?}"),
+        }
+    };
+    b.goto(&unsub);
+    b.refresh();
+    assert!(
+        b.text().contains("Meld fra til undersøgelsen"),
+        "{}",
+        b.text()
+    );
+    assert!(!opted_out(&r), "a GET opted out");
+    b.mark_page();
+    b.click("main form button");
+    b.wait_new_page("the page after opting out");
+    assert!(b.text().contains("Du har frameldt dig"), "{}", b.text());
+    assert!(opted_out(&r));
+    b.goto(&other);
+    assert!(b.text().contains("Du har frameldt dig"), "{}", b.text());
+
+    // The form's own button does the same.
+    let third = invite_by_file(&r, "heller.ikke@kommune.test");
+    b.goto(&third);
+    b.mark_page();
+    b.click("form.opt-out button");
+    b.wait_new_page("the page after the form's opt-out");
+    assert!(b.text().contains("Du har frameldt dig"), "{}", b.text());
+    drop(b);
+    r.stop().await;
 }

@@ -269,11 +269,9 @@ fn shipped_configs_are_valid() {
         dir.path().join("canvass.toml"),
     )
     .unwrap();
-    std::fs::copy(
-        root.join("config/survey.da.toml"),
-        dir.path().join("survey.da.toml"),
-    )
-    .unwrap();
+    for survey in ["survey.da.toml", "survey.en.toml"] {
+        std::fs::copy(root.join("config").join(survey), dir.path().join(survey)).unwrap();
+    }
     canvass::address::generate_key_file(&dir.path().join("hmac.key")).unwrap();
     // Microsoft 365 with a certificate, as shipped (docs/microsoft365.md).
     std::fs::write(dir.path().join("entra-certificate.pem"), "x").unwrap();
@@ -303,4 +301,296 @@ fn shipped_configs_are_valid() {
     ] {
         assert!(stdout(&out).contains(region), "{region}");
     }
+}
+
+/// The agency's texts: a templates directory overrides the built-ins;
+/// check-config names file and line of every problem (syntax, unknown
+/// variable, an invitation without its link, a file that is no template);
+/// `preview` shows the result with sample data.
+#[test]
+fn agency_templates_are_checked_and_previewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let cfg = file_config(dir.path(), (&s, &e), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "base_url = \"http://127.0.0.1:1\"\n",
+        "base_url = \"http://127.0.0.1:1\"\ntemplates_dir = \"tekster\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let texts = dir.path().join("tekster");
+    std::fs::create_dir(&texts).unwrap();
+    std::fs::write(
+        texts.join("invitation.txt"),
+        "Hej\n\n{{ link }}\n\nSvar senest {{ deadlin }}.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        texts.join("reminder.txt"),
+        "Hej\n{% if link %}\nglemt endif\n",
+    )
+    .unwrap();
+    std::fs::write(texts.join("invitation.html"), "<p>Kære {{ agency }}</p>\n").unwrap();
+    std::fs::write(texts.join("invitaton_subject.txt"), "stavefejl").unwrap();
+    let out = canvass(&["check-config", "--config", cfg]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    for must in [
+        "tekster/invitation.txt line 5: unknown variable `deadlin`",
+        "tekster/reminder.txt line ",
+        "syntax error",
+        "tekster/invitation.html: does not show the personal link",
+        "tekster/invitaton_subject.txt: is not a canvass template",
+    ] {
+        assert!(err.contains(must), "{must:?} not in:\n{err}");
+    }
+
+    // Fixed: the override is used, the rest stays built in.
+    std::fs::write(
+        texts.join("invitation.txt"),
+        "Hej fra {{ agency }}\n\n{{ link }}\n\nSvar senest {{ deadline }}.\n",
+    )
+    .unwrap();
+    std::fs::remove_file(texts.join("reminder.txt")).unwrap();
+    std::fs::write(
+        texts.join("invitation.html"),
+        "<p><a href=\"{{ link }}\">Svar</a></p>\n",
+    )
+    .unwrap();
+    std::fs::remove_file(texts.join("invitaton_subject.txt")).unwrap();
+    std::fs::write(
+        texts.join("invitation_subject.txt"),
+        "Et par spørgsmål fra {{ agency }}",
+    )
+    .unwrap();
+    std::fs::write(texts.join("digest_subject.txt"), "Ugens tal: {{ rate }}").unwrap();
+    let out = canvass(&["check-config", "--config", cfg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("templates"), "{}", stdout(&out));
+
+    let html = dir.path().join("invitation.html");
+    let out = canvass(&[
+        "preview",
+        "invitation",
+        "--html",
+        html.to_str().unwrap(),
+        "--config",
+        cfg,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Subject: Et par spørgsmål fra SIRI"),
+        "{text}"
+    );
+    assert!(text.contains("Hej fra SIRI"), "{text}");
+    assert!(text.contains("http://127.0.0.1:1/s/"), "{text}");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("Svar</a>"));
+    // The reminder is built in again: it carries the art. 14 paragraph.
+    let out = canvass(&["preview", "reminder", "--config", cfg]);
+    assert!(stdout(&out).contains("Datatilsynet"), "{}", stdout(&out));
+    let out = canvass(&["preview", "confirmation", "--config", cfg]);
+    assert!(
+        stdout(&out).contains("Inviteret til spørgeskemaet"),
+        "{}",
+        stdout(&out)
+    );
+    let out = canvass(&["preview", "digest", "--config", cfg]);
+    assert!(stdout(&out).contains("Returneret"), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("Ugens tal: "), "{}", stdout(&out));
+    let form = dir.path().join("form.html");
+    let out = canvass(&[
+        "preview",
+        "form",
+        "--html",
+        form.to_str().unwrap(),
+        "--config",
+        cfg,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let form = std::fs::read_to_string(&form).unwrap();
+    assert!(form.contains("Hvilken type organisation") && form.contains("site-footer"));
+    let out = canvass(&["preview", "nyhedsbrev", "--config", cfg]);
+    assert!(!out.status.success());
+}
+
+/// Outside the demo (a public base_url) check-config requires [privacy]
+/// (GDPR art. 14) and the accessibility statement link.
+#[test]
+fn a_public_survey_needs_privacy_and_the_accessibility_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let cfg = file_config(dir.path(), (&s, &e), "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("http://127.0.0.1:1", "https://undersoegelse.siri.test");
+    std::fs::write(&cfg, &text).unwrap();
+    let out = canvass(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("privacy: the [privacy] section is missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("web.accessibility_statement_url: is missing"),
+        "{err}"
+    );
+    let text = text.replace(
+        "[web]\n",
+        "[privacy]\ncontroller = \"SIRI\"\ndpo = \"dpo@siri.test\"\npurpose = \"at evaluere ordningen\"\nlegal_basis = \"artikel 6, stk. 1, litra e\"\ncontact = \"undersoegelse@siri.test\"\n\n[web]\naccessibility_statement_url = \"https://was.digst.dk/undersoegelse\"\n",
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    let out = canvass(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `send-test` through the configured transport (here the .eml files; the
+/// SMTP case is in tests/browser.rs): marked as a test, its link the test
+/// page, and nobody is invited.
+#[test]
+fn send_test_is_marked_and_invites_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let cfg = file_config(dir.path(), (&s, &e), "");
+    let cfg = cfg.to_str().unwrap();
+    let out = canvass(&["send-test", "redaktoer@siri.test", "--config", cfg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = files_in(&dir.path().join("sent"));
+    assert_eq!(sent.len(), 1);
+    let raw = std::fs::read(&sent[0]).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert!(
+        msg.subject().unwrap().starts_with("[PRØVE] "),
+        "{:?}",
+        msg.subject()
+    );
+    assert_eq!(msg.header_raw("X-Canvass-Test").map(str::trim), Some("yes"));
+    let text = msg.body_text(0).unwrap();
+    assert!(
+        text.contains("PRØVE") && text.contains("http://127.0.0.1:1/proeve"),
+        "{text}"
+    );
+    assert!(!text.contains("/s/"), "{text}");
+    let out = canvass(&["status", "--json", "--config", cfg]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["total"]["invited"], 0, "{v}");
+}
+
+/// `export --format xlsx`: answers with the questions as headers and
+/// numbers typed as numbers, response rates per region with the small-group
+/// flag; read back with calamine.
+#[test]
+fn xlsx_export_reads_back() {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = open_window();
+    let cfg_path = file_config(dir.path(), (&s, &e), "");
+    {
+        let cfg = canvass::config::Config::load(&cfg_path).unwrap();
+        let p = canvass::pipeline::Pipeline::open_offline(cfg).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        for (i, a) in ["a@kommune.test", "b@kommune.test", "c@kommune.test"]
+            .iter()
+            .enumerate()
+        {
+            p.invite_manual(&[a.to_string()], "Sjælland").unwrap();
+            if i == 2 {
+                continue;
+            }
+            let (due, _) = p
+                .store
+                .outbox_due(chrono::Utc::now() + chrono::Duration::days(1), 100)
+                .unwrap();
+            let item = due.iter().find(|d| d.to == [a.to_string()]).unwrap();
+            let link = link_in(&as_sent(&p, item)).unwrap();
+            let token = canvass::token::Token::from_url(link.trim_start_matches("/s/")).unwrap();
+            let fields: Vec<(String, String)> = complete_answer()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let answers = canvass::form::validate(&p.config().survey, &fields).unwrap();
+            let r = canvass::store::StoredResponse {
+                survey_id: p.config().survey.id.clone(),
+                survey_version: p.config().survey.version,
+                region: None,
+                day: chrono::NaiveDate::from_ymd_opt(2024, 8, 20).unwrap(),
+                answers,
+            };
+            rt.block_on(p.store.submit_response(&token.hash(), r, true))
+                .unwrap();
+        }
+    }
+    let out_path = dir.path().join("svar.xlsx");
+    let out = canvass(&[
+        "export",
+        "--format",
+        "xlsx",
+        "--out",
+        out_path.to_str().unwrap(),
+        "--config",
+        cfg_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut wb: Xlsx<_> = open_workbook(&out_path).expect("a workbook calamine opens");
+    assert_eq!(wb.sheet_names(), ["Svar", "Svarprocent", "Kolonner"]);
+
+    let svar = wb.worksheet_range("Svar").unwrap();
+    let rows: Vec<&[Data]> = svar.rows().collect();
+    assert_eq!(rows.len(), 3, "a header and two answers");
+    let header: Vec<String> = rows[0].iter().map(|c| c.to_string()).collect();
+    let col = |h: &str| {
+        header
+            .iter()
+            .position(|x| x == h)
+            .unwrap_or_else(|| panic!("no column {h:?} in {header:?}"))
+    };
+    assert_eq!(rows[1][col("Nr.")], Data::Float(1.0));
+    assert_eq!(rows[1][col("Skemaversion")], Data::Float(1.0));
+    assert!(
+        matches!(rows[1][col("Dato")], Data::DateTime(_)),
+        "{:?}",
+        rows[1][col("Dato")]
+    );
+    assert_eq!(rows[1][col("Region")], Data::String("Sjælland".into()));
+    assert_eq!(
+        rows[1][col("1. Hvilken type organisation arbejder du i?")],
+        Data::String("Krisecenter".into())
+    );
+    // Multiple choice: a 0/1 number per option.
+    assert_eq!(
+        rows[1][col("4. Rådgivning om at vurdere risiko i en konkret sag")],
+        Data::Float(1.0)
+    );
+    assert_eq!(
+        rows[1][col("4. Rådgivning om at skabe sikkerhed for en borger, der er truet")],
+        Data::Float(0.0)
+    );
+    assert_eq!(
+        rows[2][col("8. Har du nogle øvrige kommentarer til din brug af og/eller tilfredshed med sikkerhedskonsulenterne?")],
+        Data::String("Rigtig god hjælp, tak! Søren & Åse <3 🎉".into())
+    );
+
+    let rates = wb.worksheet_range("Svarprocent").unwrap();
+    let rows: Vec<&[Data]> = rates.rows().collect();
+    let sj = rows
+        .iter()
+        .find(|r| r[0] == Data::String("Sjælland".into()))
+        .expect("a row for Sjælland");
+    assert_eq!(sj[1], Data::Float(3.0));
+    assert_eq!(sj[2], Data::Float(2.0));
+    match sj[3] {
+        Data::Float(f) => assert!((f - 2.0 / 3.0).abs() < 1e-9, "{f}"),
+        ref other => panic!("the rate is not a number: {other:?}"),
+    }
+    assert_eq!(
+        sj[4],
+        Data::String("Ja".into()),
+        "two answers: a small group"
+    );
+    let total = rows
+        .iter()
+        .find(|r| matches!(&r[0], Data::String(s) if s.starts_with("I alt") || s == "Total"))
+        .expect("a total row");
+    assert_eq!(total[1], Data::Float(3.0));
 }

@@ -21,11 +21,9 @@ fn demo_config_invites_from_the_shipped_samples() {
         .unwrap()
         .replace("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:0\"");
     std::fs::write(cfg_dir.join("demo.toml"), demo).unwrap();
-    std::fs::copy(
-        root.join("config/survey.da.toml"),
-        cfg_dir.join("survey.da.toml"),
-    )
-    .unwrap();
+    for survey in ["survey.da.toml", "survey.en.toml"] {
+        std::fs::copy(root.join("config").join(survey), cfg_dir.join(survey)).unwrap();
+    }
     let log_path = dir.path().join("daemon.log");
     let log = std::fs::File::create(&log_path).unwrap();
 

@@ -196,7 +196,7 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
             .map(str::to_string)
             .collect()
     };
-    // Region Inviteret Leveret Afvist Frameldt Svar Svar/invit. Svar/leveret ...
+    // Region Inviteret Leveret Returneret Frameldt Svar Svar/invit. Svar/leveret ...
     assert_eq!(
         row("Sjælland")[1..7],
         ["3", "3", "0", "0", "1", "33"],
@@ -240,6 +240,16 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     assert!(text.lines().any(|l| l.starts_with("Sjælland")));
     assert!(!text.lines().any(|l| l.starts_with("Syddanmark")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("I alt")));
+    // Its total is of what it sees: every column adds up.
+    let cols = |region: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(region))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(cols("Sjælland")[1..7], cols("I alt")[2..8], "{text}");
 
     // Reminders, as of a week later: exactly c2, c3 and c5.
     assert_eq!(

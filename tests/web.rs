@@ -28,15 +28,24 @@ impl Drop for Web {
 }
 
 async fn start(extra_window: &str) -> Web {
+    let extra = extra_window.to_string();
+    start_edited(move |_, text| {
+        if extra.is_empty() {
+            text
+        } else {
+            text.replace("[sending]", &format!("{extra}\n\n[sending]"))
+        }
+    })
+    .await
+}
+
+/// The daemon's web side on `file_config`, its text changed by `edit`.
+async fn start_edited(edit: impl FnOnce(&std::path::Path, String) -> String) -> Web {
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = open_window();
     let path = file_config(dir.path(), (&s, &e), "");
-    if !extra_window.is_empty() {
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("[sending]", &format!("{extra_window}\n\n[sending]"));
-        std::fs::write(&path, text).unwrap();
-    }
+    let text = edit(dir.path(), std::fs::read_to_string(&path).unwrap());
+    std::fs::write(&path, text).unwrap();
     let cfg = Config::load(&path).unwrap();
     let store = Store::open(&cfg.store_path).unwrap();
     let key = HmacKey::load(&cfg.hmac_key_file).unwrap();
@@ -64,6 +73,11 @@ async fn start(extra_window: &str) -> Web {
 
 /// Invites `addr` and returns the link path from the queued invitation.
 fn invite(w: &Web, addr: &str) -> String {
+    link_in(&invitation_raw(w, addr)).expect("link")
+}
+
+/// The invitation to `addr` as it is sent.
+fn invitation_raw(w: &Web, addr: &str) -> Vec<u8> {
     w.pipeline
         .invite_manual(&[addr.to_string()], "Sjælland")
         .unwrap();
@@ -76,7 +90,7 @@ fn invite(w: &Web, addr: &str) -> String {
         .iter()
         .find(|i| i.to == [addr.to_string()])
         .expect("queued");
-    link_in(&as_sent(&w.pipeline, item)).expect("link")
+    as_sent(&w.pipeline, item)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -267,4 +281,307 @@ async fn a_forgotten_persons_link_says_it_was_withdrawn() {
     let (status, body) = blocking(move || http_get(&a, &link)).await;
     assert_eq!(status, 410);
     assert!(body.contains("ikke længere gyldigt"), "{body}");
+}
+
+/// A GET with an `Accept-Language` header: (status, body).
+fn get_with_language(addr: &str, path: &str, lang: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect web");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Language: {lang}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn opted_out(w: &Web, link: &str) -> bool {
+    let token = canvass::token::Token::from_url(link.trim_start_matches("/s/")).expect("token");
+    match w.pipeline.store.link(&token.hash()).unwrap() {
+        canvass::store::Link::Invitation(i) => i.opted_out,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn opted_out_count(w: &Web) -> u64 {
+    w.pipeline
+        .store
+        .counters()
+        .unwrap()
+        .iter()
+        .filter(|(_, n, _)| n == "opted_out")
+        .map(|c| c.2)
+        .sum()
+}
+
+/// RFC 8058: the invitation names an HTTPS opt-out link and one-click POST;
+/// a GET (a mail scanner, a link preview) shows a button and opts nobody
+/// out (LimeSurvey issue 20317 was that failure); Gmail's bare POST does,
+/// once; the form page offers the same button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_click_opt_out_is_a_post_never_a_get() {
+    let w = start("").await;
+    let raw = invitation_raw(&w, "scannet@kommune.test");
+    let link = link_in(&raw).unwrap();
+    let unsub = link.replace("/s/", "/u/");
+    let head = String::from_utf8_lossy(&raw).replace("\r\n ", " ");
+    assert!(
+        head.contains(&format!(
+            "List-Unsubscribe: <http://127.0.0.1:1{unsub}>, <mailto:undersoegelse@siri.test?subject=afmeld%20canvass."
+        )),
+        "{head}"
+    );
+    assert!(head.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+
+    // A scanner follows every link, several times: nobody is opted out.
+    for path in [unsub.clone(), unsub.clone(), link.clone()] {
+        let a = w.addr.clone();
+        let (status, body) = blocking(move || http_get(&a, &path)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(!opted_out(&w, &link));
+    let a = w.addr.clone();
+    let u = unsub.clone();
+    let (_, page) = blocking(move || http_get(&a, &u)).await;
+    assert!(page.contains("Jeg ønsker ikke at deltage"), "{page}");
+    let esc = |s: &str| s.replace('/', "&#x2f;"); // minijinja's HTML escaping
+    assert!(
+        page.contains(&format!("action=\"{}?lang=da\"", esc(&unsub))),
+        "{page}"
+    );
+    // The form page has the same button.
+    let a = w.addr.clone();
+    let l = link.clone();
+    let (_, form) = blocking(move || http_get(&a, &l)).await;
+    assert!(
+        form.contains(&format!("action=\"{}\"", esc(&unsub))),
+        "{form}"
+    );
+    assert!(form.contains("Jeg ønsker ikke at deltage"));
+
+    // A POST without the one-click body does nothing.
+    let (a, u) = (w.addr.clone(), unsub.clone());
+    let (status, _, _) =
+        blocking(move || http(&a, "POST", &u, "application/x-www-form-urlencoded", b"")).await;
+    assert_eq!(status, 400);
+    assert!(!opted_out(&w, &link));
+
+    // Gmail's POST: opted out, counted once, also when repeated.
+    for _ in 0..2 {
+        let (a, u) = (w.addr.clone(), unsub.clone());
+        let (status, _, body) = blocking(move || {
+            http(
+                &a,
+                "POST",
+                &u,
+                "application/x-www-form-urlencoded",
+                b"List-Unsubscribe=One-Click",
+            )
+        })
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Du har frameldt dig"), "{body}");
+    }
+    assert!(opted_out(&w, &link));
+    assert_eq!(opted_out_count(&w), 1);
+    // The same state as an "afmeld" reply: the form is closed to them.
+    let a = w.addr.clone();
+    let l = link.clone();
+    let (status, body) = blocking(move || http_get(&a, &l)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Du har frameldt dig"));
+    // Not final: a regretted (or forged) opt-out can still answer.
+    assert!(body.contains("?svar=alligevel"), "{body}");
+
+    // An unknown opt-out link is a miss like any unknown link.
+    let a = w.addr.clone();
+    let (status, _, _) = blocking(move || {
+        http(
+            &a,
+            "POST",
+            "/u/AAAAAAAAAAAAAAAAAAAAAA",
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click",
+        )
+    })
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// GDPR art. 14 in the invitation and on /privatliv; the footer (statement
+/// link, contact) on every page; English by `?lang=en` or Accept-Language,
+/// pooled by option code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_page_footer_and_english_form() {
+    let en = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/survey.en.toml");
+    let w = start_edited(move |_, t| {
+        t.replace(
+            "base_url = \"http://127.0.0.1:1\"\n",
+            &format!("base_url = \"http://127.0.0.1:1\"\ndefinition_en = \"{}\"\n", en.display()),
+        )
+        .replace(
+            "[web]\n",
+            "[privacy]\ncontroller = \"Styrelsen for Eksempler, Eksempelvej 1\"\ndpo = \"dpo@siri.test\"\npurpose = \"at forbedre ordningen\"\nlegal_basis = \"artikel 6, stk. 1, litra e\"\ncontact = \"spoergsmaal@siri.test\"\n\n[web]\naccessibility_statement_url = \"https://was.digst.dk/eksempel\"\n",
+        )
+    })
+    .await;
+    let raw = invitation_raw(&w, "dpo.laeser@kommune.test");
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let text = msg.body_text(0).unwrap().into_owned();
+    for must in [
+        "fordi du har været i kontakt med vores",
+        "sikkerhedskonsulenter",
+        "Styrelsen for Eksempler, Eksempelvej 1 er dataansvarlig",
+        "Formålet er at forbedre ordningen",
+        "Retsgrundlaget er",
+        "artikel 6, stk. 1, litra e",
+        "Adressen slettes 30 dage",
+        "indsigelse",
+        "Datatilsynet",
+        "Databeskyttelsesrådgiver: dpo@siri.test",
+        "http://127.0.0.1:1/privatliv",
+        "In English:",
+        "?lang=en",
+    ] {
+        assert!(
+            text.contains(must),
+            "{must:?} is not in the invitation:\n{text}"
+        );
+    }
+    let link = link_in(&raw).unwrap();
+
+    let a = w.addr.clone();
+    let (status, page) = blocking(move || http_get(&a, "/privatliv")).await;
+    assert_eq!(status, 200);
+    for must in [
+        "Styrelsen for Eksempler",
+        "dpo@siri.test",
+        "at forbedre ordningen",
+        "artikel 6, stk. 1, litra e",
+        "har været i kontakt med vores sikkerhedskonsulenter",
+        "30 dage",
+        "gøre indsigelse",
+        "klage til Datatilsynet",
+        "spoergsmaal@siri.test",
+    ] {
+        assert!(page.contains(must), "{must:?} is not on /privatliv");
+    }
+
+    // The footer on the form, the privacy page and a 404.
+    for path in [
+        link.clone(),
+        "/privatliv".to_string(),
+        "/findes-ikke".to_string(),
+    ] {
+        let a = w.addr.clone();
+        let (_, body) = blocking(move || http_get(&a, &path)).await;
+        assert!(body.contains("<footer class=\"site-footer\">"), "{body}");
+        assert!(body.contains("href=\"https:&#x2f;&#x2f;was.digst.dk&#x2f;eksempel\">Tilgængelighedserklæring</a>"), "{body}");
+        assert!(body.contains("mailto:spoergsmaal@siri.test"), "{body}");
+    }
+
+    // English: asked for by the browser, or by the switch; Danish by default.
+    let (a, l) = (w.addr.clone(), link.clone());
+    let (_, da) = blocking(move || get_with_language(&a, &l, "da-DK,da;q=0.9,en;q=0.8")).await;
+    assert!(da.contains("<html lang=\"da\">") && da.contains("Hvilken type organisation"));
+    let esc = link.replace('/', "&#x2f;"); // minijinja's HTML escaping
+    assert!(da.contains(&format!("href=\"{esc}?lang=en\"")), "{da}");
+    let (a, l) = (w.addr.clone(), link.clone());
+    let (_, en) = blocking(move || get_with_language(&a, &l, "en-GB,en;q=0.9")).await;
+    assert!(en.contains("<html lang=\"en\">"), "{en}");
+    assert!(en.contains("What type of organisation do you work in?"));
+    assert!(en.contains("I don't want to take part"), "{en}");
+    // Errors in English, then an English answer stored with the same codes.
+    let (a, l) = (w.addr.clone(), format!("{link}?lang=en"));
+    let (status, _, body) = blocking(move || {
+        http(
+            &a,
+            "POST",
+            &l,
+            "application/x-www-form-urlencoded",
+            &form_body(&[("organisation", "politi")]),
+        )
+    })
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("Some answers are missing") && body.contains("Please choose an answer."),
+        "{body}"
+    );
+    let (a, l) = (w.addr.clone(), format!("{link}?lang=en"));
+    let (status, _, body) = blocking(move || {
+        http(
+            &a,
+            "POST",
+            &l,
+            "application/x-www-form-urlencoded",
+            &form_body(&complete_answer()),
+        )
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Thank you for your answer"), "{body}");
+    let stored: Vec<_> = w.pipeline.store.responses().map(|r| r.unwrap()).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].answers["organisation"],
+        canvass::answer::Value::Single {
+            code: "krisecenter".into(),
+            other: None
+        }
+    );
+    assert_eq!(stored[0].survey_id, "siri-sikkerhedskonsulentordningen");
+}
+
+/// The agency's texts on a running daemon: a reload with a broken template
+/// is rejected (the old text stays), a fixed one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agency_texts_are_validated_on_reload() {
+    let page = |v: &str| {
+        format!("{{% extends \"layout.html\" %}}{{% block content %}}<h1>{{{{ title }}}}</h1><p>{v}</p>{{% endblock %}}")
+    };
+    let first = page("Version 1");
+    let w = start_edited(move |dir, t| {
+        std::fs::create_dir(dir.join("tekster")).unwrap();
+        std::fs::write(dir.join("tekster/page.html"), first).unwrap();
+        t.replace(
+            "base_url = \"http://127.0.0.1:1\"\n",
+            "base_url = \"http://127.0.0.1:1\"\ntemplates_dir = \"tekster\"\n",
+        )
+    })
+    .await;
+    let path = w.pipeline.config().path.clone();
+    let file = path.parent().unwrap().join("tekster/page.html");
+    let shown = |w: &Web| {
+        let a = w.addr.clone();
+        async move { blocking(move || http_get(&a, "/findes-ikke")).await.1 }
+    };
+    assert!(shown(&w).await.contains("Version 1"));
+    std::fs::write(
+        &file,
+        "{% extends \"layout.html\" %}{% block content %}{{ titel }}{% endblock %}",
+    )
+    .unwrap();
+    canvass::daemon::reload(&path, &w.pipeline);
+    assert!(
+        shown(&w).await.contains("Version 1"),
+        "a broken text was taken"
+    );
+    std::fs::write(&file, page("Version 2")).unwrap();
+    canvass::daemon::reload(&path, &w.pipeline);
+    assert!(shown(&w).await.contains("Version 2"));
 }

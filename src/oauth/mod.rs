@@ -284,6 +284,14 @@ path = "store"
 [[regions]]
 name = "Sjælland"
 consultants = ["anne.hansen@siri.dk"]
+[privacy]
+controller = "SIRI"
+dpo = "dpo@siri.dk"
+purpose = "at evaluere ordningen"
+legal_basis = "artikel 6, stk. 1, litra e"
+contact = "undersoegelse@siri.dk"
+[web]
+accessibility_statement_url = "https://was.digst.dk/survey-siri-dk"
 "#,
             survey = survey.display()
         );

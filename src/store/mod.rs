@@ -220,6 +220,9 @@ pub struct IngestUnit {
     /// The consultant's daily cap: (key of consultant and day, cap).
     pub daily_cap: Option<(String, u32)>,
     pub created_at: Option<DateTime<Utc>>,
+    /// When the mailbox received the message (the digest's weekly count is
+    /// by this week, not by when it was processed); default `created_at`.
+    pub received_at: Option<DateTime<Utc>>,
     /// What the message says about invitations already sent.
     pub effect: Option<Effect>,
 }
@@ -303,10 +306,12 @@ pub enum Committed {
 /// Counter names.
 mod flush;
 mod jobs;
+mod optout;
 pub mod privacy;
 mod responses;
 mod withdraw;
 pub use jobs::JobState;
+pub use optout::OptOutOutcome;
 pub use responses::{StoredResponse, SubmitOutcome};
 pub use withdraw::{WithdrawOutcome, Withdrawal};
 
@@ -356,7 +361,8 @@ pub mod counter {
     /// Prefix of the per-week invitation counters (`invited_week:2024-W32`).
     pub const INVITED_WEEK: &str = "invited_week:";
 
-    /// The counter of invitations created in the ISO week (Copenhagen) of `at`.
+    /// The counter of invitations whose contact was received in the ISO
+    /// week (Copenhagen) of `at`.
     pub fn invited_week(at: chrono::DateTime<chrono::Utc>) -> String {
         use chrono::Datelike;
         let w = at.with_timezone(&crate::window::TZ).iso_week();
@@ -913,7 +919,10 @@ fn ingest_one(
         bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
         bump(
             cnt,
-            &counter_key(&unit.region, &counter::invited_week(invitation.created_at)),
+            &counter_key(
+                &unit.region,
+                &counter::invited_week(unit.received_at.unwrap_or(invitation.created_at)),
+            ),
             1,
         )?;
         outcomes.push(InviteOutcome::Invited(new.address.clone()));
@@ -1404,5 +1413,30 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::TooNew { .. })
         ));
+    }
+
+    /// The digest's weekly chart counts an invitation in the week its
+    /// contact was received, not the week it was processed (a backlog or a
+    /// replay lands in the right week; issue 15).
+    #[test]
+    fn the_weekly_counter_is_by_week_of_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let received = Utc::now() - chrono::Duration::weeks(3);
+        let u = IngestUnit {
+            created_at: Some(Utc::now()),
+            received_at: Some(received),
+            ..unit(&key, &["a@x.dk"], 1)
+        };
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        let weeks: Vec<(String, u64)> = store
+            .counters()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, n, _)| n.starts_with(counter::INVITED_WEEK))
+            .map(|(_, n, v)| (n, v))
+            .collect();
+        assert_eq!(weeks, [(counter::invited_week(received), 1)]);
     }
 }

@@ -414,6 +414,21 @@ impl Browser {
         );
     }
 
+    /// Emulates a desktop window `width` × `height` device pixels zoomed to
+    /// `zoom` (2.0 = 200 %): the page lays out in width / zoom CSS pixels,
+    /// as browser zoom does.
+    pub fn emulate_zoom(&self, width: u32, height: u32, zoom: f64) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({
+                "width": (f64::from(width) / zoom).round() as u32,
+                "height": (f64::from(height) / zoom).round() as u32,
+                "deviceScaleFactor": zoom,
+                "mobile": false
+            }),
+        );
+    }
+
     pub fn clear_emulation(&self) {
         self.cdp("Emulation.clearDeviceMetricsOverride", json!({}));
     }

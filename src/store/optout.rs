@@ -1,0 +1,113 @@
+//! One-click opt-out (RFC 8058): the person behind a link says they do not
+//! want to take part. The same `opted_out` mark and counter as an "afmeld"
+//! reply (`Effect::OptOut`), set in one transaction and flushed before the
+//! page says it is done.
+
+use sled::Transactional;
+
+use super::{
+    bump, counter, counter_key, encode, tx_decode, u64_from, Invitation, Store, StoreError,
+    FORGOTTEN, WITHDRAWN,
+};
+use crate::token::TokenHash;
+
+/// What a one-click opt-out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOutOutcome {
+    OptedOut,
+    /// Opted out before (by reply or link): nothing changed.
+    AlreadyOptedOut,
+    /// The link is unknown, forgotten (`forget`) or withdrawn (`withdraw`).
+    Unknown,
+}
+
+impl Store {
+    /// Marks the invitation behind `token` opted out, counted once per
+    /// invitation, and flushes.
+    pub async fn opt_out_by_token(&self, token: &TokenHash) -> Result<OptOutOutcome, StoreError> {
+        let trees = (&self.tokens, &self.invitations, &self.counters);
+        let outcome = trees.transaction(|(tok, inv, cnt)| {
+            let Some(id) = tok.get(token.0)? else {
+                return Ok(OptOutOutcome::Unknown);
+            };
+            if matches!(u64_from(&id), FORGOTTEN | WITHDRAWN) {
+                return Ok(OptOutOutcome::Unknown);
+            }
+            let Some(v) = inv.get(&id)? else {
+                return Ok(OptOutOutcome::Unknown);
+            };
+            let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+            if invitation.opted_out {
+                return Ok(OptOutOutcome::AlreadyOptedOut);
+            }
+            invitation.opted_out = true;
+            inv.insert(&id, encode(&invitation))?;
+            bump(cnt, &counter_key(&invitation.region, counter::OPTED_OUT), 1)?;
+            Ok(OptOutOutcome::OptedOut)
+        })?;
+        if outcome == OptOutOutcome::OptedOut {
+            self.flush().await?;
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse, HmacKey};
+    use crate::store::{CommitView, IngestUnit, NewInvitation, Outgoing};
+    use crate::token::Token;
+    use chrono::Utc;
+
+    #[tokio::test]
+    async fn opting_out_by_link_marks_and_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[3; 32]);
+        let token = Token::generate();
+        let address = parse("a@kommune.dk").unwrap();
+        let unit = IngestUnit {
+            region: "Syddanmark".into(),
+            invitations: vec![NewInvitation {
+                address_key: key.key_of(&address),
+                token_hash: token.hash(),
+                token_nonce: None,
+                outgoing: Outgoing {
+                    from: "s@siri.dk".into(),
+                    to: vec![address.to_string()],
+                    message_id: "canvass.optout@siri.dk".into(),
+                    raw: Vec::new(),
+                    not_before: Utc::now(),
+                },
+                address,
+            }],
+            ..Default::default()
+        };
+        store.commit_ingest(&unit, &|_: &CommitView| None).unwrap();
+        let h = token.hash();
+        assert_eq!(
+            store.opt_out_by_token(&h).await.unwrap(),
+            OptOutOutcome::OptedOut
+        );
+        assert_eq!(
+            store.opt_out_by_token(&h).await.unwrap(),
+            OptOutOutcome::AlreadyOptedOut
+        );
+        assert_eq!(
+            store
+                .opt_out_by_token(&Token::generate().hash())
+                .await
+                .unwrap(),
+            OptOutOutcome::Unknown
+        );
+        let n: u64 = store
+            .counters()
+            .unwrap()
+            .iter()
+            .filter(|(r, n, _)| r == "Syddanmark" && n == counter::OPTED_OUT)
+            .map(|c| c.2)
+            .sum();
+        assert_eq!(n, 1);
+    }
+}
