@@ -2,14 +2,16 @@
 //! harness's Dovecot validating RS256 tokens with its oauth2 passdb, Postfix
 //! submission authenticating through Dovecot's SASL, and a real
 //! authorization server (npm `oidc-provider`, tests/oidc/server.mjs) issuing
-//! the tokens by the client-credentials grant. The daemon runs as the real
+//! the tokens by the client-credentials grant, and by the JWT bearer grant
+//! for a Google service account. The daemon runs as the real
 //! binary; its log, `canvass status` and `canvass check-mail` are read as an
 //! operator would.
 //!
 //! Microsoft's and Google's endpoints cannot be reached from here: the
-//! `microsoft365` preset is pointed at the local server with `auth.token_url`
-//! (the request is Microsoft's shape; src/oauth/request.rs unit-tests the
-//! field-by-field match with their documentation).
+//! `microsoft365` and `google` presets are pointed at the local server with
+//! `auth.token_url` (the requests are Microsoft's and Google's shape;
+//! src/oauth/request.rs unit-tests the field-by-field match with their
+//! documentation).
 
 mod common;
 mod harness;
@@ -32,6 +34,7 @@ fn client() -> Client {
         client_secret: SECRET.into(),
         public_key_file: None,
         mailbox: SURVEY.into(),
+        service_account: false,
     }
 }
 
@@ -444,9 +447,9 @@ async fn a_revoked_client_is_reported_in_log_status_and_check_mail_and_the_daemo
     wait_invited(&mail, first, Duration::from_secs(60), &d).await;
 
     oidc.revoke(CLIENT_ID);
-    // Once the last token expired (12 s of wall-clock life, checked by
+    // Once the last token expired (its `exp`, 12 s after issue, checked by
     // Dovecot against the real clock), a new login needs a new token.
-    tokio::time::sleep(Duration::from_secs(13)).await;
+    oidc.wait_last_token_expired(Duration::from_secs(30));
     mail.restart_imap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -508,11 +511,11 @@ async fn the_token_server_down_at_start_and_mid_run_loses_nothing() {
     oidc.start();
     wait_invited(&mail, a, Duration::from_secs(90), &d).await;
 
-    // Down mid-run, with the token expired (its 15 s of wall-clock life,
+    // Down mid-run, with the token expired (its `exp`, 15 s after issue,
     // which Dovecot checks against the real clock): a new session cannot log
     // in until the server is back; then nothing is lost.
     oidc.stop();
-    tokio::time::sleep(Duration::from_secs(16)).await;
+    oidc.wait_last_token_expired(Duration::from_secs(30));
     mail.restart_imap();
     cc(&mail, "while-down-mid-run", &[b]);
     // The daemon reports the second outage (one line), and invites nobody
@@ -630,6 +633,7 @@ async fn a_certificate_client_assertion_gets_a_token_and_logs_in() {
         client_secret: String::new(),
         public_key_file: Some(fixtures.join("test-key.pub.pem")),
         mailbox: SURVEY.into(),
+        service_account: false,
     };
     let oidc = OidcServer::start_for(&mail, &[cert_client], 600, 0);
     let dir = tempfile::tempdir().unwrap();
@@ -662,6 +666,81 @@ async fn a_certificate_client_assertion_gets_a_token_and_logs_in() {
     assert!(
         out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
         "{out}"
+    );
+    assert_no_secret("check-mail", &out);
+}
+
+/// Google's credential: a service-account key file whose key signs the JWT
+/// bearer grant (RFC 7523 §2.1, `sub` = the survey mailbox, scope
+/// `https://mail.google.com/`), exchanged at the real authorization server,
+/// which verifies the assertion with the account's public key and issues a
+/// token acting as the mailbox; then IMAP and SMTP with it. The `google`
+/// preset is pointed at the harness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_service_account_jwt_bearer_grant_gets_a_token_and_logs_in() {
+    let mail = stack();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oauth");
+    let client_email = "canvass@siri-survey.iam.gserviceaccount.com";
+    let service_account = Client {
+        client_id: client_email.into(),
+        client_secret: String::new(),
+        public_key_file: Some(fixtures.join("test-key.pub.pem")),
+        mailbox: SURVEY.into(),
+        service_account: true,
+    };
+    let oidc = OidcServer::start_for(&mail, &[service_account], 600, 0);
+    let dir = tempfile::tempdir().unwrap();
+    // A key file in Google's JSON shape.
+    let key_file = serde_json::json!({
+        "type": "service_account",
+        "project_id": "siri-survey",
+        "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+        "private_key": std::fs::read_to_string(fixtures.join("test-key.pem")).unwrap(),
+        "client_email": client_email,
+        "client_id": "109876543210987654321",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    std::fs::write(
+        dir.path().join("google-service-account.json"),
+        key_file.to_string(),
+    )
+    .unwrap();
+    let google = |auth| Setup {
+        mailbox: "provider = \"google\"",
+        credential: Some("service_account_file = \"google-service-account.json\""),
+        auth,
+        ..Setup::default()
+    };
+    let config = write_config(dir.path(), &mail, &oidc, &google(""));
+    let (ok, out) = canvass(&config, &["check-mail"]);
+    assert!(ok, "{out}\n{}", oidc.log());
+    assert!(out.contains("ok   token "), "{out}");
+    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(
+        out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
+        "{out}"
+    );
+    assert_no_secret("check-mail", &out);
+    assert!(
+        oidc.log()
+            .contains(&format!("issued token to {client_email}")),
+        "{}",
+        oidc.log()
+    );
+
+    // A mailbox not delegated to the account: the server refuses the grant.
+    let config = write_config(
+        dir.path(),
+        &mail,
+        &oidc,
+        &google("login = \"anne.hansen@siri.test\""),
+    );
+    let (ok, out) = canvass(&config, &["check-mail"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL token ") && out.contains("invalid_grant"),
+        "{out}\n{}",
+        oidc.log()
     );
     assert_no_secret("check-mail", &out);
 }

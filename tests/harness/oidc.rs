@@ -1,8 +1,9 @@
 //! A real OAuth 2.0 authorization server for the tests: npm `oidc-provider`
 //! (pinned by tests/oidc/package-lock.json, installed by
 //! scripts/install-test-deps) run by tests/oidc/server.mjs with Node, on a
-//! loopback port, in client-credentials mode, issuing RS256 JWT access tokens
-//! (RFC 9068). Its signing key is made here; the public half goes to the
+//! loopback port, in client-credentials mode (and the JWT bearer grant for a
+//! Google service account), issuing RS256 JWT access tokens (RFC 9068). Its
+//! signing key is made here; the public half goes to the
 //! [`super::MailStack`]'s Dovecot, which validates the tokens locally.
 //!
 //! * [`OidcServer::stop`] / [`OidcServer::start`]: the token endpoint down
@@ -37,6 +38,11 @@ pub struct Client {
     pub public_key_file: Option<PathBuf>,
     /// The mailbox the token logs in to (its `email` claim).
     pub mailbox: String,
+    /// A Google service account (`client_id` = its `client_email`, its key's
+    /// public half in `public_key_file`): it uses the JWT bearer grant
+    /// (RFC 7523 §2.1), and its token acts as the assertion's `sub`, which
+    /// must be `mailbox`.
+    pub service_account: bool,
 }
 
 pub struct OidcServer {
@@ -122,6 +128,7 @@ impl OidcServer {
                     "client_secret": (!c.client_secret.is_empty()).then_some(&c.client_secret),
                     "public_key_file": c.public_key_file,
                     "mailbox": c.mailbox,
+                    "service_account": c.service_account,
                 })
             })
             .collect();
@@ -190,6 +197,37 @@ impl OidcServer {
     /// The server's log (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The `exp` (Unix seconds) of the last token issued, from the log.
+    pub fn last_token_exp(&self) -> Option<u64> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("issued token to "))
+            .filter_map(|l| l.rsplit_once(" exp=")?.1.trim().parse().ok())
+            .next_back()
+    }
+
+    /// Waits until the last token issued has expired by the real clock (as
+    /// Dovecot checks `exp`): once the Unix time is past its `exp`. Panics
+    /// if none was issued or it is not past within `within`.
+    pub fn wait_last_token_expired(&self, within: Duration) {
+        let exp = self
+            .last_token_exp()
+            .unwrap_or_else(|| panic!("no token issued:\n{}", self.log()));
+        let deadline = Instant::now() + within;
+        while std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs()
+            <= exp
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the token expiring at {exp} was not expired within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
