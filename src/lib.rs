@@ -18,6 +18,9 @@
 //! - [`window`]: collection window and sending hours (pure time rules).
 //! - [`chart`]: the digest's PNG bar chart (plotters, bundled font).
 //! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore.
+//! - [`authres`]: sender trust: Authentication-Results per RFC 8601 §5, and the Microsoft 365 and Google readings (pure).
+//! - [`loops`]: no confirmation loops with autoresponders (pure rules).
+//! - [`redact`]: every shape of a personal link removed from forwarded replies (pure).
 //! - [`bounce`]: reading bounces (RFC 3464, Exchange, Gmail, qmail, plain text) into a report (pure).
 //! - [`apply`]: turns a decision into a plan for the store (tokens, rendered mail, caps).
 //! - [`compose`]: the Danish invitation and the confirmation reply, as RFC 5322 bytes.
@@ -35,6 +38,8 @@
 //! - [`web_pages`]: the privacy page, one-click opt-out (RFC 8058), the send-test page.
 //! - [`export_xlsx`]: the answers and response rates as an Excel workbook (pure).
 //! - [`web`]: the respondent-facing HTTP server (links, health).
+//! - [`client_ip`]: the client's address behind trusted proxies, and the rate-limit buckets (IPv4, IPv6 /64).
+//! - [`private`]: files canvass writes are private (umask, modes), and a store readable by others repaired.
 //! - [`control`]: the control socket `canvass status`/`invite` use while the daemon runs.
 //! - [`pipeline`]: what the loops share, and the unit of ingest work.
 //! - [`backoff`]: reconnect backoff and once-per-outage logging.
