@@ -285,28 +285,7 @@ async fn a_forgotten_persons_link_says_it_was_withdrawn() {
 
 /// A GET with an `Accept-Language` header: (status, body).
 fn get_with_language(addr: &str, path: &str, lang: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect web");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Language: {lang}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http_get_with(addr, path, &format!("Accept-Language: {lang}\r\n"))
 }
 
 fn opted_out(w: &Web, link: &str) -> bool {
