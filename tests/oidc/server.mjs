@@ -99,6 +99,13 @@ const provider = new Provider(settings.issuer, {
     customizers: {
       jwt: (ctx, token, jwt) => {
         jwt.header = { typ: 'JWT' };
+        // Entra ID dates its tokens' iat and nbf five minutes back, for
+        // clock skew. Without it a token fetched just after a second ticks
+        // over can reach Dovecot before its coarse time(NULL) has ticked,
+        // and Dovecot's `iat > now` check refuses it ("Token is issued in
+        // future"): a flake seen in CI.
+        jwt.payload.iat -= 300;
+        jwt.payload.nbf = jwt.payload.iat;
         // A service account's token acts as the delegated mailbox.
         const sub = subjectOf.get(ctx);
         if (sub) jwt.payload.sub = sub;
