@@ -303,18 +303,20 @@ pub enum Committed {
     Effect(EffectOutcome),
 }
 
-/// Counter names.
+pub mod backup;
+mod erase;
 mod flush;
 mod jobs;
 mod optout;
-pub mod privacy;
 mod responses;
+pub mod schema;
 mod withdraw;
 pub use jobs::JobState;
 pub use optout::OptOutOutcome;
 pub use responses::{StoredResponse, SubmitOutcome};
 pub use withdraw::{WithdrawOutcome, Withdrawal};
 
+/// Counter names.
 pub mod counter {
     pub const INVITED: &str = "invited";
     pub const SENT: &str = "sent";
@@ -496,8 +498,8 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::TooNew { path: p, found });
                 }
-                // An older schema: migrated step by step, or refused (privacy.rs).
-                privacy::migrate(&db, &meta, found, &p)?;
+                // An older schema: migrated step by step, or refused (schema.rs).
+                schema::migrate(&db, &meta, found, &p)?;
             }
         }
         Ok(Store {

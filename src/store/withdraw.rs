@@ -189,7 +189,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::address::parse;
-    use crate::store::privacy::tests::{invite, key};
+    use crate::store::erase::tests::{invite, key};
     use crate::store::{Committed, InviteOutcome, Link};
 
     fn count(store: &Store, name: &str) -> u64 {
