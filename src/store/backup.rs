@@ -295,7 +295,7 @@ impl Drop for Watch {
 fn encode_backup(body: &BackupBody) -> Vec<u8> {
     let mut out = BACKUP_MAGIC.to_vec();
     // bincode cannot fail on these plain structs.
-    out.extend(bincode::serialize(body).unwrap_or_default());
+    out.extend(bincode::serialize(body).expect("encoding a backup: a bug"));
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     out
@@ -470,7 +470,7 @@ pub fn restore(
             if t.name == b"invitations" || t.name == b"outbox" {
                 for (k, _) in &t.entries {
                     if k.len() == 8 {
-                        let id = u64_from(k);
+                        let id = u64_from(k, "invitations or outbox", "an id")?;
                         max_id = Some(max_id.map_or(id, |m| m.max(id)));
                     }
                 }
@@ -707,7 +707,7 @@ mod tests {
             let invited = tree("counters")
                 .iter()
                 .find(|(k, _)| k.ends_with(b"\0invited"))
-                .map(|(_, v)| u64_from(v))
+                .map(|(_, v)| u64_from(v, "counters", "invited").unwrap())
                 .unwrap_or(0);
             assert_eq!(invited, invs.len() as u64);
             checked += 1;

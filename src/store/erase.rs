@@ -19,15 +19,16 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sled::transaction::ConflictableTransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 use super::{
-    bump, counter, counter_key, decode, encode, tx_decode, u64_from, Delivery, Invitation,
-    OutboxItem, Purpose, Store, StoreError,
+    bump, counter, counter_key, decode, encode, tx_decode, tx_u64_from, u64_from, Delivery,
+    Invitation, OutboxItem, Purpose, Store, StoreError,
 };
 use crate::address::{Address, AddressKey};
 use crate::retention::{self, ForgetReport, ForgottenInvitation, PurgeReport};
+use crate::token::TokenHash;
 
 /// The id under which `forget` records the HMAC of someone never invited
 /// (no invitation has it: ids come from sled's counter).
@@ -89,11 +90,11 @@ impl Store {
     /// The invitation held under an address key, if any (not a `forget`
     /// marker of someone never invited).
     pub(super) fn invitation_id_of(&self, key: &AddressKey) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .recipients
-            .get(key.0)?
-            .map(|v| u64_from(&v))
-            .filter(|id| *id != FORGOTTEN_ONLY))
+        match self.recipients.get(key.0)? {
+            Some(v) => Ok(Some(u64_from(&v, "recipients", "an address key")?)
+                .filter(|id| *id != FORGOTTEN_ONLY)),
+            None => Ok(None),
+        }
     }
 
     /// Mail queued to one person, by invitation and by recipient (belt and
@@ -151,16 +152,10 @@ impl Store {
                 let trees = (&self.outbox, &self.recipients);
                 let (dropped, was_held) = trees
                     .transaction(|(out, rcp)| {
-                        let mut dropped = Vec::new();
-                        for (oid, _) in &items {
-                            if let Some(v) = out.remove(&oid.to_be_bytes())? {
-                                let item: OutboxItem = tx_decode(&v, "outbox item")?;
-                                dropped.push((
-                                    retention::purpose_name(&item.purpose).to_string(),
-                                    item.message_id,
-                                ));
-                            }
-                        }
+                        let dropped: Vec<_> = take_queued(out, &items)?
+                            .into_iter()
+                            .map(dropped_entry)
+                            .collect();
                         let was_held = rcp.get(key.0)?.is_some();
                         if !was_held {
                             rcp.insert(&key.0, &FORGOTTEN_ONLY.to_be_bytes())?;
@@ -217,11 +212,7 @@ impl Store {
                     erased: changed,
                     ..Default::default()
                 };
-                for (oid, _) in items {
-                    let Some(v) = out.remove(&oid.to_be_bytes())? else {
-                        continue; // sent meanwhile
-                    };
-                    let item: OutboxItem = tx_decode(&v, "outbox item")?;
+                for item in take_queued(out, items)? {
                     match item.purpose {
                         Purpose::Invitation { .. } => {
                             e.dropped_invitations += 1;
@@ -236,22 +227,12 @@ impl Store {
                         }
                         _ => e.dropped_reminders += 1,
                     }
-                    e.dropped.push((
-                        retention::purpose_name(&item.purpose).to_string(),
-                        item.message_id,
-                    ));
+                    e.dropped.push(dropped_entry(item));
                 }
-                let mut link_disabled = false;
-                if disable_link {
-                    if let Some(owner) = tok.get(invitation.token_hash.0)? {
-                        if u64_from(&owner) == id {
-                            // A tombstone, so the link shows "forgotten"
-                            // rather than "unknown" (and is not rate-limited).
-                            tok.insert(&invitation.token_hash.0, &super::FORGOTTEN.to_be_bytes())?;
-                            link_disabled = true;
-                        }
-                    }
-                }
+                // A tombstone, so the link shows "forgotten" rather than
+                // "unknown" (and is not rate-limited).
+                let link_disabled = disable_link
+                    && tombstone_link(tok, &invitation.token_hash, id, super::FORGOTTEN)?;
                 if changed {
                     inv.insert(&key, encode(&invitation))?;
                 }
@@ -267,6 +248,49 @@ impl Store {
             })
             .map_err(StoreError::from)
     }
+}
+
+/// Removes the queued mail `items` from the outbox and returns what it
+/// removed (an item sent meanwhile is gone already and skipped). Shared by
+/// `purge`, `forget` and `withdraw`.
+pub(super) fn take_queued(
+    out: &TransactionalTree,
+    items: &[(u64, Purpose)],
+) -> Result<Vec<OutboxItem>, TxError> {
+    let mut taken = Vec::new();
+    for (oid, _) in items {
+        if let Some(v) = out.remove(&oid.to_be_bytes())? {
+            taken.push(tx_decode(&v, "outbox item")?);
+        }
+    }
+    Ok(taken)
+}
+
+/// How dropped mail is reported: (purpose, Message-ID).
+pub(super) fn dropped_entry(item: OutboxItem) -> (String, String) {
+    (
+        retention::purpose_name(&item.purpose).to_string(),
+        item.message_id,
+    )
+}
+
+/// Points the link `hash` of invitation `id` at `marker` (`FORGOTTEN` or
+/// `WITHDRAWN`), so it shows that page; false when the link is not (or no
+/// longer) that invitation's.
+pub(super) fn tombstone_link(
+    tok: &TransactionalTree,
+    hash: &TokenHash,
+    id: u64,
+    marker: u64,
+) -> Result<bool, TxError> {
+    let Some(owner) = tok.get(hash.0)? else {
+        return Ok(false);
+    };
+    if tx_u64_from(&owner, "tokens", "a link")? != id {
+        return Ok(false);
+    }
+    tok.insert(&hash.0, &marker.to_be_bytes())?;
+    Ok(true)
 }
 
 #[derive(Debug)]

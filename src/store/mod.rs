@@ -4,26 +4,35 @@
 //!
 //! Trees:
 //! - `invitations`: id (u64 BE) → [`Invitation`]
-//! - `recipients`: HMAC of the address → invitation id (nobody invited twice)
-//! - `tokens`: SHA-256 of the token → invitation id
+//! - `recipients`: HMAC of the address → invitation id (nobody invited twice),
+//!   or `erase::FORGOTTEN_ONLY` for someone forgotten who was never invited
+//! - `tokens`: SHA-256 of the token → invitation id, or a tombstone
+//!   (`FORGOTTEN`, `WITHDRAWN`) once the link was disabled
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
 //! - `msgids`: canvass Message-ID → invitation id
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
-//! - `meta`: `schema` → the schema version of the whole store
+//! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
+//! - `meta`: `schema` → the schema version of the whole store (`schema.rs`)
 //!
 //! Every stored value starts with a one-byte record version; a store written by
 //! a newer canvass is refused at open, never misread.
+//!
+//! What lives where: this file holds the records, opening the store, ingest
+//! commits, effects, the outbox and the counters; `flush.rs` the group flush;
+//! `jobs.rs` scheduled jobs' state and reminders; `responses.rs` anonymous
+//! answers; `optout.rs` the one-click opt-out; `erase.rs` the retention purge
+//! and `forget` (and the erase steps `withdraw.rs` shares); `withdraw.rs`
+//! withdrawing a mistaken invitation; `backup.rs` backup and restore;
+//! `schema.rs` schema migrations.
 
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
 use crate::address::{Address, AddressKey};
@@ -78,8 +87,9 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![SCHEMA_VERSION];
-    // bincode cannot fail on these plain structs.
-    out.extend(bincode::serialize(v).unwrap_or_default());
+    // Our records are plain structs without maps keyed by non-strings or
+    // custom serializers: bincode cannot fail on them.
+    out.extend(bincode::serialize(v).expect("encoding a store record: a bug"));
     out
 }
 
@@ -204,7 +214,9 @@ pub struct NewInvitation {
     pub outgoing: Outgoing,
 }
 
-/// Everything one incoming message changes, committed as one transaction.
+/// Everything one incoming message changes, committed all or nothing (the
+/// ingest loop commits a batch of them in one transaction:
+/// [`Store::commit_ingest_all`]).
 #[derive(Debug, Clone, Default)]
 pub struct IngestUnit {
     /// Identifies the message; a message seen before is not processed again.
@@ -413,8 +425,11 @@ fn counter_key(region: &str, name: &str) -> Vec<u8> {
     k
 }
 
-fn bump(tx: &TransactionalTree, key: &[u8], by: u64) -> Result<u64, UnabortableTransactionError> {
-    let old = tx.get(key)?.map(|v| u64_from(&v)).unwrap_or(0);
+fn bump(tx: &TransactionalTree, key: &[u8], by: u64) -> TxResult<u64> {
+    let old = match tx.get(key)? {
+        Some(v) => tx_u64_from(&v, "counters", counter_name(key))?,
+        None => 0,
+    };
     let new = old.saturating_add(by);
     tx.insert(key, &new.to_be_bytes())?;
     Ok(new)
@@ -466,12 +481,29 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
         })
 }
 
-fn u64_from(v: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    if v.len() == 8 {
-        b.copy_from_slice(v);
+/// A number stored as 8 bytes big-endian (ids, counters). Any other length is
+/// a corrupt record, named by its tree and key (`key` never shows a token hash
+/// or an address key, only what it is).
+fn u64_from(v: &[u8], tree: &str, key: impl std::fmt::Display) -> Result<u64, StoreError> {
+    match <[u8; 8]>::try_from(v) {
+        Ok(b) => Ok(u64::from_be_bytes(b)),
+        Err(_) => Err(StoreError::Corrupt {
+            what: format!(
+                "{tree} tree, {key}: {} bytes where an 8-byte number belongs",
+                v.len()
+            ),
+        }),
     }
-    u64::from_be_bytes(b)
+}
+
+/// [`u64_from`] inside a transaction.
+fn tx_u64_from(v: &[u8], tree: &str, key: impl std::fmt::Display) -> TxResult<u64> {
+    u64_from(v, tree, key).map_err(ConflictableTransactionError::Abort)
+}
+
+/// How a counter's key is named in an error: `region/name`.
+fn counter_name(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).replace('\0', "/")
 }
 
 impl Store {
@@ -547,8 +579,9 @@ impl Store {
 
     /// Commits one processed message: its invitations (those never invited
     /// before, within the daily cap) with their queued messages, its counters, the
-    /// source mark and the "seen" note, all or nothing. `confirm` renders the
-    /// reply to the consultant from the outcomes, queued in the same transaction.
+    /// source mark and the "seen" note, all or nothing. `respond` renders the
+    /// reply (the consultant's confirmation, or the answer to an effect's
+    /// sender) from what was committed; it is queued in the same transaction.
     pub fn commit_ingest(
         &self,
         unit: &IngestUnit,
@@ -738,7 +771,8 @@ impl Store {
             };
             let region = String::from_utf8_lossy(&k[..pos]).into_owned();
             let name = String::from_utf8_lossy(&k[pos + 1..]).into_owned();
-            out.push((region, name, u64_from(&v)));
+            let n = u64_from(&v, "counters", counter_name(&k))?;
+            out.push((region, name, n));
         }
         Ok(out)
     }
@@ -746,11 +780,19 @@ impl Store {
     /// Bumps a counter outside any other change (refusals, ignored mail).
     pub fn bump_counter(&self, region: &str, name: &str) -> Result<(), StoreError> {
         let key = counter_key(region, name);
-        self.counters.update_and_fetch(key, |old| {
-            let n = old.map(u64_from).unwrap_or(0) + 1;
-            Some(n.to_be_bytes().to_vec())
+        let mut corrupt = None;
+        self.counters.update_and_fetch(&key, |old| {
+            match old.map(|v| u64_from(v, "counters", counter_name(&key))) {
+                None => Some(1u64.to_be_bytes().to_vec()),
+                Some(Ok(n)) => Some(n.saturating_add(1).to_be_bytes().to_vec()),
+                // Left as it is, and reported.
+                Some(Err(e)) => {
+                    corrupt = Some(e);
+                    old.map(<[u8]>::to_vec)
+                }
+            }
         })?;
-        Ok(())
+        corrupt.map_or(Ok(()), Err)
     }
 
     pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
@@ -765,7 +807,7 @@ impl Store {
         let Some(id) = self.tokens.get(hash.0)? else {
             return Ok(Link::Unknown);
         };
-        match u64_from(&id) {
+        match u64_from(&id, "tokens", "a link")? {
             FORGOTTEN => Ok(Link::Forgotten),
             WITHDRAWN => Ok(Link::Withdrawn),
             id => Ok(self
@@ -788,7 +830,7 @@ impl Store {
         let Some(id) = self.recipients.get(key.0)? else {
             return Ok(None);
         };
-        self.invitation(u64_from(&id))
+        self.invitation(u64_from(&id, "recipients", "an address key")?)
     }
 
     /// Every invitation, in creation order.
@@ -865,10 +907,10 @@ fn ingest_one(
         return Ok(Committed::Effect(outcome));
     }
     let mut used_today = match &unit.daily_cap {
-        Some((key, _)) => cnt
-            .get(counter_key("", key))?
-            .map(|v| u64_from(&v))
-            .unwrap_or(0),
+        Some((key, _)) => match cnt.get(counter_key("", key))? {
+            Some(v) => tx_u64_from(&v, "counters", key)?,
+            None => 0,
+        },
         None => 0,
     };
     let mut outcomes = Vec::with_capacity(unit.invitations.len());
@@ -952,6 +994,26 @@ fn ingest_one(
 
 /// Finds the invitation an effect is about: by address key first, then by
 /// the canvass Message-IDs the message refers to.
+/// The invitation behind a link, inside a transaction: its key in
+/// `invitations` and the record; `None` when the link is unknown, forgotten
+/// or withdrawn. Shared by the answer and the one-click opt-out.
+fn tx_invitation_by_token(
+    tok: &TransactionalTree,
+    inv: &TransactionalTree,
+    token: &TokenHash,
+) -> TxResult<Option<(sled::IVec, Invitation)>> {
+    let Some(id) = tok.get(token.0)? else {
+        return Ok(None);
+    };
+    if matches!(tx_u64_from(&id, "tokens", "a link")?, FORGOTTEN | WITHDRAWN) {
+        return Ok(None);
+    }
+    let Some(v) = inv.get(&id)? else {
+        return Ok(None);
+    };
+    Ok(Some((id, tx_decode(&v, "invitation")?)))
+}
+
 fn match_invitation(
     key: Option<&AddressKey>,
     message_ids: &[String],
@@ -960,13 +1022,16 @@ fn match_invitation(
     mid: &TransactionalTree,
 ) -> TxResult<Option<(u64, Invitation)>> {
     let mut id = match key {
-        Some(k) => rcp.get(k.0)?.map(|v| u64_from(&v)),
+        Some(k) => match rcp.get(k.0)? {
+            Some(v) => Some(tx_u64_from(&v, "recipients", "an address key")?),
+            None => None,
+        },
         None => None,
     };
     if id.is_none() {
         for m in message_ids {
             if let Some(v) = mid.get(m.as_bytes())? {
-                id = Some(u64_from(&v));
+                id = Some(tx_u64_from(&v, "msgids", "a Message-ID")?);
                 break;
             }
         }
@@ -1398,6 +1463,44 @@ mod tests {
                 last_uid: 42
             })
         );
+    }
+
+    #[test]
+    fn a_number_of_the_wrong_length_is_corrupt_not_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.bump_counter("Fyn", counter::INVITED).unwrap();
+        let key = counter_key("Fyn", counter::INVITED);
+        store.counters.insert(&key, &[1u8, 2, 3]).unwrap();
+        let err = store.counters().unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+        assert!(
+            text.contains("counters tree, Fyn/invited: 3 bytes"),
+            "{text}"
+        );
+        // Bumping it is refused too, and leaves the value for a look.
+        assert!(matches!(
+            store.bump_counter("Fyn", counter::INVITED),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(
+            store.counters.get(&key).unwrap().unwrap().as_ref(),
+            &[1, 2, 3]
+        );
+        // Inside a transaction: an ingest that counts the region aborts.
+        let unit = IngestUnit {
+            counters: vec![("Fyn".into(), counter::INVITED.into())],
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.commit_ingest(&unit, &|_: &CommitView| None),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // A link whose entry is not an id is an error, not invitation 0.
+        let hash = crate::token::Token::generate().hash();
+        store.tokens.insert(hash.0, &[7u8]).unwrap();
+        assert!(matches!(store.link(&hash), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
