@@ -241,7 +241,10 @@ pub fn page_context(cfg: Option<&Config>, lang: Lang, title: &str) -> Value {
             title => title,
             contact => cfg.web_contact,
             accessibility_statement_url => cfg.accessibility_statement_url.clone().unwrap_or_default(),
-            privacy_url => crate::compose::PRIVACY_PATH,
+            privacy_url => match lang {
+                Lang::En => format!("{}?lang=en", crate::compose::PRIVACY_PATH),
+                Lang::Da => crate::compose::PRIVACY_PATH.to_string(),
+            },
         },
         None => context! {
             agency => "",
@@ -320,14 +323,15 @@ pub fn render_named(
     })
 }
 
-/// A simple page: a heading and paragraphs (Danish), styled like the form.
-pub fn render_page(cfg: Option<&Config>, title: &str, paragraphs: &[&str]) -> String {
+/// A status page (`error.html`): `kind` says which (see `web::Notice`);
+/// `fallback_title` heads the plain page shown if the agency's template fails.
+pub fn render_notice(cfg: Option<&Config>, lang: Lang, kind: &str, fallback_title: &str) -> String {
     render_named(
         cfg,
-        "page.html",
-        Lang::Da,
-        title,
-        context! { paragraphs => paragraphs, link => Option::<Value>::None },
+        "error.html",
+        lang,
+        fallback_title,
+        context! { kind => kind },
     )
 }
 
