@@ -454,7 +454,14 @@ fn render_one(
         .iter()
         .map(|l| (l.region.clone(), l.answered, l.invited))
         .collect();
-    let chart = match crate::chart::response_rates_png("Svarprocent pr. region", &bars) {
+    let title = cfg
+        .texts
+        .render(
+            "digest_chart_title.txt",
+            crate::compose::mail_context(cfg, false),
+        )
+        .map_err(|e| JobError::Render(format!("digest_chart_title.txt: {e}")))?;
+    let chart = match crate::chart::response_rates_png(title.trim(), &bars) {
         Ok(png) => Some(png),
         Err(e) => {
             tracing::warn!(error = %e, "digest without chart");

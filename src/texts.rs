@@ -150,6 +150,12 @@ pub const SPECS: &[Spec] = &[
         needs_link: false,
     },
     Spec {
+        name: "digest_chart_title.txt",
+        builtin: builtin!("digest_chart_title.txt"),
+        vars: &[],
+        needs_link: false,
+    },
+    Spec {
         name: "digest.txt",
         builtin: builtin!("digest.txt"),
         vars: DIGEST_VARS,
@@ -428,11 +434,13 @@ impl Texts {
                         message: "does not show the personal link: write {{ link }} where the respondent finds it".to_string(),
                     });
                 }
-                if spec.name.ends_with("_subject.txt") && out.trim().contains('\n') {
+                if (spec.name.ends_with("_subject.txt") || spec.name.ends_with("_title.txt"))
+                    && out.trim().contains('\n')
+                {
                     problems.push(TemplateProblem {
                         file: path.to_path_buf(),
                         line: None,
-                        message: "a subject is one line".to_string(),
+                        message: "a subject or title is one line".to_string(),
                     });
                 }
             }
