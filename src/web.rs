@@ -691,7 +691,7 @@ async fn submit(
         return page(Some(&cfg), lang, Notice::Unreadable);
     }
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let answers = match form::validate_in(&cfg.survey, &fields, lang) {
+    let answers = match form::validate(&cfg.survey, &fields) {
         Ok(a) => a,
         Err(invalid) => {
             return match form::render(&cfg, lang, &form_links(&raw), Some(&invalid)) {
