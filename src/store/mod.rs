@@ -398,6 +398,8 @@ impl Store {
         Ok(())
     }
 
+    /// Makes everything written so far durable, blocking the calling thread
+    /// (sled's own flush, not shared with other callers as [`Store::flush`] is).
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())

@@ -53,13 +53,14 @@ impl Store {
         self.outbox.len()
     }
 
-    /// The server accepted the message: forget its body (it holds a token) and
-    /// record the invitation as sent.
+    /// The server accepted the message: it leaves the outbox, and its
+    /// invitation, if it is one, is recorded and counted as sent.
     pub fn mark_sent(&self, item: &OutboxItem, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.finish(item, Delivery::Sent { at }, counter::SENT)
     }
 
-    /// The server refused the message for good.
+    /// The server refused the message for good: it leaves the outbox, and
+    /// its invitation, if it is one, is recorded and counted as failed.
     pub fn mark_failed(
         &self,
         item: &OutboxItem,

@@ -1,5 +1,21 @@
 //! The survey mailbox over IMAP (async-imap on tokio, TLS by rustls).
 //!
+//! What lives where:
+//!
+//! - `mod.rs` (this file): [`ImapSource`], the [`MailSource`] it implements
+//!   (reading, marking, quarantining, waiting) and its error mapping, with
+//!   `session()` (the live session or "not connected") and
+//!   `command()` (run a command that must succeed; a refusal
+//!   drops the session).
+//! - `conn.rs`: the connection — TCP, TLS, greeting, login (password or
+//!   OAuth 2.0 SASL), SELECT — and the socket wrapper `Conn` with its
+//!   stall timeouts and the secret swap.
+//! - `session.rs`: the command layer over a logged-in session (`Link`):
+//!   run a command and collect its responses, IDLE by hand.
+//! - `wire.rs`: pure helpers — UID sets, modified UTF-7, FETCH parsing,
+//!   batch planning, the server's words from async-imap's errors.
+//! - `purge.rs`: sweeping sent copies and processed mail out of the mailbox.
+//!
 //! **Connecting.** `tls = "implicit"` speaks TLS from the first byte (IMAPS),
 //! `"starttls"` reads the plaintext greeting, upgrades with `STARTTLS` and
 //! throws away anything the server sent before the handshake; `"none"` is
@@ -64,22 +80,6 @@
 //!
 //! Mailbox names are written in the config as plain Unicode and sent in IMAP's
 //! modified UTF-7.
-//!
-//! What lives where:
-//!
-//! - `mod.rs` (this file): [`ImapSource`], the [`MailSource`] it implements
-//!   (reading, marking, quarantining, waiting) and its error mapping, with
-//!   [`ImapSource::session`] (the live session or "not connected") and
-//!   [`ImapSource::command`] (run a command that must succeed; a refusal
-//!   drops the session).
-//! - `conn.rs`: the connection — TCP, TLS, greeting, login (password or
-//!   OAuth 2.0 SASL), SELECT — and the socket wrapper [`conn::Conn`] with its
-//!   stall timeouts and the secret swap.
-//! - `session.rs`: the command layer over a logged-in session ([`session::Link`]):
-//!   run a command and collect its responses, IDLE by hand.
-//! - `wire.rs`: pure helpers — UID sets, modified UTF-7, FETCH parsing,
-//!   batch planning, the server's words from async-imap's errors.
-//! - `purge.rs`: sweeping sent copies and processed mail out of the mailbox.
 
 use std::io;
 use std::time::Duration;
