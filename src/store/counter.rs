@@ -88,7 +88,12 @@ impl Store {
         for kv in self.counters.iter() {
             let (k, v) = kv?;
             let Some(pos) = k.iter().position(|b| *b == 0) else {
-                continue;
+                return Err(StoreError::Corrupt {
+                    what: format!(
+                        "counters tree, {:?}: a key without a region",
+                        counter_name(&k)
+                    ),
+                });
             };
             let region = String::from_utf8_lossy(&k[..pos]).into_owned();
             let name = String::from_utf8_lossy(&k[pos + 1..]).into_owned();

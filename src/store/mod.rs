@@ -787,6 +787,22 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_marker_of_the_wrong_length_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta").unwrap().insert("schema", &[]).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("meta tree, schema: 0 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {

@@ -72,7 +72,14 @@ impl Store {
             }
             Some(v) if v.as_ref() == [SCHEMA_VERSION] => {}
             Some(v) => {
-                let found = v.first().copied().unwrap_or(0);
+                let [found] = *v.as_ref() else {
+                    return Err(StoreError::Corrupt {
+                        what: format!(
+                            "meta tree, schema: {} bytes where a one-byte version belongs",
+                            v.len()
+                        ),
+                    });
+                };
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::TooNew { path: p, found });
                 }
