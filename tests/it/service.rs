@@ -7,7 +7,7 @@
 //! Nothing here sleeps for a fixed time: every step waits for an event (a
 //! datagram, a log line, the process' exit) with a time-out.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::os::unix::net::UnixDatagram;

@@ -3,7 +3,7 @@
 //! twice, also across a restart), the final digest goes out once when the
 //! window closes, and reminders go to exactly those who should get one.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 //!   while `/healthz`, an answer and mail intake (Maildir) go on;
 //! - `/metrics` only on its own listener.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,9 +1,9 @@
 //! The invitation pipeline end to end, against a REAL Dovecot (IMAP IDLE) and
-//! a REAL Postfix (SMTP → LMTP into Dovecot), started by `tests/harness`.
+//! a REAL Postfix (SMTP → LMTP into Dovecot), started by `tests/it/harness`.
 //! The daemon runs in process (`daemon::start`) except where it must be killed.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

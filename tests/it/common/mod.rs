@@ -271,7 +271,7 @@ pub fn complete_answer() -> Vec<(&'static str, &'static str)> {
 }
 
 /// What varies between the configs of tests that run against the real mail
-/// stack (tests/harness); everything else is the same for all of them.
+/// stack (tests/it/harness); everything else is the same for all of them.
 pub struct StackConfig<'a> {
     pub imap_port: u16,
     pub smtp_port: u16,

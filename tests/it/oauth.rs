@@ -13,8 +13,8 @@
 //! src/oauth/request.rs unit-tests the field-by-field match with their
 //! documentation).
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! re-shown, the answer stored once, second submissions refused, unknown links
 //! rate-limited, closed survey, bounded bodies, security headers.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Faults, against the real Dovecot + Postfix of `tests/harness` and the real
+//! Faults, against the real Dovecot + Postfix of `tests/it/harness` and the real
 //! `canvass` binary:
 //!
 //! - power cut: SIGKILL while answers and invitations are being written;
@@ -10,13 +10,13 @@
 //! - a wrong IMAP password: one clear log line for the whole outage while the
 //!   retries back off, and recovery once the password file is right;
 //! - a broken config on SIGHUP while the IMAP path works: rejected, the old
-//!   config keeps working (`tests/service.rs` covers the systemd side).
+//!   config keeps working (`tests/it/service.rs` covers the systemd side).
 //!
 //! No fixed sleeps: every wait polls for an event (a log line, a mail, an HTTP
 //! answer) with a time-out.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 //! a valid PNG chart referenced by the HTML part; reminders then go to exactly
 //! the contacts who neither answered nor bounced.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::path::Path;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //!
 //! No fixed sleeps: every wait polls for an event with a time-out.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
