@@ -1,10 +1,15 @@
-//! Helpers shared by the integration tests that do not need a mail server:
-//! a config written into a temp dir, and the `canvass` binary.
+//! Helpers shared by the integration tests: a config written into a temp
+//! dir, the `canvass` binary, the daemon in process ([`start_in_process`])
+//! and as a child process ([`process::Daemon`]).
 #![allow(dead_code)]
+
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use canvass::shutdown::Shutdown;
 
 pub const REGIONS: &str = r#"
 [[regions]]
@@ -380,4 +385,25 @@ metrics_bind = "127.0.0.1:0"
         std::fs::write(&path, text).expect("write config");
         path
     }
+}
+
+/// `daemon::start` in this process on the config at `path`, its web server
+/// on a free loopback port.
+pub async fn start_in_process(path: &Path) -> (canvass::daemon::Daemon, Shutdown) {
+    let cfg = canvass::config::Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let d = canvass::daemon::start(cfg, listener, shutdown.clone())
+        .await
+        .unwrap();
+    (d, shutdown)
+}
+
+/// Triggers the shutdown; the daemon must drain within 30 s and end cleanly.
+pub async fn stop_in_process(d: canvass::daemon::Daemon, shutdown: Shutdown) {
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), d.wait())
+        .await
+        .expect("drained in time")
+        .unwrap();
 }
