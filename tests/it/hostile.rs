@@ -32,10 +32,6 @@ fn config(dir: &Path, web: &str) -> PathBuf {
     path
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 /// Invites `to` by the command-line path and returns its link, read from
 /// the .eml the outbox wrote.
 fn invite(d: &Daemon, dir: &Path, to: &str) -> String {

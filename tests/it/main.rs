@@ -8,7 +8,10 @@
 //! - the rest: one module per area, named as the file it lives in.
 //!
 //! Fixtures stay where they were: `tests/fixtures/`, `tests/oidc/` and
-//! `tests/browser/` (npm modules), found from `CARGO_MANIFEST_DIR`.
+//! `tests/browser/` (npm modules), found from `CARGO_MANIFEST_DIR`. proptest
+//! keeps the failing seeds of `classify_props` in
+//! `tests/proptest-regressions/classify_props.txt` (beside this binary's
+//! directory, as it does for a crate's `src/`).
 
 mod common;
 mod harness;

@@ -11,29 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use canvass::address::HmacKey;
 use canvass::config::Config;
 use canvass::control::{self, Request};
-use canvass::metrics::Metrics;
 use canvass::pipeline::Pipeline;
 use canvass::scheduler::{Scheduler, RETENTION_JOB};
-use canvass::store::{InviteOutcome, Purpose, Store, StoredResponse};
+use canvass::store::{InviteOutcome, Purpose, StoredResponse};
 use chrono::{Duration as Days, Utc};
 use common::*;
 
 const STEP: Duration = Duration::from_secs(20);
-
-fn pipeline(path: &Path) -> Arc<Pipeline> {
-    let cfg = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::open(&cfg.store_path).unwrap();
-    let key = HmacKey::load(&cfg.hmac_key_file).unwrap();
-    Arc::new(Pipeline::new(
-        store,
-        key,
-        Arc::new(cfg),
-        Arc::new(Metrics::default()),
-    ))
-}
 
 /// Every queued item, due or not.
 fn queued(p: &Pipeline) -> Vec<canvass::store::OutboxItem> {
