@@ -28,7 +28,7 @@
 //! answers; `optout.rs` the one-click opt-out; `erase.rs` the retention purge
 //! and `forget` (and the erase steps `withdraw.rs` shares); `withdraw.rs`
 //! withdrawing a mistaken invitation; `backup.rs` backup and restore;
-//! `schema.rs` schema migrations.
+//! `schema.rs` schema migrations; `test_support.rs` probes for unit tests.
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -844,3 +844,6 @@ mod tests {
         assert_eq!(weeks, [(counter::invited_week(received), 1)]);
     }
 }
+
+#[cfg(test)]
+mod test_support;
