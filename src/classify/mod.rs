@@ -58,6 +58,8 @@ use crate::bounce;
 use crate::config::Config;
 use crate::window::Position;
 
+pub mod authres;
+
 /// What canvass does with one message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -370,7 +372,7 @@ pub fn classify(msg: &Message<'_>, received: DateTime<Utc>, cfg: &Config) -> Dec
         sender: Some(sender.to_string()),
         region: Some(region.name.clone()),
     };
-    let trusted_by = match crate::authres::trusted(msg, cfg, sender.domain()) {
+    let trusted_by = match authres::trusted(msg, cfg, sender.domain()) {
         Some(Err(detail)) => return refuse(Refusal::Unauthenticated { detail }),
         Some(Ok(what)) => Some(what),
         None => None,
@@ -793,7 +795,7 @@ fn from_non_consultant(msg: &Message<'_>, sender: Address, cfg: &Config) -> Deci
                 proof: Proof::MessageId,
             };
         }
-        if crate::authres::trusted(msg, cfg, sender.domain()).is_some_and(|v| v.is_ok()) {
+        if authres::trusted(msg, cfg, sender.domain()).is_some_and(|v| v.is_ok()) {
             return Decision::OptOut {
                 from: sender,
                 message_ids,
