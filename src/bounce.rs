@@ -27,10 +27,41 @@
 use std::borrow::Cow;
 
 use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
+use serde::Serialize;
 
 use crate::address;
-use crate::classify::{BounceReport, BouncedRecipient, MESSAGE_ID_PREFIX};
+use crate::classify::{Proof, MESSAGE_ID_PREFIX};
 use crate::config::Config;
+
+/// What a bounce says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BounceReport {
+    /// The failed (or delayed) recipients.
+    pub recipients: Vec<BouncedRecipient>,
+    /// canvass Message-IDs found in the bounce (the returned original).
+    pub message_ids: Vec<String>,
+    /// Which shape was recognised: "rfc3464", "qmail", "exchange", "text", ...
+    pub format: String,
+    /// Why canvass may act on it (issue 14: a bounce must prove it is about
+    /// an invitation). `None`: it proves nothing and changes nothing.
+    pub proof: Option<Proof>,
+}
+
+/// One recipient a bounce names, and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BouncedRecipient {
+    /// The normalised address (as written when it is not valid).
+    pub address: String,
+    /// The enhanced status code, e.g. "5.1.1".
+    pub status: Option<String>,
+    /// Permanent (5.x.x) rather than temporary (4.x.x / delayed): the address is bad.
+    pub permanent: bool,
+    /// Not permanent, but final: the MTA gave up (`Action: failed` with a
+    /// 4.x.x status, 4.4.7, "giving up", "message expired", "not going to try
+    /// again"). The invitation was never delivered ("expired").
+    pub expired: bool,
+    pub diagnostic: Option<String>,
+}
 
 /// Diagnostics are cut to this many characters (they end up in logs).
 const MAX_DIAGNOSTIC: usize = 300;
