@@ -267,26 +267,32 @@ fn trust_section() {
 
 #[test]
 fn mailbox_and_auth_sections() {
+    // Every OAuth 2.0 key is refused with password login, each by its name.
+    let oauth_only = [
+        ("auth.mechanism", "xoauth2"),
+        ("auth.login", "undersoegelse@siri.dk"),
+        ("auth.client_id", "app"),
+        ("auth.client_secret_file", "secret"),
+        ("auth.certificate_file", "cert.pem"),
+        ("auth.private_key_file", "key.pem"),
+        ("auth.service_account_file", "sa.json"),
+        ("auth.token_url", "https://idp.example/token"),
+        ("auth.scope", "https://outlook.office365.com/.default"),
+    ];
     let e = errors(|t| {
         set(t, "mailbox.tenant_id", "contoso.onmicrosoft.com");
-        set(t, "auth.client_id", "app");
-        set(t, "auth.token_url", "https://idp.example/token");
+        for (key, value) in oauth_only {
+            set(t, key, value);
+        }
     });
     has(
         &e,
         "mailbox.tenant_id",
         "is only used with provider = \"microsoft365\"",
     );
-    has(
-        &e,
-        "auth.client_id",
-        "is only used with auth.method = \"oauth2\"",
-    );
-    has(
-        &e,
-        "auth.token_url",
-        "is only used with auth.method = \"oauth2\"",
-    );
+    for (key, _) in oauth_only {
+        has(&e, key, "is only used with auth.method = \"oauth2\"");
+    }
 
     let oauth2 = |t: &mut Table| {
         imap_and_smtp(t);
