@@ -184,6 +184,11 @@ pub fn enhanced_code(text: &str) -> Option<String> {
             .take_while(|c| c.is_ascii_digit())
             .count()
     };
+    // `.` and one to three digits at `at`: where they end.
+    let dotted_number = |at: usize| {
+        let n = digits(at + 1);
+        (b.get(at) == Some(&b'.') && (1..=3).contains(&n)).then_some(at + 1 + n)
+    };
     for i in 0..b.len() {
         if !matches!(b[i], b'2' | b'4' | b'5') {
             continue;
@@ -191,25 +196,9 @@ pub fn enhanced_code(text: &str) -> Option<String> {
         if i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.') {
             continue;
         }
-        let mut j = i + 1;
-        if b.get(j) != Some(&b'.') {
+        let Some(j) = dotted_number(i + 1).and_then(dotted_number) else {
             continue;
-        }
-        j += 1;
-        let n = digits(j);
-        if n == 0 || n > 3 {
-            continue;
-        }
-        j += n;
-        if b.get(j) != Some(&b'.') {
-            continue;
-        }
-        j += 1;
-        let n = digits(j);
-        if n == 0 || n > 3 {
-            continue;
-        }
-        j += n;
+        };
         let goes_on = match b.get(j) {
             Some(c) if c.is_ascii_digit() => true,
             Some(b'.') => b.get(j + 1).is_some_and(|c| c.is_ascii_digit()),
