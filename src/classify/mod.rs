@@ -49,9 +49,10 @@
 //!
 //! What lives where:
 //! - this file: the policy above, the [`Decision`] types, the trigger's
-//!   recipients, bounce and complaint recognition and their proof;
+//!   recipients, bounce recognition and the proof of a bounce or opt-out;
 //! - `auto_reply.rs`: RFC 3834 auto-replies, out-of-office subjects and
 //!   bodies, bulk and list mail;
+//! - `complaint.rs`: spam complaints, ARF (RFC 5965) or a provider's notice;
 //! - `opt_out.rs`: the opt-out grammar and the List-Unsubscribe mailto;
 //! - `addresses.rs`: addresses scraped from a phone contact's body, and
 //!   invalid header entries as written;
@@ -62,13 +63,14 @@
 mod addresses;
 pub mod authres;
 mod auto_reply;
+mod complaint;
 mod opt_out;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser};
 use serde::Serialize;
 
 use crate::address::{self, Address};
@@ -80,6 +82,7 @@ use crate::window::Position;
 pub use addresses::addresses_in_body;
 use addresses::invalid_header_address;
 use auto_reply::{auto_reply, bulk};
+use complaint::complaint;
 use opt_out::is_unsubscribe_mailto;
 pub use opt_out::{asks_to_opt_out, line_asks_opt_out, UNSUBSCRIBE_SUBJECT};
 
@@ -655,97 +658,6 @@ fn bounce_decision(msg: &Message<'_>, cfg: &Config) -> Decision {
         None
     };
     Decision::Bounce(report)
-}
-
-/// Subjects of providers' complaint notices.
-const COMPLAINT_SUBJECTS: [&str; 8] = [
-    "complaint",
-    "abuse report",
-    "spam report",
-    "feedback loop",
-    "fbl report",
-    "klage over spam",
-    "spamklage",
-    "klage:",
-];
-
-/// A spam complaint: an ARF report (`multipart/report;
-/// report-type=feedback-report` or a `message/feedback-report` part, RFC
-/// 5965), or a provider's complaint notice (from abuse@/fbl@/..., or a
-/// subject saying "complaint" / "abuse report") that returns a canvass
-/// Message-ID. The Message-ID is the proof; without it nobody is opted out.
-fn complaint(msg: &Message<'_>, cfg: &Config) -> Option<ComplaintReport> {
-    let ctype = first_header(msg, "Content-Type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let feedback_part = msg.parts.iter().find(|p| {
-        p.content_type().is_some_and(|ct| {
-            ct.ctype().eq_ignore_ascii_case("message")
-                && ct
-                    .subtype()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("feedback-report"))
-        })
-    });
-    let arf = (ctype.starts_with("multipart/report") && ctype.contains("feedback-report"))
-        || feedback_part.is_some();
-    let raw = msg.raw_message();
-    if arf {
-        let feedback_type = feedback_part.and_then(|p| {
-            let text = match &p.body {
-                PartType::Text(t) => t.to_string(),
-                PartType::Binary(b) | PartType::InlineBinary(b) => {
-                    String::from_utf8_lossy(b).into_owned()
-                }
-                PartType::Message(m) => String::from_utf8_lossy(m.raw_message()).into_owned(),
-                _ => String::new(),
-            };
-            text.lines().find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.trim()
-                    .eq_ignore_ascii_case("feedback-type")
-                    .then(|| value.trim().to_ascii_lowercase())
-            })
-        });
-        return Some(ComplaintReport {
-            format: "arf".into(),
-            feedback_type,
-            message_ids: bounce::canvass_message_ids(msg, raw, cfg),
-        });
-    }
-    let local = msg
-        .from()
-        .and_then(|f| f.first())
-        .and_then(|a| a.address())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let local = local.split('@').next().unwrap_or("");
-    let from_complaints = [
-        "abuse",
-        "fbl",
-        "feedbackloop",
-        "feedback-loop",
-        "complaints",
-        "scomp",
-        "spamreport",
-    ]
-    .contains(&local);
-    let subject = msg.subject().unwrap_or("").to_lowercase();
-    let says_complaint = COMPLAINT_SUBJECTS.iter().any(|p| subject.contains(p));
-    if !(from_complaints || says_complaint) {
-        return None;
-    }
-    let message_ids = bounce::canvass_message_ids(msg, raw, cfg);
-    // A person's In-Reply-To/References name our mail too: only a returned
-    // copy (a quoted header block, an attached original) is a notice's.
-    let referenced = referenced_canvass_ids(msg, cfg);
-    if message_ids.iter().all(|m| referenced.contains(m)) {
-        return None;
-    }
-    Some(ComplaintReport {
-        format: "notice".into(),
-        feedback_type: None,
-        message_ids,
-    })
 }
 
 /// A sender who is not a consultant: an opt-out, a reply to canvass mail, or
