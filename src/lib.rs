@@ -101,3 +101,6 @@ pub mod transport;
 pub mod web;
 pub mod web_pages;
 pub mod window;
+
+#[cfg(test)]
+mod test_support;
