@@ -263,7 +263,7 @@ impl Outbox {
             Ok(()) => {
                 outage.ok();
                 Ok(Some(Sent {
-                    kind: item_kind(&item),
+                    kind: item.purpose.name(),
                     attempts: item.attempts + 1,
                     message_id: item.message_id.clone(),
                     item: Some(item),
@@ -273,14 +273,14 @@ impl Outbox {
                 self.pipeline
                     .store
                     .mark_failed(&item, Utc::now(), &e.message)?;
-                self.pipeline.metrics.sent(item_kind(&item), "failed");
-                tracing::warn!(message_id = %item.message_id, kind = item_kind(&item), reply = %e.message, "refused for good by the server");
+                self.pipeline.metrics.sent(item.purpose.name(), "failed");
+                tracing::warn!(message_id = %item.message_id, kind = item.purpose.name(), reply = %e.message, "refused for good by the server");
                 Ok(None)
             }
             Err(e) => {
                 outage.failed(&e);
                 self.reschedule(&item, &e)?;
-                self.pipeline.metrics.sent(item_kind(&item), "deferred");
+                self.pipeline.metrics.sent(item.purpose.name(), "deferred");
                 Ok(None)
             }
         }
@@ -318,13 +318,3 @@ struct Sent {
 type FlushFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
 >;
-
-fn item_kind(item: &OutboxItem) -> &'static str {
-    match item.purpose {
-        Purpose::Invitation { .. } => "invitation",
-        Purpose::Confirmation => "confirmation",
-        Purpose::Reminder { .. } => "reminder",
-        Purpose::Digest => "digest",
-        Purpose::Forward => "forward",
-    }
-}

@@ -1,7 +1,9 @@
 //! What the loops share: the store, the HMAC key, the current config, the
 //! outbox's wake-up and the metrics; and [`Pipeline::process`], the unit of
-//! ingest work: classify → plan → commit → log, for one message; and
-//! [`Pipeline::ready_to_send`], a queued invitation rendered for the outbox.
+//! ingest work: classify → plan (pure, `apply::plan` with the OS RNG) →
+//! commit (the store's transaction, `apply::reply` inside it) → log (once,
+//! after the commit), for one message; and [`Pipeline::ready_to_send`], a
+//! queued invitation rendered for the outbox.
 
 use std::sync::{Arc, RwLock};
 
@@ -135,8 +137,8 @@ impl Pipeline {
     ) -> Result<Processed, StoreError> {
         let cfg = self.config();
         let p = self.prepare(&cfg, raw, received, mark, headers_only);
-        let committed = apply::commit(&self.store, &p.plan, &cfg, p.now)?;
-        Ok(self.finish(p, committed))
+        let committed = self.commit(&[&p.plan], &cfg, p.now)?;
+        Ok(self.finish(p, one(committed)))
     }
 
     /// A queued item as it will be sent: an invitation queued without its
@@ -180,7 +182,7 @@ impl Pipeline {
             .map(|m| self.prepare(&cfg, m.raw, m.received, m.mark.clone(), m.headers_only))
             .collect();
         let plans: Vec<&apply::Plan> = prepared.iter().map(|p| &p.plan).collect();
-        let committed = apply::commit_all(&self.store, &plans, &cfg, Utc::now())?;
+        let committed = self.commit(&plans, &cfg, Utc::now())?;
         Ok(prepared
             .into_iter()
             .zip(committed)
@@ -236,7 +238,15 @@ impl Pipeline {
             ),
         };
         let now = Utc::now();
-        let mut plan = apply::plan(&decision, &facts, received, now, cfg, &self.key);
+        let mut plan = apply::plan(
+            &decision,
+            &facts,
+            received,
+            now,
+            cfg,
+            &self.key,
+            &mut rand::rngs::OsRng,
+        );
         // A consultant's mail that answers canvass' own mail, or came faster
         // than a human would, gets no confirmation: no loops (src/loops.rs).
         // What it asks for is still done.
@@ -283,6 +293,46 @@ impl Pipeline {
         }
     }
 
+    /// Commits plans in one transaction, in order, each with the reply
+    /// `apply::reply` renders from what the transaction found. Why a reply
+    /// was not queued is logged here, after the commit, once: a retried
+    /// transaction runs the replies again (only the last run counts).
+    fn commit(
+        &self,
+        plans: &[&apply::Plan],
+        cfg: &Config,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let problems: Vec<std::sync::Mutex<Option<apply::ReplyProblem>>> =
+            plans.iter().map(|_| Default::default()).collect();
+        let responders: Vec<_> = plans
+            .iter()
+            .zip(&problems)
+            .map(|(plan, problem)| {
+                move |view: &crate::store::CommitView| {
+                    let (reply, failed) = match apply::reply(plan, cfg, view, now) {
+                        Ok(reply) => (reply, None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    *problem.lock().unwrap_or_else(|p| p.into_inner()) = failed;
+                    reply
+                }
+            })
+            .collect();
+        let units: Vec<(&crate::store::IngestUnit, crate::store::Responder<'_>)> = plans
+            .iter()
+            .zip(&responders)
+            .map(|(p, r)| (&p.unit, r as crate::store::Responder<'_>))
+            .collect();
+        let committed = self.store.commit_ingest_all(&units)?;
+        for problem in problems {
+            if let Some(e) = problem.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                tracing::warn!(error = %e, "reply not queued");
+            }
+        }
+        Ok(committed)
+    }
+
     /// Log and count what was committed.
     fn finish(&self, p: Prepared, committed: Committed) -> Processed {
         if let (Some(c), Committed::Done(outcomes)) = (&p.plan.confirmation, &committed) {
@@ -321,6 +371,11 @@ impl Pipeline {
             committed,
         }
     }
+}
+
+/// The one outcome of a one-plan commit.
+fn one(mut committed: Vec<Committed>) -> Committed {
+    committed.pop().expect("one outcome per plan: a bug")
 }
 
 /// The Message-ID of a message mail-parser cannot read, from its raw header
@@ -505,8 +560,9 @@ impl Pipeline {
             now,
             &cfg,
             &self.key,
+            &mut rand::rngs::OsRng,
         );
-        let committed = apply::commit(&self.store, &plan, &cfg, now)?;
+        let committed = one(self.commit(&[&plan], &cfg, now)?);
         self.store.flush_blocking()?;
         self.wake_outbox();
         let outcomes = match committed {
