@@ -24,6 +24,8 @@ pub struct Pipeline {
     pub store: Store,
     pub key: HmacKey,
     config: RwLock<Arc<Config>>,
+    /// Rung by [`Pipeline::set_config`] for the loops that sleep long.
+    reloaded: Notify,
     outbox_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     /// When each consultant was last sent a confirmation (memory only: a
@@ -97,6 +99,7 @@ impl Pipeline {
             store,
             key,
             config: RwLock::new(config),
+            reloaded: Notify::new(),
             outbox_wake: Arc::new(Notify::new()),
             metrics,
             last_confirmation: Default::default(),
@@ -111,12 +114,20 @@ impl Pipeline {
         }
     }
 
-    /// Replaces the config (SIGHUP), for the next message on.
+    /// Replaces the config (SIGHUP), for the next message on; the outbox and
+    /// the scheduler are woken to look again under the new one.
     pub fn set_config(&self, cfg: Arc<Config>) {
         match self.config.write() {
             Ok(mut c) => *c = cfg,
             Err(poisoned) => *poisoned.into_inner() = cfg,
         }
+        self.reloaded.notify_waiters();
+        self.wake_outbox();
+    }
+
+    /// Resolves at the next [`Pipeline::set_config`] (a reload).
+    pub async fn config_changed(&self) {
+        self.reloaded.notified().await
     }
 
     pub fn outbox_wake(&self) -> Arc<Notify> {

@@ -65,9 +65,8 @@ pub(crate) struct AppState {
 }
 
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    let body_timeout = pipeline.config().web.body_timeout;
     let state = AppState {
-        pipeline,
+        pipeline: pipeline.clone(),
         misses: Arc::default(),
     };
     Router::new()
@@ -84,8 +83,8 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            body_timeout,
-            read_body,
+            pipeline,
+            read_body_in_force,
         ))
         .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(security_headers))
@@ -252,6 +251,17 @@ async fn read_body(State(deadline): State<Duration>, req: Request, next: Next) -
             &["Svaret kom ikke frem i tide. Gå tilbage til formularen og prøv igen."],
         )),
     }
+}
+
+/// [`read_body`] under the `[web] body_timeout` in force: a reload applies
+/// from the next request on.
+async fn read_body_in_force(
+    State(pipeline): State<Arc<Pipeline>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let deadline = pipeline.config().web.body_timeout;
+    read_body(State(deadline), req, next).await
 }
 
 fn closing(mut r: Response) -> Response {
