@@ -131,18 +131,9 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
             let today = now.with_timezone(&crate::window::TZ).date_naive();
             let d =
                 crate::digest::compute(&status, &counters, None, &cfg.window, today, &[], false);
-            let intro = crate::scheduler::digest_intro(cfg, &d)
+            let (text, html) = crate::scheduler::digest_bodies(cfg, &d, None)
                 .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?;
-            (
-                crate::digest::render_text_with_intro(&d, &intro),
-                Some(crate::digest::render_html_with_intro(
-                    &d,
-                    None,
-                    &crate::scheduler::digest_subject(cfg, &d)
-                        .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?,
-                    &intro,
-                )),
-            )
+            (text, Some(html))
         }
         "form" => {
             let links = FormLinks {
