@@ -622,3 +622,75 @@ impl Pipeline {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// Log lines, as tracing's text format writes them.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("the log buffer")
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reply that matches no invitation, with no `[replies] forward_to`:
+    /// nothing is queued, and why is logged once, after the commit (the store
+    /// runs the reply inside its transaction, which sled may retry).
+    #[test]
+    fn a_reply_that_cannot_be_forwarded_is_logged_once_after_the_commit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = Config::load(&root.join("tests/fixtures/classify/config.toml"))
+            .expect("fixture config");
+        assert!(cfg.replies_forward_to.is_none());
+        let raw = std::fs::read(
+            root.join("tests/fixtures/classify/reply-question-quoting-invitation.eml"),
+        )
+        .expect("fixture mail");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let pipeline = Pipeline::new(
+            Store::open(dir.path()).expect("a store"),
+            HmacKey::from_bytes(&[5; 32]),
+            Arc::new(cfg),
+            Arc::new(Metrics::default()),
+        );
+        let log = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let processed = tracing::subscriber::with_default(subscriber, || {
+            pipeline.process(&raw, Utc::now(), None, false)
+        })
+        .expect("committed");
+        assert!(matches!(processed.decision, Decision::Reply { .. }));
+        assert!(matches!(processed.committed, Committed::Effect(_)));
+        assert_eq!(pipeline.store.outbox_len(), 0);
+        let text = String::from_utf8(log.0.lock().expect("the log").clone()).expect("UTF-8");
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("reply not queued"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{text}");
+        assert!(warnings[0].contains("forward_to is not set"), "{text}");
+        // Logged once the commit returned, before the decision's own line.
+        let reply = text.find("reply not queued").expect("the warning");
+        let decision = text.find("applied to invitations").expect("the decision");
+        assert!(reply < decision, "{text}");
+    }
+}
