@@ -4,12 +4,13 @@
 //! daily cap keyed, all gathered in one [`IngestUnit`] that the store commits
 //! as a single transaction.
 //!
-//! The rules here are pure and unit-tested: [`plan`] is plain data in, plain
-//! data out (its randomness is passed in; golden tests pin it), and [`reply`]
-//! says which reply the transaction queues from what it found. Nothing here
-//! writes the store or logs: the pipeline commits (`Store::commit_ingest_all`)
-//! and logs once the transaction committed. What only the store can know
-//! (already invited? over today's cap?) is decided inside its transaction.
+//! [`plan`] is pure: plain data in, plain data out (its randomness is passed
+//! in, its clock is `now`; golden tests pin it). [`reply`] says which reply
+//! the transaction queues from what it found and renders it with `compose`,
+//! which draws the reply's Message-ID and dates it. Nothing here writes the
+//! store or logs: the pipeline commits (`Store::commit_ingest_all`) and logs
+//! once the transaction committed. What only the store can know (already
+//! invited? over today's cap?) is decided inside its transaction.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -335,7 +336,8 @@ pub enum ReplyProblem {
 
 /// The reply a plan asks for (confirmation, forward), from what the
 /// transaction found: run inside it by the store, so it neither writes nor
-/// logs. The reply is rendered here, under a fresh Message-ID.
+/// logs. The reply is rendered here, under a fresh Message-ID (OS RNG) and
+/// the current Date: not pure, unlike [`plan`].
 pub fn reply(
     plan: &Plan,
     cfg: &Config,
