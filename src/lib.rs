@@ -103,3 +103,6 @@ pub mod transport;
 pub mod web;
 pub mod web_pages;
 pub mod window;
+
+#[cfg(test)]
+mod test_support;

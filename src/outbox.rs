@@ -365,3 +365,6 @@ struct Sent {
 type FlushFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
 >;
+
+#[cfg(test)]
+mod tests;

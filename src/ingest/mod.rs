@@ -259,3 +259,6 @@ async fn process_batch(
     }
     (done, unreadable)
 }
+
+#[cfg(test)]
+mod tests;

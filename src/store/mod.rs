@@ -1474,3 +1474,6 @@ mod tests {
         assert_eq!(weeks, [(counter::invited_week(received), 1)]);
     }
 }
+
+#[cfg(test)]
+mod test_support;
