@@ -45,6 +45,16 @@ fn config(mail: &MailStack, dir: &Path, store: &Path, password: &str) -> PathBuf
     .write(dir)
 }
 
+/// A mail stack with the survey mailbox and Anne, and a config for it in a
+/// temp dir (the store beside it) that logs in with `password`.
+fn stack(password: &str) -> (MailStack, tempfile::TempDir, PathBuf) {
+    let mail = MailStack::start();
+    mail.add_users(&[SURVEY, ANNE]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&mail, dir.path(), &dir.path().join("store"), password);
+    (mail, dir, cfg)
+}
+
 fn trigger(id: &str, to: &str) -> Vec<u8> {
     format!(
         "Message-ID: <{id}@siri.test>\r\nFrom: Anne Hansen <{ANNE}>\r\nTo: {to}\r\nCc: {SURVEY}\r\nSubject: Opfølgning\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHej, tak for snakken.\r\n"
@@ -271,15 +281,7 @@ async fn power_cut_while_writing_loses_nothing_acknowledged() {
 /// them to open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_reaches_queued_retries_with_new_backoff_and_sending_hours() {
-    let mail = MailStack::start();
-    mail.add_users(&[SURVEY, ANNE]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &mail,
-        dir.path(),
-        &dir.path().join("store"),
-        harness::PASSWORD,
-    );
+    let (mail, _dir, cfg) = stack(harness::PASSWORD);
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.contains("\nmin_retry_seconds = 1\n"), "{text}");
     mail.stop_smtp();
@@ -544,15 +546,7 @@ async fn disk_full_stops_taking_work_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_imap_password_is_one_clear_line_with_backoff() {
-    let mail = MailStack::start();
-    mail.add_users(&[SURVEY, ANNE]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &mail,
-        dir.path(),
-        &dir.path().join("store"),
-        "forkert-kodeord",
-    );
+    let (_mail, dir, cfg) = stack("forkert-kodeord");
     let daemon = Daemon::start(&cfg, "warn,canvass=info,canvass::backoff=debug");
     // Three refused logins (1 s, then 2 s apart): the retries back off.
     let third = daemon.wait_json("the third refused login", |l| {
