@@ -163,21 +163,30 @@ pub fn reloading() {
 pub fn reloaded(applied: bool) {
     RELOAD_REJECTED.store(!applied, Ordering::SeqCst);
     if READY_SENT.load(Ordering::SeqCst) {
-        let mut line = last_status();
-        if !applied {
-            line = with_reload_note(&line);
-        }
+        // The last STATUS= may carry the note of an earlier rejected reload
+        // (the supervisor adds it while RELOAD_REJECTED holds): an applied
+        // reload takes it off.
+        let line = if applied {
+            without_reload_note(&last_status())
+        } else {
+            with_reload_note(&last_status())
+        };
         send(&format!("READY=1\nSTATUS={line}"));
     }
 }
 
+const RELOAD_NOTE: &str = "last reload rejected, old configuration in force";
+
 fn with_reload_note(line: &str) -> String {
-    const NOTE: &str = "last reload rejected, old configuration in force";
-    if line.contains(NOTE) {
+    if line.contains(RELOAD_NOTE) {
         line.to_string()
     } else {
-        format!("{line}; {NOTE}")
+        format!("{line}; {RELOAD_NOTE}")
     }
+}
+
+fn without_reload_note(line: &str) -> String {
+    line.replace(&format!("; {RELOAD_NOTE}"), "")
 }
 
 /// `STOPPING=1`: shutdown has begun.
@@ -604,5 +613,15 @@ mod tests {
         tx.send(()).unwrap();
         waiting.await.unwrap();
         assert_eq!(h.dead(), vec!["ingest", "outbox"]);
+    }
+
+    #[test]
+    fn an_applied_reload_takes_off_the_note_of_a_rejected_one() {
+        let noted = with_reload_note("ingesting; 3 waiting in outbox");
+        assert_eq!(with_reload_note(&noted), noted);
+        assert_eq!(
+            without_reload_note(&noted),
+            "ingesting; 3 waiting in outbox"
+        );
     }
 }
