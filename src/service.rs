@@ -163,19 +163,25 @@ pub fn reloading() {
 pub fn reloaded(applied: bool) {
     RELOAD_REJECTED.store(!applied, Ordering::SeqCst);
     if READY_SENT.load(Ordering::SeqCst) {
-        // The last STATUS= may carry the note of an earlier rejected reload
-        // (the supervisor adds it while RELOAD_REJECTED holds): an applied
-        // reload takes it off.
+        let last = last_status();
+        // The last status may carry the note of an earlier rejected reload
+        // (the refresher remembers it): an applied reload takes it off.
         let line = if applied {
-            without_reload_note(&last_status())
+            without_reload_note(&last)
         } else {
-            with_reload_note(&last_status())
+            with_reload_note(&last)
         };
         send(&format!("READY=1\nSTATUS={line}"));
     }
 }
 
+/// Shown in STATUS= while the last reload was rejected.
 const RELOAD_NOTE: &str = "last reload rejected, old configuration in force";
+
+fn without_reload_note(line: &str) -> String {
+    line.replace(&format!("; {RELOAD_NOTE}"), "")
+        .replace(RELOAD_NOTE, "")
+}
 
 fn with_reload_note(line: &str) -> String {
     if line.contains(RELOAD_NOTE) {
@@ -183,10 +189,6 @@ fn with_reload_note(line: &str) -> String {
     } else {
         format!("{line}; {RELOAD_NOTE}")
     }
-}
-
-fn without_reload_note(line: &str) -> String {
-    line.replace(&format!("; {RELOAD_NOTE}"), "")
 }
 
 /// `STOPPING=1`: shutdown has begun.
@@ -532,6 +534,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_applied_reload_takes_the_rejection_note_off_the_status() {
+        let noted = with_reload_note("ingesting; 3 waiting in outbox");
+        assert_eq!(
+            noted,
+            "ingesting; 3 waiting in outbox; last reload rejected, old configuration in force"
+        );
+        assert_eq!(with_reload_note(&noted), noted, "noted once");
+        assert_eq!(
+            without_reload_note(&noted),
+            "ingesting; 3 waiting in outbox"
+        );
+        assert_eq!(without_reload_note("ingesting"), "ingesting");
+    }
+
+    #[test]
     fn nothing_happens_without_a_socket() {
         assert!(!Notifier::new(None).is_enabled());
         assert!(!Notifier::new(None).notify("READY=1").unwrap());
@@ -613,15 +630,5 @@ mod tests {
         tx.send(()).unwrap();
         waiting.await.unwrap();
         assert_eq!(h.dead(), vec!["ingest", "outbox"]);
-    }
-
-    #[test]
-    fn an_applied_reload_takes_off_the_note_of_a_rejected_one() {
-        let noted = with_reload_note("ingesting; 3 waiting in outbox");
-        assert_eq!(with_reload_note(&noted), noted);
-        assert_eq!(
-            without_reload_note(&noted),
-            "ingesting; 3 waiting in outbox"
-        );
     }
 }

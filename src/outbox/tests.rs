@@ -11,6 +11,10 @@ use crate::store::{Outgoing, Store};
 use crate::test_support::demo_pipeline;
 use crate::transport::SendFuture;
 
+/// The retry settings of these tests, in the config the outbox reads them
+/// from each round ([`Settings::in_force`]).
+const SENDING: &str = "min_retry_seconds = 60\nmax_retry_minutes = 60";
+
 /// One `send` as the transport saw it.
 #[derive(Debug, Clone, PartialEq)]
 struct Send {
@@ -95,13 +99,6 @@ fn queue(store: &Store, n: usize) -> Vec<String> {
 }
 
 fn outbox(pipeline: Arc<Pipeline>, transport: Arc<MemTransport>, concurrency: usize) -> Outbox {
-    // `[sending]` as the outbox reads it, from the config in force.
-    let mut cfg = (*pipeline.config()).clone();
-    cfg.sending.min_retry_seconds = 60;
-    cfg.sending.max_retry_minutes = 60;
-    cfg.sending.hours = None;
-    cfg.sending.limits = Limits::default();
-    pipeline.set_config(Arc::new(cfg));
     Outbox {
         pipeline,
         transport,
@@ -121,7 +118,7 @@ async fn work(outbox: &Outbox) -> Option<Duration> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_connection_each_message_is_marked_and_flushed_before_the_next_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
     let ids = queue(&pipeline.store, 5);
     let transport = Arc::new(MemTransport::new(&pipeline.store));
     let outbox = outbox(pipeline.clone(), transport.clone(), 1);
@@ -155,7 +152,7 @@ async fn with_one_connection_each_message_is_marked_and_flushed_before_the_next_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_three_connections_marks_go_in_groups_and_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
     let ids = queue(&pipeline.store, 20);
     let transport = Arc::new(MemTransport::new(&pipeline.store));
     let outbox = outbox(pipeline.clone(), transport.clone(), 3);
@@ -188,7 +185,7 @@ async fn with_three_connections_marks_go_in_groups_and_each_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_refusal_is_retried_later_and_a_permanent_one_is_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
     let ids = queue(&pipeline.store, 3);
     let mut transport = MemTransport::new(&pipeline.store);
     transport
