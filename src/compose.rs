@@ -66,21 +66,27 @@ pub const TEST_PATH: &str = "/proeve";
 
 /// What every mail template gets ([`crate::texts::MAIL_VARS`]).
 pub fn mail_context(cfg: &Config, test: bool) -> Value {
-    let p = &cfg.privacy;
     context! {
         agency => cfg.agency,
         from_name => cfg.from_name,
         test => test,
-        privacy => context! {
-            controller => p.controller,
-            dpo => p.dpo,
-            purpose => p.purpose,
-            legal_basis => p.legal_basis,
-            contact => p.contact,
-            configured => p.configured,
-            retention_days => cfg.retention.erase_addresses_after_days,
-            url => privacy_url(cfg),
-        },
+        privacy => privacy_context(cfg),
+    }
+}
+
+/// The `privacy` variable of mails and of the privacy page: the `[privacy]`
+/// section, the retention period and the page's address.
+pub fn privacy_context(cfg: &Config) -> Value {
+    let p = &cfg.privacy;
+    context! {
+        controller => p.controller,
+        dpo => p.dpo,
+        purpose => p.purpose,
+        legal_basis => p.legal_basis,
+        contact => p.contact,
+        configured => p.configured,
+        retention_days => cfg.retention.erase_addresses_after_days,
+        url => privacy_url(cfg),
     }
 }
 
