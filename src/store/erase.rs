@@ -118,7 +118,7 @@ impl Store {
             if carried.is_some() && (carried == id || to_them) {
                 items.push((item.id, item.purpose));
             } else if retention::mentions(&item.raw, address.as_str()) {
-                mentioned.push(retention::purpose_name(&item.purpose).to_string());
+                mentioned.push(item.purpose.name().to_string());
             }
         }
         Ok((items, mentioned))
@@ -268,10 +268,7 @@ pub(super) fn take_queued(
 
 /// How dropped mail is reported: (purpose, Message-ID).
 pub(super) fn dropped_entry(item: OutboxItem) -> (String, String) {
-    (
-        retention::purpose_name(&item.purpose).to_string(),
-        item.message_id,
-    )
+    (item.purpose.name().to_string(), item.message_id)
 }
 
 /// Points the link `hash` of invitation `id` at `marker` (`FORGOTTEN` or
@@ -355,7 +352,7 @@ pub(super) mod tests {
                     }
                 })
                 .collect(),
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         }
     }
 

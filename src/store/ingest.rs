@@ -4,7 +4,7 @@
 //! (bounces, opt-outs, complaints, replies), matched by canvass Message-ID or
 //! address key. All of a batch in one transaction.
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
@@ -177,7 +177,7 @@ fn ingest_one(
                 .consultant
                 .clone()
                 .unwrap_or_else(|| new.address.clone()),
-            created_at: unit.created_at.unwrap_or_else(Utc::now),
+            created_at: unit.created_at,
             token_hash: new.token_hash,
             token_nonce: new.token_nonce,
             message_id: new.outgoing.message_id.clone(),

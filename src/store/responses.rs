@@ -123,7 +123,7 @@ pub(super) mod tests {
                 },
                 address,
             }],
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         };
         store
             .commit_ingest(&unit, &|_: &crate::store::CommitView| None)
