@@ -542,6 +542,9 @@ pub fn forward(
 pub enum Note {
     /// The consultant's mail came before or after the collection window.
     OutsideWindow { before: bool },
+    /// A phone contact over `max_message_bytes` (`mb`): only its headers
+    /// were read, so its addresses are unknown.
+    TooLarge { mb: u64 },
 }
 
 impl Note {
@@ -560,6 +563,7 @@ impl Note {
                 start => danish_date(cfg.window.start),
                 end => danish_date(cfg.window.end),
             },
+            Note::TooLarge { mb } => context! { kind => "too_large", mb => mb },
         }
     }
 }
