@@ -5,7 +5,12 @@
 //!
 //! - into the real Postfix of tests/it/harness, against smtp-source sending N
 //!   messages of the invitation's size into that same Postfix;
-//! - into smtp-sink, against smtp-source's 8-session rate into it.
+//! - into smtp-sink, against smtp-source's 8-session rate into it;
+//! - on both paths, against the bare relay (`relay.rs`, issue 16): as many
+//!   triggers relayed by a program that does only the mail work (FETCH,
+//!   send, STORE \Seen, MOVE) with canvass' libraries, run right after
+//!   canvass on the same servers; and canvass' daemon CPU per invitation
+//!   beside the bare relay's per message.
 //!
 //! smtp-source runs with `-d` (connections kept, as canvass' pool does) and as
 //! many sessions as canvass' SMTP pool. The time runs from spawning the
