@@ -202,6 +202,19 @@ pub enum SkipReason {
     OverMessageCap,
 }
 
+impl SkipReason {
+    /// The reason's name in the confirmation template (`confirmation.txt`).
+    pub fn key(self) -> &'static str {
+        match self {
+            SkipReason::Sender => "sender",
+            SkipReason::Consultant => "consultant",
+            SkipReason::SurveyAddress => "survey_address",
+            SkipReason::InternalDomain => "internal_domain",
+            SkipReason::OverMessageCap => "over_message_cap",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InvalidLine {
     pub line: String,
