@@ -3,7 +3,8 @@
 //! run and nothing else, with the libraries canvass uses:
 //!
 //! - IMAP with async-imap: SELECT the survey INBOX, then batches of 100
-//!   (canvass' ingest batch): `UID SEARCH`, `UID FETCH … BODY.PEEK[]`, the
+//!   (canvass' ingest batch): `UID SEARCH ALL` (each batch is moved out, so
+//!   the INBOX holds only what waits), `UID FETCH … BODY.PEEK[]`, the
 //!   recipient read with mail-parser, `UID STORE +FLAGS.SILENT (\Seen)` and
 //!   `UID MOVE` to the same folder canvass moves to;
 //! - SMTP with canvass' own connections (`canvass::transport`, lettre
