@@ -321,7 +321,7 @@ fn confirmation_facts(
             .skipped
             .iter()
             .any(|s| s.why == SkipReason::OverMessageCap),
-        note: None,
+        note: t.unread_over_mb.map(|mb| compose::Note::TooLarge { mb }),
     }
 }
 
@@ -380,6 +380,7 @@ mod tests {
             skipped,
             invalid: vec![],
             trusted_by: None,
+            unread_over_mb: None,
         })
     }
 
@@ -543,6 +544,7 @@ mod tests {
                 skipped,
                 invalid: vec![],
                 trusted_by: Some("dmarc=pass".into()),
+                unread_over_mb: None,
             })
         }
 

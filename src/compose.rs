@@ -66,21 +66,27 @@ pub const TEST_PATH: &str = "/proeve";
 
 /// What every mail template gets ([`crate::texts::MAIL_VARS`]).
 pub fn mail_context(cfg: &Config, test: bool) -> Value {
-    let p = &cfg.privacy;
     context! {
         agency => cfg.agency,
         from_name => cfg.from_name,
         test => test,
-        privacy => context! {
-            controller => p.controller,
-            dpo => p.dpo,
-            purpose => p.purpose,
-            legal_basis => p.legal_basis,
-            contact => p.contact,
-            configured => p.configured,
-            retention_days => cfg.retention.erase_addresses_after_days,
-            url => privacy_url(cfg),
-        },
+        privacy => privacy_context(cfg),
+    }
+}
+
+/// The `privacy` variable of mails and of the privacy page: the `[privacy]`
+/// section, the retention period and the page's address.
+pub fn privacy_context(cfg: &Config) -> Value {
+    let p = &cfg.privacy;
+    context! {
+        controller => p.controller,
+        dpo => p.dpo,
+        purpose => p.purpose,
+        legal_basis => p.legal_basis,
+        contact => p.contact,
+        configured => p.configured,
+        retention_days => cfg.retention.erase_addresses_after_days,
+        url => privacy_url(cfg),
     }
 }
 
@@ -536,6 +542,9 @@ pub fn forward(
 pub enum Note {
     /// The consultant's mail came before or after the collection window.
     OutsideWindow { before: bool },
+    /// A phone contact over `max_message_bytes` (`mb`): only its headers
+    /// were read, so its addresses are unknown.
+    TooLarge { mb: u64 },
 }
 
 impl Note {
@@ -554,6 +563,7 @@ impl Note {
                 start => danish_date(cfg.window.start),
                 end => danish_date(cfg.window.end),
             },
+            Note::TooLarge { mb } => context! { kind => "too_large", mb => mb },
         }
     }
 }

@@ -339,7 +339,7 @@ fn backup(config: &std::path::Path, file: &std::path::Path) -> anyhow::Result<Ex
         .as_str()
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .context("the daemon's answer holds no backup")?;
-    canvass::store::privacy::write_private_file(file, &bytes)
+    canvass::store::backup::write_private_file(file, &bytes)
         .with_context(|| format!("cannot write {}", file.display()))?;
     println!("wrote {}: {}", file.display(), answer.text);
     Ok(ExitCode::SUCCESS)
@@ -403,7 +403,7 @@ fn restore(
     file: &std::path::Path,
     force: bool,
 ) -> anyhow::Result<ExitCode> {
-    use canvass::store::privacy::{self, Backup, BackupError};
+    use canvass::store::backup::{restore, Backup, BackupError};
     let cfg = load_config(config)?;
     if let Ok(Some(_)) =
         runtime()?.block_on(control::request(&cfg.control_socket, &Request::Status))
@@ -421,7 +421,7 @@ fn restore(
             return Ok(ExitCode::FAILURE);
         }
     };
-    match privacy::restore(&cfg.store_path, &backup, force) {
+    match restore(&cfg.store_path, &backup, force) {
         Ok(r) => {
             println!(
                 "restored {} into {}{}",
@@ -476,7 +476,7 @@ fn write_answer(
     match out {
         Some(path) => {
             // Reports and exports hold answers: 0600, also over an old file.
-            canvass::store::privacy::write_private_file(path, answer.text.as_bytes())
+            canvass::store::backup::write_private_file(path, answer.text.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }

@@ -7,7 +7,7 @@
 //!
 //! - the binary sets its umask to 0077 before anything else ([`restrict_umask`]);
 //! - folders canvass creates are 0700 ([`create_private_dir`]), files it
-//!   writes 0600 (`store::privacy::write_private_file`, the file transport);
+//!   writes 0600 (`store::backup::write_private_file`, the file transport);
 //! - at start, a store or outbound folder readable by others is repaired to
 //!   0700/0600 with a warning ([`repair`]).
 

@@ -2,7 +2,7 @@
 //! addresses are erased, what erasing an invitation leaves, which queued mail
 //! would carry an erased address, and the text `canvass purge` / `canvass
 //! forget` print. The store operations that apply them are in
-//! `src/store/privacy.rs`; the scheduler runs the purge once when it is due.
+//! `src/store/erase.rs`; the scheduler runs the purge once when it is due.
 //!
 //! What is erased: the plain address and the token nonce (with the secret key
 //! it rebuilds the link for a reminder). What stays: region, dates, status

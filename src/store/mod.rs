@@ -4,27 +4,35 @@
 //!
 //! Trees:
 //! - `invitations`: id (u64 BE) → [`Invitation`]
-//! - `recipients`: HMAC of the address → invitation id (nobody invited twice)
-//! - `tokens`: SHA-256 of the token → invitation id
+//! - `recipients`: HMAC of the address → invitation id (nobody invited twice),
+//!   or `erase::FORGOTTEN_ONLY` for someone forgotten who was never invited
+//! - `tokens`: SHA-256 of the token → invitation id, or a tombstone
+//!   (`FORGOTTEN`, `WITHDRAWN`) once the link was disabled
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
 //! - `msgids`: canvass Message-ID → invitation id
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
-//! - `meta`: `schema` → the schema version of the whole store
+//! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
+//! - `meta`: `schema` → the schema version of the whole store (`schema.rs`)
 //!
 //! Every stored value starts with a one-byte record version; a store written by
 //! a newer canvass is refused at open, never misread.
+//!
+//! What lives where: this file holds the records, their encoding and the
+//! links (token → invitation); `open.rs` opening the store; `ingest.rs` the
+//! ingest commit and effects; `outbox.rs` the outbox's operations;
+//! `counter.rs` the counters; `flush.rs` the group flush;
+//! `jobs.rs` scheduled jobs' state and reminders; `responses.rs` anonymous
+//! answers; `optout.rs` the one-click opt-out; `erase.rs` the retention purge
+//! and `forget` (and the erase steps `withdraw.rs` shares); `withdraw.rs`
+//! withdrawing a mistaken invitation; `backup.rs` backup and restore;
+//! `schema.rs` schema migrations; `test_support.rs` probes for unit tests.
 
-use std::path::Path;
-
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
-use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::address::{Address, AddressKey};
 use crate::token::{TokenHash, TokenNonce};
@@ -78,8 +86,9 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![SCHEMA_VERSION];
-    // bincode cannot fail on these plain structs.
-    out.extend(bincode::serialize(v).unwrap_or_default());
+    // Our records are plain structs without maps keyed by non-strings or
+    // custom serializers: bincode cannot fail on them.
+    out.extend(bincode::serialize(v).expect("encoding a store record: a bug"));
     out
 }
 
@@ -218,7 +227,9 @@ pub struct NewInvitation {
     pub outgoing: Outgoing,
 }
 
-/// Everything one incoming message changes, committed as one transaction.
+/// Everything one incoming message changes, committed all or nothing (the
+/// ingest loop commits a batch of them in one transaction:
+/// [`Store::commit_ingest_all`]).
 #[derive(Debug, Clone)]
 pub struct IngestUnit {
     /// Identifies the message; a message seen before is not processed again.
@@ -337,72 +348,26 @@ pub enum Committed {
     Effect(EffectOutcome),
 }
 
-/// Counter names.
+pub mod backup;
+pub mod counter;
+mod erase;
 mod flush;
+mod ingest;
 mod jobs;
+mod open;
 mod optout;
-pub mod privacy;
+mod outbox;
 mod responses;
+pub mod schema;
 mod withdraw;
+use counter::{bump, counter_key};
+pub use ingest::Responder;
 pub use jobs::JobState;
+use open::open_db;
 pub use optout::OptOutOutcome;
+use outbox::outbox_item;
 pub use responses::{StoredResponse, SubmitOutcome};
 pub use withdraw::{WithdrawOutcome, Withdrawal};
-
-pub mod counter {
-    pub const INVITED: &str = "invited";
-    pub const SENT: &str = "sent";
-    pub const FAILED: &str = "failed";
-    pub const REFUSED_UNKNOWN_SENDER: &str = "refused_unknown_sender";
-    pub const REFUSED_UNAUTHENTICATED: &str = "refused_unauthenticated";
-    /// Over the consultant's daily cap (before the split of the two caps,
-    /// also over the per-message cap).
-    pub const REFUSED_OVER_CAP: &str = "refused_over_cap";
-    /// Messages with more invitees than `sending.max_invitees_per_message`.
-    pub const REFUSED_OVER_MESSAGE_CAP: &str = "refused_over_message_cap";
-    /// Prefix of the per-day count of mail from consultants' addresses.
-    pub const CONSULTANT_MAIL_DAY: &str = "consultant_mail_day:";
-    /// Prefix of the per-day count of that mail refused as unauthenticated.
-    pub const UNAUTHENTICATED_DAY: &str = "unauthenticated_day:";
-
-    /// A per-day counter: `prefix` and the Copenhagen date of `at`.
-    pub fn day(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
-        format!(
-            "{prefix}{}",
-            at.with_timezone(&crate::window::TZ).date_naive()
-        )
-    }
-    pub const OUTSIDE_WINDOW: &str = "outside_window";
-    pub const TRIGGERS: &str = "triggers";
-    pub const ANSWERED: &str = "answered";
-    pub const BOUNCED: &str = "bounced";
-    /// Final delivery failures (the MTA gave up), per region.
-    pub const EXPIRED: &str = "expired";
-    /// Spam complaints matched to an invitation, per region.
-    pub const COMPLAINED: &str = "complained";
-    pub const OPTED_OUT: &str = "opted_out";
-    /// Global: auto-replies set aside, replies forwarded, unreadable
-    /// messages quarantined.
-    pub const AUTO_REPLIES: &str = "ignored_auto_reply";
-    pub const REPLIES: &str = "replies";
-    pub const QUARANTINED: &str = "quarantined";
-    /// Global: bounces and opt-outs that proved nothing (no canvass
-    /// Message-ID, no trusted server): they changed nothing.
-    pub const UNPROVEN: &str = "unproven";
-    pub const REMINDED: &str = "reminded";
-    /// Invitations withdrawn by `canvass withdraw`: out of every other count.
-    pub const WITHDRAWN: &str = "withdrawn";
-    /// Prefix of the per-week invitation counters (`invited_week:2024-W32`).
-    pub const INVITED_WEEK: &str = "invited_week:";
-
-    /// The counter of invitations whose contact was received in the ISO
-    /// week (Copenhagen) of `at`.
-    pub fn invited_week(at: chrono::DateTime<chrono::Utc>) -> String {
-        use chrono::Datelike;
-        let w = at.with_timezone(&crate::window::TZ).iso_week();
-        format!("{INVITED_WEEK}{}-W{:02}", w.year(), w.week())
-    }
-}
 
 /// The open store.
 #[derive(Clone)]
@@ -438,117 +403,27 @@ pub enum Link {
     Unknown,
 }
 
-fn counter_key(region: &str, name: &str) -> Vec<u8> {
-    let mut k = region.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(name.as_bytes());
-    k
-}
-
-fn bump(tx: &TransactionalTree, key: &[u8], by: u64) -> Result<u64, UnabortableTransactionError> {
-    let old = tx.get(key)?.map(|v| u64_from(&v)).unwrap_or(0);
-    let new = old.saturating_add(by);
-    tx.insert(key, &new.to_be_bytes())?;
-    Ok(new)
-}
-
-/// sled's page cache: what the daemon reads is the counters, the recent
-/// invitations and the outbox; the rest of a large store stays on disk
-/// (sled's default, 1 GiB, would let a long-running daemon grow to that).
-const CACHE_BYTES: u64 = 16 << 20;
-
-/// zstd's level for sled's pages: level 5 (sled's default) made the store 3 %
-/// smaller than level 1 at the same CPU cost per write (BENCHMARKS.md).
-const ZSTD_LEVEL: i32 = 1;
-
-/// Opens the sled database at `path` with canvass' settings.
-///
-/// Pages are compressed with zstd: a store holds text (addresses, regions,
-/// consultants, answer codes), and sled's log keeps several copies of a page
-/// until it reclaims a segment: at 100,000 invitations the store on disk is
-/// 166 MiB instead of 282 MiB, for ~100 µs more CPU per ingest transaction
-/// (BENCHMARKS.md, target 5). sled refuses to open a
-/// store with another compression setting than it was created with, so a
-/// store keeps the setting it has (sled writes it to `conf` beside the data).
-fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    // (`conf` is text lines followed by a binary checksum.)
-    let compressed = match std::fs::read(path.join("conf")) {
-        Ok(conf) => String::from_utf8_lossy(&conf)
-            .lines()
-            .any(|l| l.trim() == "use_compression: true"),
-        Err(_) => true,
-    };
-    sled::Config::new()
-        .path(path)
-        .mode(sled::Mode::HighThroughput)
-        .cache_capacity(CACHE_BYTES)
-        .use_compression(compressed)
-        .compression_factor(ZSTD_LEVEL)
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Io(ref io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                StoreError::Locked {
-                    path: path.display().to_string(),
-                }
-            }
-            e => StoreError::Sled(e),
-        })
-}
-
-fn u64_from(v: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    if v.len() == 8 {
-        b.copy_from_slice(v);
+/// A number stored as 8 bytes big-endian (ids, counters). Any other length is
+/// a corrupt record, named by its tree and key (`key` never shows a token hash
+/// or an address key, only what it is).
+fn u64_from(v: &[u8], tree: &str, key: impl std::fmt::Display) -> Result<u64, StoreError> {
+    match <[u8; 8]>::try_from(v) {
+        Ok(b) => Ok(u64::from_be_bytes(b)),
+        Err(_) => Err(StoreError::Corrupt {
+            what: format!(
+                "{tree} tree, {key}: {} bytes where an 8-byte number belongs",
+                v.len()
+            ),
+        }),
     }
-    u64::from_be_bytes(b)
+}
+
+/// [`u64_from`] inside a transaction.
+fn tx_u64_from(v: &[u8], tree: &str, key: impl std::fmt::Display) -> TxResult<u64> {
+    u64_from(v, tree, key).map_err(ConflictableTransactionError::Abort)
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let p = path.display().to_string();
-        // Private whatever the umask: created 0700; one readable by others
-        // is repaired with a warning, and so are the files sled just made.
-        let io = |e| StoreError::Sled(sled::Error::Io(e));
-        if !path.exists() {
-            crate::private::create_private_dir(path).map_err(io)?;
-        }
-        crate::private::repair_and_warn(path, "the store").map_err(io)?;
-        let db = open_db(path)?;
-        crate::private::repair(path).map_err(io)?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("schema")? {
-            None => {
-                meta.insert("schema", &[SCHEMA_VERSION])?;
-            }
-            Some(v) if v.as_ref() == [SCHEMA_VERSION] => {}
-            Some(v) => {
-                let found = v.first().copied().unwrap_or(0);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::TooNew { path: p, found });
-                }
-                // An older schema: migrated step by step, or refused (privacy.rs).
-                privacy::migrate(&db, &meta, found, &p)?;
-            }
-        }
-        Ok(Store {
-            invitations: db.open_tree("invitations")?,
-            recipients: db.open_tree("recipients")?,
-            tokens: db.open_tree("tokens")?,
-            outbox: db.open_tree("outbox")?,
-            ingest: db.open_tree("ingest")?,
-            counters: db.open_tree("counters")?,
-            responses: db.open_tree("responses")?,
-            jobs: db.open_tree("jobs")?,
-            msgids: db.open_tree("msgids")?,
-            flush_gate: Default::default(),
-            db,
-        })
-    }
-
     /// Makes everything written so far durable (fsync). Concurrent callers
     /// share one flush (group commit); sled's `flush_async` is never used:
     /// it deadlocks when several run at once (flush.rs).
@@ -557,231 +432,10 @@ impl Store {
         Ok(())
     }
 
+    /// Makes everything written so far durable, blocking the calling thread
+    /// (sled's own flush, not shared with other callers as [`Store::flush`] is).
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        Ok(())
-    }
-
-    /// The mark of a mail source.
-    pub fn ingest_mark(&self, source: &str) -> Result<Option<IngestMark>, StoreError> {
-        self.ingest
-            .get(format!("mark:{source}"))?
-            .map(|v| decode(&v, "ingest mark"))
-            .transpose()
-    }
-
-    /// Resets a source's mark (UIDVALIDITY changed).
-    pub fn set_ingest_mark(&self, source: &str, mark: IngestMark) -> Result<(), StoreError> {
-        self.ingest
-            .insert(format!("mark:{source}"), encode(&mark))?;
-        Ok(())
-    }
-
-    /// Commits one processed message: its invitations (those never invited
-    /// before, within the daily cap) with their queued messages, its counters, the
-    /// source mark and the "seen" note, all or nothing. `confirm` renders the
-    /// reply to the consultant from the outcomes, queued in the same transaction.
-    pub fn commit_ingest(
-        &self,
-        unit: &IngestUnit,
-        respond: &dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>,
-    ) -> Result<Committed, StoreError> {
-        let mut all = self.commit_ingest_all(&[(unit, respond)])?;
-        Ok(all.pop().expect("one outcome per unit"))
-    }
-
-    /// [`Store::commit_ingest`] for several messages in one transaction: all
-    /// of them or none, in order (a later message sees what an earlier one
-    /// did: the same contact twice is invited once). The ingest loop commits
-    /// a fetched batch this way; a sled transaction costs two log-buffer
-    /// writes whatever its size, so one per message was most of the cost of
-    /// reading a backlog (BENCHMARKS.md, target 1).
-    pub fn commit_ingest_all(
-        &self,
-        units: &[(&IngestUnit, Responder<'_>)],
-    ) -> Result<Vec<Committed>, StoreError> {
-        let trees = (
-            &self.invitations,
-            &self.recipients,
-            &self.tokens,
-            &self.outbox,
-            &self.ingest,
-            &self.counters,
-            &self.msgids,
-        );
-        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
-            let t = IngestTrees {
-                inv,
-                rcp,
-                tok,
-                out,
-                ing,
-                cnt,
-                mid,
-            };
-            let mut all = Vec::with_capacity(units.len());
-            for (unit, respond) in units {
-                all.push(ingest_one(&t, unit, *respond)?);
-            }
-            Ok(all)
-        });
-        result.map_err(StoreError::from)
-    }
-
-    /// Queues a stand-alone message (not tied to an invitation).
-    pub fn enqueue(&self, purpose: Purpose, outgoing: &Outgoing) -> Result<u64, StoreError> {
-        let id = self.db.generate_id()?;
-        self.outbox.insert(
-            id.to_be_bytes(),
-            encode(&outbox_item(id, purpose, outgoing)),
-        )?;
-        Ok(id)
-    }
-
-    /// Outbox items due at `now`, oldest first, at most `limit`; and the
-    /// earliest time a not-yet-due item becomes due.
-    pub fn outbox_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<(Vec<OutboxItem>, Option<DateTime<Utc>>), StoreError> {
-        let mut due = Vec::new();
-        let mut next: Option<DateTime<Utc>> = None;
-        for kv in self.outbox.iter() {
-            let (_, v) = kv?;
-            let item: OutboxItem = decode(&v, "outbox item")?;
-            if item.next_attempt <= now {
-                if due.len() < limit {
-                    due.push(item);
-                } else {
-                    // More is due now: nothing later can be earlier, so the
-                    // rest of the outbox need not be read (and decoded).
-                    next = Some(now);
-                    break;
-                }
-            } else {
-                next = Some(next.map_or(item.next_attempt, |n| n.min(item.next_attempt)));
-            }
-        }
-        Ok((due, next))
-    }
-
-    pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
-    }
-
-    /// The server accepted the message: forget its body (it holds a token) and
-    /// record the invitation as sent.
-    pub fn mark_sent(&self, item: &OutboxItem, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.finish(item, Delivery::Sent { at }, counter::SENT)
-    }
-
-    /// The server refused the message for good.
-    pub fn mark_failed(
-        &self,
-        item: &OutboxItem,
-        at: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        self.finish(
-            item,
-            Delivery::Failed {
-                at,
-                reason: reason.to_string(),
-            },
-            counter::FAILED,
-        )
-    }
-
-    /// [`Store::mark_sent`] for several accepted messages, in one
-    /// transaction (the outbox marks a group before one flush: a sled
-    /// transaction costs two log-buffer writes, whatever its size).
-    pub fn mark_sent_all(&self, items: &[OutboxItem], at: DateTime<Utc>) -> Result<(), StoreError> {
-        let items: Vec<&OutboxItem> = items.iter().collect();
-        self.finish_all(&items, Delivery::Sent { at }, counter::SENT)
-    }
-
-    fn finish(&self, item: &OutboxItem, delivery: Delivery, name: &str) -> Result<(), StoreError> {
-        self.finish_all(&[item], delivery, name)
-    }
-
-    fn finish_all(
-        &self,
-        items: &[&OutboxItem],
-        delivery: Delivery,
-        name: &str,
-    ) -> Result<(), StoreError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let trees = (&self.outbox, &self.invitations, &self.counters);
-        trees
-            .transaction(|(out, inv, cnt)| {
-                for item in items {
-                    let key = item.id.to_be_bytes();
-                    if out.remove(&key)?.is_none() {
-                        continue; // finished before (a resend after a crash)
-                    }
-                    if let Purpose::Invitation { invitation_id } = item.purpose {
-                        let ikey = invitation_id.to_be_bytes();
-                        let Some(v) = inv.get(ikey)? else {
-                            continue;
-                        };
-                        let mut invitation: Invitation = tx_decode(&v, "invitation")?;
-                        invitation.delivery = delivery.clone();
-                        inv.insert(&ikey, encode(&invitation))?;
-                        bump(cnt, &counter_key(&invitation.region, name), 1)?;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(StoreError::from)
-    }
-
-    /// A transient failure: try again at `next`.
-    pub fn reschedule(
-        &self,
-        item: &OutboxItem,
-        next: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let key = item.id.to_be_bytes();
-        let mut updated = item.clone();
-        updated.attempts += 1;
-        updated.next_attempt = next;
-        updated.last_error = Some(error.to_string());
-        // Only if still queued (compare-and-swap against what was read).
-        let current = self.outbox.get(key)?;
-        if let Some(cur) = current {
-            let _ = self
-                .outbox
-                .compare_and_swap(key, Some(cur), Some(encode(&updated)))?;
-        }
-        Ok(())
-    }
-
-    /// All counters: (region, name, value). Region "" holds global counters.
-    pub fn counters(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.counters.iter() {
-            let (k, v) = kv?;
-            let Some(pos) = k.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let region = String::from_utf8_lossy(&k[..pos]).into_owned();
-            let name = String::from_utf8_lossy(&k[pos + 1..]).into_owned();
-            out.push((region, name, u64_from(&v)));
-        }
-        Ok(out)
-    }
-
-    /// Bumps a counter outside any other change (refusals, ignored mail).
-    pub fn bump_counter(&self, region: &str, name: &str) -> Result<(), StoreError> {
-        let key = counter_key(region, name);
-        self.counters.update_and_fetch(key, |old| {
-            let n = old.map(u64_from).unwrap_or(0) + 1;
-            Some(n.to_be_bytes().to_vec())
-        })?;
         Ok(())
     }
 
@@ -797,7 +451,7 @@ impl Store {
         let Some(id) = self.tokens.get(hash.0)? else {
             return Ok(Link::Unknown);
         };
-        match u64_from(&id) {
+        match u64_from(&id, "tokens", "a link")? {
             FORGOTTEN => Ok(Link::Forgotten),
             WITHDRAWN => Ok(Link::Withdrawn),
             id => Ok(self
@@ -820,7 +474,7 @@ impl Store {
         let Some(id) = self.recipients.get(key.0)? else {
             return Ok(None);
         };
-        self.invitation(u64_from(&id))
+        self.invitation(u64_from(&id, "recipients", "an address key")?)
     }
 
     /// Every invitation, in creation order.
@@ -834,330 +488,26 @@ impl Store {
     pub fn invitation_count(&self) -> usize {
         self.invitations.len()
     }
-
-    /// The day key for a consultant's daily cap.
-    pub fn daily_key(consultant: &AddressKey, day: NaiveDate) -> String {
-        format!("daily:{}:{}", hex::encode(&consultant.0[..8]), day)
-    }
 }
 
-/// What [`Store::commit_ingest`] calls to render a reply from the outcome.
-pub type Responder<'a> = &'a dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>;
-
-/// The trees an ingest transaction writes.
-struct IngestTrees<'a> {
-    inv: &'a TransactionalTree,
-    rcp: &'a TransactionalTree,
-    tok: &'a TransactionalTree,
-    out: &'a TransactionalTree,
-    ing: &'a TransactionalTree,
-    cnt: &'a TransactionalTree,
-    mid: &'a TransactionalTree,
-}
-
-/// One processed message inside an ingest transaction.
-fn ingest_one(
-    t: &IngestTrees<'_>,
-    unit: &IngestUnit,
-    respond: Responder<'_>,
-) -> TxResult<Committed> {
-    let IngestTrees {
-        inv,
-        rcp,
-        tok,
-        out,
-        ing,
-        cnt,
-        mid,
-    } = *t;
-    if let Some(seen) = &unit.seen_key {
-        let mut key = b"seen:".to_vec();
-        key.extend_from_slice(seen);
-        if ing.get(&key)?.is_some() {
-            return Ok(Committed::AlreadyProcessed);
-        }
-        ing.insert(key, &[])?;
-    }
-    if let Some((source, mark)) = &unit.mark {
-        ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
-    }
-    for (region, name) in &unit.counters {
-        bump(cnt, &counter_key(region, name), 1)?;
-    }
-    if let Some(effect) = &unit.effect {
-        let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid)?;
-        if let Some((purpose, msg)) = respond(&CommitView {
-            outcomes: &[],
-            matched: matched.as_ref(),
-        }) {
-            let outbox_id = out.generate_id()?;
-            let item = outbox_item(outbox_id, purpose, &msg);
-            out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
-        }
-        return Ok(Committed::Effect(outcome));
-    }
-    let mut used_today = match &unit.daily_cap {
-        Some((key, _)) => cnt
-            .get(counter_key("", key))?
-            .map(|v| u64_from(&v))
-            .unwrap_or(0),
-        None => 0,
-    };
-    let mut outcomes = Vec::with_capacity(unit.invitations.len());
-    let mut over_cap = false;
-    for new in &unit.invitations {
-        if rcp.get(new.address_key.0)?.is_some() {
-            outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
-            continue;
-        }
-        if let Some((_, cap)) = &unit.daily_cap {
-            if used_today >= u64::from(*cap) {
-                over_cap = true;
-                outcomes.push(InviteOutcome::OverDailyCap(new.address.clone()));
-                continue;
-            }
-        }
-        used_today += 1;
-        let id = inv.generate_id()?;
-        let outbox_id = out.generate_id()?;
-        let invitation = Invitation {
-            id,
-            address_key: new.address_key,
-            address: Some(new.address.clone()),
-            region: unit.region.clone(),
-            consultant: unit
-                .consultant
-                .clone()
-                .unwrap_or_else(|| new.address.clone()),
-            created_at: unit.created_at,
-            token_hash: new.token_hash,
-            token_nonce: new.token_nonce,
-            message_id: new.outgoing.message_id.clone(),
-            delivery: Delivery::Queued,
-            answered: false,
-            opted_out: false,
-            bounced: false,
-            reminders: 0,
-            last_reminder_at: None,
-        };
-        inv.insert(&id.to_be_bytes(), encode(&invitation))?;
-        rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
-        tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
-        mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
-        let item = outbox_item(
-            outbox_id,
-            Purpose::Invitation { invitation_id: id },
-            &new.outgoing,
-        );
-        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
-        bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
-        bump(
-            cnt,
-            &counter_key(
-                &unit.region,
-                &counter::invited_week(unit.received_at.unwrap_or(invitation.created_at)),
-            ),
-            1,
-        )?;
-        outcomes.push(InviteOutcome::Invited(new.address.clone()));
-    }
-    if let Some((key, _)) = &unit.daily_cap {
-        cnt.insert(counter_key("", key), &used_today.to_be_bytes())?;
-    }
-    if over_cap {
-        bump(
-            cnt,
-            &counter_key(&unit.region, counter::REFUSED_OVER_CAP),
-            1,
-        )?;
-    }
-    if let Some((purpose, reply)) = respond(&CommitView {
-        outcomes: &outcomes,
-        matched: None,
-    }) {
-        let outbox_id = out.generate_id()?;
-        let item = outbox_item(outbox_id, purpose, &reply);
-        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
-    }
-    Ok(Committed::Done(outcomes))
-}
-
-/// Finds the invitation an effect is about: by address key first, then by
-/// the canvass Message-IDs the message refers to.
-fn match_invitation(
-    key: Option<&AddressKey>,
-    message_ids: &[String],
+/// The invitation behind a link, inside a transaction: its key in
+/// `invitations` and the record; `None` when the link is unknown, forgotten
+/// or withdrawn. Shared by the answer and the one-click opt-out.
+fn tx_invitation_by_token(
+    tok: &TransactionalTree,
     inv: &TransactionalTree,
-    rcp: &TransactionalTree,
-    mid: &TransactionalTree,
-) -> TxResult<Option<(u64, Invitation)>> {
-    let mut id = match key {
-        Some(k) => rcp.get(k.0)?.map(|v| u64_from(&v)),
-        None => None,
+    token: &TokenHash,
+) -> TxResult<Option<(sled::IVec, Invitation)>> {
+    let Some(id) = tok.get(token.0)? else {
+        return Ok(None);
     };
-    if id.is_none() {
-        for m in message_ids {
-            if let Some(v) = mid.get(m.as_bytes())? {
-                id = Some(u64_from(&v));
-                break;
-            }
-        }
+    if matches!(tx_u64_from(&id, "tokens", "a link")?, FORGOTTEN | WITHDRAWN) {
+        return Ok(None);
     }
-    let Some(id) = id else { return Ok(None) };
-    match inv.get(id.to_be_bytes())? {
-        Some(v) => Ok(Some((id, tx_decode(&v, "invitation")?))),
-        None => Ok(None),
-    }
-}
-
-fn apply_effect(
-    effect: &Effect,
-    inv: &TransactionalTree,
-    rcp: &TransactionalTree,
-    cnt: &TransactionalTree,
-    mid: &TransactionalTree,
-) -> TxResult<(EffectOutcome, Option<Invitation>)> {
-    let mut outcome = EffectOutcome::default();
-    let mut last = None;
-    match effect {
-        Effect::Bounce {
-            recipients,
-            message_ids,
-            by_address,
-        } => {
-            if *by_address {
-                for (key, failure) in recipients {
-                    match match_invitation(key.as_ref(), &[], inv, rcp, mid)? {
-                        Some((id, mut i)) => {
-                            if mark_failed(&mut i, *failure, cnt)? {
-                                inv.insert(&id.to_be_bytes(), encode(&i))?;
-                                outcome.marked += 1;
-                            }
-                            last = Some(i);
-                        }
-                        None => outcome.unmatched += 1,
-                    }
-                }
-            } else {
-                // The Message-ID names the invitation; a named recipient
-                // that agrees with it gives the failure, else (the report
-                // names nobody, or an address the mail was forwarded to)
-                // the worst failure the report names.
-                let worst = recipients.iter().map(|(_, f)| *f).min_by_key(|f| match f {
-                    Failure::Permanent => 0,
-                    Failure::Expired => 1,
-                    Failure::Temporary => 2,
-                });
-                let mut done = Vec::new();
-                for m in message_ids {
-                    let Some((id, mut i)) =
-                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
-                    else {
-                        outcome.unmatched += 1;
-                        continue;
-                    };
-                    if done.contains(&id) {
-                        continue;
-                    }
-                    done.push(id);
-                    let named = recipients
-                        .iter()
-                        .find(|(k, _)| k.as_ref() == Some(&i.address_key))
-                        .map(|(_, f)| *f);
-                    if let Some(failure) = named.or(worst) {
-                        if mark_failed(&mut i, failure, cnt)? {
-                            inv.insert(&id.to_be_bytes(), encode(&i))?;
-                            outcome.marked += 1;
-                        }
-                    }
-                    last = Some(i);
-                }
-            }
-        }
-        Effect::OptOut { from, message_ids } => {
-            // Proven by the Message-ID it answers: that invitation, whatever
-            // the From says; else by an authenticated From: that address's.
-            let key = message_ids.is_empty().then_some(from);
-            match match_invitation(key, message_ids, inv, rcp, mid)? {
-                Some((id, mut i)) => {
-                    if !i.opted_out {
-                        i.opted_out = true;
-                        inv.insert(&id.to_be_bytes(), encode(&i))?;
-                        bump(cnt, &counter_key(&i.region, counter::OPTED_OUT), 1)?;
-                        outcome.marked += 1;
-                    }
-                    last = Some(i);
-                }
-                None => outcome.unmatched += 1,
-            }
-        }
-        Effect::Complaint { message_ids } => {
-            let mut done = Vec::new();
-            for m in message_ids {
-                let Some((id, mut i)) =
-                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
-                else {
-                    continue;
-                };
-                if done.contains(&id) {
-                    continue;
-                }
-                done.push(id);
-                if !i.opted_out {
-                    i.opted_out = true;
-                    inv.insert(&id.to_be_bytes(), encode(&i))?;
-                    bump(cnt, &counter_key(&i.region, counter::COMPLAINED), 1)?;
-                    outcome.marked += 1;
-                }
-                last = Some(i);
-            }
-            if done.is_empty() {
-                outcome.unmatched += 1;
-            }
-        }
-        Effect::Reply { from, message_ids } => {
-            // A reply is about the message it answers: Message-ID first.
-            let found = match match_invitation(None, message_ids, inv, rcp, mid)? {
-                Some(f) => Some(f),
-                None => match_invitation(Some(from), &[], inv, rcp, mid)?,
-            };
-            match found {
-                Some((_, i)) => last = Some(i),
-                None => outcome.unmatched += 1,
-            }
-        }
-    }
-    Ok((outcome, last))
-}
-
-/// Marks an invitation undelivered for a permanent or final failure, counted
-/// "bounced" or "expired"; whether it changed.
-fn mark_failed(i: &mut Invitation, failure: Failure, cnt: &TransactionalTree) -> TxResult<bool> {
-    let name = match failure {
-        Failure::Permanent => counter::BOUNCED,
-        Failure::Expired => counter::EXPIRED,
-        Failure::Temporary => return Ok(false),
+    let Some(v) = inv.get(&id)? else {
+        return Ok(None);
     };
-    if i.bounced {
-        return Ok(false);
-    }
-    i.bounced = true;
-    bump(cnt, &counter_key(&i.region, name), 1)?;
-    Ok(true)
-}
-
-fn outbox_item(id: u64, purpose: Purpose, o: &Outgoing) -> OutboxItem {
-    OutboxItem {
-        id,
-        purpose,
-        from: o.from.clone(),
-        to: o.to.clone(),
-        message_id: o.message_id.clone(),
-        raw: o.raw.clone(),
-        next_attempt: o.not_before,
-        attempts: 0,
-        last_error: None,
-    }
+    Ok(Some((id, tx_decode(&v, "invitation")?)))
 }
 
 #[cfg(test)]
@@ -1429,6 +779,60 @@ mod tests {
                 uid_validity: 9,
                 last_uid: 42
             })
+        );
+    }
+
+    #[test]
+    fn a_number_of_the_wrong_length_is_corrupt_not_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.bump_counter("Fyn", counter::INVITED).unwrap();
+        let key = counter_key("Fyn", counter::INVITED);
+        store.counters.insert(&key, &[1u8, 2, 3]).unwrap();
+        let err = store.counters().unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+        assert!(
+            text.contains("counters tree, Fyn/invited: 3 bytes"),
+            "{text}"
+        );
+        // Bumping it is refused too, and leaves the value for a look.
+        assert!(matches!(
+            store.bump_counter("Fyn", counter::INVITED),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(
+            store.counters.get(&key).unwrap().unwrap().as_ref(),
+            &[1, 2, 3]
+        );
+        // Inside a transaction: an ingest that counts the region aborts.
+        let unit = IngestUnit {
+            counters: vec![("Fyn".into(), counter::INVITED.into())],
+            ..IngestUnit::at(Utc::now())
+        };
+        assert!(matches!(
+            store.commit_ingest(&unit, &|_: &CommitView| None),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // A link whose entry is not an id is an error, not invitation 0.
+        let hash = crate::token::Token::generate().hash();
+        store.tokens.insert(hash.0, &[7u8]).unwrap();
+        assert!(matches!(store.link(&hash), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_schema_marker_of_the_wrong_length_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta").unwrap().insert("schema", &[]).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("meta tree, schema: 0 bytes"),
+            "{err}"
         );
     }
 

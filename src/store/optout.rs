@@ -5,10 +5,7 @@
 
 use sled::Transactional;
 
-use super::{
-    bump, counter, counter_key, encode, tx_decode, u64_from, Invitation, Store, StoreError,
-    FORGOTTEN, WITHDRAWN,
-};
+use super::{bump, counter, counter_key, encode, tx_invitation_by_token, Store, StoreError};
 use crate::token::TokenHash;
 
 /// What a one-click opt-out did.
@@ -27,16 +24,9 @@ impl Store {
     pub async fn opt_out_by_token(&self, token: &TokenHash) -> Result<OptOutOutcome, StoreError> {
         let trees = (&self.tokens, &self.invitations, &self.counters);
         let outcome = trees.transaction(|(tok, inv, cnt)| {
-            let Some(id) = tok.get(token.0)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token)? else {
                 return Ok(OptOutOutcome::Unknown);
             };
-            if matches!(u64_from(&id), FORGOTTEN | WITHDRAWN) {
-                return Ok(OptOutOutcome::Unknown);
-            }
-            let Some(v) = inv.get(&id)? else {
-                return Ok(OptOutOutcome::Unknown);
-            };
-            let mut invitation: Invitation = tx_decode(&v, "invitation")?;
             if invitation.opted_out {
                 return Ok(OptOutOutcome::AlreadyOptedOut);
             }
@@ -55,36 +45,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::{parse, HmacKey};
-    use crate::store::{CommitView, IngestUnit, NewInvitation, Outgoing};
+    use crate::store::responses::tests::invite;
     use crate::token::Token;
-    use chrono::Utc;
 
     #[tokio::test]
     async fn opting_out_by_link_marks_and_counts_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let key = HmacKey::from_bytes(&[3; 32]);
-        let token = Token::generate();
-        let address = parse("a@kommune.dk").unwrap();
-        let unit = IngestUnit {
-            region: "Syddanmark".into(),
-            invitations: vec![NewInvitation {
-                address_key: key.key_of(&address),
-                token_hash: token.hash(),
-                token_nonce: None,
-                outgoing: Outgoing {
-                    from: "s@siri.dk".into(),
-                    to: vec![address.to_string()],
-                    message_id: "canvass.optout@siri.dk".into(),
-                    raw: Vec::new(),
-                    not_before: Utc::now(),
-                },
-                address,
-            }],
-            ..IngestUnit::at(Utc::now())
-        };
-        store.commit_ingest(&unit, &|_: &CommitView| None).unwrap();
+        let token = invite(&store, "a@kommune.dk");
         let h = token.hash();
         assert_eq!(
             store.opt_out_by_token(&h).await.unwrap(),

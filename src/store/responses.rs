@@ -9,7 +9,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{bump, counter, counter_key, decode, encode, tx_decode, Invitation, Store, StoreError};
+use super::{
+    bump, counter, counter_key, decode, encode, tx_invitation_by_token, Store, StoreError,
+};
 use crate::answer::Answers;
 use crate::token::TokenHash;
 
@@ -56,13 +58,9 @@ impl Store {
             &self.counters,
         );
         let outcome = trees.transaction(|(tok, inv, resp, cnt)| {
-            let Some(id) = tok.get(token.0)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token)? else {
                 return Ok(SubmitOutcome::UnknownToken);
             };
-            let Some(v) = inv.get(&id)? else {
-                return Ok(SubmitOutcome::UnknownToken);
-            };
-            let mut invitation: Invitation = tx_decode(&v, "invitation")?;
             if invitation.answered {
                 return Ok(SubmitOutcome::AlreadyAnswered);
             }
@@ -97,7 +95,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::address::{parse, HmacKey};
     use crate::answer::Value;
@@ -105,7 +103,8 @@ mod tests {
     use crate::token::Token;
     use chrono::Utc;
 
-    fn invite(store: &Store, addr: &str) -> Token {
+    /// One invitation to `addr` in Syddanmark; its link's token.
+    pub(in crate::store) fn invite(store: &Store, addr: &str) -> Token {
         let key = HmacKey::from_bytes(&[3; 32]);
         let token = Token::generate();
         let address = parse(addr).unwrap();

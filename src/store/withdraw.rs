@@ -13,14 +13,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
+use super::erase::{dropped_entry, take_queued, tombstone_link};
 use super::{
-    bump, counter, counter_key, encode, tx_decode, u64_from, Delivery, Invitation, OutboxItem,
-    Store, StoreError,
+    bump, counter, counter_key, encode, tx_decode, tx_u64_from, Delivery, Invitation, Store,
+    StoreError, TxResult,
 };
 use crate::address::{Address, AddressKey};
 use crate::retention;
@@ -64,13 +63,12 @@ pub struct Withdrawal {
     pub link_disabled: bool,
 }
 
-fn unbump(
-    tx: &TransactionalTree,
-    region: &str,
-    name: &str,
-) -> Result<(), UnabortableTransactionError> {
+fn unbump(tx: &TransactionalTree, region: &str, name: &str) -> TxResult<()> {
     let key = counter_key(region, name);
-    let old = tx.get(&key)?.map(|v| u64_from(&v)).unwrap_or(0);
+    let old = match tx.get(&key)? {
+        Some(v) => tx_u64_from(&v, "counters", format_args!("{region}/{name}"))?,
+        None => 0,
+    };
     tx.insert(key, &old.saturating_sub(1).to_be_bytes())?;
     Ok(())
 }
@@ -138,21 +136,12 @@ impl Store {
                     unbump(cnt, &region, &name)?;
                 }
                 bump(cnt, &counter_key(&region, counter::WITHDRAWN), 1)?;
-                let mut dropped = Vec::new();
-                for (oid, _) in &items {
-                    if let Some(v) = out.remove(&oid.to_be_bytes())? {
-                        let item: OutboxItem = tx_decode(&v, "outbox item")?;
-                        dropped.push((item.purpose.name().to_string(), item.message_id));
-                    }
-                }
-                let mut link_disabled = false;
-                if tok
-                    .get(invitation.token_hash.0)?
-                    .is_some_and(|owner| u64_from(&owner) == id)
-                {
-                    tok.insert(&invitation.token_hash.0, &super::WITHDRAWN.to_be_bytes())?;
-                    link_disabled = true;
-                }
+                let dropped = take_queued(out, &items)?
+                    .into_iter()
+                    .map(dropped_entry)
+                    .collect();
+                let link_disabled =
+                    tombstone_link(tok, &invitation.token_hash, id, super::WITHDRAWN)?;
                 let outcome = Withdrawal {
                     id,
                     region,
@@ -186,7 +175,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::address::parse;
-    use crate::store::privacy::tests::{invite, key};
+    use crate::store::erase::tests::{invite, key};
     use crate::store::{Committed, InviteOutcome, Link};
 
     fn count(store: &Store, name: &str) -> u64 {

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::{
     mailbox_arg, parse_internal_date, quote_inner, same_mailbox, uid_set, uids_from_search,
-    CmdError, ImapSource, Item, Link, SWEEP_CHUNK,
+    ImapSource, Item, Link, SWEEP_CHUNK,
 };
 use crate::classify::MESSAGE_ID_PREFIX;
 use crate::ingest::{MailSource, SourceError};
@@ -291,14 +291,7 @@ impl ImapSource {
         doing: &str,
         cmd: &str,
     ) -> Result<super::Reply, SourceError> {
-        match link.exec(cmd).await {
-            Ok(r) if r.ok() => Ok(r),
-            Ok(r) => Err(self.protocol(format!("{doing}: the server said {}", r.text))),
-            Err(CmdError::Io(e)) => Err(self.io_err(doing, e)),
-            Err(CmdError::Refused(text)) => {
-                Err(self.protocol(format!("{doing}: the server said {text}")))
-            }
-        }
+        link.run(cmd).await.map_err(|e| self.cmd_error(doing, e))
     }
 }
 

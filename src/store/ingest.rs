@@ -1,0 +1,398 @@
+//! What the ingest loop writes: the sources' marks, and the commit of a batch
+//! of processed messages — their invitations with the queued mail, counters,
+//! the "seen" notes and marks, and their effects on invitations already sent
+//! (bounces, opt-outs, complaints, replies), matched by canvass Message-ID or
+//! address key. All of a batch in one transaction.
+
+use chrono::NaiveDate;
+use sled::transaction::TransactionalTree;
+use sled::Transactional;
+
+use super::{
+    bump, counter, counter_key, decode, encode, outbox_item, tx_decode, tx_u64_from, CommitView,
+    Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark, IngestUnit, Invitation,
+    InviteOutcome, Outgoing, Purpose, Store, StoreError, TxResult,
+};
+use crate::address::AddressKey;
+
+impl Store {
+    /// The mark of a mail source.
+    pub fn ingest_mark(&self, source: &str) -> Result<Option<IngestMark>, StoreError> {
+        self.ingest
+            .get(format!("mark:{source}"))?
+            .map(|v| decode(&v, "ingest mark"))
+            .transpose()
+    }
+
+    /// Resets a source's mark (UIDVALIDITY changed).
+    pub fn set_ingest_mark(&self, source: &str, mark: IngestMark) -> Result<(), StoreError> {
+        self.ingest
+            .insert(format!("mark:{source}"), encode(&mark))?;
+        Ok(())
+    }
+
+    /// Commits one processed message: its invitations (those never invited
+    /// before, within the daily cap) with their queued messages, its counters, the
+    /// source mark and the "seen" note, all or nothing. `respond` renders the
+    /// reply (the consultant's confirmation, or the answer to an effect's
+    /// sender) from what was committed; it is queued in the same transaction.
+    pub fn commit_ingest(
+        &self,
+        unit: &IngestUnit,
+        respond: &dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>,
+    ) -> Result<Committed, StoreError> {
+        let mut all = self.commit_ingest_all(&[(unit, respond)])?;
+        Ok(all.pop().expect("one outcome per unit"))
+    }
+
+    /// [`Store::commit_ingest`] for several messages in one transaction: all
+    /// of them or none, in order (a later message sees what an earlier one
+    /// did: the same contact twice is invited once). The ingest loop commits
+    /// a fetched batch this way; a sled transaction costs two log-buffer
+    /// writes whatever its size, so one per message was most of the cost of
+    /// reading a backlog (BENCHMARKS.md, target 1).
+    pub fn commit_ingest_all(
+        &self,
+        units: &[(&IngestUnit, Responder<'_>)],
+    ) -> Result<Vec<Committed>, StoreError> {
+        let trees = (
+            &self.invitations,
+            &self.recipients,
+            &self.tokens,
+            &self.outbox,
+            &self.ingest,
+            &self.counters,
+            &self.msgids,
+        );
+        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
+            let t = IngestTrees {
+                inv,
+                rcp,
+                tok,
+                out,
+                ing,
+                cnt,
+                mid,
+            };
+            let mut all = Vec::with_capacity(units.len());
+            for (unit, respond) in units {
+                all.push(ingest_one(&t, unit, *respond)?);
+            }
+            Ok(all)
+        });
+        result.map_err(StoreError::from)
+    }
+
+    /// The day key for a consultant's daily cap.
+    pub fn daily_key(consultant: &AddressKey, day: NaiveDate) -> String {
+        format!("daily:{}:{}", hex::encode(&consultant.0[..8]), day)
+    }
+}
+
+/// What [`Store::commit_ingest`] calls to render a reply from the outcome.
+pub type Responder<'a> = &'a dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>;
+
+/// The trees an ingest transaction writes.
+struct IngestTrees<'a> {
+    inv: &'a TransactionalTree,
+    rcp: &'a TransactionalTree,
+    tok: &'a TransactionalTree,
+    out: &'a TransactionalTree,
+    ing: &'a TransactionalTree,
+    cnt: &'a TransactionalTree,
+    mid: &'a TransactionalTree,
+}
+
+/// One processed message inside an ingest transaction.
+fn ingest_one(
+    t: &IngestTrees<'_>,
+    unit: &IngestUnit,
+    respond: Responder<'_>,
+) -> TxResult<Committed> {
+    let IngestTrees {
+        inv,
+        rcp,
+        tok,
+        out,
+        ing,
+        cnt,
+        mid,
+    } = *t;
+    if let Some(seen) = &unit.seen_key {
+        let mut key = b"seen:".to_vec();
+        key.extend_from_slice(seen);
+        if ing.get(&key)?.is_some() {
+            return Ok(Committed::AlreadyProcessed);
+        }
+        ing.insert(key, &[])?;
+    }
+    if let Some((source, mark)) = &unit.mark {
+        ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
+    }
+    for (region, name) in &unit.counters {
+        bump(cnt, &counter_key(region, name), 1)?;
+    }
+    if let Some(effect) = &unit.effect {
+        let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid)?;
+        if let Some((purpose, msg)) = respond(&CommitView {
+            outcomes: &[],
+            matched: matched.as_ref(),
+        }) {
+            let outbox_id = out.generate_id()?;
+            let item = outbox_item(outbox_id, purpose, &msg);
+            out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        }
+        return Ok(Committed::Effect(outcome));
+    }
+    let mut used_today = match &unit.daily_cap {
+        Some((key, _)) => match cnt.get(counter_key("", key))? {
+            Some(v) => tx_u64_from(&v, "counters", key)?,
+            None => 0,
+        },
+        None => 0,
+    };
+    let mut outcomes = Vec::with_capacity(unit.invitations.len());
+    let mut over_cap = false;
+    for new in &unit.invitations {
+        if rcp.get(new.address_key.0)?.is_some() {
+            outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
+            continue;
+        }
+        if let Some((_, cap)) = &unit.daily_cap {
+            if used_today >= u64::from(*cap) {
+                over_cap = true;
+                outcomes.push(InviteOutcome::OverDailyCap(new.address.clone()));
+                continue;
+            }
+        }
+        used_today += 1;
+        let id = inv.generate_id()?;
+        let outbox_id = out.generate_id()?;
+        let invitation = Invitation {
+            id,
+            address_key: new.address_key,
+            address: Some(new.address.clone()),
+            region: unit.region.clone(),
+            consultant: unit
+                .consultant
+                .clone()
+                .unwrap_or_else(|| new.address.clone()),
+            created_at: unit.created_at,
+            token_hash: new.token_hash,
+            token_nonce: new.token_nonce,
+            message_id: new.outgoing.message_id.clone(),
+            delivery: Delivery::Queued,
+            answered: false,
+            opted_out: false,
+            bounced: false,
+            reminders: 0,
+            last_reminder_at: None,
+        };
+        inv.insert(&id.to_be_bytes(), encode(&invitation))?;
+        rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
+        tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
+        mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
+        let item = outbox_item(
+            outbox_id,
+            Purpose::Invitation { invitation_id: id },
+            &new.outgoing,
+        );
+        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
+        bump(
+            cnt,
+            &counter_key(
+                &unit.region,
+                &counter::invited_week(unit.received_at.unwrap_or(invitation.created_at)),
+            ),
+            1,
+        )?;
+        outcomes.push(InviteOutcome::Invited(new.address.clone()));
+    }
+    if let Some((key, _)) = &unit.daily_cap {
+        cnt.insert(counter_key("", key), &used_today.to_be_bytes())?;
+    }
+    if over_cap {
+        bump(
+            cnt,
+            &counter_key(&unit.region, counter::REFUSED_OVER_CAP),
+            1,
+        )?;
+    }
+    if let Some((purpose, reply)) = respond(&CommitView {
+        outcomes: &outcomes,
+        matched: None,
+    }) {
+        let outbox_id = out.generate_id()?;
+        let item = outbox_item(outbox_id, purpose, &reply);
+        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+    }
+    Ok(Committed::Done(outcomes))
+}
+
+/// Finds the invitation an effect is about: by address key first, then by
+/// the canvass Message-IDs the message refers to.
+fn match_invitation(
+    key: Option<&AddressKey>,
+    message_ids: &[String],
+    inv: &TransactionalTree,
+    rcp: &TransactionalTree,
+    mid: &TransactionalTree,
+) -> TxResult<Option<(u64, Invitation)>> {
+    let mut id = match key {
+        Some(k) => match rcp.get(k.0)? {
+            Some(v) => Some(tx_u64_from(&v, "recipients", "an address key")?),
+            None => None,
+        },
+        None => None,
+    };
+    if id.is_none() {
+        for m in message_ids {
+            if let Some(v) = mid.get(m.as_bytes())? {
+                id = Some(tx_u64_from(&v, "msgids", "a Message-ID")?);
+                break;
+            }
+        }
+    }
+    let Some(id) = id else { return Ok(None) };
+    match inv.get(id.to_be_bytes())? {
+        Some(v) => Ok(Some((id, tx_decode(&v, "invitation")?))),
+        None => Ok(None),
+    }
+}
+
+fn apply_effect(
+    effect: &Effect,
+    inv: &TransactionalTree,
+    rcp: &TransactionalTree,
+    cnt: &TransactionalTree,
+    mid: &TransactionalTree,
+) -> TxResult<(EffectOutcome, Option<Invitation>)> {
+    let mut outcome = EffectOutcome::default();
+    let mut last = None;
+    match effect {
+        Effect::Bounce {
+            recipients,
+            message_ids,
+            by_address,
+        } => {
+            if *by_address {
+                for (key, failure) in recipients {
+                    match match_invitation(key.as_ref(), &[], inv, rcp, mid)? {
+                        Some((id, mut i)) => {
+                            if mark_failed(&mut i, *failure, cnt)? {
+                                inv.insert(&id.to_be_bytes(), encode(&i))?;
+                                outcome.marked += 1;
+                            }
+                            last = Some(i);
+                        }
+                        None => outcome.unmatched += 1,
+                    }
+                }
+            } else {
+                // The Message-ID names the invitation; a named recipient
+                // that agrees with it gives the failure, else (the report
+                // names nobody, or an address the mail was forwarded to)
+                // the worst failure the report names.
+                let worst = recipients.iter().map(|(_, f)| *f).min_by_key(|f| match f {
+                    Failure::Permanent => 0,
+                    Failure::Expired => 1,
+                    Failure::Temporary => 2,
+                });
+                let mut done = Vec::new();
+                for m in message_ids {
+                    let Some((id, mut i)) =
+                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                    else {
+                        outcome.unmatched += 1;
+                        continue;
+                    };
+                    if done.contains(&id) {
+                        continue;
+                    }
+                    done.push(id);
+                    let named = recipients
+                        .iter()
+                        .find(|(k, _)| k.as_ref() == Some(&i.address_key))
+                        .map(|(_, f)| *f);
+                    if let Some(failure) = named.or(worst) {
+                        if mark_failed(&mut i, failure, cnt)? {
+                            inv.insert(&id.to_be_bytes(), encode(&i))?;
+                            outcome.marked += 1;
+                        }
+                    }
+                    last = Some(i);
+                }
+            }
+        }
+        Effect::OptOut { from, message_ids } => {
+            // Proven by the Message-ID it answers: that invitation, whatever
+            // the From says; else by an authenticated From: that address's.
+            let key = message_ids.is_empty().then_some(from);
+            match match_invitation(key, message_ids, inv, rcp, mid)? {
+                Some((id, mut i)) => {
+                    if !i.opted_out {
+                        i.opted_out = true;
+                        inv.insert(&id.to_be_bytes(), encode(&i))?;
+                        bump(cnt, &counter_key(&i.region, counter::OPTED_OUT), 1)?;
+                        outcome.marked += 1;
+                    }
+                    last = Some(i);
+                }
+                None => outcome.unmatched += 1,
+            }
+        }
+        Effect::Complaint { message_ids } => {
+            let mut done = Vec::new();
+            for m in message_ids {
+                let Some((id, mut i)) =
+                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                else {
+                    continue;
+                };
+                if done.contains(&id) {
+                    continue;
+                }
+                done.push(id);
+                if !i.opted_out {
+                    i.opted_out = true;
+                    inv.insert(&id.to_be_bytes(), encode(&i))?;
+                    bump(cnt, &counter_key(&i.region, counter::COMPLAINED), 1)?;
+                    outcome.marked += 1;
+                }
+                last = Some(i);
+            }
+            if done.is_empty() {
+                outcome.unmatched += 1;
+            }
+        }
+        Effect::Reply { from, message_ids } => {
+            // A reply is about the message it answers: Message-ID first.
+            let found = match match_invitation(None, message_ids, inv, rcp, mid)? {
+                Some(f) => Some(f),
+                None => match_invitation(Some(from), &[], inv, rcp, mid)?,
+            };
+            match found {
+                Some((_, i)) => last = Some(i),
+                None => outcome.unmatched += 1,
+            }
+        }
+    }
+    Ok((outcome, last))
+}
+
+/// Marks an invitation undelivered for a permanent or final failure, counted
+/// "bounced" or "expired"; whether it changed.
+fn mark_failed(i: &mut Invitation, failure: Failure, cnt: &TransactionalTree) -> TxResult<bool> {
+    let name = match failure {
+        Failure::Permanent => counter::BOUNCED,
+        Failure::Expired => counter::EXPIRED,
+        Failure::Temporary => return Ok(false),
+    };
+    if i.bounced {
+        return Ok(false);
+    }
+    i.bounced = true;
+    bump(cnt, &counter_key(&i.region, name), 1)?;
+    Ok(true)
+}
