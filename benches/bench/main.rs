@@ -31,6 +31,7 @@ mod classify;
 mod floor;
 mod form;
 mod latency;
+mod relay;
 mod scale;
 mod throughput;
 mod util;
@@ -48,6 +49,18 @@ fn main() {
     if let [cmd, path] = args.as_slice() {
         if cmd == "__sled-open" {
             floor::child_open(std::path::Path::new(path));
+            return;
+        }
+    }
+    // This program as the bare relay of the throughput scenario.
+    if let [cmd, dir, port, n, sessions] = args.as_slice() {
+        if cmd == "__bare-relay" {
+            relay::child(
+                std::path::Path::new(dir),
+                port.parse().expect("__bare-relay port"),
+                n.parse().expect("__bare-relay N"),
+                sessions.parse().expect("__bare-relay sessions"),
+            );
             return;
         }
     }

@@ -5,7 +5,12 @@
 //!
 //! - into the real Postfix of tests/it/harness, against smtp-source sending N
 //!   messages of the invitation's size into that same Postfix;
-//! - into smtp-sink, against smtp-source's 8-session rate into it.
+//! - into smtp-sink, against smtp-source's 8-session rate into it;
+//! - on both paths, against the bare relay (`relay.rs`, issue 16): as many
+//!   triggers relayed by a program that does only the mail work (FETCH,
+//!   send, STORE \Seen, MOVE) with canvass' libraries, run right after
+//!   canvass on the same servers; and canvass' daemon CPU per invitation
+//!   beside the bare relay's per message.
 //!
 //! smtp-source runs with `-d` (connections kept, as canvass' pool does) and as
 //! many sessions as canvass' SMTP pool. The time runs from spawning the
@@ -21,6 +26,7 @@ use std::time::{Duration, Instant};
 use canvass::store::Store;
 
 use crate::harness::MailStack;
+use crate::relay;
 use crate::util::{
     self, Background, ConfigSpec, DaemonProc, Figure, Inbound, LogTail, Opts, Outbound,
 };
@@ -35,7 +41,8 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
 
     let mail = MailStack::start();
     mail.add_users(&[SURVEY, CONSULTANT, CONTACT_USER]);
-    let size = invitation_size(&dir);
+    let relay_message = bare_relay_message(&dir);
+    let size = relay_message.len();
     let pieces = pieces(&dir, 2_000);
     eprintln!("  {pieces}");
     // smtp-source adds ~170 bytes of headers to its -l payload; calibrated
@@ -85,6 +92,23 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     .await;
     std::thread::sleep(Duration::from_millis(300));
     let received = sink_messages(&sink_log) - before;
+    // The bare relay on as many triggers, into the same smtp-sink.
+    let left = inbox_count(&mail).await;
+    if left > 0 {
+        eprintln!("  note: {left} triggers still in the survey INBOX after the smtp-sink run");
+    }
+    fill_mailbox(&mail, 2 * n..3 * n).await;
+    let bare_sink = relay::run(
+        &dir.join("bare-sink"),
+        mail.imap_port(),
+        sink_port,
+        opts.sessions,
+        n,
+        &relay_message,
+    )
+    .await;
+    std::thread::sleep(Duration::from_millis(300));
+    let bare_received = sink_messages(&sink_log) - before - received;
     drop(sink);
     util::report(
         figures,
@@ -112,10 +136,42 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
         ),
     );
 
-    let left = inbox_count(&mail).await;
-    if left > 0 {
-        eprintln!("  note: {left} triggers still in the survey INBOX after the smtp-sink run");
-    }
+    util::report(
+        figures,
+        Figure::relative(
+            "1e",
+            &format!("{n} invitations into smtp-sink, against the bare relay"),
+            sink_run.rate,
+            "msg/s",
+            &format!("bare relay, {} connections", opts.sessions),
+            bare_sink.rate,
+            0.7,
+        ),
+    );
+    util::report(
+        figures,
+        Figure::at_most(
+            "1g",
+            "daemon CPU per invitation into smtp-sink",
+            sink_run.cpu_us,
+            "µs",
+            300.0,
+            &format!("bare relay: {:.0} µs per message", bare_sink.cpu_us),
+            false,
+        ),
+    );
+    util::report(
+        figures,
+        Figure::check(
+            "1e'",
+            "bare relay into smtp-sink: every trigger relayed once",
+            bare_sink.sent == n && bare_received == n as u64,
+            format!(
+                "bare relay: {} accepted; smtp-sink received {bare_received} messages",
+                bare_sink.sent
+            ),
+        ),
+    );
 
     // ---- Postfix ------------------------------------------------------
     let load_pf = util::loadavg();
@@ -157,6 +213,20 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     std::thread::sleep(Duration::from_millis(500));
     let log = std::fs::read_to_string(&pf_log).unwrap_or_default();
     let ids = canvass_message_ids(&log[sizes_before.len().min(log.len())..]);
+    // The bare relay on as many triggers, into the same Postfix, once it has
+    // delivered canvass' invitations.
+    let drained = wait_postfix_idle(&mail, Duration::from_secs(600));
+    eprintln!("  Postfix delivered canvass' invitations ({drained:.1} s after)");
+    fill_mailbox(&mail, 3 * n..4 * n).await;
+    let bare_pf = relay::run(
+        &dir.join("bare-postfix"),
+        mail.imap_port(),
+        mail.smtp_port(),
+        opts.sessions,
+        n,
+        &relay_message,
+    )
+    .await;
     let distinct: HashSet<&String> = ids.iter().collect();
     let invitation_size_pf = postfix_sizes(&log, &format!("<{SURVEY}>"))
         .first()
@@ -191,6 +261,27 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     );
     util::report(
         figures,
+        Figure::relative(
+            "1f",
+            &format!("{n} invitations into Postfix, against the bare relay"),
+            pf_run.rate,
+            "msg/s",
+            &format!("bare relay, {} connections", opts.sessions),
+            bare_pf.rate,
+            0.7,
+        ),
+    );
+    util::report(
+        figures,
+        Figure::check(
+            "1f'",
+            "bare relay into Postfix: every trigger relayed",
+            bare_pf.sent == n,
+            format!("bare relay: {} accepted", bare_pf.sent),
+        ),
+    );
+    util::report(
+        figures,
         Figure::info("1d", "where the daemon's time goes", pieces),
     );
     util::report(
@@ -201,8 +292,8 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
             format!(
                 "message size in Postfix: invitation {invitation_size_pf} B, smtp-source {source_size} B; \
                  smtp-source → smtp-sink 1 session {src1:.0} msg/s; IMAP APPEND {append_rate:.0} then {append_rate2:.0} msg/s; \
-                 smtp-source → Postfix: {pf_src_cpu}; canvass → sink: {}; canvass → Postfix: {}",
-                sink_run.detail, pf_run.detail
+                 smtp-source → Postfix: {pf_src_cpu}; canvass → sink: {}; bare relay → sink: {}; canvass → Postfix: {}; bare relay → Postfix: {}",
+                sink_run.detail, bare_sink.detail, pf_run.detail, bare_pf.detail
             ),
         ),
     );
@@ -283,8 +374,9 @@ pub fn pieces(dir: &Path, n: usize) -> String {
     )
 }
 
-/// The size of one rendered invitation, as canvass sends it.
-fn invitation_size(dir: &Path) -> usize {
+/// One rendered invitation, as canvass sends it, as the bare relay's message
+/// (its Message-ID marked, so that Postfix' log tells the two apart).
+fn bare_relay_message(dir: &Path) -> Vec<u8> {
     let cfg_dir = dir.join("size");
     let cfg = util::offline_config(&cfg_dir);
     let to = canvass::address::parse(&contact(99_999)).expect("address");
@@ -295,7 +387,8 @@ fn invitation_size(dir: &Path) -> usize {
         chrono::Utc::now(),
     )
     .expect("render an invitation");
-    msg.raw.len()
+    let text = String::from_utf8_lossy(&msg.raw).replace("<canvass.", "<barerel.");
+    text.into_bytes()
 }
 
 /// smtp-source: `count` messages of `payload` bytes over `sessions`
@@ -438,6 +531,8 @@ pub async fn fill_mailbox(mail: &MailStack, range: std::ops::Range<usize>) -> f6
 
 pub struct Run {
     pub rate: f64,
+    /// Daemon CPU per invitation, µs.
+    pub cpu_us: f64,
     pub summary: String,
     pub detail: String,
     pub problems: Vec<String>,
@@ -599,6 +694,7 @@ async fn run_canvass(
     eprintln!("  canvass: {detail}");
     Run {
         rate,
+        cpu_us: cpu * 1e6 / n as f64,
         summary,
         detail,
         problems,
