@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::status::{percent, Status};
+use crate::escape::html_escape;
+use crate::percent;
+use crate::status::Status;
 use crate::store::counter;
-use crate::web::html_escape;
 use crate::window::Window;
 
 /// What the previous digest showed, to print the change.
@@ -110,8 +111,8 @@ fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
         bounced: r.bounced,
         opted_out: r.opted_out,
         answered: r.answered,
-        rate_invited: percent(r.answered, r.invited),
-        rate_delivered: percent(r.answered, r.delivered),
+        rate_invited: percent::of(r.answered, r.invited),
+        rate_delivered: percent::of(r.answered, r.delivered),
         new_invited: before.map(|(i, _)| r.invited.saturating_sub(i)),
         new_answered: before.map(|(_, a)| r.answered.saturating_sub(a)),
         refused: r.refused,
@@ -527,12 +528,12 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2024, 8, 26).unwrap();
         let d = compute(&st, &counters, Some(&prev), &window(), today, &[], false);
         let syd = &d.lines[1];
-        assert_eq!(syd.rate_invited, "57 %");
+        assert_eq!(syd.rate_invited, "57\u{a0}%");
         assert_eq!(syd.delivered, 33);
-        assert_eq!(syd.rate_delivered, "61 %");
+        assert_eq!(syd.rate_delivered, "61\u{a0}%");
         assert_eq!(syd.new_invited, Some(5));
         assert_eq!(syd.new_answered, Some(5));
-        assert_eq!(d.lines[0].rate_invited, "40 %");
+        assert_eq!(d.lines[0].rate_invited, "40\u{a0}%");
         assert_eq!(d.total.answered, 32);
         assert_eq!(d.total.new_answered, Some(5));
         assert_eq!(d.days_left, 26);
@@ -542,7 +543,7 @@ mod tests {
         assert_eq!(d.weeks[1].1, vec![0, 0]);
         assert_eq!(d.weeks[2].1, vec![0, 25]);
         let text = render_text(&d);
-        assert!(text.contains("57 %"));
+        assert!(text.contains("57\u{a0}%"));
         assert!(text.contains("2 fra afsendere"));
         let html = render_html(&d, Some("chart"));
         assert!(html.contains("cid:chart"));

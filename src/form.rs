@@ -334,7 +334,7 @@ pub fn render_page(cfg: Option<&Config>, title: &str, paragraphs: &[&str]) -> St
 fn fallback_page(title: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"da\"><title>{0}</title><h1>{0}</h1></html>",
-        crate::web::html_escape(title)
+        crate::escape::html_escape(title)
     )
 }
 
@@ -482,7 +482,7 @@ mod tests {
 
     /// HTML escaping as minijinja does it.
     fn esc(s: &str) -> String {
-        crate::web::html_escape(s)
+        crate::escape::html_escape(s)
             .replace("&#39;", "&#x27;")
             .replace('/', "&#x2f;")
     }

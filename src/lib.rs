@@ -30,6 +30,8 @@
 //! - [`transport`]: where mail goes (SMTP, .eml files) behind one trait.
 //! - [`status`]: the figures of `canvass status`, computed from stored counters.
 //! - [`report`]: the agency's analysis (response rate, figures 1–4) as text or one HTML page (pure).
+//! - [`percent`]: the one percent rule (whole, half up, "50 %" with a no-break space) of status, digest and report.
+//! - [`escape`]: the one HTML escape (report, digest, form) and the report template's formatter.
 //! - [`export`]: the answers as CSV (for Excel) or JSON, one row per answer (pure).
 //! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
 //! - [`form`]: the survey form: render and validate (pure), in Danish or English.
@@ -72,6 +74,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod digest;
+pub mod escape;
 pub mod explain;
 pub mod export;
 pub mod export_xlsx;
@@ -83,6 +86,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod outbox;
 pub mod pacing;
+pub mod percent;
 pub mod pipeline;
 pub mod preview;
 pub mod private;

@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::answer::Value;
+use crate::percent;
 use crate::store::StoredResponse;
 use crate::survey::{Choice, Kind, Question, Survey};
 
@@ -32,24 +33,6 @@ pub mod codes {
     pub const TOP: [&str; 2] = ["meget_hoej", "hoej"];
 }
 
-/// Whole percent of `count` in `base`, rounded half up with integers (79 of
-/// 157 is 50, 2 of 79 is 3); `None` when `base` is 0.
-pub fn percent(count: u64, base: u64) -> Option<u64> {
-    if base == 0 {
-        return None;
-    }
-    let (c, b) = (u128::from(count), u128::from(base));
-    u64::try_from((200 * c + b) / (2 * b)).ok()
-}
-
-/// "50 %", or "–" when there is no percentage.
-pub fn fmt_percent(p: Option<u64>) -> String {
-    match p {
-        Some(p) => format!("{p}\u{a0}%"),
-        None => "–".to_string(),
-    }
-}
-
 /// A count out of a base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Share {
@@ -66,7 +49,7 @@ impl Share {
         Share {
             count,
             base,
-            percent: percent(count, base),
+            percent: percent::whole(count, base),
             small_base: base < SMALL_GROUP,
         }
     }

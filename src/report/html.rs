@@ -4,24 +4,11 @@ use std::fmt::Write as _;
 
 use super::svg::*;
 use super::*;
+use crate::escape::html_escape;
+use crate::percent;
 
 // ---------------------------------------------------------------------------
 // HTML
-
-pub(super) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// The small-group mark for HTML: visible "*", and words for screen readers.
 fn html_mark(small: bool) -> &'static str {
@@ -37,7 +24,7 @@ fn html_footnote(out: &mut String, any: bool) {
         let _ = writeln!(
             out,
             "<p class=\"note\">{SMALL_MARK} {}</p>",
-            esc(SMALL_NOTE)
+            html_escape(SMALL_NOTE)
         );
     }
 }
@@ -46,7 +33,7 @@ fn html_skipped(out: &mut String, reason: &str) {
     let _ = writeln!(
         out,
         "<p class=\"skipped\">{}</p>",
-        esc(&skipped_text(reason))
+        html_escape(&skipped_text(reason))
     );
 }
 
@@ -62,7 +49,7 @@ fn html_distribution(out: &mut String, d: &Distribution, caption: &str, first: &
     let _ = write!(
         out,
         "<table><caption>{}</caption><thead><tr>{}{}{}</tr></thead><tbody>",
-        esc(caption),
+        html_escape(caption),
         th_col(first),
         th_col_num("Antal"),
         th_col_num("Andel")
@@ -71,17 +58,17 @@ fn html_distribution(out: &mut String, d: &Distribution, caption: &str, first: &
         let _ = write!(
             out,
             "<tr><th scope=\"row\">{}{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(&r.category.label),
+            html_escape(&r.category.label),
             html_mark(r.small_group),
             r.share.count,
-            esc(&fmt_percent(r.share.percent))
+            html_escape(&percent::format(r.share.percent))
         );
     }
     for na in &d.not_applicable {
         let _ = write!(
             out,
             "<tr class=\"aside\"><th scope=\"row\">{}</th><td class=\"num\">{}</td><td class=\"num\">indgår ikke</td></tr>",
-            esc(&na.category.label),
+            html_escape(&na.category.label),
             na.count
         );
     }
@@ -97,7 +84,7 @@ fn html_distribution(out: &mut String, d: &Distribution, caption: &str, first: &
         "</tbody><tfoot><tr><th scope=\"row\">I alt (n){}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr></tfoot></table>",
         html_mark(d.small_base),
         d.base,
-        esc(&fmt_percent(percent(d.base, d.base)))
+        html_escape(&percent::of(d.base, d.base))
     );
     html_footnote(out, d.small_base || d.rows.iter().any(|r| r.small_group));
 }
@@ -108,18 +95,18 @@ fn html_group_table(out: &mut String, t: &CrossTab, caption: &str) {
     let _ = write!(
         out,
         "<div class=\"wide\"><table><caption>{}</caption><thead><tr>{}{}",
-        esc(caption),
+        html_escape(caption),
         th_col("Organisation"),
         th_col_num("n")
     );
     for c in &t.columns {
-        out.push_str(&th_col_num(&esc(&c.label)));
+        out.push_str(&th_col_num(&html_escape(&c.label)));
     }
     out.push_str("</tr></thead><tbody>");
     let row = |g: &GroupRow| {
         let mut s = format!(
             "<tr><th scope=\"row\">{}{}</th><td class=\"num\">{}</td>",
-            esc(&g.group.label),
+            html_escape(&g.group.label),
             html_mark(g.small),
             g.n
         );
@@ -128,7 +115,7 @@ fn html_group_table(out: &mut String, t: &CrossTab, caption: &str) {
                 s,
                 "<td class=\"num\">{} ({})</td>",
                 c.count,
-                esc(&fmt_percent(c.percent))
+                html_escape(&percent::format(c.percent))
             );
         }
         s.push_str("</tr>");
@@ -148,7 +135,7 @@ fn section_open(out: &mut String, id: &str, heading: &str) {
     let _ = writeln!(
         out,
         "<section aria-labelledby=\"{id}-h\"><h2 id=\"{id}-h\">{}</h2>",
-        esc(heading)
+        html_escape(heading)
     );
 }
 
@@ -196,15 +183,19 @@ pub fn render_html(r: &Report) -> String {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"da\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n<title>Rapport: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n<h1>{}</h1>\n",
-        esc(&r.title),
-        esc(&r.title)
+        html_escape(&r.title),
+        html_escape(&r.title)
     );
     let mut facts = vec![format!(
         "Spørgeskema {} version {}",
         r.survey_id, r.survey_version
     )];
     facts.extend(period(r));
-    let _ = writeln!(out, "<p class=\"lede\">{}</p>", esc(&facts.join(" · ")));
+    let _ = writeln!(
+        out,
+        "<p class=\"lede\">{}</p>",
+        html_escape(&facts.join(" · "))
+    );
 
     // Key figures.
     out.push_str("<ul class=\"keys\">");
@@ -213,7 +204,7 @@ pub fn render_html(r: &Report) -> String {
         let _ = write!(
             out,
             "<li><b>{}</b>svarprocent ({} af {} inviterede)</li>",
-            esc(&fmt_percent(rr.total.rate.percent)),
+            html_escape(&percent::format(rr.total.rate.percent)),
             rr.total.answered,
             rr.total.invited
         );
@@ -223,13 +214,13 @@ pub fn render_html(r: &Report) -> String {
         let _ = writeln!(
             out,
             "<p class=\"note\"><strong>Bemærk:</strong> {}</p>",
-            esc(n)
+            html_escape(n)
         );
     }
     let _ = writeln!(
         out,
         "<p class=\"note\">Procenter er hele procent, afrundet. {SMALL_MARK} ved en gruppe eller et grundlag betyder {}.</p>",
-        esc(SMALL_NOTE)
+        html_escape(SMALL_NOTE)
     );
 
     // Response rate.
@@ -247,7 +238,7 @@ pub fn render_html(r: &Report) -> String {
                     .map(|x| format!(
                         "{} {} ({} af {})",
                         x.region,
-                        fmt_percent(x.rate.percent),
+                        percent::format(x.rate.percent),
                         x.answered,
                         x.invited
                     ))
@@ -263,7 +254,7 @@ pub fn render_html(r: &Report) -> String {
                     share: x.rate.clone(),
                     value: format!(
                         "{} ({} af {})",
-                        fmt_percent(x.rate.percent),
+                        percent::format(x.rate.percent),
                         x.answered,
                         x.invited
                     ),
@@ -285,11 +276,11 @@ pub fn render_html(r: &Report) -> String {
             let row = |x: &RateRow| {
                 format!(
                     "<tr><th scope=\"row\">{}{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                    esc(&x.region),
+                    html_escape(&x.region),
                     html_mark(x.small),
                     x.invited,
                     x.answered,
-                    esc(&fmt_percent(x.rate.percent))
+                    html_escape(&percent::format(x.rate.percent))
                 )
             };
             for x in &rr.regions {
@@ -312,7 +303,11 @@ pub fn render_html(r: &Report) -> String {
         Figure::Shown(d) => {
             let heading = format!("{H_FIG1} (n={})", d.base);
             section_open(&mut out, "figur1", &heading);
-            let _ = writeln!(out, "<p class=\"question\">{}</p>", esc(&d.question.text));
+            let _ = writeln!(
+                out,
+                "<p class=\"question\">{}</p>",
+                html_escape(&d.question.text)
+            );
             let summary = format!(
                 "{heading}: {}.",
                 d.rows
@@ -320,7 +315,7 @@ pub fn render_html(r: &Report) -> String {
                     .map(|x| format!(
                         "{} {} ({})",
                         x.category.label,
-                        fmt_percent(x.share.percent),
+                        percent::format(x.share.percent),
                         x.share.count
                     ))
                     .collect::<Vec<_>>()
@@ -334,7 +329,7 @@ pub fn render_html(r: &Report) -> String {
                     small: x.small_group || x.share.small_base,
                     total: false,
                     share: x.share.clone(),
-                    value: format!("{} ({})", fmt_percent(x.share.percent), x.share.count),
+                    value: format!("{} ({})", percent::format(x.share.percent), x.share.count),
                 })
                 .collect();
             let _ = writeln!(
@@ -362,7 +357,11 @@ pub fn render_html(r: &Report) -> String {
         Figure::Shown(t) => {
             let heading = format!("{H_FIG2} (n={})", t.total.n);
             section_open(&mut out, "figur2", &heading);
-            let _ = writeln!(out, "<p class=\"question\">{}</p>", esc(&t.question.text));
+            let _ = writeln!(
+                out,
+                "<p class=\"question\">{}</p>",
+                html_escape(&t.question.text)
+            );
             let groups: Vec<&GroupRow> = t.rows.iter().chain(std::iter::once(&t.total)).collect();
             let summary = format!(
                 "{heading}. {}",
@@ -375,7 +374,7 @@ pub fn render_html(r: &Report) -> String {
                         t.columns
                             .iter()
                             .zip(&g.cells)
-                            .map(|(c, s)| format!("{} {}", c.label, fmt_percent(s.percent)))
+                            .map(|(c, s)| format!("{} {}", c.label, percent::format(s.percent)))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ))
@@ -419,11 +418,11 @@ pub fn render_html(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "<p class=\"keyline\"><strong>{}</strong> har svaret «{}» ({}){}.</p><p class=\"question\">{}</p>",
-                esc(&fmt_percent(h.share.percent)),
-                esc(&h.option.label),
-                esc(&count_of(&h.share)),
+                html_escape(&percent::format(h.share.percent)),
+                html_escape(&h.option.label),
+                html_escape(&count_of(&h.share)),
                 html_mark(h.share.small_base),
-                esc(&h.distribution.question.text)
+                html_escape(&h.distribution.question.text)
             );
             html_distribution(&mut out, &h.distribution, H_CHILDREN, "Svar");
         }
@@ -437,8 +436,8 @@ pub fn render_html(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "<p><strong>{}</strong> har fået mere end én type rådgivning ({}){}.</p>",
-                esc(&fmt_percent(m.overall.percent)),
-                esc(&count_of(&m.overall)),
+                html_escape(&percent::format(m.overall.percent)),
+                html_escape(&count_of(&m.overall)),
                 html_mark(m.overall.small_base)
             );
             let mut small = m.overall.small_base;
@@ -448,15 +447,19 @@ pub fn render_html(r: &Report) -> String {
                     let _ = writeln!(
                         out,
                         "<p><strong>{}</strong> af dem, der har svaret «{}», har fået mere end én type rådgivning ({}){}.</p>",
-                        esc(&fmt_percent(o.share.percent)),
-                        esc(&o.option.label),
-                        esc(&count_of(&o.share)),
+                        html_escape(&percent::format(o.share.percent)),
+                        html_escape(&o.option.label),
+                        html_escape(&count_of(&o.share)),
                         html_mark(o.share.small_base)
                     );
                 }
                 Figure::Skipped { reason } => html_skipped(&mut out, reason),
             }
-            let _ = writeln!(out, "<p class=\"question\">{}</p>", esc(&m.question.text));
+            let _ = writeln!(
+                out,
+                "<p class=\"question\">{}</p>",
+                html_escape(&m.question.text)
+            );
             html_footnote(&mut out, small);
         }
         Figure::Skipped { reason } => html_skipped(&mut out, reason),
@@ -471,8 +474,8 @@ pub fn render_html(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "<p class=\"question\">{}</p><p class=\"note\">{}</p>",
-                esc(&t.question.text),
-                esc(MULTI_NOTE)
+                html_escape(&t.question.text),
+                html_escape(MULTI_NOTE)
             );
             let groups: Vec<&GroupRow> = std::iter::once(&t.total).chain(t.rows.iter()).collect();
             for (i, g) in groups.iter().enumerate() {
@@ -486,7 +489,7 @@ pub fn render_html(r: &Report) -> String {
                         .map(|(c, s)| format!(
                             "{} {}",
                             chart_label(&c.label),
-                            fmt_percent(s.percent)
+                            percent::format(s.percent)
                         ))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -500,13 +503,13 @@ pub fn render_html(r: &Report) -> String {
                         small: g.small,
                         total: false,
                         share: s.clone(),
-                        value: format!("{} ({})", fmt_percent(s.percent), s.count),
+                        value: format!("{} ({})", percent::format(s.percent), s.count),
                     })
                     .collect();
                 let _ = writeln!(
                     out,
                     "<figure><figcaption>{}{} (n={})</figcaption>{}</figure>",
-                    esc(&g.group.label),
+                    html_escape(&g.group.label),
                     html_mark(g.small),
                     g.n,
                     svg_bars(&format!("fig-3-{i}"), &summary, &bars)
@@ -524,7 +527,7 @@ pub fn render_html(r: &Report) -> String {
                 let _ = write!(
                     out,
                     "<tbody><tr class=\"group\"><th scope=\"rowgroup\" colspan=\"3\">{}{} (n={})</th></tr>",
-                    esc(&g.group.label),
+                    html_escape(&g.group.label),
                     html_mark(g.small),
                     g.n
                 );
@@ -532,9 +535,9 @@ pub fn render_html(r: &Report) -> String {
                     let _ = write!(
                         out,
                         "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                        esc(&c.label),
+                        html_escape(&c.label),
                         s.count,
-                        esc(&fmt_percent(s.percent))
+                        html_escape(&percent::format(s.percent))
                     );
                 }
                 out.push_str("</tbody>");
@@ -576,7 +579,7 @@ pub fn render_html(r: &Report) -> String {
                     .map(|i| format!(
                         "Spørgsmål {}: {} i meget høj eller høj grad (n={}).",
                         i.question.nr,
-                        fmt_percent(i.share.percent),
+                        percent::format(i.share.percent),
                         i.share.base
                     ))
                     .collect::<Vec<_>>()
@@ -604,7 +607,7 @@ pub fn render_html(r: &Report) -> String {
                     base: i.distribution.base,
                     trailing: format!(
                         "{} · n={}",
-                        fmt_percent(i.share.percent),
+                        percent::format(i.share.percent),
                         i.distribution.base
                     ),
                 })
@@ -613,13 +616,13 @@ pub fn render_html(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "<figure><figcaption>Fordeling af svarene; til højre andelen {}</figcaption>{}</figure>",
-                esc(&items.first().map_or(String::new(), |i| top_label(&i.top))),
+                html_escape(&items.first().map_or(String::new(), |i| top_label(&i.top))),
                 svg_stacked("fig-4", &summary, &legend_labels, &colours, &rows)
             );
             let _ = write!(
                 out,
                 "<table><caption>Andel der svarer {} </caption><thead><tr>{}{}{}</tr></thead><tbody>",
-                esc(&items.first().map_or(String::new(), |i| top_label(&i.top))),
+                html_escape(&items.first().map_or(String::new(), |i| top_label(&i.top))),
                 th_col("Spørgsmål"),
                 th_col_num("n"),
                 th_col_num("Andel")
@@ -629,15 +632,15 @@ pub fn render_html(r: &Report) -> String {
                     out,
                     "<tr><th scope=\"row\">{}. {}</th><td class=\"num\">{}{}</td><td class=\"num\">{}</td></tr>",
                     i.question.nr,
-                    esc(&i.question.text),
+                    html_escape(&i.question.text),
                     i.share.base,
                     html_mark(i.share.small_base),
-                    esc(&fmt_percent(i.share.percent))
+                    html_escape(&percent::format(i.share.percent))
                 );
             }
             out.push_str("</tbody></table>\n");
             if let Some(note) = not_applicable_note(&items) {
-                let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(&note));
+                let _ = writeln!(out, "<p class=\"note\">{}</p>", html_escape(&note));
             }
             for i in &items {
                 let _ = writeln!(out, "<h3>Spørgsmål {}</h3>", i.question.nr);

@@ -143,6 +143,7 @@ mod tests {
     use super::svg::wrap;
     use super::*;
     use crate::answer::{Answers, Value};
+    use crate::percent;
     use crate::store::StoredResponse;
     use crate::survey::{Kind, Survey};
     use chrono::NaiveDate;
@@ -306,18 +307,18 @@ mod tests {
 
     #[test]
     fn whole_percent_rounded_half_up() {
-        assert_eq!(percent(79, 157), Some(50));
-        assert_eq!(percent(12, 21), Some(57));
-        assert_eq!(percent(8, 20), Some(40));
-        assert_eq!(percent(1, 8), Some(13)); // 12.5 → 13
-        assert_eq!(percent(1, 40), Some(3)); // 2.5 → 3
-        assert_eq!(percent(2, 79), Some(3));
-        assert_eq!(percent(0, 3), Some(0));
-        assert_eq!(percent(3, 3), Some(100));
-        assert_eq!(percent(u64::MAX, u64::MAX), Some(100));
-        assert_eq!(percent(1, 0), None);
-        assert_eq!(fmt_percent(None), "–");
-        assert_eq!(fmt_percent(Some(50)), "50\u{a0}%");
+        assert_eq!(percent::whole(79, 157), Some(50));
+        assert_eq!(percent::whole(12, 21), Some(57));
+        assert_eq!(percent::whole(8, 20), Some(40));
+        assert_eq!(percent::whole(1, 8), Some(13)); // 12.5 → 13
+        assert_eq!(percent::whole(1, 40), Some(3)); // 2.5 → 3
+        assert_eq!(percent::whole(2, 79), Some(3));
+        assert_eq!(percent::whole(0, 3), Some(0));
+        assert_eq!(percent::whole(3, 3), Some(100));
+        assert_eq!(percent::whole(u64::MAX, u64::MAX), Some(100));
+        assert_eq!(percent::whole(1, 0), None);
+        assert_eq!(percent::format(None), "–");
+        assert_eq!(percent::format(Some(50)), "50\u{a0}%");
     }
 
     #[test]

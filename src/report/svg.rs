@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::html::esc;
 use super::*;
+use crate::escape::html_escape;
+use crate::percent;
 
 /// Greedy word wrap into at most `max_lines` lines of `width` characters.
 pub(super) fn wrap(s: &str, width: usize, max_lines: usize) -> Vec<String> {
@@ -69,7 +70,7 @@ fn svg_open(out: &mut String, id: &str, height: f64, summary: &str) {
     let _ = write!(
         out,
         "<svg role=\"img\" aria-label=\"{s}\" id=\"{id}\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif\" font-size=\"13\" fill=\"{INK}\"><title>{s}</title>",
-        s = esc(summary),
+        s = html_escape(summary),
         w = SVG_W,
         h = height.ceil(),
     );
@@ -85,7 +86,7 @@ fn svg_label(out: &mut String, label: &str, mid_y: f64) -> usize {
             out,
             "<tspan x=\"{LABEL_X}\" y=\"{:.1}\">{}</tspan>",
             first + i as f64 * LINE_H,
-            esc(l)
+            html_escape(l)
         );
     }
     out.push_str("</text>");
@@ -152,7 +153,7 @@ pub(super) fn svg_bars(id: &str, summary: &str, rows: &[BarRow]) -> String {
             mid - BAR_H / 2.0,
             BAR_X + w + 6.0,
             mid + 4.5,
-            esc(&r.value)
+            html_escape(&r.value)
         );
         y += h;
     }
@@ -201,7 +202,7 @@ pub(super) fn svg_stacked(
             y - 11.0,
             x + 20.0,
             y,
-            esc(l)
+            html_escape(l)
         );
     }
     svg_axis(&mut out, top, bottom);
@@ -232,7 +233,7 @@ pub(super) fn svg_stacked(
                     "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\" fill=\"{ink}\">{}</text>",
                     x0 + w / 2.0,
                     mid + 4.0,
-                    esc(&fmt_percent(percent(*c, r.base)))
+                    html_escape(&percent::of(*c, r.base))
                 );
             }
             x = x1;
@@ -242,7 +243,7 @@ pub(super) fn svg_stacked(
             "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
             x.max(BAR_X + BAR_W) + 8.0,
             mid + 4.5,
-            esc(&r.trailing)
+            html_escape(&r.trailing)
         );
         y += h;
     }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::*;
+use crate::percent;
 
 // ---------------------------------------------------------------------------
 // Text
@@ -67,7 +68,7 @@ fn text_distribution(out: &mut String, d: &Distribution, first: &str) {
             vec![
                 format!("{}{}", r.category.label, mark(r.small_group)),
                 r.share.count.to_string(),
-                fmt_percent(r.share.percent),
+                percent::format(r.share.percent),
             ]
         })
         .collect();
@@ -88,7 +89,7 @@ fn text_distribution(out: &mut String, d: &Distribution, first: &str) {
     rows.push(vec![
         format!("I alt (n){}", mark(d.small_base)),
         d.base.to_string(),
-        fmt_percent(percent(d.base, d.base)),
+        percent::of(d.base, d.base),
     ]);
     text_table(
         out,
@@ -126,7 +127,7 @@ pub fn render_text(r: &Report) -> String {
                         format!("{}{}", x.region, mark(x.small)),
                         x.invited.to_string(),
                         x.answered.to_string(),
-                        fmt_percent(x.rate.percent),
+                        percent::format(x.rate.percent),
                     ]
                 })
                 .collect();
@@ -185,7 +186,7 @@ pub fn render_text(r: &Report) -> String {
                     row.extend(
                         g.cells
                             .iter()
-                            .map(|s| format!("{} ({})", s.count, fmt_percent(s.percent))),
+                            .map(|s| format!("{} ({})", s.count, percent::format(s.percent))),
                     );
                     row
                 })
@@ -206,7 +207,7 @@ pub fn render_text(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "{} har svaret «{}» ({}){}.\n{}\n",
-                fmt_percent(h.share.percent),
+                percent::format(h.share.percent),
                 h.option.label,
                 count_of(&h.share),
                 mark(h.share.small_base),
@@ -225,7 +226,7 @@ pub fn render_text(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "{} har fået mere end én type rådgivning ({}){}.",
-                fmt_percent(m.overall.percent),
+                percent::format(m.overall.percent),
                 count_of(&m.overall),
                 mark(m.overall.small_base),
             );
@@ -236,7 +237,7 @@ pub fn render_text(r: &Report) -> String {
                     let _ = writeln!(
                         out,
                         "{} af dem, der har svaret «{}», har fået mere end én type rådgivning ({}){}.",
-                        fmt_percent(o.share.percent),
+                        percent::format(o.share.percent),
                         o.option.label,
                         count_of(&o.share),
                         mark(o.share.small_base),
@@ -267,7 +268,7 @@ pub fn render_text(r: &Report) -> String {
                         vec![
                             shorten(&c.label, 70),
                             s.count.to_string(),
-                            fmt_percent(s.percent),
+                            percent::format(s.percent),
                         ]
                     })
                     .collect();
@@ -304,7 +305,7 @@ pub fn render_text(r: &Report) -> String {
                     vec![
                         format!("{}. {}", i.question.nr, shorten(&i.question.text, 70)),
                         format!("{}{}", i.share.base, mark(i.share.small_base)),
-                        format!("{}{other_top}", fmt_percent(i.share.percent)),
+                        format!("{}{other_top}", percent::format(i.share.percent)),
                     ]
                 })
                 .collect();
@@ -334,5 +335,5 @@ pub fn render_text(r: &Report) -> String {
     }
     // Non-breaking spaces keep "50 %" together in HTML; a terminal wants
     // plain ones (and so does grep).
-    out.replace('\u{a0}', " ")
+    percent::for_terminal(&out)
 }
