@@ -10,8 +10,9 @@
 //! - `compute.rs`: the figures ([`compute`] → [`Report`]), plain data in,
 //!   numbers out;
 //! - `text.rs`: [`render_text`], the terminal tables;
-//! - `html.rs`: [`render_html`], the page;
-//! - `svg.rs`: the page's charts;
+//! - `html.rs`: [`render_html`], the page, from the minijinja template
+//!   `src/templates/report.html`;
+//! - `svg.rs`: the page's charts, one function per figure;
 //! - here: the wording the text and the page share (headings, notes).
 //!
 //! What the report shows, by the question codes of the shipped survey:

@@ -250,6 +250,208 @@ pub(super) fn svg_stacked(
     out.push_str("</svg>");
     out
 }
+// ---------------------------------------------------------------------------
+// The figures' charts
+
+/// The response rate: a bar per region, the total in bold.
+pub(super) fn response_rates(rr: &ResponseRates) -> String {
+    let all: Vec<&RateRow> = rr
+        .regions
+        .iter()
+        .chain(std::iter::once(&rr.total))
+        .collect();
+    let summary = format!(
+        "Svarprocent pr. region: {}.",
+        all.iter()
+            .map(|x| format!(
+                "{} {} ({} af {})",
+                x.region,
+                percent::format(x.rate.percent),
+                x.answered,
+                x.invited
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let bars: Vec<BarRow> = all
+        .iter()
+        .map(|x| BarRow {
+            label: format!("{}{}", x.region, mark(x.small)),
+            small: x.small,
+            total: std::ptr::eq(*x, &rr.total),
+            share: x.rate.clone(),
+            value: format!(
+                "{} ({} af {})",
+                percent::format(x.rate.percent),
+                x.answered,
+                x.invited
+            ),
+        })
+        .collect();
+    svg_bars("fig-svarprocent", &summary, &bars)
+}
+
+/// Figure 1: a bar per type of organisation.
+pub(super) fn organisations(d: &Distribution) -> String {
+    let heading = format!("{H_FIG1} (n={})", d.base);
+    let summary = format!(
+        "{heading}: {}.",
+        d.rows
+            .iter()
+            .map(|x| format!(
+                "{} {} ({})",
+                x.category.label,
+                percent::format(x.share.percent),
+                x.share.count
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let bars: Vec<BarRow> = d
+        .rows
+        .iter()
+        .map(|x| BarRow {
+            label: format!("{}{}", x.category.label, mark(x.small_group)),
+            small: x.small_group || x.share.small_base,
+            total: false,
+            share: x.share.clone(),
+            value: format!("{} ({})", percent::format(x.share.percent), x.share.count),
+        })
+        .collect();
+    svg_bars("fig-1", &summary, &bars)
+}
+
+/// Figure 2: a 100 % stacked bar per type of organisation, the total last.
+pub(super) fn cases_by_organisation(t: &CrossTab) -> String {
+    let heading = format!("{H_FIG2} (n={})", t.total.n);
+    let groups: Vec<&GroupRow> = t.rows.iter().chain(std::iter::once(&t.total)).collect();
+    let summary = format!(
+        "{heading}. {}",
+        groups
+            .iter()
+            .map(|g| format!(
+                "{} (n={}): {}.",
+                g.group.label,
+                g.n,
+                t.columns
+                    .iter()
+                    .zip(&g.cells)
+                    .map(|(c, s)| format!("{} {}", c.label, percent::format(s.percent)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let legend: Vec<String> = t.columns.iter().map(|c| c.label.clone()).collect();
+    let colours = colours_for(&t.columns, false);
+    let rows: Vec<StackRow> = groups
+        .iter()
+        .map(|g| StackRow {
+            label: format!("{}{}", g.group.label, mark(g.small)),
+            counts: g.cells.iter().map(|s| s.count).collect(),
+            base: g.n,
+            trailing: format!("n={}", g.n),
+        })
+        .collect();
+    svg_stacked("fig-2", &summary, &legend, &colours, &rows)
+}
+
+/// Figure 3: a bar chart per group, the total first.
+pub(super) fn advice_by_organisation(t: &CrossTab) -> Vec<String> {
+    let groups: Vec<&GroupRow> = std::iter::once(&t.total).chain(t.rows.iter()).collect();
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let summary = format!(
+                "Typer af rådgivning, {} (n={}): {}.",
+                g.group.label,
+                g.n,
+                t.columns
+                    .iter()
+                    .zip(&g.cells)
+                    .map(|(c, s)| format!(
+                        "{} {}",
+                        chart_label(&c.label),
+                        percent::format(s.percent)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let bars: Vec<BarRow> = t
+                .columns
+                .iter()
+                .zip(&g.cells)
+                .map(|(c, s)| BarRow {
+                    label: chart_label(&c.label).to_string(),
+                    small: g.small,
+                    total: false,
+                    share: s.clone(),
+                    value: format!("{} ({})", percent::format(s.percent), s.count),
+                })
+                .collect();
+            svg_bars(&format!("fig-3-{i}"), &summary, &bars)
+        })
+        .collect()
+}
+
+/// Figure 4: a 100 % stacked bar per satisfaction question.
+pub(super) fn satisfaction(items: &[&SatisfactionItem]) -> String {
+    // Legend: the options in order of first appearance.
+    let mut legend: Vec<Category> = Vec::new();
+    for i in items {
+        for row in &i.distribution.rows {
+            if !legend.iter().any(|c| c.code == row.category.code) {
+                legend.push(row.category.clone());
+            }
+        }
+    }
+    let colours = colours_for(&legend, true);
+    let summary = format!(
+        "{H_FIG4}. {}",
+        items
+            .iter()
+            .map(|i| format!(
+                "Spørgsmål {}: {} i meget høj eller høj grad (n={}).",
+                i.question.nr,
+                percent::format(i.share.percent),
+                i.share.base
+            ))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let rows: Vec<StackRow> = items
+        .iter()
+        .map(|i| StackRow {
+            label: format!(
+                "{}. {}{}",
+                i.question.nr,
+                i.question.text,
+                mark(i.share.small_base)
+            ),
+            counts: legend
+                .iter()
+                .map(|c| {
+                    i.distribution
+                        .rows
+                        .iter()
+                        .find(|r| r.category.code == c.code)
+                        .map_or(0, |r| r.share.count)
+                })
+                .collect(),
+            base: i.distribution.base,
+            trailing: format!(
+                "{} · n={}",
+                percent::format(i.share.percent),
+                i.distribution.base
+            ),
+        })
+        .collect();
+    let legend_labels: Vec<String> = legend.iter().map(|c| c.label.clone()).collect();
+    svg_stacked("fig-4", &summary, &legend_labels, &colours, &rows)
+}
+
 /// Colours for categories: the five-point scale when there are exactly five
 /// known options on a scale, else the sequence; unknown codes are white.
 pub(super) fn colours_for(cats: &[Category], scale: bool) -> Vec<(&'static str, &'static str)> {
