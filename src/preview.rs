@@ -127,15 +127,22 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
                 let week = crate::store::counter::invited_week(now - Duration::days(7));
                 counters.push((r.to_string(), week, invited));
             }
-            let status = crate::status::compute(&names, &counters, 0);
+            let status = crate::analysis::status::compute(&names, &counters, 0);
             let today = now.with_timezone(&crate::window::TZ).date_naive();
-            let d =
-                crate::digest::compute(&status, &counters, None, &cfg.window, today, &[], false);
+            let d = crate::analysis::digest::compute(
+                &status,
+                &counters,
+                None,
+                &cfg.window,
+                today,
+                &[],
+                false,
+            );
             let intro = crate::scheduler::digest_intro(cfg, &d)
                 .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?;
             (
-                crate::digest::render_text_with_intro(&d, &intro),
-                Some(crate::digest::render_html_with_intro(
+                crate::analysis::digest::render_text_with_intro(&d, &intro),
+                Some(crate::analysis::digest::render_html_with_intro(
                     &d,
                     None,
                     &crate::scheduler::digest_subject(cfg, &d)

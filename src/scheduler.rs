@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::address::Address;
+use crate::analysis::digest::{self, Snapshot};
 use crate::config::RemindersConfig;
-use crate::digest::{self, Snapshot};
 use crate::pipeline::Pipeline;
 use crate::schedule::{self, Due};
 use crate::shutdown::Shutdown;
@@ -432,7 +432,7 @@ fn render_one(
         .iter()
         .map(|l| (l.region.clone(), l.answered, l.invited))
         .collect();
-    let chart = match crate::chart::response_rates_png("Svarprocent pr. region", &bars) {
+    let chart = match crate::analysis::chart::response_rates_png("Svarprocent pr. region", &bars) {
         Ok(png) => Some(png),
         Err(e) => {
             tracing::warn!(error = %e, "digest without chart");

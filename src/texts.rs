@@ -537,7 +537,7 @@ mod tests {
         let s = t
             .render("digest_subject.txt", sample("digest_subject.txt"))
             .unwrap();
-        // As crate::digest::subject writes it.
+        // As crate::analysis::digest::subject writes it.
         assert_eq!(s, "Svarprocent uge 38: 42 % (84 svar)");
     }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::*;
-use crate::percent;
+use crate::analysis::percent;
 
 // ---------------------------------------------------------------------------
 // Text

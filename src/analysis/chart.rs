@@ -5,11 +5,11 @@
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::percent;
+use crate::analysis::percent;
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 320;
-const FONT: &[u8] = include_bytes!("assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot draw the chart: {0}")]

@@ -5,16 +5,16 @@
 //!
 //! [`compute`] is pure: counters and the previous snapshot in, figures out.
 //! Rendering gives a plain-text table for terminal mail clients and an HTML
-//! table that references the bar chart by `cid:` ([`crate::chart`]).
+//! table that references the bar chart by `cid:` ([`crate::analysis::chart`]).
 
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::percent;
+use crate::analysis::status::Status;
 use crate::escape::html_escape;
-use crate::percent;
-use crate::status::Status;
 use crate::store::counter;
 use crate::window::Window;
 
@@ -59,7 +59,7 @@ pub struct Digest {
     pub weeks: Vec<(String, Vec<u64>)>,
     pub is_final: bool,
     /// Return mail by outcome, over all regions (issue 13).
-    pub returns: crate::status::Returns,
+    pub returns: crate::analysis::status::Returns,
 }
 
 /// Why triggers were refused (and how many came outside the window).
@@ -73,7 +73,7 @@ pub struct Refusals {
 }
 
 impl Refusals {
-    fn of(total: &crate::status::Row) -> Refusals {
+    fn of(total: &crate::analysis::status::Row) -> Refusals {
         Refusals {
             not_consultant: total.refused_not_consultant,
             unauthenticated: total.refused_unauthenticated,
@@ -102,7 +102,7 @@ impl Refusals {
     }
 }
 
-fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
+fn line(r: &crate::analysis::status::Row, prev: Option<&Snapshot>) -> Line {
     let before = prev.map(|p| p.regions.get(&r.region).copied().unwrap_or((0, 0)));
     Line {
         region: r.region.clone(),
@@ -152,7 +152,7 @@ pub fn compute(
     regions: &[String],
     is_final: bool,
 ) -> Digest {
-    let rows: Vec<&crate::status::Row> = status
+    let rows: Vec<&crate::analysis::status::Row> = status
         .regions
         .iter()
         .filter(|r| regions.is_empty() || regions.contains(&r.region))
@@ -160,7 +160,7 @@ pub fn compute(
     let lines: Vec<Line> = rows.iter().map(|r| line(r, previous)).collect();
     // The total is the sum of the lines shown (a regional manager's regions),
     // so every column adds up.
-    let mut sum = crate::status::Row {
+    let mut sum = crate::analysis::status::Row {
         region: "I alt".to_string(),
         ..Default::default()
     };
@@ -218,7 +218,7 @@ pub fn compute(
 
 /// The return mail by outcome, one line per kind, in Danish; the labels
 /// follow the table's ("Returneret" for bounced).
-pub fn returns_lines(r: &crate::status::Returns) -> Vec<String> {
+pub fn returns_lines(r: &crate::analysis::status::Returns) -> Vec<String> {
     vec![
         format!("Returneret (ukendt adresse): {}", r.bounced),
         format!("Returneret (udløbet, serveren opgav): {}", r.expired),
@@ -489,7 +489,7 @@ pub fn render_html_with_intro(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::compute as status;
+    use crate::analysis::status::compute as status;
 
     fn c(region: &str, name: &str, v: u64) -> (String, String, u64) {
         (region.into(), name.into(), v)

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::*;
+use crate::analysis::percent;
 use crate::escape::html_escape;
-use crate::percent;
 
 /// Greedy word wrap into at most `max_lines` lines of `width` characters.
 pub(super) fn wrap(s: &str, width: usize, max_lines: usize) -> Vec<String> {

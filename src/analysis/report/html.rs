@@ -5,16 +5,16 @@
 //! The template gets the [`Report`] as it serialises (`r`), the charts as
 //! safe strings, and the few phrases made of several figures; strings are
 //! escaped with [`crate::escape::html_escape`], percentages written by
-//! [`crate::percent`].
+//! [`crate::analysis::percent`].
 
 use std::sync::OnceLock;
 
 use minijinja::{context, Environment, Value};
 
 use super::*;
-use crate::percent;
+use crate::analysis::percent;
 
-const TEMPLATE: &str = include_str!("../templates/report.html");
+const TEMPLATE: &str = include_str!("../../templates/report.html");
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::analysis::percent;
 use crate::answer::Value;
-use crate::percent;
 use crate::store::StoredResponse;
 use crate::survey::{Choice, Kind, Question, Survey};
 

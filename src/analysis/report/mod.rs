@@ -143,8 +143,8 @@ fn not_applicable_note(items: &[&SatisfactionItem]) -> Option<String> {
 mod tests {
     use super::svg::wrap;
     use super::*;
+    use crate::analysis::percent;
     use crate::answer::{Answers, Value};
-    use crate::percent;
     use crate::store::StoredResponse;
     use crate::survey::{Kind, Survey};
     use chrono::NaiveDate;

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::percent;
+use crate::analysis::percent;
 use crate::store::counter;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
