@@ -365,7 +365,8 @@ fn withdrawn_text(n: u64) -> String {
     )
 }
 
-/// HTML with the same table; the chart is `cid:chart`.
+/// HTML with the same table; the chart, when there is one, is the image
+/// `cid:<chart_cid>` (the digest mail attaches it as [`crate::compose::CHART_CID`]).
 pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
     render_html_with_intro(d, chart_cid, &subject(d), &subject(d))
 }
