@@ -22,7 +22,7 @@ pub fn format(p: Option<u64>) -> String {
     }
 }
 
-/// `count` of `base` as [`format`] writes it.
+/// `count` of `base` as [`format()`] writes it.
 pub fn of(count: u64, base: u64) -> String {
     format(whole(count, base))
 }
