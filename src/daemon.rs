@@ -383,7 +383,7 @@ async fn wait_for_store(
     let stop_web = Shutdown::new();
     let web = tokio::spawn(crate::web::run_unavailable(
         TcpListener::from_std(listener.try_clone()?)?,
-        cfg.web.clone(),
+        std::sync::Arc::new(cfg.clone()),
         stop_web.clone(),
     ));
     let mut outage = crate::backoff::Outage::new("store");

@@ -1,6 +1,7 @@
-//! HTML escaping: the one function every hand-written page and mail part
-//! uses (the report, the digest, the form), and the formatter that makes the
-//! report's minijinja template escape with it.
+//! HTML escaping: the one function canvass' own code escapes with (the
+//! report, the form), and the formatter that makes the report's minijinja
+//! template escape with it. The agency's texts (`crate::texts`) keep
+//! minijinja's own escaping, which also writes `/` as `&#x2f;`.
 
 use minijinja::{AutoEscape, Error, Output, State, Value};
 

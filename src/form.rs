@@ -27,7 +27,22 @@ pub struct Entered {
     pub text: String,
 }
 
-/// A submission that cannot be stored yet: a Danish message per question.
+/// What is wrong with one question's answer; `form.html` words it (in the
+/// form's language, or the agency's words in its own template).
+pub mod problem {
+    /// A required text question left empty.
+    pub const WRITE_ANSWER: &str = "write_answer";
+    /// A value that is not one of the question's options (a forged post).
+    pub const NOT_AN_OPTION: &str = "not_an_option";
+    /// More than one option on a single-choice question.
+    pub const ONLY_ONE: &str = "only_one";
+    /// A required multiple-choice question with nothing chosen.
+    pub const AT_LEAST_ONE: &str = "at_least_one";
+    /// A required single-choice question with nothing chosen.
+    pub const CHOOSE_ONE: &str = "choose_one";
+}
+
+/// A submission that cannot be stored yet: a [`problem`] per question.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invalid {
     pub errors: BTreeMap<String, String>,
@@ -65,7 +80,7 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
                 e.text = text.clone();
                 if text.is_empty() {
                     if q.required {
-                        errors.insert(q.code.clone(), "Skriv et svar.".to_string());
+                        errors.insert(q.code.clone(), problem::WRITE_ANSWER.to_string());
                     }
                 } else {
                     answers.insert(q.code.clone(), AnswerValue::Text { text });
@@ -97,18 +112,15 @@ pub fn validate(survey: &Survey, fields: &[(String, String)]) -> Result<Answers,
                 }
                 e.codes = codes.clone();
                 if unknown {
-                    errors.insert(
-                        q.code.clone(),
-                        "Svaret er ikke en af mulighederne. Vælg igen.".to_string(),
-                    );
+                    errors.insert(q.code.clone(), problem::NOT_AN_OPTION.to_string());
                 } else if q.kind == Kind::Single && codes.len() > 1 {
-                    errors.insert(q.code.clone(), "Vælg kun ét svar.".to_string());
+                    errors.insert(q.code.clone(), problem::ONLY_ONE.to_string());
                 } else if codes.is_empty() {
                     if q.required {
                         let msg = if q.kind == Kind::Multi {
-                            "Vælg mindst ét svar."
+                            problem::AT_LEAST_ONE
                         } else {
-                            "Vælg et svar."
+                            problem::CHOOSE_ONE
                         };
                         errors.insert(q.code.clone(), msg.to_string());
                     }
@@ -202,36 +214,6 @@ impl Lang {
     }
 }
 
-/// The English for the validation messages of [`validate`].
-fn english_message(da: &str) -> &str {
-    match da {
-        "Skriv et svar." => "Please write an answer.",
-        "Svaret er ikke en af mulighederne. Vælg igen." => {
-            "The answer is not one of the options. Please choose again."
-        }
-        "Vælg kun ét svar." => "Please choose only one answer.",
-        "Vælg mindst ét svar." => "Please choose at least one answer.",
-        "Vælg et svar." => "Please choose an answer.",
-        other => other,
-    }
-}
-
-/// [`validate`] with the messages in `lang`.
-pub fn validate_in(
-    survey: &Survey,
-    fields: &[(String, String)],
-    lang: Lang,
-) -> Result<Answers, Invalid> {
-    validate(survey, fields).map_err(|mut invalid| {
-        if lang == Lang::En {
-            for m in invalid.errors.values_mut() {
-                *m = english_message(m).to_string();
-            }
-        }
-        invalid
-    })
-}
-
 /// What every page's layout gets ([`crate::texts::PAGE_VARS`]).
 pub fn page_context(cfg: Option<&Config>, lang: Lang, title: &str) -> Value {
     match cfg {
@@ -241,7 +223,10 @@ pub fn page_context(cfg: Option<&Config>, lang: Lang, title: &str) -> Value {
             title => title,
             contact => cfg.web_contact,
             accessibility_statement_url => cfg.accessibility_statement_url.clone().unwrap_or_default(),
-            privacy_url => crate::compose::PRIVACY_PATH,
+            privacy_url => match lang {
+                Lang::En => format!("{}?lang=en", crate::compose::PRIVACY_PATH),
+                Lang::Da => crate::compose::PRIVACY_PATH.to_string(),
+            },
         },
         None => context! {
             agency => "",
@@ -320,14 +305,15 @@ pub fn render_named(
     })
 }
 
-/// A simple page: a heading and paragraphs (Danish), styled like the form.
-pub fn render_page(cfg: Option<&Config>, title: &str, paragraphs: &[&str]) -> String {
+/// A status page (`error.html`): `kind` says which (see `web::Notice`);
+/// `fallback_title` heads the plain page shown if the agency's template fails.
+pub fn render_notice(cfg: Option<&Config>, lang: Lang, kind: &str, fallback_title: &str) -> String {
     render_named(
         cfg,
-        "page.html",
-        Lang::Da,
-        title,
-        context! { paragraphs => paragraphs, link => Option::<Value>::None },
+        "error.html",
+        lang,
+        fallback_title,
+        context! { kind => kind },
     )
 }
 
@@ -440,7 +426,7 @@ mod tests {
                 "tilgaengelighed"
             ]
         );
-        assert_eq!(inv.errors["raadgivning"], "Vælg mindst ét svar.");
+        assert_eq!(inv.errors["raadgivning"], problem::AT_LEAST_ONE);
         assert_eq!(inv.entered["organisation"].codes, ["politi"]);
         assert_eq!(inv.entered["kommentarer"].text, "hej");
         let html = render(&cfg(), Lang::Da, &links(), Some(&inv)).unwrap();
@@ -459,7 +445,7 @@ mod tests {
         let mut fields = complete();
         fields.push(("antal_sager".into(), "1".into()));
         let inv = validate(&survey(), &fields).unwrap_err();
-        assert_eq!(inv.errors["antal_sager"], "Vælg kun ét svar.");
+        assert_eq!(inv.errors["antal_sager"], problem::ONLY_ONE);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! - [`outbox`]: the single loop that drains the durable outbox, with backoff.
 //! - [`transport`]: where mail goes (SMTP, .eml files) behind one trait.
 //! - [`analysis`]: what canvass reports, computed from the counters and the answers (pure) and rendered: `status`, `digest` (and its `chart`), `report`, `export`, `export_xlsx`, and the one `percent` rule.
-//! - [`escape`]: the one HTML escape (report, digest, form) and the report template's formatter.
+//! - [`escape`]: the one HTML escape (report, form) and the report template's formatter.
 //! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
 //! - [`form`]: the survey form: render and validate (pure), in Danish or English.
 //! - [`texts`]: every text as a template; the agency's overrides, validated.

@@ -138,18 +138,9 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
                 &[],
                 false,
             );
-            let intro = crate::scheduler::digest_intro(cfg, &d)
+            let (text, html) = crate::scheduler::digest_bodies(cfg, &d, None)
                 .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?;
-            (
-                crate::analysis::digest::render_text_with_intro(&d, &intro),
-                Some(crate::analysis::digest::render_html_with_intro(
-                    &d,
-                    None,
-                    &crate::scheduler::digest_subject(cfg, &d)
-                        .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?,
-                    &intro,
-                )),
-            )
+            (text, Some(html))
         }
         "form" => {
             let links = FormLinks {

@@ -329,7 +329,7 @@ impl Scheduler {
         let is_final = now >= self.pipeline.config().window.closes_at();
         let cfg = self.pipeline.config();
         let d = self.compute(now, &[], is_final)?;
-        Ok(digest::render_text_with_intro(&d, &digest_intro(&cfg, &d)?))
+        Ok(digest_bodies(&cfg, &d, None)?.0)
     }
 
     /// Queues the digest for every manager; returns how many.
@@ -420,34 +420,59 @@ pub fn digest_intro(cfg: &crate::config::Config, d: &digest::Digest) -> Result<S
         .map_err(|e| JobError::Render(e.to_string()))
 }
 
+/// The digest's text and HTML bodies (`digest.txt`, `digest.html`, the
+/// agency's if it has them); the HTML shows the chart by `cid:chart_cid`.
+pub fn digest_bodies(
+    cfg: &crate::config::Config,
+    d: &digest::Digest,
+    chart_cid: Option<&str>,
+) -> Result<(String, String), JobError> {
+    let subject = digest_subject(cfg, d)?;
+    let intro = digest_intro(cfg, d)?;
+    let body = |name: &str| {
+        digest::render(
+            &cfg.texts,
+            name,
+            minijinja::context! {
+                ..digest::context(d, &subject, &intro, chart_cid),
+                ..crate::compose::mail_context(cfg, false)
+            },
+        )
+        .map_err(|e| JobError::Render(format!("{name}: {e}")))
+    };
+    Ok((body("digest.txt")?, body("digest.html")?))
+}
+
 fn render_one(
     cfg: &crate::config::Config,
     to: Address,
     d: &digest::Digest,
 ) -> Result<RenderedDigest, JobError> {
     let subject = digest_subject(cfg, d)?;
-    let intro = digest_intro(cfg, d)?;
     let bars: Vec<(String, u64, u64)> = d
         .lines
         .iter()
         .map(|l| (l.region.clone(), l.answered, l.invited))
         .collect();
-    let chart = match crate::analysis::chart::response_rates_png("Svarprocent pr. region", &bars) {
+    let title = cfg
+        .texts
+        .render(
+            "digest_chart_title.txt",
+            crate::compose::mail_context(cfg, false),
+        )
+        .map_err(|e| JobError::Render(format!("digest_chart_title.txt: {e}")))?;
+    let chart = match crate::analysis::chart::response_rates_png(title.trim(), &bars) {
         Ok(png) => Some(png),
         Err(e) => {
             tracing::warn!(error = %e, "digest without chart");
             None
         }
     };
+    let (text, html) = digest_bodies(cfg, d, chart.as_ref().map(|_| crate::compose::CHART_CID))?;
     Ok(RenderedDigest {
         to,
-        text: digest::render_text_with_intro(d, &intro),
-        html: digest::render_html_with_intro(
-            d,
-            chart.as_ref().map(|_| crate::compose::CHART_CID),
-            &subject,
-            &intro,
-        ),
+        text,
+        html,
         chart,
         subject,
     })

@@ -28,7 +28,9 @@ pub struct Spec {
 
 impl Spec {
     fn is_page(&self) -> bool {
-        self.name.ends_with(".html") && !self.name.starts_with("invitation")
+        self.name.ends_with(".html")
+            && !self.name.starts_with("invitation")
+            && !self.name.starts_with("digest")
     }
 
     /// Every variable the template may use.
@@ -65,6 +67,25 @@ macro_rules! builtin {
         include_str!(concat!("templates/", $name))
     };
 }
+
+/// The variables of the digest's body (`digest.txt`, `digest.html`): the
+/// figures of [`crate::analysis::digest::context`].
+const DIGEST_VARS: &[&str] = &[
+    "subject",
+    "intro",
+    "chart_cid",
+    "today",
+    "window_start",
+    "window_end",
+    "days_left",
+    "is_final",
+    "lines",
+    "total",
+    "weeks",
+    "refusals",
+    "withdrawn",
+    "returns",
+];
 
 /// Every template, by file name.
 pub const SPECS: &[Spec] = &[
@@ -129,6 +150,24 @@ pub const SPECS: &[Spec] = &[
         needs_link: false,
     },
     Spec {
+        name: "digest_chart_title.txt",
+        builtin: builtin!("digest_chart_title.txt"),
+        vars: &[],
+        needs_link: false,
+    },
+    Spec {
+        name: "digest.txt",
+        builtin: builtin!("digest.txt"),
+        vars: DIGEST_VARS,
+        needs_link: false,
+    },
+    Spec {
+        name: "digest.html",
+        builtin: builtin!("digest.html"),
+        vars: DIGEST_VARS,
+        needs_link: false,
+    },
+    Spec {
         name: "layout.html",
         builtin: builtin!("layout.html"),
         vars: &[],
@@ -150,9 +189,9 @@ pub const SPECS: &[Spec] = &[
         needs_link: false,
     },
     Spec {
-        name: "page.html",
-        builtin: builtin!("page.html"),
-        vars: &["paragraphs", "link"],
+        name: "error.html",
+        builtin: builtin!("error.html"),
+        vars: &["kind"],
         needs_link: false,
     },
     Spec {
@@ -256,6 +295,14 @@ fn new_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Names ending in .html are auto-escaped (minijinja's default).
+    // `ljust(n)` / `rjust(n)`: a value padded to n characters, for the
+    // digest's fixed-width table.
+    env.add_filter("ljust", |v: Value, width: usize| {
+        format!("{:<width$}", v.to_string())
+    });
+    env.add_filter("rjust", |v: Value, width: usize| {
+        format!("{:>width$}", v.to_string())
+    });
     env
 }
 
@@ -387,11 +434,13 @@ impl Texts {
                         message: "does not show the personal link: write {{ link }} where the respondent finds it".to_string(),
                     });
                 }
-                if spec.name.ends_with("_subject.txt") && out.trim().contains('\n') {
+                if (spec.name.ends_with("_subject.txt") || spec.name.ends_with("_title.txt"))
+                    && out.trim().contains('\n')
+                {
                     problems.push(TemplateProblem {
                         file: path.to_path_buf(),
                         line: None,
-                        message: "a subject is one line".to_string(),
+                        message: "a subject or title is one line".to_string(),
                     });
                 }
             }
@@ -491,6 +540,11 @@ pub fn sample(name: &str) -> Value {
         "digest_subject.txt" => {
             context! { week => 38, rate => "42 %", answered => 84, is_final => false }
         }
+        "digest.txt" | "digest.html" => {
+            let d = crate::analysis::digest::sample();
+            let subject = crate::analysis::digest::subject(&d);
+            crate::analysis::digest::context(&d, &subject, &subject, Some("svarprocent"))
+        }
         "form.html" => context! {
             survey => context! { title => "Spørgeskema", intro => "", questions => Vec::<Value>::new() },
             action => format!("/s/{SAMPLE_TOKEN}"),
@@ -501,9 +555,7 @@ pub fn sample(name: &str) -> Value {
             switch_url => format!("/s/{SAMPLE_TOKEN}?lang=en"),
             unsubscribe_action => format!("/u/{SAMPLE_TOKEN}"),
         },
-        "page.html" => {
-            context! { paragraphs => vec!["Et afsnit."], link => Option::<Value>::None }
-        }
+        "error.html" => context! { kind => "unknown_link" },
         "opted_out.html" => context! { answer_url => format!("/s/{SAMPLE_TOKEN}?svar=alligevel") },
         "closed.html" => context! { until => "30. september 2024" },
         "unsubscribe.html" => context! { action => format!("/u/{SAMPLE_TOKEN}") },
@@ -568,6 +620,7 @@ mod tests {
             ("confirmation.txt", "ok"),
             ("invitation.html", "<p>Intet link her, {{ agency }}</p>"),
             ("invitaton.txt", "stavefejl i filnavnet"),
+            ("digest.txt", "{{ intro }}\n\nI alt: {{ totl.answered }}\n"),
         ]);
         let problems = Texts::load(d.path()).unwrap_err();
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
@@ -583,6 +636,7 @@ mod tests {
         );
         assert!(find("invitation.html").contains("does not show the personal link"));
         assert!(find("invitaton.txt").contains("is not a canvass template"));
-        assert_eq!(problems.len(), 4, "{text:#?}");
+        assert!(find("digest.txt line 3").contains("unknown variable `totl`"));
+        assert_eq!(problems.len(), 5, "{text:#?}");
     }
 }

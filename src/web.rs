@@ -66,6 +66,7 @@ pub(crate) struct AppState {
 
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
     let body_timeout = pipeline.config().web.body_timeout;
+    let pages = PageConfig::Pipeline(pipeline.clone());
     let state = AppState {
         pipeline,
         misses: Arc::default(),
@@ -84,7 +85,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            body_timeout,
+            (body_timeout, pages),
             read_body,
         ))
         .layer(axum::middleware::from_fn(log_request))
@@ -124,13 +125,15 @@ pub async fn run_metrics<L: Accept>(
 /// thanked for an answer that was not stored.
 pub async fn run_unavailable(
     listener: TcpListener,
-    limits: WebSettings,
+    cfg: Arc<Config>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    let limits = cfg.web.clone();
     let app = Router::new()
         .fallback(unavailable)
+        .with_state(cfg.clone())
         .layer(axum::middleware::from_fn_with_state(
-            limits.body_timeout,
+            (limits.body_timeout, PageConfig::Fixed(cfg)),
             read_body,
         ))
         .layer(axum::middleware::map_response(security_headers));
@@ -232,25 +235,20 @@ impl Accept for tokio::net::UnixListener {
 /// Reads the whole body before any handler runs, within `body_timeout` and
 /// [`MAX_BODY`]: a slow or endless body is cut off with 408 / 413 and the
 /// connection closed.
-async fn read_body(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+async fn read_body(
+    State((deadline, texts)): State<(Duration, PageConfig)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let cfg = texts.current();
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(_)) => closing(page(
-            None,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Svaret er for stort",
-            &["Svaret kunne ikke modtages. Gå tilbage til formularen og prøv igen."],
-        )),
-        Err(_) => closing(page(
-            None,
-            StatusCode::REQUEST_TIMEOUT,
-            "Forbindelsen var for langsom",
-            &["Svaret kom ikke frem i tide. Gå tilbage til formularen og prøv igen."],
-        )),
+        Ok(Err(_)) => closing(page(cfg.as_deref(), Lang::Da, Notice::TooLarge)),
+        Err(_) => closing(page(cfg.as_deref(), Lang::Da, Notice::TooSlow)),
     }
 }
 
@@ -260,16 +258,8 @@ fn closing(mut r: Response) -> Response {
     r
 }
 
-async fn unavailable() -> Response {
-    let mut r = page(
-        None,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Midlertidig fejl",
-        &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-    r
+async fn unavailable(State(cfg): State<Arc<Config>>) -> Response {
+    page(Some(&cfg), Lang::Da, Notice::Unavailable)
 }
 
 async fn security_headers(mut res: Response) -> Response {
@@ -333,13 +323,98 @@ async fn css() -> impl IntoResponse {
     )
 }
 
-pub(crate) fn page(
-    cfg: Option<&Config>,
-    status: StatusCode,
-    title: &str,
-    paragraphs: &[&str],
-) -> Response {
-    (status, Html(form::render_page(cfg, title, paragraphs))).into_response()
+/// The status pages (`error.html`, one `kind` each): what went wrong and
+/// what to do, in the agency's words when it has its own template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    NotFound,
+    UnknownLink,
+    TooMany,
+    Unavailable,
+    TooLarge,
+    TooSlow,
+    Unreadable,
+    UnsubscribeNotReceived,
+}
+
+impl Notice {
+    /// Every kind, for the templates' checks.
+    #[cfg(test)]
+    pub(crate) const ALL: [Notice; 8] = [
+        Notice::NotFound,
+        Notice::UnknownLink,
+        Notice::TooMany,
+        Notice::Unavailable,
+        Notice::TooLarge,
+        Notice::TooSlow,
+        Notice::Unreadable,
+        Notice::UnsubscribeNotReceived,
+    ];
+
+    /// The `kind` the template gets.
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Notice::NotFound => "not_found",
+            Notice::UnknownLink => "unknown_link",
+            Notice::TooMany => "too_many",
+            Notice::Unavailable => "unavailable",
+            Notice::TooLarge => "too_large",
+            Notice::TooSlow => "too_slow",
+            Notice::Unreadable => "unreadable",
+            Notice::UnsubscribeNotReceived => "unsubscribe_not_received",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Notice::NotFound | Notice::UnknownLink => StatusCode::NOT_FOUND,
+            Notice::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            Notice::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Notice::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Notice::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            Notice::Unreadable => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Notice::UnsubscribeNotReceived => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// When to come back, for the pages that say "later".
+    fn retry_after(self) -> Option<&'static str> {
+        match self {
+            Notice::TooMany => Some("600"),
+            Notice::Unavailable => Some("60"),
+            _ => None,
+        }
+    }
+}
+
+/// Where the status pages outside a handler find the current config (the
+/// agency's texts): the pipeline's, or the one the daemon started with while
+/// the store is unavailable.
+#[derive(Clone)]
+pub(crate) enum PageConfig {
+    Pipeline(Arc<Pipeline>),
+    Fixed(Arc<Config>),
+}
+
+impl PageConfig {
+    fn current(&self) -> Option<Arc<Config>> {
+        Some(match self {
+            PageConfig::Pipeline(p) => p.config(),
+            PageConfig::Fixed(c) => c.clone(),
+        })
+    }
+}
+
+pub(crate) fn page(cfg: Option<&Config>, lang: Lang, notice: Notice) -> Response {
+    let status = notice.status();
+    let fallback = status.canonical_reason().unwrap_or("Fejl");
+    let html = form::render_notice(cfg, lang, notice.kind(), fallback);
+    let mut r = (status, Html(html)).into_response();
+    if let Some(secs) = notice.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+    }
+    r
 }
 
 /// One of the page templates (src/texts.rs) in `lang`.
@@ -384,33 +459,11 @@ pub(crate) fn request_lang(
 }
 
 async fn fallback(State(s): State<AppState>) -> Response {
-    page(
-        Some(&s.pipeline.config()),
-        StatusCode::NOT_FOUND,
-        "Siden findes ikke",
-        &["Adressen er ikke en side i spørgeskemaet."],
-    )
+    page(Some(&s.pipeline.config()), Lang::Da, Notice::NotFound)
 }
 
 pub(crate) fn unknown_link(cfg: Option<&Config>) -> Response {
-    page(
-        cfg,
-        StatusCode::NOT_FOUND,
-        "Linket findes ikke",
-        &["Linket er ikke gyldigt. Kontrollér, at hele linket fra mailen er kommet med, hvis du har kopieret det."],
-    )
-}
-
-fn too_many() -> Response {
-    let mut r = page(
-        None,
-        StatusCode::TOO_MANY_REQUESTS,
-        "For mange forsøg",
-        &["Der er prøvet for mange ugyldige links fra din forbindelse. Prøv igen senere."],
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
-    r
+    page(cfg, Lang::Da, Notice::UnknownLink)
 }
 
 fn already_answered(cfg: &Config, lang: Lang, status: StatusCode) -> Response {
@@ -499,14 +552,9 @@ fn closed(cfg: &Config, lang: Lang) -> Response {
     )
 }
 
-pub(crate) fn store_error(e: &dyn std::fmt::Display) -> Response {
+pub(crate) fn store_error(cfg: &Config, e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "store error on a survey link");
-    page(
-        None,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Midlertidig fejl",
-        &["Spørgeskemaet kan ikke vises lige nu. Prøv igen om lidt – dine svar er ikke gemt endnu."],
-    )
+    page(Some(cfg), Lang::Da, Notice::Unavailable)
 }
 
 fn thanks(cfg: &Config, lang: Lang) -> Response {
@@ -561,13 +609,17 @@ impl AppState {
                 Ok(Link::Forgotten) => return Err(Box::new(forgotten(&self.pipeline.config()))),
                 Ok(Link::Withdrawn) => return Err(Box::new(withdrawn(&self.pipeline.config()))),
                 Ok(Link::Unknown) => {}
-                Err(e) => return Err(Box::new(store_error(&e))),
+                Err(e) => return Err(Box::new(store_error(&self.pipeline.config(), &e))),
             }
         }
         let trusted = &self.pipeline.config().web.trusted_proxies;
         let client = crate::client_ip::client_address(peer.ip(), headers, trusted);
         if self.missed(client) {
-            Err(Box::new(too_many()))
+            Err(Box::new(page(
+                Some(&self.pipeline.config()),
+                Lang::Da,
+                Notice::TooMany,
+            )))
         } else {
             Err(Box::new(unknown_link(Some(&self.pipeline.config()))))
         }
@@ -609,7 +661,7 @@ async fn show(
     }
     match form::render(&cfg, lang, &form_links(&raw), None) {
         Ok(html) => Html(html).into_response(),
-        Err(e) => store_error(&e),
+        Err(e) => store_error(&cfg, &e),
     }
 }
 
@@ -636,20 +688,15 @@ async fn submit(
         return closed(&cfg, lang);
     }
     if !is_form_media_type(headers.get(header::CONTENT_TYPE)) {
-        return page(
-            Some(&cfg),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Svaret kunne ikke læses",
-            &["Svaret skal sendes fra formularen. Gå tilbage og prøv igen."],
-        );
+        return page(Some(&cfg), lang, Notice::Unreadable);
     }
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let answers = match form::validate_in(&cfg.survey, &fields, lang) {
+    let answers = match form::validate(&cfg.survey, &fields) {
         Ok(a) => a,
         Err(invalid) => {
             return match form::render(&cfg, lang, &form_links(&raw), Some(&invalid)) {
                 Ok(html) => (StatusCode::UNPROCESSABLE_ENTITY, Html(html)).into_response(),
-                Err(e) => store_error(&e),
+                Err(e) => store_error(&cfg, &e),
             }
         }
     };
@@ -673,7 +720,7 @@ async fn submit(
         Ok(SubmitOutcome::AlreadyAnswered) => already_answered(&cfg, lang, StatusCode::CONFLICT),
         Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::OK, &raw),
         Ok(SubmitOutcome::UnknownToken) => unknown_link(Some(&cfg)),
-        Err(e) => store_error(&e),
+        Err(e) => store_error(&cfg, &e),
     }
 }
 
@@ -686,4 +733,28 @@ pub fn is_form_media_type(v: Option<&HeaderValue>) -> bool {
     };
     let essence = v.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every status page has its heading and its sentence, in both languages.
+    #[test]
+    fn every_notice_has_its_own_words() {
+        let mut seen = std::collections::BTreeSet::new();
+        for lang in [Lang::Da, Lang::En] {
+            for n in Notice::ALL {
+                let html = form::render_notice(None, lang, n.kind(), "fallback");
+                let h1 = html
+                    .split("<h1>")
+                    .nth(1)
+                    .and_then(|r| r.split("</h1>").next())
+                    .unwrap_or_else(|| panic!("{n:?} {lang:?}: no heading in {html}"));
+                assert!(!h1.is_empty() && h1 != "fallback", "{n:?} {lang:?}: {html}");
+                assert!(html.contains(&format!("<title>{h1}</title>")), "{html}");
+                assert!(seen.insert(h1.to_string()), "{h1} twice");
+            }
+        }
+    }
 }

@@ -18,17 +18,27 @@ use minijinja::context;
 
 use crate::form::Lang;
 use crate::store::OptOutOutcome;
-use crate::web::{named, opted_out, page, request_lang, store_error, unknown_link, AppState};
+use crate::web::{
+    named, opted_out, page, request_lang, store_error, unknown_link, AppState, Notice,
+};
 
-pub(crate) async fn privacy(State(s): State<AppState>) -> Response {
+pub(crate) async fn privacy(
+    State(s): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let cfg = s.pipeline.config();
     let p = &cfg.privacy;
+    let lang = request_lang(&cfg, query.as_deref(), &headers);
     named(
         &cfg,
         StatusCode::OK,
         "privacy.html",
-        Lang::Da,
-        "Sådan behandler vi dine oplysninger",
+        lang,
+        match lang {
+            Lang::En => "How we handle your information",
+            Lang::Da => "Sådan behandler vi dine oplysninger",
+        },
         context! {
             privacy => context! {
                 controller => p.controller,
@@ -112,12 +122,7 @@ pub(crate) async fn unsubscribe(
     let cfg = s.pipeline.config();
     let lang = request_lang(&cfg, query.as_deref(), &headers);
     if !is_one_click(&body) {
-        return page(
-            Some(&cfg),
-            StatusCode::BAD_REQUEST,
-            "Framelding ikke modtaget",
-            &["Brug knappen på siden for at melde fra."],
-        );
+        return page(Some(&cfg), lang, Notice::UnsubscribeNotReceived);
     }
     match s.pipeline.store.opt_out_by_token(&token.hash()).await {
         Ok(OptOutOutcome::OptedOut) => {
@@ -126,7 +131,7 @@ pub(crate) async fn unsubscribe(
         }
         Ok(OptOutOutcome::AlreadyOptedOut) => opted_out(&cfg, lang, StatusCode::OK, &raw),
         Ok(OptOutOutcome::Unknown) => unknown_link(Some(&cfg)),
-        Err(e) => store_error(&e),
+        Err(e) => store_error(&cfg, &e),
     }
 }
 

@@ -364,6 +364,13 @@ fn agency_templates_are_checked_and_previewed() {
     )
     .unwrap();
     std::fs::write(texts.join("digest_subject.txt"), "Ugens tal: {{ rate }}").unwrap();
+    // The digest's body too, table and all.
+    std::fs::write(
+        texts.join("digest.txt"),
+        "{{ intro }}\n\n{% for l in lines %}{{ l.region }}: {{ l.answered }} svar af {{ l.invited }}\n{% endfor %}\
+         Samlet: {{ total.answered }} svar; Returneret: {{ total.returned }}.\n",
+    )
+    .unwrap();
     let out = canvass(&["check-config", "--config", cfg]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("templates"), "{}", stdout(&out));
@@ -398,6 +405,8 @@ fn agency_templates_are_checked_and_previewed() {
     let out = canvass(&["preview", "digest", "--config", cfg]);
     assert!(stdout(&out).contains("Returneret"), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("Ugens tal: "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("svar af "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Samlet: "), "{}", stdout(&out));
     let form = dir.path().join("form.html");
     let out = canvass(&[
         "preview",

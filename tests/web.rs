@@ -484,6 +484,29 @@ async fn privacy_page_footer_and_english_form() {
     assert!(en.contains("<html lang=\"en\">"), "{en}");
     assert!(en.contains("What type of organisation do you work in?"));
     assert!(en.contains("I don't want to take part"), "{en}");
+    // The English form's footer leads to the privacy page in English, with
+    // the agency's own wording quoted.
+    assert!(
+        en.contains("href=\"&#x2f;privatliv?lang=en\">Privacy</a>"),
+        "{en}"
+    );
+    let a = w.addr.clone();
+    let (status, page) = blocking(move || http_get(&a, "/privatliv?lang=en")).await;
+    assert_eq!(status, 200);
+    for must in [
+        "<html lang=\"en\">",
+        "How we handle your information",
+        "Styrelsen for Eksempler",
+        "at forbedre ordningen",
+        "30 days",
+        "right to object",
+        "Datatilsynet",
+    ] {
+        assert!(
+            page.contains(must),
+            "{must:?} is not on /privatliv?lang=en:\n{page}"
+        );
+    }
     // Errors in English, then an English answer stored with the same codes.
     let (a, l) = (w.addr.clone(), format!("{link}?lang=en"));
     let (status, _, body) = blocking(move || {
@@ -531,12 +554,12 @@ async fn privacy_page_footer_and_english_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agency_texts_are_validated_on_reload() {
     let page = |v: &str| {
-        format!("{{% extends \"layout.html\" %}}{{% block content %}}<h1>{{{{ title }}}}</h1><p>{v}</p>{{% endblock %}}")
+        format!("{{% extends \"layout.html\" %}}{{% block content %}}<h1>{{{{ kind }}}}</h1><p>{v}</p>{{% endblock %}}")
     };
     let first = page("Version 1");
     let w = start_edited(move |dir, t| {
         std::fs::create_dir(dir.join("tekster")).unwrap();
-        std::fs::write(dir.join("tekster/page.html"), first).unwrap();
+        std::fs::write(dir.join("tekster/error.html"), first).unwrap();
         t.replace(
             "base_url = \"http://127.0.0.1:1\"\n",
             "base_url = \"http://127.0.0.1:1\"\ntemplates_dir = \"tekster\"\n",
@@ -544,12 +567,16 @@ async fn agency_texts_are_validated_on_reload() {
     })
     .await;
     let path = w.pipeline.config().path.clone();
-    let file = path.parent().unwrap().join("tekster/page.html");
+    let file = path.parent().unwrap().join("tekster/error.html");
     let shown = |w: &Web| {
         let a = w.addr.clone();
         async move { blocking(move || http_get(&a, "/findes-ikke")).await.1 }
     };
-    assert!(shown(&w).await.contains("Version 1"));
+    let first = shown(&w).await;
+    assert!(
+        first.contains("Version 1") && first.contains("<h1>not_found</h1>"),
+        "{first}"
+    );
     std::fs::write(
         &file,
         "{% extends \"layout.html\" %}{% block content %}{{ titel }}{% endblock %}",

@@ -10,12 +10,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Duration, NaiveDate};
+use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::percent;
 use crate::analysis::status::Status;
-use crate::escape::html_escape;
 use crate::store::counter;
+use crate::texts::Texts;
 use crate::window::Window;
 
 /// What the previous digest showed, to print the change.
@@ -31,6 +32,8 @@ pub struct Line {
     pub invited: u64,
     pub delivered: u64,
     pub bounced: u64,
+    /// Returned: bounced or given up on (expired); delivered + returned = sent.
+    pub returned: u64,
     pub opted_out: u64,
     pub answered: u64,
     pub rate_invited: String,
@@ -87,19 +90,6 @@ impl Refusals {
     pub fn refused(&self) -> u64 {
         self.not_consultant + self.unauthenticated + self.over_message_cap + self.over_daily_cap
     }
-
-    /// The digest's sentence on refused triggers (Danish).
-    pub fn sentence(&self) -> String {
-        format!(
-            "Afviste henvendelser: {} i alt: {} fra afsendere, der ikke er sikkerhedskonsulenter, {} uden godkendt afsender (DKIM/DMARC), {} over grænsen pr. mail og {} over dagsgrænsen; {} uden for indsamlingsperioden.",
-            self.refused(),
-            self.not_consultant,
-            self.unauthenticated,
-            self.over_message_cap,
-            self.over_daily_cap,
-            self.outside_window
-        )
-    }
 }
 
 fn line(r: &crate::analysis::status::Row, prev: Option<&Snapshot>) -> Line {
@@ -109,6 +99,7 @@ fn line(r: &crate::analysis::status::Row, prev: Option<&Snapshot>) -> Line {
         invited: r.invited,
         delivered: r.delivered,
         bounced: r.bounced,
+        returned: r.bounced + r.expired,
         opted_out: r.opted_out,
         answered: r.answered,
         rate_invited: percent::of(r.answered, r.invited),
@@ -119,10 +110,6 @@ fn line(r: &crate::analysis::status::Row, prev: Option<&Snapshot>) -> Line {
         outside_window: r.outside_window,
     }
 }
-
-/// The heading of the weekly table: counted by the week the consultant's
-/// mail reached the survey mailbox, not the week the invitation was sent.
-pub const WEEKS_TITLE: &str = "Invitationer pr. uge, efter hvornår kontakten blev modtaget";
 
 /// The most weeks a digest lists (the latest ones).
 pub const MAX_WEEKS: usize = 12;
@@ -168,6 +155,7 @@ pub fn compute(
         sum.invited += r.invited;
         sum.delivered += r.delivered;
         sum.bounced += r.bounced;
+        sum.expired += r.expired;
         sum.opted_out += r.opted_out;
         sum.answered += r.answered;
         sum.refused += r.refused;
@@ -216,20 +204,6 @@ pub fn compute(
     }
 }
 
-/// The return mail by outcome, one line per kind, in Danish; the labels
-/// follow the table's ("Returneret" for bounced).
-pub fn returns_lines(r: &crate::analysis::status::Returns) -> Vec<String> {
-    vec![
-        format!("Returneret (ukendt adresse): {}", r.bounced),
-        format!("Returneret (udløbet, serveren opgav): {}", r.expired),
-        format!("Spamklager (frameldt): {}", r.complained),
-        format!("Frameldt: {}", r.opted_out),
-        format!("Autosvar ignoreret: {}", r.auto_replies_ignored),
-        format!("Svar videresendt til konsulenten: {}", r.replies_forwarded),
-        format!("I karantæne (ulæselige): {}", r.quarantined),
-    ]
-}
-
 /// What the next digest compares against.
 pub fn snapshot(status: &Status) -> Snapshot {
     Snapshot {
@@ -238,13 +212,6 @@ pub fn snapshot(status: &Status) -> Snapshot {
             .iter()
             .map(|r| (r.region.clone(), (r.invited, r.answered)))
             .collect(),
-    }
-}
-
-fn change(v: Option<u64>) -> String {
-    match v {
-        Some(n) => format!("+{n}"),
-        None => "–".to_string(),
     }
 }
 
@@ -264,227 +231,139 @@ pub fn subject(d: &Digest) -> String {
     }
 }
 
-/// Plain text for a terminal mail client (fixed-width table).
+/// The digest's figures as its templates (`digest.txt`, `digest.html`) see
+/// them, beside the agency's `intro` and the mail's `subject`; `chart_cid`
+/// names the attached chart, if any.
+pub fn context(d: &Digest, subject: &str, intro: &str, chart_cid: Option<&str>) -> Value {
+    let weeks: Vec<Value> = d
+        .weeks
+        .iter()
+        .map(|(label, counts)| {
+            context! { label => label, counts => counts, total => counts.iter().sum::<u64>() }
+        })
+        .collect();
+    let r = &d.refusals;
+    context! {
+        subject => subject,
+        intro => intro.trim_end(),
+        chart_cid => chart_cid,
+        today => d.today.to_string(),
+        window_start => d.window.0.to_string(),
+        window_end => d.window.1.to_string(),
+        days_left => d.days_left,
+        is_final => d.is_final,
+        lines => Value::from_serialize(&d.lines),
+        total => Value::from_serialize(&d.total),
+        weeks => weeks,
+        refusals => context! {
+            refused => r.refused(),
+            not_consultant => r.not_consultant,
+            unauthenticated => r.unauthenticated,
+            over_message_cap => r.over_message_cap,
+            over_daily_cap => r.over_daily_cap,
+            outside_window => r.outside_window,
+        },
+        withdrawn => d.withdrawn,
+        returns => Value::from_serialize(&d.returns),
+    }
+}
+
+/// Renders `digest.txt` or `digest.html` of `texts` with `ctx` ([`context`]
+/// and the mail's common variables); the text ends with a newline.
+pub fn render(texts: &Texts, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
+    let mut out = texts.render(name, ctx)?;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The built-in plain text, opening with `intro`.
+pub fn render_text_with_intro(d: &Digest, intro: &str) -> String {
+    render(
+        &Texts::builtin(),
+        "digest.txt",
+        context(d, &subject(d), intro, None),
+    )
+    .expect("the built-in digest.txt renders every digest: a bug")
+}
+
+/// The built-in plain text, opening with the subject line.
 pub fn render_text(d: &Digest) -> String {
     render_text_with_intro(d, &subject(d))
 }
 
-/// [`render_text`] opening with the agency's `digest_intro.txt` instead of
-/// the subject line.
-pub fn render_text_with_intro(d: &Digest, intro: &str) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(s, "{}", intro.trim_end());
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "Indsamling {} til {}. {}",
-        d.window.0,
-        d.window.1,
-        if d.days_left > 0 {
-            format!("{} dag(e) tilbage.", d.days_left)
-        } else {
-            "Indsamlingen er slut.".to_string()
-        }
-    );
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "{:<13} {:>9} {:>9} {:>10} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
-        "Region",
-        "Inviteret",
-        "Leveret",
-        "Returneret",
-        "Frameldt",
-        "Svar",
-        "Svar/invit.",
-        "Svar/leveret",
-        "Nye inv",
-        "Nye svar"
-    );
-    let row = |s: &mut String, l: &Line| {
-        let _ = writeln!(
-            s,
-            "{:<13} {:>9} {:>9} {:>10} {:>8} {:>6} {:>12} {:>14} {:>7} {:>7}",
-            l.region,
-            l.invited,
-            l.delivered,
-            l.bounced,
-            l.opted_out,
-            l.answered,
-            l.rate_invited,
-            l.rate_delivered,
-            change(l.new_invited),
-            change(l.new_answered)
-        );
-    };
-    for l in &d.lines {
-        row(&mut s, l);
-    }
-    let _ = writeln!(s, "{}", "-".repeat(105));
-    let mut total = d.total.clone();
-    total.region = "I alt".into();
-    row(&mut s, &total);
-    let _ = writeln!(s);
-    let _ = writeln!(s, "{WEEKS_TITLE}:");
-    let _ = write!(s, "{:<10}", "Uge");
-    for l in &d.lines {
-        let _ = write!(s, " {:>12}", l.region);
-    }
-    let _ = write!(s, " {:>12}", "I alt");
-    let _ = writeln!(s);
-    for (week, counts) in &d.weeks {
-        let _ = write!(s, "{week:<10}");
-        for c in counts {
-            let _ = write!(s, " {c:>12}");
-        }
-        let _ = write!(s, " {:>12}", counts.iter().sum::<u64>());
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(s);
-    let refused = d.refusals.refused();
-    let _ = writeln!(s, "{}", d.refusals.sentence());
-    if refused > 0 {
-        let _ = writeln!(s, "Afviste henvendelser kan skyldes en forkert opsat konsulentadresse eller en forfalsket afsender: tjek `canvass status`.");
-    }
-    if d.withdrawn > 0 {
-        let _ = writeln!(s, "{}", withdrawn_text(d.withdrawn));
-    }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "Returpost:");
-    for l in returns_lines(&d.returns) {
-        let _ = writeln!(s, "  {l}");
-    }
-    s
-}
-
-/// The digest's line on withdrawn invitations.
-fn withdrawn_text(n: u64) -> String {
-    format!(
-        "Trukket tilbage: {n} invitation(er), sendt ved en fejl; de indgår ikke i tallene ovenfor."
-    )
-}
-
-/// HTML with the same table; the chart, when there is one, is the image
-/// `cid:<chart_cid>` (the digest mail attaches it as [`crate::compose::CHART_CID`]).
+/// The built-in HTML; the chart is `cid:<chart_cid>`.
 pub fn render_html(d: &Digest, chart_cid: Option<&str>) -> String {
-    render_html_with_intro(d, chart_cid, &subject(d), &subject(d))
+    let subject = subject(d);
+    render(
+        &Texts::builtin(),
+        "digest.html",
+        context(d, &subject, &subject, chart_cid),
+    )
+    .expect("the built-in digest.html renders every digest: a bug")
 }
 
-/// [`render_html`] with the agency's `digest_intro.txt` under the heading
-/// (left out when it is just the subject, the built-in).
-pub fn render_html_with_intro(
-    d: &Digest,
-    chart_cid: Option<&str>,
-    subject: &str,
-    intro: &str,
-) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html><html lang=\"da\"><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family: Arial, Helvetica, sans-serif; color: #1a1a1a;\">",
-        html_escape(subject)
-    );
-    let _ = write!(
-        s,
-        "<h1 style=\"font-size: 20px;\">{}</h1>",
-        html_escape(subject)
-    );
-    if intro.trim() != subject {
-        for p in intro.trim().split("\n\n") {
-            let _ = write!(s, "<p>{}</p>", html_escape(p.trim()));
-        }
-    }
-    let _ = write!(
-        s,
-        "<p>Indsamling {} til {}. {}</p>",
-        d.window.0,
-        d.window.1,
-        if d.days_left > 0 {
-            format!("{} dag(e) tilbage.", d.days_left)
-        } else {
-            "Indsamlingen er slut.".to_string()
-        }
-    );
-    if let Some(cid) = chart_cid {
-        let _ = write!(s, "<p><img src=\"cid:{cid}\" alt=\"Svarprocent pr. region\" width=\"640\" height=\"320\"></p>");
-    }
-    let th = "style=\"text-align: right; padding: 4px 8px; border-bottom: 2px solid #444;\"";
-    let td = "style=\"text-align: right; padding: 4px 8px; border-bottom: 1px solid #ccc;\"";
-    let _ = write!(s, "<table style=\"border-collapse: collapse;\"><caption style=\"text-align: left; font-weight: bold;\">Svar pr. region</caption><thead><tr>");
-    for h in [
-        "Region",
-        "Inviteret",
-        "Leveret",
-        "Returneret",
-        "Frameldt",
-        "Svar",
-        "Svar / inviteret",
-        "Svar / leveret",
-        "Nye invitationer",
-        "Nye svar",
-    ] {
-        let _ = write!(s, "<th scope=\"col\" {th}>{h}</th>");
-    }
-    let _ = write!(s, "</tr></thead><tbody>");
-    let row = |s: &mut String, l: &Line, bold: bool| {
-        let b = if bold { "font-weight: bold; " } else { "" };
-        let _ = write!(
-            s,
-            "<tr><th scope=\"row\" style=\"{b}text-align: left; padding: 4px 8px;\">{}</th>",
-            html_escape(&l.region)
-        );
-        for v in [
-            l.invited.to_string(),
-            l.delivered.to_string(),
-            l.bounced.to_string(),
-            l.opted_out.to_string(),
-            l.answered.to_string(),
-            l.rate_invited.clone(),
-            l.rate_delivered.clone(),
-            change(l.new_invited),
-            change(l.new_answered),
-        ] {
-            let _ = write!(s, "<td {td}>{}</td>", html_escape(&v));
-        }
-        let _ = write!(s, "</tr>");
+/// A digest with every part shown, for `canvass preview digest` and the
+/// templates' validation: two regions with a change since the previous
+/// digest, a vacation week, refusals, a withdrawn invitation, return mail.
+pub fn sample() -> Digest {
+    let c = |region: &str, name: &str, v: u64| (region.to_string(), name.to_string(), v);
+    let counters = vec![
+        c("Syddanmark", counter::INVITED, 35),
+        c("Syddanmark", counter::SENT, 35),
+        c("Syddanmark", counter::BOUNCED, 2),
+        c("Syddanmark", counter::EXPIRED, 1),
+        c("Syddanmark", counter::COMPLAINED, 1),
+        c("Syddanmark", counter::ANSWERED, 20),
+        c("Syddanmark", counter::REFUSED_UNAUTHENTICATED, 3),
+        c("Syddanmark", counter::REFUSED_OVER_MESSAGE_CAP, 1),
+        c("Syddanmark", counter::REFUSED_OVER_CAP, 2),
+        c("Syddanmark", counter::OUTSIDE_WINDOW, 4),
+        c("Syddanmark", counter::WITHDRAWN, 1),
+        c(
+            "Syddanmark",
+            &format!("{}2024-W32", counter::INVITED_WEEK),
+            10,
+        ),
+        c(
+            "Syddanmark",
+            &format!("{}2024-W34", counter::INVITED_WEEK),
+            25,
+        ),
+        c("Sjælland", counter::INVITED, 30),
+        c("Sjælland", counter::SENT, 30),
+        c("Sjælland", counter::ANSWERED, 12),
+        c("Sjælland", counter::OPTED_OUT, 1),
+        c(
+            "Sjælland",
+            &format!("{}2024-W32", counter::INVITED_WEEK),
+            30,
+        ),
+        c("", counter::REFUSED_UNKNOWN_SENDER, 2),
+        c("", counter::AUTO_REPLIES, 5),
+        c("", counter::REPLIES, 3),
+        c("", counter::QUARANTINED, 1),
+    ];
+    let st = crate::analysis::status::compute(&["Sjælland", "Syddanmark"], &counters, 0);
+    let prev = Snapshot {
+        regions: [
+            ("Syddanmark".to_string(), (30, 15)),
+            ("Sjælland".to_string(), (30, 12)),
+        ]
+        .into(),
     };
-    for l in &d.lines {
-        row(&mut s, l, false);
-    }
-    let mut total = d.total.clone();
-    total.region = "I alt".into();
-    row(&mut s, &total, true);
-    let _ = write!(s, "</tbody></table>");
-    let _ = write!(s, "<h2 style=\"font-size: 16px;\">{WEEKS_TITLE}</h2><table style=\"border-collapse: collapse;\"><thead><tr><th scope=\"col\" {th}>Uge</th>");
-    for l in &d.lines {
-        let _ = write!(s, "<th scope=\"col\" {th}>{}</th>", html_escape(&l.region));
-    }
-    let _ = write!(s, "<th scope=\"col\" {th}>I alt</th>");
-    let _ = write!(s, "</tr></thead><tbody>");
-    for (week, counts) in &d.weeks {
-        let _ = write!(
-            s,
-            "<tr><th scope=\"row\" style=\"text-align: left; padding: 4px 8px;\">{week}</th>"
-        );
-        for c in counts {
-            let _ = write!(s, "<td {td}>{c}</td>");
-        }
-        let _ = write!(s, "<td {td}>{}</td>", counts.iter().sum::<u64>());
-        let _ = write!(s, "</tr>");
-    }
-    let _ = write!(s, "</tbody></table>");
-    let _ = write!(s, "<p>{}</p>", d.refusals.sentence());
-    if d.withdrawn > 0 {
-        let _ = write!(s, "<p>{}</p>", withdrawn_text(d.withdrawn));
-    }
-    let _ = write!(s, "<h2 style=\"font-size: 16px;\">Returpost</h2><ul>");
-    for l in returns_lines(&d.returns) {
-        let _ = write!(s, "<li>{}</li>", html_escape(&l));
-    }
-    let _ = write!(s, "</ul></body></html>");
-    s
+    let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("a valid sample date");
+    let window = Window::new(ymd(2024, 8, 7), ymd(2024, 9, 20));
+    compute(
+        &st,
+        &counters,
+        Some(&prev),
+        &window,
+        ymd(2024, 8, 26),
+        &[],
+        false,
+    )
 }
 
 #[cfg(test)]
@@ -549,6 +428,37 @@ mod tests {
         let html = render_html(&d, Some("chart"));
         assert!(html.contains("cid:chart"));
         assert!(html.contains("<th scope=\"row\""));
+    }
+
+    /// The digest as mailed, byte for byte, beside its golden file
+    /// (`CANVASS_BLESS=1` rewrites them; read the diff before committing).
+    #[test]
+    fn the_builtin_digest_reads_as_its_golden_files() {
+        let d = sample();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/digest");
+        let intro = "Kære ledere\n\nHer er ugens tal & lidt <mere>.";
+        for (file, got) in [
+            ("full.txt", render_text_with_intro(&d, intro)),
+            (
+                "full.html",
+                render(
+                    &Texts::builtin(),
+                    "digest.html",
+                    context(&d, &subject(&d), intro, Some("chart")),
+                )
+                .unwrap(),
+            ),
+            ("plain.html", render_html(&d, None)),
+        ] {
+            let path = dir.join(file);
+            if std::env::var_os("CANVASS_BLESS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &got).unwrap();
+            }
+            let want = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (CANVASS_BLESS=1 writes it)", path.display()));
+            assert_eq!(got, want, "{file} differs from its golden file");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! anonymous answers, then rendered. Where things live:
 //!
 //! - [`status`]: the figures of `canvass status`, computed from stored counters.
-//! - [`digest`]: the managers' digest figures (pure) and their text/HTML.
+//! - [`digest`]: the managers' digest figures (pure) and the context its
+//!   templates (`digest.txt`, `digest.html`) see.
 //! - [`chart`]: the digest's PNG bar chart (plotters, bundled font).
 //! - [`report`]: the agency's analysis (response rate, figures 1–4) as text or one HTML page (pure).
 //! - [`export`]: the answers as CSV (for Excel) or JSON, one row per answer (pure).
