@@ -31,7 +31,8 @@
 //!
 //! A figure whose question is missing from the definition (or has another
 //! kind) is skipped with a note. Percentages are whole, rounded half up and
-//! computed with integers ("–" when there is nothing to divide by). Every
+//! computed with integers ("–" when there is nothing to divide by), as
+//! [`crate::analysis::percent`] writes them everywhere. Every
 //! group or base with fewer than [`SMALL_GROUP`] answers is marked `*`, never
 //! hidden.
 
