@@ -462,7 +462,7 @@ fn body_text(msg: &Message<'_>) -> String {
 /// One recipient per address: the first mention wins, a later one fills in
 /// what it lacks.
 /// Merges repeated recipients; drops those with nothing left of an address
-/// (`X-Failed-Recipients: '` — found by tests/classify_props.rs).
+/// (`X-Failed-Recipients: '` — found by tests/it/classify_props.rs).
 fn dedup(found: Vec<BouncedRecipient>) -> Vec<BouncedRecipient> {
     let mut out: Vec<BouncedRecipient> = Vec::new();
     for r in found.into_iter().filter(|r| !r.address.is_empty()) {

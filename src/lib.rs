@@ -95,3 +95,6 @@ pub mod transport;
 pub mod web;
 pub mod web_pages;
 pub mod window;
+
+#[cfg(test)]
+mod test_support;

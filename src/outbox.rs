@@ -328,3 +328,6 @@ fn item_kind(item: &OutboxItem) -> &'static str {
         Purpose::Forward => "forward",
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,16 +15,16 @@
 //! (default target/bench).
 //!
 //! Each scenario starts what it measures against in the same run: a real
-//! Dovecot and Postfix (tests/harness), smtp-source and smtp-sink from the
+//! Dovecot and Postfix (tests/it/harness), smtp-source and smtp-sink from the
 //! postfix package, wrk. The figures go to stderr as they come and, as a
 //! Markdown table, to stdout and DIR/results.md.
 //!
 //! Under `cargo test --all-targets` this program is run without a scenario
 //! and does nothing.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
-#[path = "../../tests/harness/mod.rs"]
+#[path = "../../tests/it/harness/mod.rs"]
 mod harness;
 
 mod classify;

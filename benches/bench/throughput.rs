@@ -3,7 +3,7 @@
 //! `canvass run` is started and timed until the store counts all N
 //! invitations accepted by the SMTP server:
 //!
-//! - into the real Postfix of tests/harness, against smtp-source sending N
+//! - into the real Postfix of tests/it/harness, against smtp-source sending N
 //!   messages of the invitation's size into that same Postfix;
 //! - into smtp-sink, against smtp-source's 8-session rate into it.
 //!

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 pub const SURVEY: &str = "undersoegelse@siri.test";
-/// A consultant of region Sjælland (tests/common REGIONS).
+/// A consultant of region Sjælland (tests/it/common REGIONS).
 pub const CONSULTANT: &str = "anne.hansen@siri.test";
 /// Invitations go to `kontakt+N@kommune.test`: distinct contacts for canvass,
 /// one mailbox for Dovecot (its LMTP strips the `+detail`), so Postfix

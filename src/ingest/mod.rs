@@ -255,3 +255,6 @@ async fn process_batch(
     }
     (done, unreadable)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1440,3 +1440,6 @@ mod tests {
         assert_eq!(weeks, [(counter::invited_week(received), 1)]);
     }
 }
+
+#[cfg(test)]
+mod test_support;

@@ -1,7 +1,7 @@
-// A real OAuth 2.0 authorization server for tests/oauth.rs: oidc-provider
+// A real OAuth 2.0 authorization server for tests/it/oauth.rs: oidc-provider
 // (certified OpenID implementation) in client-credentials mode, issuing RS256
 // JWT access tokens (RFC 9068) whose public key the harness gives Dovecot's
-// oauth2 passdb. Started by tests/harness/oidc.rs on a loopback port; never
+// oauth2 passdb. Started by tests/it/harness/oidc.rs on a loopback port; never
 // used outside the tests.
 //
 // Settings come from one JSON file (argv[2]):

@@ -1,8 +1,8 @@
-//! `ImapSource` against a real Dovecot (tests/harness): TLS modes, fetching
+//! `ImapSource` against a real Dovecot (tests/it/harness): TLS modes, fetching
 //! with INTERNALDATE, \Seen and MOVE, the stored mark, UIDVALIDITY, IDLE,
 //! shutdown, a refused login and a server restart.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

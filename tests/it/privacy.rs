@@ -5,37 +5,21 @@
 //!
 //! No fixed sleeps: every wait polls for an event with a time-out.
 
-mod common;
+use crate::common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use canvass::address::HmacKey;
 use canvass::config::Config;
 use canvass::control::{self, Request};
-use canvass::metrics::Metrics;
 use canvass::pipeline::Pipeline;
 use canvass::scheduler::{Scheduler, RETENTION_JOB};
-use canvass::store::{InviteOutcome, Purpose, Store, StoredResponse};
+use canvass::store::{InviteOutcome, Purpose, StoredResponse};
 use chrono::{Duration as Days, Utc};
 use common::*;
 
 const STEP: Duration = Duration::from_secs(20);
-
-fn pipeline(path: &Path) -> Arc<Pipeline> {
-    let cfg = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let store = Store::open(&cfg.store_path).unwrap();
-    let key = HmacKey::load(&cfg.hmac_key_file).unwrap();
-    Arc::new(Pipeline::new(
-        store,
-        key,
-        Arc::new(cfg),
-        Arc::new(Metrics::default()),
-    ))
-}
 
 /// Every queued item, due or not.
 fn queued(p: &Pipeline) -> Vec<canvass::store::OutboxItem> {
@@ -325,68 +309,6 @@ fn purge_and_forget_commands() {
     assert_eq!(st["outbox"], 0, "{st}");
 }
 
-/// `canvass run` with its JSON log collected.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(config: &str) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_canvass"))
-            .args(["--config", config, "--log-format", "json", "run"])
-            .env("RUST_LOG", "warn,canvass=info")
-            .env_remove("CANVASS_CONFIG")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start canvass run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon { child, log }
-    }
-
-    /// The web server's address, from the "canvass started" line.
-    fn web(&self) -> String {
-        wait_for("canvass started", STEP, || {
-            self.log.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "canvass started").then(|| v["web"].as_str().map(String::from))?
-            })
-        })
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = wait_for("canvass to exit", STEP, || {
-            self.child.try_wait().ok().flatten()
-        });
-        assert!(status.success(), "{}", self.log.lock().unwrap().join("\n"));
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn json_cmd(cfg: &str, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--config", cfg];
     all.extend_from_slice(args);
@@ -407,7 +329,7 @@ fn backup_while_the_daemon_runs_restores_identical_status_and_report() {
     let (s, e) = open_window();
     let cfg_path = file_config(dir.path(), (&s, &e), "");
     let cfg = cfg_path.to_str().unwrap();
-    let mut daemon = Daemon::start(cfg);
+    let daemon = process::Daemon::start(&cfg_path, "warn,canvass=info");
     let web = daemon.web();
     deliver(
         &dir.path().join("inbox"),

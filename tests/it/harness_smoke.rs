@@ -1,7 +1,7 @@
 //! Smoke tests of the mail-stack harness itself (real Dovecot + Postfix).
-//! Run: `cargo test --test harness_smoke` (as root, after scripts/install-test-deps).
+//! Run: `cargo test --test it harness_smoke::` (as root, after scripts/install-test-deps).
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

@@ -7,17 +7,16 @@
 //! Nothing here sleeps for a fixed time: every step waits for an event (a
 //! datagram, a log line, the process' exit) with a time-out.
 
-mod common;
+use crate::common;
 
-use std::io::BufRead;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{cc_trigger, deliver, file_config, open_window, wait_for};
+use common::process::Daemon;
+use common::{cc_trigger, deliver, file_config, open_window};
 
 const STARTUP: Duration = Duration::from_secs(30);
 const STEP: Duration = Duration::from_secs(15);
@@ -89,90 +88,14 @@ fn status_of(msg: &str) -> Option<&str> {
     msg.lines().find_map(|l| l.strip_prefix("STATUS="))
 }
 
-/// `canvass run` with its stderr collected line by line.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(config: &Path, notify: &Path, env: &[(&str, &str)], log_format: &str) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canvass"));
-        cmd.arg("--config")
-            .arg(config)
-            .args(["--log-format", log_format, "run"])
-            .env("NOTIFY_SOCKET", notify)
-            .env("RUST_LOG", "warn,canvass=info")
-            .env_remove("CANVASS_CONFIG")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start canvass run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon { child, log }
+/// `canvass run` with `NOTIFY_SOCKET` and `env`, its stderr collected.
+fn start(config: &Path, notify: &Path, env: &[(&str, &str)], log_format: &str) -> Daemon {
+    let mut cmd = Daemon::command(config, log_format, "warn,canvass=info");
+    cmd.env("NOTIFY_SOCKET", notify);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a log line containing `needle` (after the `skip` first lines).
-    fn wait_log(&self, needle: &str, skip: usize) -> String {
-        wait_for(&format!("log line {needle:?}"), STEP, || {
-            self.log
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(skip)
-                .find(|l| l.contains(needle))
-                .cloned()
-        })
-    }
-
-    fn log_len(&self) -> usize {
-        self.log.lock().unwrap().len()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        wait_for("canvass to exit", timeout, || {
-            self.child.try_wait().ok().flatten()
-        })
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    Daemon::spawn(cmd)
 }
 
 /// A config whose invitations wait an hour in the outbox (so the outbox depth
@@ -208,7 +131,7 @@ fn notify_watchdog_reload_and_stop() {
     let cfg = config(dir.path(), 20);
     let good = std::fs::read_to_string(&cfg).unwrap();
     let mut notes = Notifications::bind(dir.path());
-    let mut daemon = Daemon::start(&cfg, &notes.path, &[("WATCHDOG_USEC", "200000")], "json");
+    let mut daemon = start(&cfg, &notes.path, &[("WATCHDOG_USEC", "200000")], "json");
 
     // READY=1 once everything is up; the Maildir connects at once, so it says
     // it is ingesting. STATUS= lines came before it (opening the store, …).
@@ -267,7 +190,7 @@ fn notify_watchdog_reload_and_stop() {
         "{after:?}"
     );
     daemon.wait_log("new configuration rejected", mark);
-    assert!(daemon.child.try_wait().unwrap().is_none(), "still running");
+    assert!(daemon.running(), "still running");
     // Still serving: `canvass status` reaches it over the control socket (the
     // store is the daemon's: an offline open would fail on sled's lock).
     std::fs::write(&cfg, &good).unwrap();
@@ -329,7 +252,7 @@ fn without_a_watchdog_no_keepalives_and_auto_logs_text() {
     let cfg = config(dir.path(), 20);
     let mut notes = Notifications::bind(dir.path());
     // JOURNAL_STREAM that is not our stderr: `auto` must not pick journald.
-    let mut daemon = Daemon::start(&cfg, &notes.path, &[("JOURNAL_STREAM", "0:1")], "auto");
+    let mut daemon = start(&cfg, &notes.path, &[("JOURNAL_STREAM", "0:1")], "auto");
     notes.wait("READY=1", STARTUP, |m| has_line(m, "READY=1"));
     daemon.wait_log("canvass started", 0);
     daemon.signal("TERM");
@@ -358,7 +281,7 @@ fn journald_falls_back_to_stderr_when_the_journal_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 20);
     let mut notes = Notifications::bind(dir.path());
-    let mut daemon = Daemon::start(&cfg, &notes.path, &[], "journald");
+    let mut daemon = start(&cfg, &notes.path, &[], "journald");
     notes.wait("READY=1", STARTUP, |m| has_line(m, "READY=1"));
     daemon.wait_log("journal is unreachable", 0);
     daemon.wait_log("canvass started", 0);
@@ -370,30 +293,9 @@ fn journald_falls_back_to_stderr_when_the_journal_is_unreachable() {
 fn without_notify_socket_it_runs_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 20);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_canvass"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--log-format", "json", "run"])
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("CANVASS_CONFIG")
-        .env("WATCHDOG_USEC", "100000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let mut daemon = Daemon { child, log };
+    let mut cmd = Daemon::command(&cfg, "json", "warn,canvass=info");
+    cmd.env("WATCHDOG_USEC", "100000");
+    let mut daemon = Daemon::spawn(cmd);
     daemon.wait_log("mailbox connected", 0);
     daemon.signal("TERM");
     assert!(daemon.wait_exit(Duration::from_secs(30)).success());

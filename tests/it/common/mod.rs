@@ -1,10 +1,15 @@
-//! Helpers shared by the integration tests that do not need a mail server:
-//! a config written into a temp dir, and the `canvass` binary.
+//! Helpers shared by the integration tests: a config written into a temp
+//! dir, the `canvass` binary, the daemon in process ([`start_in_process`])
+//! and as a child process ([`process::Daemon`]).
 #![allow(dead_code)]
+
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use canvass::shutdown::Shutdown;
 
 pub const REGIONS: &str = r#"
 [[regions]]
@@ -271,7 +276,7 @@ pub fn complete_answer() -> Vec<(&'static str, &'static str)> {
 }
 
 /// What varies between the configs of tests that run against the real mail
-/// stack (tests/harness); everything else is the same for all of them.
+/// stack (tests/it/harness); everything else is the same for all of them.
 pub struct StackConfig<'a> {
     pub imap_port: u16,
     pub smtp_port: u16,
@@ -282,11 +287,16 @@ pub struct StackConfig<'a> {
     pub password: &'a str,
     /// The store's path (default `store` beside the config).
     pub store: Option<&'a Path>,
-    /// Extra lines in [sending], [trust], [outbound.smtp]; extra tables at the end.
+    /// Extra lines in [sending], [trust], [inbound.imap], [outbound.smtp];
+    /// extra tables at the end.
     pub sending: &'a str,
     pub trust: &'a str,
+    pub imap: &'a str,
     pub smtp: &'a str,
     pub tables: &'a str,
+    /// The [mailbox] and [auth] tables of an OAuth 2.0 login; the IMAP
+    /// user name and password file are then left out.
+    pub oauth: Option<&'a str>,
 }
 
 impl StackConfig<'_> {
@@ -300,8 +310,10 @@ impl StackConfig<'_> {
             store: None,
             sending: "",
             trust: "",
+            imap: "",
             smtp: "",
             tables: "",
+            oauth: None,
         }
     }
 
@@ -344,13 +356,13 @@ hmac_key_file = "hmac.key"
 path = "{store}"
 control_socket = "{socket}"
 
+{oauth}
 [inbound.imap]
 host = "127.0.0.1"
 port = {imap}
 tls = "none"
-username = "undersoegelse@siri.test"
-password_file = "imap-password"
-move_to = "Behandlet"
+{login}move_to = "Behandlet"
+{imap_lines}
 
 [outbound.smtp]
 host = "127.0.0.1"
@@ -371,6 +383,13 @@ metrics_bind = "127.0.0.1:0"
             trust = self.trust,
             socket = dir.join("canvass.sock").display(),
             imap = self.imap_port,
+            oauth = self.oauth.unwrap_or(""),
+            login = if self.oauth.is_some() {
+                ""
+            } else {
+                "username = \"undersoegelse@siri.test\"\npassword_file = \"imap-password\"\n"
+            },
+            imap_lines = self.imap,
             smtp_port = self.smtp_port,
             smtp = self.smtp,
             tables = self.tables,
@@ -380,4 +399,37 @@ metrics_bind = "127.0.0.1:0"
         std::fs::write(&path, text).expect("write config");
         path
     }
+}
+
+/// `daemon::start` in this process on the config at `path`, its web server
+/// on a free loopback port.
+pub async fn start_in_process(path: &Path) -> (canvass::daemon::Daemon, Shutdown) {
+    let cfg = canvass::config::Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let d = canvass::daemon::start(cfg, listener, shutdown.clone())
+        .await
+        .unwrap();
+    (d, shutdown)
+}
+
+/// Triggers the shutdown; the daemon must drain within 30 s and end cleanly.
+pub async fn stop_in_process(d: canvass::daemon::Daemon, shutdown: Shutdown) {
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), d.wait())
+        .await
+        .expect("drained in time")
+        .unwrap();
+}
+
+/// A pipeline over the store of the config at `path` (no daemon), as
+/// `canvass status` opens it.
+pub fn pipeline(path: &Path) -> std::sync::Arc<canvass::pipeline::Pipeline> {
+    let cfg = canvass::config::Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    std::sync::Arc::new(canvass::pipeline::Pipeline::open_offline(cfg).expect("open the store"))
+}
+
+/// Runs blocking I/O (a raw HTTP request) off the test's runtime threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
 }

@@ -1,8 +1,8 @@
 //! The survey form in a REAL headless Chromium (Debian's `chromium`, driven by
-//! Debian's `chromedriver` over W3C WebDriver: `tests/browser/webdriver.rs`).
+//! Debian's `chromedriver` over W3C WebDriver: `tests/it/browser/webdriver.rs`).
 //!
 //! - `invitation_link_to_thank_you`: the invitation goes through a real
-//!   Postfix + Dovecot (`tests/harness`), is read over IMAP, and its link is
+//!   Postfix + Dovecot (`tests/it/harness`), is read over IMAP, and its link is
 //!   opened; the form is answered with the keyboard and the mouse, errors
 //!   first; the stored answer is exactly what was typed; a second submission
 //!   stores nothing.
@@ -17,9 +17,8 @@
 //! Needs root and `scripts/install-test-deps` (Dovecot, Postfix, Chromium,
 //! chromedriver, axe-core); a missing piece fails the test and says so.
 
-mod common;
-mod harness;
-#[path = "browser/webdriver.rs"]
+use crate::common;
+use crate::harness;
 mod webdriver;
 
 use std::collections::BTreeMap;
@@ -136,7 +135,7 @@ impl Drop for Running {
             let log = log_capture().text();
             let lines: Vec<&str> = log.lines().collect();
             eprintln!(
-                "---- canvass log (last 80 lines, all tests of this file) ----\n{}",
+                "---- canvass log (last 80 lines, every in-process daemon of the test binary) ----\n{}",
                 lines[lines.len().saturating_sub(80)..].join("\n")
             );
         }
@@ -229,7 +228,7 @@ fn invite_by_file(r: &Running, contact: &str) -> String {
     link_in(&raw, &r.base).expect("a personal link in the invitation")
 }
 
-/// The daemon against a real Postfix + Dovecot (as in tests/pipeline.rs).
+/// The daemon against a real Postfix + Dovecot (as in tests/it/pipeline.rs).
 fn stack_config(mail: &MailStack, dir: &Path, base: &str) -> PathBuf {
     common::StackConfig {
         base_url: base,

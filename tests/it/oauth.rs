@@ -13,8 +13,8 @@
 //! src/oauth/request.rs unit-tests the field-by-field match with their
 //! documentation).
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,42 +74,13 @@ impl Default for Setup<'_> {
 
 fn write_config(dir: &Path, mail: &MailStack, oidc: &OidcServer, s: &Setup) -> PathBuf {
     std::fs::write(dir.join("client-secret"), SECRET).unwrap();
-    let key = dir.join("hmac.key");
-    if !key.exists() {
-        canvass::address::generate_key_file(&key).unwrap();
-    }
-    let (start, end) = common::open_window();
     let smtp_port = if s.smtp_port == 0 {
         mail.submission_port()
     } else {
         s.smtp_port
     };
-    let text = format!(
-        r#"
-[survey]
-address = "{SURVEY}"
-base_url = "http://127.0.0.1:9"
-definition = "{survey}"
-
-[window]
-start = {start}
-end = {end}
-
-[sending]
-min_retry_seconds = 1
-max_retry_minutes = 1
-
-[trust]
-internal_domains = ["siri.test"]
-
-[secrets]
-hmac_key_file = "hmac.key"
-
-[store]
-path = "store"
-control_socket = "{socket}"
-
-[mailbox]
+    let oauth = format!(
+        r#"[mailbox]
 {mailbox}
 
 [auth]
@@ -118,42 +89,24 @@ mechanism = "{mechanism}"
 {credential}
 token_url = "{token_url}"
 {auth}
-
-[inbound.imap]
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-mailbox = "{imap_mailbox}"
-move_to = "Behandlet"
-
-[outbound.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-timeout_seconds = 5
-{smtp}
-
-[web]
-bind = "127.0.0.1:0"
-{regions}"#,
-        survey = common::survey_path().display(),
-        socket = dir.join("canvass.sock").display(),
+"#,
         mailbox = s.mailbox,
         mechanism = s.mechanism,
         token_url = oidc.token_url(),
-        imap = mail.imap_port(),
-        imap_mailbox = s.imap_mailbox,
-        smtp = s.smtp,
         auth = s.auth,
         credential = s.credential.unwrap_or(concat!(
             "client_id = \"canvass-survey\"\n",
             "client_secret_file = \"client-secret\""
         )),
-        regions = common::REGIONS,
     );
-    let path = dir.join("canvass.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::StackConfig {
+        sending: "max_retry_minutes = 1",
+        imap: &format!("mailbox = \"{}\"", s.imap_mailbox),
+        smtp: s.smtp,
+        oauth: Some(&oauth),
+        ..common::StackConfig::new(mail.imap_port(), smtp_port)
+    }
+    .write(dir)
 }
 
 /// The daemon as a process; SIGTERM on drop.

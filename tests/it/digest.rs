@@ -5,16 +5,14 @@
 //! a valid PNG chart referenced by the HTML part; reminders then go to exactly
 //! the contacts who neither answered nor bounced.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::path::Path;
 use std::time::Duration;
 
-use canvass::config::Config;
 use canvass::daemon;
 use canvass::scheduler::Scheduler;
-use canvass::shutdown::Shutdown;
 use common::*;
 use harness::MailStack;
 use mail_parser::{MessageParser, MimeHeaders};
@@ -69,12 +67,7 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
     mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION]);
     mail.add_users(&contacts);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone())
-        .await
-        .unwrap();
+    let (d, shutdown) = common::start_in_process(&write_config(&mail, dir.path())).await;
     let web = d.web_addr.to_string();
 
     // Sjælland: c1, c2, c3. Syddanmark: c4, c5 and c1 again. Midtjylland: a
@@ -287,12 +280,7 @@ async fn opt_out_question_and_out_of_office_replies() {
         SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, optout, asker, away,
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone())
-        .await
-        .unwrap();
+    let (d, shutdown) = common::start_in_process(&write_config(&mail, dir.path())).await;
     let web = d.web_addr.to_string();
 
     mail.send(
@@ -456,12 +444,7 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
         SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, expired, complainer, victim,
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::load(&write_config(&mail, dir.path())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone())
-        .await
-        .unwrap();
+    let (d, shutdown) = common::start_in_process(&write_config(&mail, dir.path())).await;
 
     mail.send(
         ANNE,

@@ -2,7 +2,7 @@
 //! .eml files out, sled under ./var) with the shipped samples, run as the real
 //! binary from a copy of config/demo.toml.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::Path;

@@ -2,16 +2,12 @@
 //! re-shown, the answer stored once, second submissions refused, unknown links
 //! rate-limited, closed survey, bounded bodies, security headers.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
-use canvass::address::HmacKey;
-use canvass::config::Config;
-use canvass::metrics::Metrics;
 use canvass::pipeline::Pipeline;
 use canvass::shutdown::Shutdown;
-use canvass::store::Store;
 use common::*;
 
 struct Web {
@@ -46,15 +42,7 @@ async fn start_edited(edit: impl FnOnce(&std::path::Path, String) -> String) -> 
     let path = file_config(dir.path(), (&s, &e), "");
     let text = edit(dir.path(), std::fs::read_to_string(&path).unwrap());
     std::fs::write(&path, text).unwrap();
-    let cfg = Config::load(&path).unwrap();
-    let store = Store::open(&cfg.store_path).unwrap();
-    let key = HmacKey::load(&cfg.hmac_key_file).unwrap();
-    let pipeline = Arc::new(Pipeline::new(
-        store,
-        key,
-        Arc::new(cfg),
-        Arc::new(Metrics::default()),
-    ));
+    let pipeline = pipeline(&path);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = Shutdown::new();
@@ -91,10 +79,6 @@ fn invitation_raw(w: &Web, addr: &str) -> Vec<u8> {
         .find(|i| i.to == [addr.to_string()])
         .expect("queued");
     as_sent(&w.pipeline, item)
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

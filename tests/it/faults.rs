@@ -1,4 +1,4 @@
-//! Faults, against the real Dovecot + Postfix of `tests/harness` and the real
+//! Faults, against the real Dovecot + Postfix of `tests/it/harness` and the real
 //! `canvass` binary:
 //!
 //! - power cut: SIGKILL while answers and invitations are being written;
@@ -10,21 +10,22 @@
 //! - a wrong IMAP password: one clear log line for the whole outage while the
 //!   retries back off, and recovery once the password file is right;
 //! - a broken config on SIGHUP while the IMAP path works: rejected, the old
-//!   config keeps working (`tests/service.rs` covers the systemd side).
+//!   config keeps working (`tests/it/service.rs` covers the systemd side).
 //!
 //! No fixed sleeps: every wait polls for an event (a log line, a mail, an HTTP
 //! answer) with a time-out.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::process::Daemon;
 use common::{complete_answer, form_body, link_in, wait_for};
 use harness::MailStack;
 
@@ -47,114 +48,6 @@ fn trigger(id: &str, to: &str) -> Vec<u8> {
         "Message-ID: <{id}@siri.test>\r\nFrom: Anne Hansen <{ANNE}>\r\nTo: {to}\r\nCc: {SURVEY}\r\nSubject: Opfølgning\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHej, tak for snakken.\r\n"
     )
     .into_bytes()
-}
-
-/// `canvass run` (the real binary), its JSON log collected line by line.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Daemon {
-    fn start(config: &Path, rust_log: &str) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_canvass"))
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json", "run"])
-            .env("RUST_LOG", rust_log)
-            .env_remove("CANVASS_CONFIG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start canvass run");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "level": "RAW" }));
-                sink.lock().unwrap().push(v);
-            }
-            sink.lock()
-                .unwrap()
-                .push(serde_json::json!({ "level": "EXIT" }));
-        });
-        Daemon { child, log }
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn dump(&self) -> String {
-        self.lines()
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// Waits for a log line for which `pred` holds.
-    fn wait_log(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.dump()
-            );
-            if self.lines().iter().any(|l| l["level"] == "EXIT") {
-                panic!("canvass exited while waiting for {what}:\n{}", self.dump());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn web(&self) -> String {
-        let l = self.wait_log("canvass started", |l| l["message"] == "canvass started");
-        l["web"].as_str().expect("web address").to_string()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    fn power_cut(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        self.signal("TERM");
-        let status = wait_for("canvass to exit", STEP, || {
-            self.child.try_wait().ok().flatten()
-        });
-        assert!(status.success(), "exit {status:?}:\n{}", self.dump());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// One HTTP request; `None` when the server is not there (killed).
@@ -354,7 +247,7 @@ async fn power_cut_while_writing_loses_nothing_acknowledged() {
     let good = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, "[survey\naddress = ").unwrap();
     daemon.signal("HUP");
-    let l = daemon.wait_log("the reload rejected", |l| {
+    let l = daemon.wait_json("the reload rejected", |l| {
         l["message"] == "new configuration rejected; the old one stays in force"
     });
     assert!(
@@ -462,7 +355,7 @@ async fn disk_full_stops_taking_work_and_recovers() {
         }
     }
     let refused = refused.expect("no answer was refused although the disk is full");
-    let l = daemon.wait_log("the store failure", |l| {
+    let l = daemon.wait_json("the store failure", |l| {
         l["level"] == "ERROR"
             && l["message"]
                 .as_str()
@@ -481,7 +374,7 @@ async fn disk_full_stops_taking_work_and_recovers() {
     });
     mail.append(SURVEY, "INBOX", &trigger("while-full", late), None)
         .await;
-    daemon.wait_log("the store outage logged", |l| {
+    daemon.wait_json("the store outage logged", |l| {
         l["message"] == "store unavailable; retrying with backoff"
     });
     assert!(mail.fetch_all(late, "INBOX").await.is_empty());
@@ -493,7 +386,7 @@ async fn disk_full_stops_taking_work_and_recovers() {
 
     // Space is back: work resumes; the waiting mail is processed.
     std::fs::remove_file(&filler).unwrap();
-    daemon.wait_log("recovery", |l| {
+    daemon.wait_json("recovery", |l| {
         l["message"] == "the store is writable again: taking work again"
     });
     let msgs = mail.wait_for_messages(late, "INBOX", 1, STEP).await;
@@ -515,7 +408,7 @@ async fn disk_full_stops_taking_work_and_recovers() {
     );
     // One error line for the failure, one warning for the outage: no flood.
     let noisy: Vec<_> = daemon
-        .lines()
+        .json_lines()
         .into_iter()
         .filter(|l| l["message"] == "store unavailable; retrying with backoff")
         .collect();
@@ -537,10 +430,10 @@ async fn wrong_imap_password_is_one_clear_line_with_backoff() {
     );
     let daemon = Daemon::start(&cfg, "warn,canvass=info,canvass::backoff=debug");
     // Three refused logins (1 s, then 2 s apart): the retries back off.
-    let third = daemon.wait_log("the third refused login", |l| {
+    let third = daemon.wait_json("the third refused login", |l| {
         l["message"] == "still unavailable" && l["dependency"] == "mailbox" && l["failures"] == 3
     });
-    let lines = daemon.lines();
+    let lines = daemon.json_lines();
     let at = |l: &serde_json::Value| {
         chrono::DateTime::parse_from_rfc3339(l["timestamp"].as_str().unwrap_or_default()).ok()
     };
@@ -576,7 +469,7 @@ async fn wrong_imap_password_is_one_clear_line_with_backoff() {
 
     // The password file is fixed: the next retry gets in; one line says so.
     std::fs::write(dir.path().join("imap-password"), harness::PASSWORD).unwrap();
-    daemon.wait_log("the mailbox back", |l| l["message"] == "mailbox is back");
-    daemon.wait_log("connected", |l| l["message"] == "mailbox connected");
+    daemon.wait_json("the mailbox back", |l| l["message"] == "mailbox is back");
+    daemon.wait_json("connected", |l| l["message"] == "mailbox connected");
     daemon.stop();
 }

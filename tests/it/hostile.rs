@@ -8,7 +8,7 @@
 //!   while `/healthz`, an answer and mail intake (Maildir) go on;
 //! - `/metrics` only on its own listener.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use canvass::config::Config;
-use canvass::daemon::{self, Daemon};
-use canvass::shutdown::Shutdown;
+use canvass::daemon::Daemon;
 use common::*;
+use common::{start_in_process as start, stop_in_process as stop};
 
 /// A config for the Maildir path with `web` added to its [web] table.
 fn config(dir: &Path, web: &str) -> PathBuf {
@@ -31,28 +30,6 @@ fn config(dir: &Path, web: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-async fn start(path: &Path) -> (Daemon, Shutdown) {
-    let cfg = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone())
-        .await
-        .unwrap();
-    (d, shutdown)
-}
-
-async fn stop(d: Daemon, shutdown: Shutdown) {
-    shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), d.wait())
-        .await
-        .expect("drained in time")
-        .unwrap();
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 /// Invites `to` by the command-line path and returns its link, read from

@@ -1,18 +1,18 @@
 //! The invitation pipeline end to end, against a REAL Dovecot (IMAP IDLE) and
-//! a REAL Postfix (SMTP → LMTP into Dovecot), started by `tests/harness`.
+//! a REAL Postfix (SMTP → LMTP into Dovecot), started by `tests/it/harness`.
 //! The daemon runs in process (`daemon::start`) except where it must be killed.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use canvass::config::Config;
-use canvass::daemon::{self, Daemon};
+use canvass::daemon::Daemon;
 use canvass::shutdown::Shutdown;
-use common::{http_get, link_in};
+use common::{http_get, link_in, stop_in_process as stop};
 use harness::MailStack;
 
 const SURVEY: &str = "undersoegelse@siri.test";
@@ -40,22 +40,9 @@ fn stack() -> MailStack {
 }
 
 async fn start(path: &Path) -> (Daemon, Shutdown, String) {
-    let cfg = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let shutdown = Shutdown::new();
-    let d = daemon::start(cfg, listener, shutdown.clone())
-        .await
-        .unwrap();
+    let (d, shutdown) = common::start_in_process(path).await;
     let web = d.web_addr.to_string();
     (d, shutdown, web)
-}
-
-async fn stop(d: Daemon, shutdown: Shutdown) {
-    shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), d.wait())
-        .await
-        .expect("drained in time")
-        .unwrap();
 }
 
 fn status(d: &Daemon) -> canvass::analysis::status::Status {

@@ -3,30 +3,14 @@
 //! twice, also across a restart), the final digest goes out once when the
 //! window closes, and reminders go to exactly those who should get one.
 
-mod common;
+use crate::common;
 
-use std::sync::Arc;
-
-use canvass::address::HmacKey;
 use canvass::config::Config;
-use canvass::metrics::Metrics;
 use canvass::pipeline::Pipeline;
 use canvass::scheduler::Scheduler;
-use canvass::store::{Purpose, Store};
+use canvass::store::Purpose;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-
-fn pipeline(path: &std::path::Path) -> Arc<Pipeline> {
-    let cfg = Config::load(path).unwrap();
-    let store = Store::open(&cfg.store_path).unwrap();
-    let key = HmacKey::load(&cfg.hmac_key_file).unwrap();
-    Arc::new(Pipeline::new(
-        store,
-        key,
-        Arc::new(cfg),
-        Arc::new(Metrics::default()),
-    ))
-}
 
 fn queued(p: &Pipeline, what: fn(&Purpose) -> bool) -> usize {
     let far = Utc::now() + Duration::days(3650);

@@ -2,7 +2,7 @@
 //! check-config's exit codes, explain's text and JSON, invite and status
 //! against a store without a daemon.
 
-mod common;
+use crate::common;
 
 use common::*;
 
@@ -455,7 +455,7 @@ fn a_public_survey_needs_privacy_and_the_accessibility_statement() {
 }
 
 /// `send-test` through the configured transport (here the .eml files; the
-/// SMTP case is in tests/browser.rs): marked as a test, its link the test
+/// SMTP case is in tests/it/browser.rs): marked as a test, its link the test
 /// page, and nobody is invited.
 #[test]
 fn send_test_is_marked_and_invites_no_one() {

@@ -11,7 +11,7 @@
 //!   an invented tenant id), `google-` against `config-google.toml`
 //!   (`provider = "google"`), every other case against `config.toml`.
 //!
-//! `CANVASS_BLESS=1 cargo test --test classify_fixtures` writes the `.json`
+//! `CANVASS_BLESS=1 cargo test --test it classify_fixtures::` writes the `.json`
 //! files instead of comparing; read every one you bless. All mismatches are
 //! reported at once.
 

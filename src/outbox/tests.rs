@@ -1,0 +1,222 @@
+//! [`Outbox::work`] over an in-memory [`Transport`] that records, at each
+//! send, what the store held and how much of it was not yet durable. SMTP
+//! itself is tested against a real Postfix (tests/it/pipeline.rs,
+//! tests/it/oauth.rs).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+use crate::store::{Outgoing, Store};
+use crate::test_support::demo_pipeline;
+use crate::transport::SendFuture;
+
+/// One `send` as the transport saw it.
+#[derive(Debug, Clone, PartialEq)]
+struct Send {
+    message_id: String,
+    /// The store's bytes not yet durable when the send started.
+    unflushed: usize,
+    /// Items in the outbox when the send started.
+    queued: usize,
+}
+
+/// Accepts every message but those given a reply in `replies`.
+struct MemTransport {
+    store: Store,
+    sends: Mutex<Vec<Send>>,
+    replies: HashMap<String, SendError>,
+}
+
+impl MemTransport {
+    fn new(store: &Store) -> MemTransport {
+        MemTransport {
+            store: store.clone(),
+            sends: Mutex::default(),
+            replies: HashMap::new(),
+        }
+    }
+
+    fn sends(&self) -> Vec<Send> {
+        self.sends.lock().unwrap().clone()
+    }
+}
+
+impl Transport for MemTransport {
+    fn send<'a>(&'a self, _from: &'a str, _to: &'a [String], raw: &'a [u8]) -> SendFuture<'a> {
+        Box::pin(async move {
+            let message_id = crate::pipeline::header_message_id(raw).expect("a Message-ID");
+            self.sends.lock().unwrap().push(Send {
+                message_id: message_id.clone(),
+                unflushed: self.store.unflushed_bytes(),
+                queued: self.store.outbox_len(),
+            });
+            // Give the other sends and the group's flush a turn.
+            tokio::task::yield_now().await;
+            match self.replies.get(&message_id) {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn check(&self) -> SendFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// Queues `n` digests, due now, with Message-IDs `m0@siri.dk`…
+fn queue(store: &Store, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let message_id = format!("m{i}@siri.dk");
+            let raw = format!(
+                "Message-ID: <{message_id}>\r\nFrom: undersoegelse@siri.dk\r\nTo: leder@siri.dk\r\nSubject: Status\r\n\r\nStatus.\r\n"
+            );
+            store
+                .enqueue(
+                    Purpose::Digest,
+                    &Outgoing {
+                        from: "undersoegelse@siri.dk".into(),
+                        to: vec!["leder@siri.dk".into()],
+                        message_id: message_id.clone(),
+                        raw: raw.into_bytes(),
+                        not_before: Utc::now() - chrono::Duration::minutes(1),
+                    },
+                )
+                .unwrap();
+            message_id
+        })
+        .collect()
+}
+
+fn outbox(pipeline: Arc<Pipeline>, transport: Arc<MemTransport>, concurrency: usize) -> Outbox {
+    Outbox {
+        pipeline,
+        transport,
+        settings: Settings {
+            concurrency,
+            min_retry_seconds: 60,
+            max_retry_minutes: 60,
+            hours: None,
+            limits: Limits::default(),
+        },
+    }
+}
+
+async fn work(outbox: &Outbox) -> Option<Duration> {
+    let pacer = std::sync::Mutex::new(Pacer::new(outbox.settings.limits));
+    outbox
+        .work(&mut Outage::new("smtp"), &pacer)
+        .await
+        .expect("the store reads")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_connection_each_message_is_marked_and_flushed_before_the_next_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let ids = queue(&pipeline.store, 5);
+    let transport = Arc::new(MemTransport::new(&pipeline.store));
+    let outbox = outbox(pipeline.clone(), transport.clone(), 1);
+
+    assert_eq!(work(&outbox).await, Some(Duration::ZERO));
+
+    // The queue was flushed before the first send, and each accepted message
+    // was marked sent (out of the outbox) and flushed before the next went:
+    // a crash re-sends at most the one message in flight.
+    let expected: Vec<Send> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Send {
+            message_id: id.clone(),
+            unflushed: 0,
+            queued: ids.len() - i,
+        })
+        .collect();
+    assert_eq!(transport.sends(), expected);
+    assert_eq!(pipeline.store.outbox_len(), 0);
+    assert_eq!(
+        pipeline.store.unflushed_bytes(),
+        0,
+        "the last mark is durable"
+    );
+    // Nothing is left: the next round finds nothing due.
+    assert_eq!(work(&outbox).await, None);
+    assert_eq!(transport.sends().len(), ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_connections_marks_go_in_groups_and_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let ids = queue(&pipeline.store, 20);
+    let transport = Arc::new(MemTransport::new(&pipeline.store));
+    let outbox = outbox(pipeline.clone(), transport.clone(), 3);
+
+    assert_eq!(work(&outbox).await, Some(Duration::ZERO));
+
+    let sends = transport.sends();
+    let mut sent: Vec<String> = sends.iter().map(|s| s.message_id.clone()).collect();
+    sent.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(sent, want, "every message once");
+    // When a send starts, the messages accepted before it that are not yet
+    // marked sent are at most the group window (pool_size × 1).
+    for (k, s) in sends.iter().enumerate() {
+        let marked = ids.len() - s.queued;
+        assert!(
+            k - marked <= 3 + 3,
+            "send {k}: {marked} marked; more than the window and the connections in flight: {sends:?}"
+        );
+    }
+    assert_eq!(pipeline.store.outbox_len(), 0);
+    assert_eq!(
+        pipeline.store.unflushed_bytes(),
+        0,
+        "the last group is durable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_refusal_is_retried_later_and_a_permanent_one_is_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let ids = queue(&pipeline.store, 3);
+    let mut transport = MemTransport::new(&pipeline.store);
+    transport
+        .replies
+        .insert(ids[1].clone(), SendError::transient("451 4.3.0 try again"));
+    transport.replies.insert(
+        ids[2].clone(),
+        SendError::permanent("550 5.1.1 no such user"),
+    );
+    let transport = Arc::new(transport);
+    let outbox = outbox(pipeline.clone(), transport.clone(), 1);
+
+    assert_eq!(work(&outbox).await, Some(Duration::ZERO));
+    assert_eq!(transport.sends().len(), 3);
+
+    // Only the deferred one stays queued, due after the retry delay.
+    let next = work(&outbox).await.expect("something is due later");
+    assert!(next > Duration::from_secs(30), "{next:?}");
+    assert_eq!(
+        transport.sends().len(),
+        3,
+        "not sent again before it is due"
+    );
+    let (later, _) = pipeline
+        .store
+        .outbox_due(Utc::now() + chrono::Duration::hours(2), 10)
+        .unwrap();
+    let later: Vec<(&str, u32)> = later
+        .iter()
+        .map(|i| (i.message_id.as_str(), i.attempts))
+        .collect();
+    assert_eq!(later, [(ids[1].as_str(), 1)]);
+}
