@@ -547,8 +547,6 @@ pub fn skip_reason_da(why: crate::classify::SkipReason) -> &'static str {
         SurveyAddress => "undersøgelsens egen adresse",
         InternalDomain => "en kollega (intern adresse) inviteres ikke",
         OverMessageCap => "for mange adresser i én mail; send resten i en ny mail",
-        OverDailyCap => "over dagens grænse for invitationer; send adressen igen i morgen",
-        AlreadyInvited => "allerede inviteret",
     }
 }
 

@@ -47,8 +47,6 @@ fn skip_words(why: SkipReason) -> &'static str {
         SkipReason::SurveyAddress => "the survey address",
         SkipReason::InternalDomain => "a colleague (internal domain)",
         SkipReason::OverMessageCap => "over sending.max_invitees_per_message",
-        SkipReason::OverDailyCap => "over the consultant's daily cap",
-        SkipReason::AlreadyInvited => "invited before",
     }
 }
 

@@ -16,8 +16,7 @@
 //! - [`address`]: address normalisation and the HMAC the store de-duplicates on.
 //! - [`token`]: personal tokens (128 random bits; only the hash is stored).
 //! - [`window`]: collection window and sending hours (pure time rules).
-//! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore.
-//! - [`authres`]: sender trust: Authentication-Results per RFC 8601 §5, and the Microsoft 365 and Google readings (pure).
+//! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore; sender trust (`classify::authres`: Authentication-Results per RFC 8601 §5, the Microsoft 365 and Google readings).
 //! - [`loops`]: no confirmation loops with autoresponders (pure rules).
 //! - [`redact`]: every shape of a personal link removed from forwarded replies (pure).
 //! - [`bounce`]: reading bounces (RFC 3464, Exchange, Gmail, qmail, plain text) into a report (pure).
@@ -57,7 +56,6 @@ pub mod address;
 pub mod analysis;
 pub mod answer;
 pub mod apply;
-pub mod authres;
 pub mod backoff;
 pub mod bounce;
 pub mod checkmail;

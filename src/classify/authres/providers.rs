@@ -42,7 +42,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// The `method=result` clauses of an Authentication-Results value (comments
 /// stripped), each as lower-case words.
 fn clauses(value: &str) -> Vec<Vec<String>> {
-    crate::classify::strip_comments(value)
+    super::strip_comments(value)
         .split(';')
         .map(|c| {
             c.split_whitespace()
@@ -129,7 +129,7 @@ pub fn google(headers: &[(String, String)], border: usize, domain: &str) -> Verd
     let domain = domain.to_ascii_lowercase();
     // The results of a field from mx.google.com (`ARC-…: i=N; mx.google.com; …`).
     let from_google = |name: &str, v: &str| -> Option<String> {
-        let v = crate::classify::strip_comments(v);
+        let v = super::strip_comments(v);
         let mut rest = v.as_str();
         if name.eq_ignore_ascii_case("ARC-Authentication-Results") {
             rest = rest.split_once(';')?.1;

@@ -101,7 +101,7 @@ pub fn verdict(
         if !n.eq_ignore_ascii_case("Authentication-Results") {
             return None;
         }
-        let v = crate::classify::strip_comments(v);
+        let v = strip_comments(v);
         let (id, results) = v.split_once(';').unwrap_or((&v, ""));
         let id = id
             .split_whitespace()
@@ -178,6 +178,46 @@ fn received_by(value: &str) -> Option<String> {
         .map(|h| h.trim_end_matches(';').to_ascii_lowercase())
 }
 
+/// Removes RFC 5322 comments, `(2048-bit key; unprotected)` as OpenDKIM writes
+/// them: their semicolons would otherwise split a result in two.
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(' ');
+                }
+            }
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +268,16 @@ mod tests {
             ),
         ]);
         assert!(verdict(below, "siri-auth", "siri.dk").is_err());
+    }
+
+    #[test]
+    fn comments_do_not_split_results() {
+        assert_eq!(
+            crate::classify::unfold(&strip_comments(
+                "mx; dkim=pass (2048-bit key; unprotected) header.d=siri.dk"
+            )),
+            "mx; dkim=pass header.d=siri.dk"
+        );
+        assert_eq!(strip_comments("a (b (c; d) e) f \"(q)\""), "a   f \"(q)\"");
     }
 }
