@@ -163,20 +163,31 @@ pub fn reloading() {
 pub fn reloaded(applied: bool) {
     RELOAD_REJECTED.store(!applied, Ordering::SeqCst);
     if READY_SENT.load(Ordering::SeqCst) {
-        let mut line = last_status();
-        if !applied {
-            line = with_reload_note(&line);
-        }
+        let last = last_status();
+        // The last status may carry the note of an earlier rejected reload
+        // (the refresher remembers it): an applied reload takes it off.
+        let line = if applied {
+            without_reload_note(&last)
+        } else {
+            with_reload_note(&last)
+        };
         send(&format!("READY=1\nSTATUS={line}"));
     }
 }
 
+/// Shown in STATUS= while the last reload was rejected.
+const RELOAD_NOTE: &str = "last reload rejected, old configuration in force";
+
+fn without_reload_note(line: &str) -> String {
+    line.replace(&format!("; {RELOAD_NOTE}"), "")
+        .replace(RELOAD_NOTE, "")
+}
+
 fn with_reload_note(line: &str) -> String {
-    const NOTE: &str = "last reload rejected, old configuration in force";
-    if line.contains(NOTE) {
+    if line.contains(RELOAD_NOTE) {
         line.to_string()
     } else {
-        format!("{line}; {NOTE}")
+        format!("{line}; {RELOAD_NOTE}")
     }
 }
 
@@ -521,6 +532,21 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_applied_reload_takes_the_rejection_note_off_the_status() {
+        let noted = with_reload_note("ingesting; 3 waiting in outbox");
+        assert_eq!(
+            noted,
+            "ingesting; 3 waiting in outbox; last reload rejected, old configuration in force"
+        );
+        assert_eq!(with_reload_note(&noted), noted, "noted once");
+        assert_eq!(
+            without_reload_note(&noted),
+            "ingesting; 3 waiting in outbox"
+        );
+        assert_eq!(without_reload_note("ingesting"), "ingesting");
+    }
 
     #[test]
     fn nothing_happens_without_a_socket() {

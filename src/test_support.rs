@@ -8,14 +8,21 @@ use crate::config::Config;
 use crate::pipeline::Pipeline;
 
 /// The demo's config, copied into `dir/conf` (its `../var` paths then point
-/// into `dir`), opened as a pipeline.
-pub(crate) fn demo_pipeline(dir: &Path) -> Pipeline {
+/// into `dir`) with `sending` added to its `[sending]`, opened as a pipeline.
+pub(crate) fn demo_pipeline(dir: &Path, sending: &str) -> Pipeline {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let conf = dir.join("conf");
     std::fs::create_dir_all(&conf).expect("conf dir");
     for f in ["demo.toml", "survey.da.toml", "survey.en.toml"] {
         std::fs::copy(root.join(f), conf.join(f)).expect("copy the demo config");
     }
+    let demo = std::fs::read_to_string(conf.join("demo.toml")).expect("demo.toml");
+    assert!(
+        demo.contains("\n[sending]\n"),
+        "the demo has a [sending] table"
+    );
+    let demo = demo.replace("\n[sending]\n", &format!("\n[sending]\n{sending}\n"));
+    std::fs::write(conf.join("demo.toml"), demo).expect("write demo.toml");
     let cfg = Config::load(&conf.join("demo.toml")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(dir.join("var")).expect("var dir");
     crate::address::generate_key_file(&cfg.hmac_key_file).expect("the key");

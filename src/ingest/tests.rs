@@ -173,7 +173,7 @@ async fn events_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_fetched_in_batches_each_marked_only_after_the_store_flushed() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
     // The probe sees what is not yet durable (else the marks below prove nothing).
     pipeline
         .process(&trigger(0).raw, Utc::now(), None, false)
@@ -236,7 +236,7 @@ async fn a_backlog_is_fetched_in_batches_each_marked_only_after_the_store_flushe
 async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_is_and_no_later_one()
 {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
     // An invitation whose record the store cannot read: a bounce naming it
     // makes every transaction that holds the bounce fail.
     pipeline

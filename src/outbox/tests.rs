@@ -11,6 +11,9 @@ use crate::store::{Outgoing, Store};
 use crate::test_support::demo_pipeline;
 use crate::transport::SendFuture;
 
+/// The retry settings of these tests, in the config and in [`Settings`].
+const SENDING: &str = "min_retry_seconds = 60\nmax_retry_minutes = 60";
+
 /// One `send` as the transport saw it.
 #[derive(Debug, Clone, PartialEq)]
 struct Send {
@@ -119,7 +122,7 @@ async fn work(outbox: &Outbox) -> Option<Duration> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_connection_each_message_is_marked_and_flushed_before_the_next_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
     let ids = queue(&pipeline.store, 5);
     let transport = Arc::new(MemTransport::new(&pipeline.store));
     let outbox = outbox(pipeline.clone(), transport.clone(), 1);
@@ -153,7 +156,7 @@ async fn with_one_connection_each_message_is_marked_and_flushed_before_the_next_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_three_connections_marks_go_in_groups_and_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
     let ids = queue(&pipeline.store, 20);
     let transport = Arc::new(MemTransport::new(&pipeline.store));
     let outbox = outbox(pipeline.clone(), transport.clone(), 3);
@@ -186,7 +189,7 @@ async fn with_three_connections_marks_go_in_groups_and_each_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_refusal_is_retried_later_and_a_permanent_one_is_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path()));
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
     let ids = queue(&pipeline.store, 3);
     let mut transport = MemTransport::new(&pipeline.store);
     transport
