@@ -26,10 +26,17 @@ pub enum ComposeError {
     Template(#[from] minijinja::Error),
 }
 
-/// A fresh Message-ID (without angle brackets) in canvass' own shape.
+/// A fresh Message-ID (without angle brackets) in canvass' own shape, from
+/// the OS RNG.
 pub fn new_message_id(cfg: &Config) -> String {
+    message_id_from(cfg, &mut rand::rngs::OsRng)
+}
+
+/// A Message-ID in canvass' own shape from the caller's `rng` (the planner
+/// takes its randomness in: `apply::plan`).
+pub fn message_id_from(cfg: &Config, rng: &mut dyn RngCore) -> String {
     let mut b = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    rng.fill_bytes(&mut b);
     format!(
         "{MESSAGE_ID_PREFIX}{}@{}",
         hex::encode(b),
@@ -148,25 +155,106 @@ fn raw_header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
-fn base(
-    cfg: &Config,
-    to: &Mailbox,
-    subject: &str,
-    message_id: &str,
-) -> Result<lettre::message::MessageBuilder, ComposeError> {
-    let from = mailbox(Some(&cfg.from_name), cfg.survey_address.as_str())?;
-    let mut b = Message::builder()
-        .from(from)
-        .to(to.clone())
-        .subject(subject)
-        .message_id(Some(format!("<{message_id}>")))
-        .date_now()
-        .raw_header(raw_header("Auto-Submitted", "auto-generated".to_string()))
-        .raw_header(raw_header("X-Auto-Response-Suppress", "All".to_string()));
-    if let Some(r) = &cfg.reply_to {
-        b = b.reply_to(mailbox(None, r.as_str())?);
+/// One mail as canvass writes it: From (`from_name` <survey address>), To,
+/// Subject, Message-ID, Date, `Auto-Submitted` and `X-Auto-Response-Suppress`,
+/// Reply-To when configured; [`Draft::unsubscribe`] adds the RFC 8058 pair
+/// and [`Draft::single`] / [`Draft::multi`] the body, giving the
+/// [`Outgoing`] the outbox queues. Every message below is built with it.
+struct Draft<'a> {
+    cfg: &'a Config,
+    to: &'a Address,
+    message_id: String,
+    builder: lettre::message::MessageBuilder,
+}
+
+impl<'a> Draft<'a> {
+    fn new(
+        cfg: &'a Config,
+        to: &'a Address,
+        subject: &str,
+        message_id: String,
+    ) -> Result<Draft<'a>, ComposeError> {
+        let from = mailbox(Some(&cfg.from_name), cfg.survey_address.as_str())?;
+        let mut builder = Message::builder()
+            .from(from)
+            .to(mailbox(None, to.as_str())?)
+            .subject(subject)
+            .message_id(Some(format!("<{message_id}>")))
+            .date_now()
+            .raw_header(raw_header("Auto-Submitted", "auto-generated".to_string()))
+            .raw_header(raw_header("X-Auto-Response-Suppress", "All".to_string()));
+        if let Some(r) = &cfg.reply_to {
+            builder = builder.reply_to(mailbox(None, r.as_str())?);
+        }
+        Ok(Draft {
+            cfg,
+            to,
+            message_id,
+            builder,
+        })
     }
-    Ok(b)
+
+    /// Any other header (In-Reply-To, References, a Reply-To of its own).
+    fn with(
+        mut self,
+        f: impl FnOnce(lettre::message::MessageBuilder) -> lettre::message::MessageBuilder,
+    ) -> Self {
+        self.builder = f(self.builder);
+        self
+    }
+
+    /// `List-Unsubscribe` (the HTTPS link `url`, then the `mailto:`) and
+    /// `List-Unsubscribe-Post` (RFC 8058 one-click).
+    fn unsubscribe(self, url: &str) -> Self {
+        let header = unsubscribe_header(self.cfg, url, &self.message_id);
+        self.with(|b| {
+            b.raw_header(raw_header("List-Unsubscribe", header))
+                .raw_header(raw_header(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".to_string(),
+                ))
+        })
+    }
+
+    fn single(self, body: SinglePart, not_before: DateTime<Utc>) -> Result<Outgoing, ComposeError> {
+        self.finish(|b| b.singlepart(body), not_before)
+    }
+
+    fn multi(self, body: MultiPart, not_before: DateTime<Utc>) -> Result<Outgoing, ComposeError> {
+        self.finish(|b| b.multipart(body), not_before)
+    }
+
+    fn finish(
+        self,
+        body: impl FnOnce(lettre::message::MessageBuilder) -> Result<Message, lettre::error::Error>,
+        not_before: DateTime<Utc>,
+    ) -> Result<Outgoing, ComposeError> {
+        let msg = body(self.builder).map_err(|e| ComposeError::Build(e.to_string()))?;
+        Ok(outgoing(
+            self.cfg,
+            self.to,
+            self.message_id,
+            msg.formatted(),
+            not_before,
+        ))
+    }
+}
+
+/// The outbox's view of a mail from the survey address to `to`.
+fn outgoing(
+    cfg: &Config,
+    to: &Address,
+    message_id: String,
+    raw: Vec<u8>,
+    not_before: DateTime<Utc>,
+) -> Outgoing {
+    Outgoing {
+        from: cfg.survey_address.to_string(),
+        to: vec![to.to_string()],
+        message_id,
+        raw,
+        not_before,
+    }
 }
 
 /// The invitation to `to`, with its personal link.
@@ -179,24 +267,19 @@ pub fn invitation(
     invitation_with_id(cfg, to, token, new_message_id(cfg), not_before)
 }
 
-/// An invitation queued without its body: what [`invitation`] would give,
-/// with `raw` empty, checked to render (the address fits a header). The
+/// An invitation queued without its body: what [`invitation`] would give
+/// under `message_id`, with `raw` empty, checked to render (the address fits a header). The
 /// outbox renders it when it sends it ([`invitation_with_id`], the same
 /// Message-ID), so the body is never written to the store: it was most of
 /// the bytes an invitation cost the store (BENCHMARKS.md, target 5).
 pub fn deferred_invitation(
     cfg: &Config,
     to: &Address,
+    message_id: String,
     not_before: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
     mailbox(None, to.as_str())?;
-    Ok(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![to.to_string()],
-        message_id: new_message_id(cfg),
-        raw: Vec::new(),
-        not_before,
-    })
+    Ok(outgoing(cfg, to, message_id, Vec::new(), not_before))
 }
 
 /// The invitation to `to` under a given Message-ID (a queued invitation
@@ -210,14 +293,7 @@ pub fn invitation_with_id(
 ) -> Result<Outgoing, ComposeError> {
     let link = survey_link(cfg, token);
     let unsubscribe = unsubscribe_link(cfg, token);
-    let raw = render_invitation(cfg, to, &link, &unsubscribe, &message_id, false)?;
-    Ok(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![to.to_string()],
-        message_id,
-        raw,
-        not_before,
-    })
+    render_invitation(cfg, to, &link, &unsubscribe, message_id, not_before, false)
 }
 
 fn render_invitation(
@@ -225,46 +301,27 @@ fn render_invitation(
     to: &Address,
     link: &str,
     unsubscribe: &str,
-    message_id: &str,
+    message_id: String,
+    not_before: DateTime<Utc>,
     test: bool,
-) -> Result<Vec<u8>, ComposeError> {
+) -> Result<Outgoing, ComposeError> {
     let subject = subject_of(cfg, "invitation_subject.txt", test)?;
     let ctx = invite_context(cfg, link, unsubscribe, &subject, test);
     let text = cfg.texts.render("invitation.txt", ctx.clone())?;
     let html = cfg.texts.render("invitation.html", ctx)?;
-    let to_box = mailbox(None, to.as_str())?;
-    let mut b = base(cfg, &to_box, &subject, message_id)?
-        .raw_header(raw_header(
-            "List-Unsubscribe",
-            unsubscribe_header(cfg, unsubscribe, message_id),
-        ))
-        .raw_header(raw_header(
-            "List-Unsubscribe-Post",
-            "List-Unsubscribe=One-Click".to_string(),
-        ));
+    let mut draft = Draft::new(cfg, to, &subject, message_id)?.unsubscribe(unsubscribe);
     if test {
-        b = b.raw_header(raw_header("X-Canvass-Test", "yes".to_string()));
+        draft = draft.with(|b| b.raw_header(raw_header("X-Canvass-Test", "yes".to_string())));
     }
-    let msg = b
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
-    Ok(msg.formatted())
+    draft.multi(MultiPart::alternative_plain_html(text, html), not_before)
 }
 
 /// `canvass send-test`: the invitation as a respondent gets it, marked as a
 /// test in its subject, body and an `X-Canvass-Test` header; its links lead
 /// to the test page ([`TEST_PATH`]). No invitation, token or store entry.
 pub fn test_invitation(cfg: &Config, to: &Address) -> Result<Outgoing, ComposeError> {
-    let message_id = new_message_id(cfg);
     let link = format!("{}{TEST_PATH}", cfg.base_url);
-    let raw = render_invitation(cfg, to, &link, &link, &message_id, true)?;
-    Ok(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![to.to_string()],
-        message_id,
-        raw,
-        not_before: Utc::now(),
-    })
+    render_invitation(cfg, to, &link, &link, new_message_id(cfg), Utc::now(), true)
 }
 
 /// The List-Unsubscribe mailto: subject "afmeld" and the mail's own
@@ -286,7 +343,6 @@ pub fn reminder(
     token: &Token,
     not_before: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
-    let message_id = new_message_id(cfg);
     let subject = subject_of(cfg, "reminder_subject.txt", false)?;
     let link = survey_link(cfg, token);
     let unsubscribe = unsubscribe_link(cfg, token);
@@ -294,25 +350,9 @@ pub fn reminder(
         "reminder.txt",
         invite_context(cfg, &link, &unsubscribe, &subject, false),
     )?;
-    let to_box = mailbox(None, to.as_str())?;
-    let msg = base(cfg, &to_box, &subject, &message_id)?
-        .raw_header(raw_header(
-            "List-Unsubscribe",
-            unsubscribe_header(cfg, &unsubscribe, &message_id),
-        ))
-        .raw_header(raw_header(
-            "List-Unsubscribe-Post",
-            "List-Unsubscribe=One-Click".to_string(),
-        ))
-        .singlepart(SinglePart::plain(text))
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
-    Ok(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![to.to_string()],
-        message_id,
-        raw: msg.formatted(),
-        not_before,
-    })
+    Draft::new(cfg, to, &subject, new_message_id(cfg))?
+        .unsubscribe(&unsubscribe)
+        .single(SinglePart::plain(text), not_before)
 }
 
 /// The managers' digest: plain text beside HTML that shows the chart inline
@@ -327,8 +367,6 @@ pub fn digest(
     now: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
     use lettre::message::{header::ContentType, Attachment};
-    let message_id = new_message_id(cfg);
-    let to_box = mailbox(None, to.as_str())?;
     let html_part = SinglePart::html(html);
     let alternative = match chart_png {
         Some(png) => {
@@ -344,16 +382,7 @@ pub fn digest(
             .singlepart(SinglePart::plain(text))
             .singlepart(html_part),
     };
-    let msg = base(cfg, &to_box, subject, &message_id)?
-        .multipart(alternative)
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
-    Ok(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![to.to_string()],
-        message_id,
-        raw: msg.formatted(),
-        not_before: now,
-    })
+    Draft::new(cfg, to, subject, new_message_id(cfg))?.multi(alternative, now)
 }
 
 /// The Content-ID of the digest's chart.
@@ -428,24 +457,14 @@ pub fn confirmation(
         Some(s) if !s.trim().is_empty() => format!("Re: {}", s.trim()),
         _ => "Kvittering: telefonkontakter til spørgeskemaet".to_string(),
     };
-    let message_id = new_message_id(cfg);
-    let to_box = mailbox(None, consultant.as_str())?;
-    let mut b = base(cfg, &to_box, &subject, &message_id)?;
+    let mut draft = Draft::new(cfg, consultant, &subject, new_message_id(cfg))?;
     if let Some(id) = &facts.in_reply_to {
-        b = b
-            .in_reply_to(format!("<{id}>"))
-            .references(format!("<{id}>"));
+        draft = draft.with(|b| {
+            b.in_reply_to(format!("<{id}>"))
+                .references(format!("<{id}>"))
+        });
     }
-    let msg = b
-        .singlepart(SinglePart::plain(text))
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
-    Ok(Some(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![consultant.to_string()],
-        message_id,
-        raw: msg.formatted(),
-        not_before: now,
-    }))
+    draft.single(SinglePart::plain(text), now).map(Some)
 }
 
 /// A human reply to forward.
@@ -471,7 +490,6 @@ pub fn forward(
     invitation: Option<&crate::store::Invitation>,
     now: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
-    let message_id = new_message_id(cfg);
     let subject = cfg
         .texts
         .render(
@@ -507,22 +525,13 @@ pub fn forward(
         },
     )?;
     let text = format!("{warning}{text}");
-    let to_box = mailbox(None, to.as_str())?;
-    let mut b =
-        base(cfg, &to_box, &subject, &message_id)?.reply_to(mailbox(None, facts.from.as_str())?);
+    let respondent = mailbox(None, facts.from.as_str())?;
+    let mut draft =
+        Draft::new(cfg, to, &subject, new_message_id(cfg))?.with(|b| b.reply_to(respondent));
     if let Some(id) = &facts.in_reply_to {
-        b = b.references(format!("<{id}>"));
+        draft = draft.with(|b| b.references(format!("<{id}>")));
     }
-    let msg = b
-        .singlepart(SinglePart::plain(text))
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
-    Ok(Outgoing {
-        from: cfg.survey_address.to_string(),
-        to: vec![to.to_string()],
-        message_id,
-        raw: msg.formatted(),
-        not_before: now,
-    })
+    draft.single(SinglePart::plain(text), now)
 }
 
 /// The Danish words for why a recipient was not invited (confirmation mail).

@@ -19,7 +19,7 @@ use crate::address::HmacKey;
 use crate::config::{Config, Inbound};
 use crate::ingest::{self, imap::ImapSource, maildir::MaildirSource};
 use crate::metrics::Metrics;
-use crate::outbox::{self, Outbox};
+use crate::outbox::Outbox;
 use crate::pipeline::Pipeline;
 use crate::service;
 use crate::shutdown::Shutdown;
@@ -91,20 +91,9 @@ pub async fn start(
     let health = service::Health::new();
     let mailbox = service::MailboxProbe::new();
 
-    let outbox = Outbox {
-        pipeline: pipeline.clone(),
-        transport,
-        settings: outbox::Settings {
-            concurrency: match &cfg.outbound {
-                crate::config::Outbound::Smtp(s) => s.pool_size as usize,
-                crate::config::Outbound::File(_) => 1,
-            },
-            min_retry_seconds: cfg.sending.min_retry_seconds,
-            max_retry_minutes: cfg.sending.max_retry_minutes,
-            hours: cfg.sending.hours.clone(),
-            limits: cfg.sending.limits,
-        },
-    };
+    // Reads `[sending]` from the pipeline's config each round (reloadable);
+    // the transport and its pool are built once (`restart_only`).
+    let outbox = Outbox::new(pipeline.clone(), transport);
     tasks.spawn(health.track("outbox", outbox.run(shutdown.clone())));
 
     match &cfg.inbound {
@@ -424,17 +413,67 @@ async fn wait_for_store(
     Ok(back)
 }
 
-/// Reloads the config; a bad file is logged and the old config stays.
+/// The keys whose change between `old` and `new` takes effect only after a
+/// restart: what [`start`] builds once from the config: the store, the
+/// listeners, the control socket, the HMAC key, the mail source and the
+/// transport (with its connection pool and token cache). Everything else is
+/// read from the config in force when it is used: the ingest loop's rules
+/// per message, the outbox's `[sending]` per round and per retry, the
+/// scheduler's jobs per tick, the web layer's texts, proxies and body
+/// deadline per request.
+pub fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    // The source and transport settings have no `PartialEq`; their `Debug`
+    // shows every field (secrets are files, named by path).
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut keys = Vec::new();
+    if old.store_path != new.store_path {
+        keys.push("store.path");
+    }
+    if old.control_socket != new.control_socket {
+        keys.push("store.control_socket");
+    }
+    if old.hmac_key_file != new.hmac_key_file {
+        keys.push("secrets.hmac_key_file");
+    }
+    if old.web_bind != new.web_bind {
+        keys.push("web.bind");
+    }
+    if old.web.metrics_bind != new.web.metrics_bind {
+        keys.push("web.metrics_bind");
+    }
+    if old.web.header_timeout != new.web.header_timeout {
+        keys.push("web.header_timeout_seconds");
+    }
+    if old.web.max_connections != new.web.max_connections {
+        keys.push("web.max_connections");
+    }
+    if differs(&old.inbound, &new.inbound) {
+        keys.push("[inbound]");
+    }
+    if differs(&old.outbound, &new.outbound) {
+        keys.push("[outbound]");
+    }
+    if old.mailbox != new.mailbox {
+        keys.push("[mailbox]");
+    }
+    keys
+}
+
+/// Reloads the config; a bad file is logged and the old config stays. Keys
+/// that need a restart ([`restart_only`]) are named in a warning; the rest
+/// applies from the next message, round, tick or request on.
 pub fn reload(path: &std::path::Path, pipeline: &Pipeline) {
     service::reloading(); // systemd: RELOADING=1 … READY=1 (src/service.rs)
     match Config::load(path) {
         Ok(new) => {
             let old = pipeline.config();
-            if new.store_path != old.store_path
-                || new.web_bind != old.web_bind
-                || new.web != old.web
-            {
-                tracing::warn!("store.path and [web] take effect only after a restart");
+            let restart = restart_only(&old, &new);
+            if !restart.is_empty() {
+                tracing::warn!(
+                    keys = %restart.join(", "),
+                    "these settings take effect only after a restart (systemctl restart canvass)"
+                );
             }
             pipeline.set_config(Arc::new(new));
             tracing::info!(config = %path.display(), "configuration reloaded");
@@ -444,5 +483,64 @@ pub fn reload(path: &std::path::Path, pipeline: &Pipeline) {
             tracing::error!(config = %path.display(), errors = %e.to_string().replace('\n', "; "), "new configuration rejected; the old one stays in force");
             service::reloaded(false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/classify/config.toml");
+        Config::load(&path).expect("fixture config")
+    }
+
+    #[test]
+    fn reload_names_every_key_that_needs_a_restart() {
+        let old = cfg();
+        let mut new = cfg();
+        new.store_path = "/elsewhere/store".into();
+        new.control_socket = "/elsewhere/canvass.sock".into();
+        new.hmac_key_file = "/elsewhere/hmac.key".into();
+        new.web_bind = "127.0.0.1:1".into();
+        new.web.metrics_bind = Some("127.0.0.1:2".into());
+        new.web.header_timeout += Duration::from_secs(1);
+        new.web.max_connections += 1;
+        if let Inbound::Maildir(m) = &mut new.inbound {
+            m.path = "/elsewhere/Maildir".into();
+        }
+        new.outbound = crate::config::Outbound::File("/elsewhere/outbox".into());
+        new.mailbox.tenant_id = Some("siri.dk".into());
+        assert_eq!(
+            restart_only(&old, &new),
+            [
+                "store.path",
+                "store.control_socket",
+                "secrets.hmac_key_file",
+                "web.bind",
+                "web.metrics_bind",
+                "web.header_timeout_seconds",
+                "web.max_connections",
+                "[inbound]",
+                "[outbound]",
+                "[mailbox]",
+            ]
+        );
+    }
+
+    #[test]
+    fn sending_hours_retries_limits_and_per_request_web_settings_need_no_restart() {
+        let old = cfg();
+        let mut new = cfg();
+        new.sending.hours = None;
+        new.sending.min_retry_seconds += 60;
+        new.sending.max_retry_minutes += 60;
+        new.sending.limits.messages_per_minute = Some(5);
+        new.sending.delay_minutes += 1;
+        new.web.body_timeout += Duration::from_secs(1);
+        new.web.trusted_proxies.clear();
+        new.window.end = new.window.end.succ_opt().expect("a later day");
+        assert_eq!(restart_only(&old, &new), Vec::<&str>::new());
     }
 }

@@ -20,7 +20,7 @@
 //! - [`loops`]: no confirmation loops with autoresponders (pure rules).
 //! - [`redact`]: every shape of a personal link removed from forwarded replies (pure).
 //! - [`bounce`]: reading bounces (RFC 3464, Exchange, Gmail, qmail, plain text) into a report (pure).
-//! - [`apply`]: turns a decision into a plan for the store (tokens, rendered mail, caps).
+//! - [`apply`]: turns a decision into a plan for the store (token nonces and Message-IDs from the caller's RNG, invitations queued without their body — the outbox renders them — counters, caps; `plan` is pure) and renders the reply the transaction queues (`reply`).
 //! - [`compose`]: the Danish invitation and the confirmation reply, as RFC 5322 bytes.
 //! - [`store`]: the only module that knows sled; multi-tree changes are transactions.
 //! - [`ingest`]: mail sources (IMAP, Maildir) behind one trait, and the ingest loop.

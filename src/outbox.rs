@@ -25,6 +25,13 @@
 //! Invitations are queued without their body (`compose::deferred_invitation`):
 //! the loop renders each from its invitation (address, token nonce, the
 //! Message-ID it was queued with) just before sending it.
+//!
+//! Reload: the retry backoff, the sending hours and the sending limits are
+//! read from the config in force ([`Settings::in_force`]) on every round and
+//! for every retry, so after `systemctl reload` new invitations and retries
+//! alike follow the new `[sending]`. Only the concurrency is fixed at start:
+//! it is the size of the transport's connection pool (`[outbound]` needs a
+//! restart; `daemon::restart_only`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +40,7 @@ use chrono::Utc;
 use futures::StreamExt;
 
 use crate::backoff::Outage;
+use crate::config::Config;
 use crate::pacing::{Limits, Pacer};
 use crate::pipeline::{Pipeline, Ready};
 use crate::shutdown::Shutdown;
@@ -50,10 +58,10 @@ const UNFLUSHED_PER_CONNECTION: usize = 1;
 /// The longest the loop sleeps without looking at the store.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-/// Settings of the outbox loop (from the config; reloadable).
+/// Settings of the outbox loop, read from the config in force when they are
+/// needed ([`Settings::in_force`]): a reload applies to the next round.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub concurrency: usize,
     pub min_retry_seconds: u32,
     pub max_retry_minutes: u32,
     pub hours: Option<SendingHours>,
@@ -61,19 +69,53 @@ pub struct Settings {
     pub limits: Limits,
 }
 
+impl Settings {
+    /// `[sending]` as it stands in `cfg`.
+    pub fn in_force(cfg: &Config) -> Settings {
+        Settings {
+            min_retry_seconds: cfg.sending.min_retry_seconds,
+            max_retry_minutes: cfg.sending.max_retry_minutes,
+            hours: cfg.sending.hours.clone(),
+            limits: cfg.sending.limits,
+        }
+    }
+}
+
+/// How many messages go on the wire at once for `cfg`'s transport: the SMTP
+/// pool's size (one for `.eml` files).
+pub fn concurrency(cfg: &Config) -> usize {
+    match &cfg.outbound {
+        crate::config::Outbound::Smtp(s) => s.pool_size as usize,
+        crate::config::Outbound::File(_) => 1,
+    }
+}
+
 pub struct Outbox {
     /// The store, the metrics, the wake-up the ingest loop rings, and the
-    /// current config and key the invitations are rendered with.
+    /// current config (the `[sending]` settings, read each round) and key
+    /// the invitations are rendered with.
     pub pipeline: Arc<Pipeline>,
     pub transport: Arc<dyn Transport>,
-    pub settings: Settings,
+    /// Messages on the wire at once: the transport's pool, built at start.
+    pub concurrency: usize,
 }
 
 impl Outbox {
+    /// The loop for `transport`, built from the pipeline's config.
+    pub fn new(pipeline: Arc<Pipeline>, transport: Arc<dyn Transport>) -> Outbox {
+        let concurrency = concurrency(&pipeline.config());
+        Outbox {
+            pipeline,
+            transport,
+            concurrency,
+        }
+    }
+
     /// Runs until shutdown. The batch in hand is always finished.
     pub async fn run(self, shutdown: Shutdown) {
         let mut outage = Outage::new("smtp");
-        let pacer = std::sync::Mutex::new(Pacer::new(self.settings.limits));
+        let limits = Settings::in_force(&self.pipeline.config()).limits;
+        let pacer = std::sync::Mutex::new(Pacer::new(limits));
         let wake = self.pipeline.outbox_wake();
         while !shutdown.is_triggered() {
             let next = match self.work(&mut outage, &pacer).await {
@@ -106,6 +148,8 @@ impl Outbox {
         pacer: &std::sync::Mutex<Pacer>,
     ) -> Result<Option<Duration>, crate::store::StoreError> {
         let lock_pacer = || pacer.lock().unwrap_or_else(|p| p.into_inner());
+        // The limits in force (a reload changes them; what was sent counts).
+        lock_pacer().set_limits(Settings::in_force(&self.pipeline.config()).limits);
         let now = Utc::now();
         let (due, next) = self.pipeline.store.outbox_due(now, BATCH)?;
         self.pipeline
@@ -156,7 +200,7 @@ impl Outbox {
             self.pipeline.store.flush().await?;
         }
         let transport = &self.transport;
-        let concurrency = self.settings.concurrency.max(1);
+        let concurrency = self.concurrency.max(1);
         let mut sends = futures::stream::iter(sendable)
             .map(|item| async move {
                 // Paused by a throttling reply meanwhile: leave it due.
@@ -263,7 +307,7 @@ impl Outbox {
             Ok(()) => {
                 outage.ok();
                 Ok(Some(Sent {
-                    kind: item_kind(&item),
+                    kind: item.purpose.name(),
                     attempts: item.attempts + 1,
                     message_id: item.message_id.clone(),
                     item: Some(item),
@@ -273,35 +317,38 @@ impl Outbox {
                 self.pipeline
                     .store
                     .mark_failed(&item, Utc::now(), &e.message)?;
-                self.pipeline.metrics.sent(item_kind(&item), "failed");
-                tracing::warn!(message_id = %item.message_id, kind = item_kind(&item), reply = %e.message, "refused for good by the server");
+                self.pipeline.metrics.sent(item.purpose.name(), "failed");
+                tracing::warn!(message_id = %item.message_id, kind = item.purpose.name(), reply = %e.message, "refused for good by the server");
                 Ok(None)
             }
             Err(e) => {
                 outage.failed(&e);
                 self.reschedule(&item, &e)?;
-                self.pipeline.metrics.sent(item_kind(&item), "deferred");
+                self.pipeline.metrics.sent(item.purpose.name(), "deferred");
                 Ok(None)
             }
         }
     }
 
+    /// The next attempt, under the `[sending]` in force now (a reload
+    /// applies to the next retry, not only to new mail).
     fn reschedule(&self, item: &OutboxItem, e: &SendError) -> Result<(), crate::store::StoreError> {
+        let settings = Settings::in_force(&self.pipeline.config());
         let delay = window::retry_delay(
             item.attempts + 1,
-            self.settings.min_retry_seconds,
-            self.settings.max_retry_minutes,
+            settings.min_retry_seconds,
+            settings.max_retry_minutes,
         );
         let mut next = Utc::now() + delay;
         if matches!(
             item.purpose,
             Purpose::Invitation { .. } | Purpose::Reminder { .. }
         ) {
-            if let Some(h) = &self.settings.hours {
+            if let Some(h) = &settings.hours {
                 next = h.next_open(next);
             }
         }
-        tracing::debug!(message_id = %item.message_id, attempts = item.attempts + 1, error = %e.message, retry_at = %next, "deferred");
+        tracing::debug!(message_id = %item.message_id, attempts = item.attempts + 1, error = %e.message, backoff_seconds = delay.num_seconds(), retry_at = %next, "deferred");
         self.pipeline.store.reschedule(item, next, &e.message)
     }
 }
@@ -318,16 +365,6 @@ struct Sent {
 type FlushFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
 >;
-
-fn item_kind(item: &OutboxItem) -> &'static str {
-    match item.purpose {
-        Purpose::Invitation { .. } => "invitation",
-        Purpose::Confirmation => "confirmation",
-        Purpose::Reminder { .. } => "reminder",
-        Purpose::Digest => "digest",
-        Purpose::Forward => "forward",
-    }
-}
 
 #[cfg(test)]
 mod tests;

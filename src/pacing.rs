@@ -52,6 +52,12 @@ impl Pacer {
         self.limits
     }
 
+    /// New limits (a reload): what was already sent still counts against
+    /// them.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     fn forget_before(&mut self, now: DateTime<Utc>) {
         let day_ago = now - Duration::days(1);
         while self.history.front().is_some_and(|(t, _)| *t <= day_ago) {

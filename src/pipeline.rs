@@ -1,7 +1,9 @@
 //! What the loops share: the store, the HMAC key, the current config, the
 //! outbox's wake-up and the metrics; and [`Pipeline::process`], the unit of
-//! ingest work: classify → plan → commit → log, for one message; and
-//! [`Pipeline::ready_to_send`], a queued invitation rendered for the outbox.
+//! ingest work: classify → plan (pure, `apply::plan` with the OS RNG) →
+//! commit (the store's transaction, `apply::reply` inside it) → log (once,
+//! after the commit), for one message; and [`Pipeline::ready_to_send`], a
+//! queued invitation rendered for the outbox.
 
 use std::sync::{Arc, RwLock};
 
@@ -22,6 +24,8 @@ pub struct Pipeline {
     pub store: Store,
     pub key: HmacKey,
     config: RwLock<Arc<Config>>,
+    /// Rung by [`Pipeline::set_config`] for the loops that sleep long.
+    reloaded: Notify,
     outbox_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     /// When each consultant was last sent a confirmation (memory only: a
@@ -95,6 +99,7 @@ impl Pipeline {
             store,
             key,
             config: RwLock::new(config),
+            reloaded: Notify::new(),
             outbox_wake: Arc::new(Notify::new()),
             metrics,
             last_confirmation: Default::default(),
@@ -109,12 +114,20 @@ impl Pipeline {
         }
     }
 
-    /// Replaces the config (SIGHUP), for the next message on.
+    /// Replaces the config (SIGHUP), for the next message on; the outbox and
+    /// the scheduler are woken to look again under the new one.
     pub fn set_config(&self, cfg: Arc<Config>) {
         match self.config.write() {
             Ok(mut c) => *c = cfg,
             Err(poisoned) => *poisoned.into_inner() = cfg,
         }
+        self.reloaded.notify_waiters();
+        self.wake_outbox();
+    }
+
+    /// Resolves at the next [`Pipeline::set_config`] (a reload).
+    pub async fn config_changed(&self) {
+        self.reloaded.notified().await
     }
 
     pub fn outbox_wake(&self) -> Arc<Notify> {
@@ -135,8 +148,8 @@ impl Pipeline {
     ) -> Result<Processed, StoreError> {
         let cfg = self.config();
         let p = self.prepare(&cfg, raw, received, mark, headers_only);
-        let committed = apply::commit(&self.store, &p.plan, &cfg, p.now)?;
-        Ok(self.finish(p, committed))
+        let committed = self.commit(&[&p.plan], &cfg, p.now)?;
+        Ok(self.finish(p, one(committed)))
     }
 
     /// A queued item as it will be sent: an invitation queued without its
@@ -180,7 +193,7 @@ impl Pipeline {
             .map(|m| self.prepare(&cfg, m.raw, m.received, m.mark.clone(), m.headers_only))
             .collect();
         let plans: Vec<&apply::Plan> = prepared.iter().map(|p| &p.plan).collect();
-        let committed = apply::commit_all(&self.store, &plans, &cfg, Utc::now())?;
+        let committed = self.commit(&plans, &cfg, Utc::now())?;
         Ok(prepared
             .into_iter()
             .zip(committed)
@@ -236,7 +249,15 @@ impl Pipeline {
             ),
         };
         let now = Utc::now();
-        let mut plan = apply::plan(&decision, &facts, received, now, cfg, &self.key);
+        let mut plan = apply::plan(
+            &decision,
+            &facts,
+            received,
+            now,
+            cfg,
+            &self.key,
+            &mut rand::rngs::OsRng,
+        );
         // A consultant's mail that answers canvass' own mail, or came faster
         // than a human would, gets no confirmation: no loops (src/loops.rs).
         // What it asks for is still done.
@@ -283,6 +304,46 @@ impl Pipeline {
         }
     }
 
+    /// Commits plans in one transaction, in order, each with the reply
+    /// `apply::reply` renders from what the transaction found. Why a reply
+    /// was not queued is logged here, after the commit, once: a retried
+    /// transaction runs the replies again (only the last run counts).
+    fn commit(
+        &self,
+        plans: &[&apply::Plan],
+        cfg: &Config,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let problems: Vec<std::sync::Mutex<Option<apply::ReplyProblem>>> =
+            plans.iter().map(|_| Default::default()).collect();
+        let responders: Vec<_> = plans
+            .iter()
+            .zip(&problems)
+            .map(|(plan, problem)| {
+                move |view: &crate::store::CommitView| {
+                    let (reply, failed) = match apply::reply(plan, cfg, view, now) {
+                        Ok(reply) => (reply, None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    *problem.lock().unwrap_or_else(|p| p.into_inner()) = failed;
+                    reply
+                }
+            })
+            .collect();
+        let units: Vec<(&crate::store::IngestUnit, crate::store::Responder<'_>)> = plans
+            .iter()
+            .zip(&responders)
+            .map(|(p, r)| (&p.unit, r as crate::store::Responder<'_>))
+            .collect();
+        let committed = self.store.commit_ingest_all(&units)?;
+        for problem in problems {
+            if let Some(e) = problem.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                tracing::warn!(error = %e, "reply not queued");
+            }
+        }
+        Ok(committed)
+    }
+
     /// Log and count what was committed.
     fn finish(&self, p: Prepared, committed: Committed) -> Processed {
         if let (Some(c), Committed::Done(outcomes)) = (&p.plan.confirmation, &committed) {
@@ -321,6 +382,11 @@ impl Pipeline {
             committed,
         }
     }
+}
+
+/// The one outcome of a one-plan commit.
+fn one(mut committed: Vec<Committed>) -> Committed {
+    committed.pop().expect("one outcome per plan: a bug")
 }
 
 /// The Message-ID of a message mail-parser cannot read, from its raw header
@@ -505,8 +571,9 @@ impl Pipeline {
             now,
             &cfg,
             &self.key,
+            &mut rand::rngs::OsRng,
         );
-        let committed = apply::commit(&self.store, &plan, &cfg, now)?;
+        let committed = one(self.commit(&[&plan], &cfg, now)?);
         self.store.flush_blocking()?;
         self.wake_outbox();
         let outcomes = match committed {
@@ -553,5 +620,77 @@ impl Pipeline {
             Arc::new(cfg),
             Arc::new(Metrics::default()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// Log lines, as tracing's text format writes them.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("the log buffer")
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reply that matches no invitation, with no `[replies] forward_to`:
+    /// nothing is queued, and why is logged once, after the commit (the store
+    /// runs the reply inside its transaction, which sled may retry).
+    #[test]
+    fn a_reply_that_cannot_be_forwarded_is_logged_once_after_the_commit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = Config::load(&root.join("tests/fixtures/classify/config.toml"))
+            .expect("fixture config");
+        assert!(cfg.replies_forward_to.is_none());
+        let raw = std::fs::read(
+            root.join("tests/fixtures/classify/reply-question-quoting-invitation.eml"),
+        )
+        .expect("fixture mail");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let pipeline = Pipeline::new(
+            Store::open(dir.path()).expect("a store"),
+            HmacKey::from_bytes(&[5; 32]),
+            Arc::new(cfg),
+            Arc::new(Metrics::default()),
+        );
+        let log = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let processed = tracing::subscriber::with_default(subscriber, || {
+            pipeline.process(&raw, Utc::now(), None, false)
+        })
+        .expect("committed");
+        assert!(matches!(processed.decision, Decision::Reply { .. }));
+        assert!(matches!(processed.committed, Committed::Effect(_)));
+        assert_eq!(pipeline.store.outbox_len(), 0);
+        let text = String::from_utf8(log.0.lock().expect("the log").clone()).expect("UTF-8");
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("reply not queued"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{text}");
+        assert!(warnings[0].contains("forward_to is not set"), "{text}");
+        // Logged once the commit returned, before the decision's own line.
+        let reply = text.find("reply not queued").expect("the warning");
+        let decision = text.find("applied to invitations").expect("the decision");
+        assert!(reply < decision, "{text}");
     }
 }

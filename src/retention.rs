@@ -171,17 +171,6 @@ pub fn carried_invitation(item: &OutboxItem) -> Option<u64> {
     }
 }
 
-/// A short name of a message's purpose, as printed.
-pub fn purpose_name(p: &Purpose) -> &'static str {
-    match p {
-        Purpose::Invitation { .. } => "invitation",
-        Purpose::Confirmation => "confirmation",
-        Purpose::Reminder { .. } => "reminder",
-        Purpose::Digest => "digest",
-        Purpose::Forward => "forward",
-    }
-}
-
 /// What a purge erased (or, in a dry run, would erase).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {

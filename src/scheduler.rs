@@ -103,8 +103,10 @@ impl Scheduler {
                 .unwrap_or(MAX_SLEEP)
                 .min(MAX_SLEEP)
                 .max(Duration::from_millis(50));
-            if shutdown.sleep(wait).await {
-                break;
+            // A reload wakes it: the next tick reads the new config.
+            tokio::select! {
+                stop = shutdown.sleep(wait) => if stop { break },
+                _ = self.pipeline.config_changed() => {}
             }
         }
         tracing::debug!("scheduler stopped");

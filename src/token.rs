@@ -38,8 +38,14 @@ impl std::fmt::Debug for TokenNonce {
 impl TokenNonce {
     /// 128 bits from the OS RNG.
     pub fn generate() -> TokenNonce {
+        TokenNonce::from_rng(&mut rand::rngs::OsRng)
+    }
+
+    /// 128 bits from the caller's `rng` (the planner takes its randomness
+    /// in: `apply::plan`; production passes the OS RNG).
+    pub fn from_rng(rng: &mut dyn RngCore) -> TokenNonce {
         let mut bytes = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        rng.fill_bytes(&mut bytes);
         TokenNonce(bytes)
     }
 }

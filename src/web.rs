@@ -65,10 +65,9 @@ pub(crate) struct AppState {
 }
 
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
-    let body_timeout = pipeline.config().web.body_timeout;
     let pages = PageConfig::Pipeline(pipeline.clone());
     let state = AppState {
-        pipeline,
+        pipeline: pipeline.clone(),
         misses: Arc::default(),
     };
     Router::new()
@@ -84,10 +83,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            (body_timeout, pages),
-            read_body,
-        ))
+        .layer(axum::middleware::from_fn_with_state(pages, read_body))
         .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -133,7 +129,7 @@ pub async fn run_unavailable(
         .fallback(unavailable)
         .with_state(cfg.clone())
         .layer(axum::middleware::from_fn_with_state(
-            (limits.body_timeout, PageConfig::Fixed(cfg)),
+            PageConfig::Fixed(cfg),
             read_body,
         ))
         .layer(axum::middleware::map_response(security_headers));
@@ -235,12 +231,14 @@ impl Accept for tokio::net::UnixListener {
 /// Reads the whole body before any handler runs, within `body_timeout` and
 /// [`MAX_BODY`]: a slow or endless body is cut off with 408 / 413 and the
 /// connection closed.
-async fn read_body(
-    State((deadline, texts)): State<(Duration, PageConfig)>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn read_body(State(texts): State<PageConfig>, req: Request, next: Next) -> Response {
+    // The config in force: a reload's `body_timeout` applies from the next
+    // request on.
     let cfg = texts.current();
+    let deadline = cfg.as_ref().map_or_else(
+        || WebSettings::default().body_timeout,
+        |c| c.web.body_timeout,
+    );
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(bytes)) => {

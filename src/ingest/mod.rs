@@ -3,9 +3,13 @@
 //! any of them:
 //!
 //! ```text
-//! connect ─► fetch a batch ─► for each: classify → plan → commit (one transaction each)
+//! connect ─► fetch a batch ─► classify → plan each ─► commit (one transaction per 25 messages)
 //!         ─► flush the store ─► mark the batch processed on the server ─► wait for mail (IDLE)
 //! ```
+//!
+//! Up to `COMMIT_CHUNK` (25) messages of a batch share one store transaction
+//! (all or none, in order); should the store refuse one, the chunk is
+//! committed message by message to stop at the first it cannot take.
 //!
 //! Shutdown is only looked at between batches; waiting is interrupted at once.
 //! A lost connection is retried with backoff and logged once per outage.

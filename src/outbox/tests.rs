@@ -11,7 +11,8 @@ use crate::store::{Outgoing, Store};
 use crate::test_support::demo_pipeline;
 use crate::transport::SendFuture;
 
-/// The retry settings of these tests, in the config and in [`Settings`].
+/// The retry settings of these tests, in the config the outbox reads them
+/// from each round ([`Settings::in_force`]).
 const SENDING: &str = "min_retry_seconds = 60\nmax_retry_minutes = 60";
 
 /// One `send` as the transport saw it.
@@ -101,18 +102,13 @@ fn outbox(pipeline: Arc<Pipeline>, transport: Arc<MemTransport>, concurrency: us
     Outbox {
         pipeline,
         transport,
-        settings: Settings {
-            concurrency,
-            min_retry_seconds: 60,
-            max_retry_minutes: 60,
-            hours: None,
-            limits: Limits::default(),
-        },
+        concurrency,
     }
 }
 
 async fn work(outbox: &Outbox) -> Option<Duration> {
-    let pacer = std::sync::Mutex::new(Pacer::new(outbox.settings.limits));
+    let limits = Settings::in_force(&outbox.pipeline.config()).limits;
+    let pacer = std::sync::Mutex::new(Pacer::new(limits));
     outbox
         .work(&mut Outage::new("smtp"), &pacer)
         .await

@@ -177,6 +177,20 @@ pub enum Purpose {
     Forward,
 }
 
+impl Purpose {
+    /// A short word for logs, metrics and reports: "invitation",
+    /// "confirmation", "reminder", "digest", "forward".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Purpose::Invitation { .. } => "invitation",
+            Purpose::Confirmation => "confirmation",
+            Purpose::Reminder { .. } => "reminder",
+            Purpose::Digest => "digest",
+            Purpose::Forward => "forward",
+        }
+    }
+}
+
 /// A message prepared for the outbox (before it has an id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
@@ -205,7 +219,7 @@ pub struct NewInvitation {
 }
 
 /// Everything one incoming message changes, committed as one transaction.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IngestUnit {
     /// Identifies the message; a message seen before is not processed again.
     pub seen_key: Option<[u8; 32]>,
@@ -219,12 +233,32 @@ pub struct IngestUnit {
     pub consultant: Option<Address>,
     /// The consultant's daily cap: (key of consultant and day, cap).
     pub daily_cap: Option<(String, u32)>,
-    pub created_at: Option<DateTime<Utc>>,
+    /// When the message was processed: the invitations' creation time
+    /// (required: the store never reads the clock for it).
+    pub created_at: DateTime<Utc>,
     /// When the mailbox received the message (the digest's weekly count is
     /// by this week, not by when it was processed); default `created_at`.
     pub received_at: Option<DateTime<Utc>>,
     /// What the message says about invitations already sent.
     pub effect: Option<Effect>,
+}
+
+impl IngestUnit {
+    /// A unit processed at `created_at` that changes nothing yet.
+    pub fn at(created_at: DateTime<Utc>) -> IngestUnit {
+        IngestUnit {
+            seen_key: None,
+            mark: None,
+            counters: Vec::new(),
+            invitations: Vec::new(),
+            region: String::new(),
+            consultant: None,
+            daily_cap: None,
+            created_at,
+            received_at: None,
+            effect: None,
+        }
+    }
 }
 
 /// What a delivery report says of one recipient.
@@ -895,7 +929,7 @@ fn ingest_one(
                 .consultant
                 .clone()
                 .unwrap_or_else(|| new.address.clone()),
-            created_at: unit.created_at.unwrap_or_else(Utc::now),
+            created_at: unit.created_at,
             token_hash: new.token_hash,
             token_nonce: new.token_nonce,
             message_id: new.outgoing.message_id.clone(),
@@ -1154,7 +1188,7 @@ mod tests {
             seen_key: Some([seen; 32]),
             region: "Sjælland".into(),
             invitations: addrs.iter().map(|a| new_inv(key, a)).collect(),
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         }
     }
 
@@ -1243,7 +1277,7 @@ mod tests {
         let u = IngestUnit {
             seen_key: Some([seen; 32]),
             effect: Some(effect),
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         };
         match store.commit_ingest(&u, &|_: &CommitView| None).unwrap() {
             Committed::Effect(o) => o,
@@ -1425,7 +1459,7 @@ mod tests {
         let key = HmacKey::from_bytes(&[7; 32]);
         let received = Utc::now() - chrono::Duration::weeks(3);
         let u = IngestUnit {
-            created_at: Some(Utc::now()),
+            created_at: Utc::now(),
             received_at: Some(received),
             ..unit(&key, &["a@x.dk"], 1)
         };

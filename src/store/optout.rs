@@ -82,7 +82,7 @@ mod tests {
                 },
                 address,
             }],
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         };
         store.commit_ingest(&unit, &|_: &CommitView| None).unwrap();
         let h = token.hash();

@@ -210,7 +210,7 @@ impl Store {
             if carried.is_some() && (carried == id || to_them) {
                 items.push((item.id, item.purpose));
             } else if retention::mentions(&item.raw, address.as_str()) {
-                mentioned.push(retention::purpose_name(&item.purpose).to_string());
+                mentioned.push(item.purpose.name().to_string());
             }
         }
         Ok((items, mentioned))
@@ -248,10 +248,7 @@ impl Store {
                         for (oid, _) in &items {
                             if let Some(v) = out.remove(&oid.to_be_bytes())? {
                                 let item: OutboxItem = tx_decode(&v, "outbox item")?;
-                                dropped.push((
-                                    retention::purpose_name(&item.purpose).to_string(),
-                                    item.message_id,
-                                ));
+                                dropped.push((item.purpose.name().to_string(), item.message_id));
                             }
                         }
                         let was_held = rcp.get(key.0)?.is_some();
@@ -329,10 +326,8 @@ impl Store {
                         }
                         _ => e.dropped_reminders += 1,
                     }
-                    e.dropped.push((
-                        retention::purpose_name(&item.purpose).to_string(),
-                        item.message_id,
-                    ));
+                    e.dropped
+                        .push((item.purpose.name().to_string(), item.message_id));
                 }
                 let mut link_disabled = false;
                 if disable_link {
@@ -961,7 +956,7 @@ pub(super) mod tests {
                     }
                 })
                 .collect(),
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         }
     }
 

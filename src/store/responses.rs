@@ -124,7 +124,7 @@ mod tests {
                 },
                 address,
             }],
-            ..Default::default()
+            ..IngestUnit::at(Utc::now())
         };
         store
             .commit_ingest(&unit, &|_: &crate::store::CommitView| None)

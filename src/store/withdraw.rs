@@ -142,10 +142,7 @@ impl Store {
                 for (oid, _) in &items {
                     if let Some(v) = out.remove(&oid.to_be_bytes())? {
                         let item: OutboxItem = tx_decode(&v, "outbox item")?;
-                        dropped.push((
-                            retention::purpose_name(&item.purpose).to_string(),
-                            item.message_id,
-                        ));
+                        dropped.push((item.purpose.name().to_string(), item.message_id));
                     }
                 }
                 let mut link_disabled = false;

@@ -10,7 +10,9 @@
 //! - a wrong IMAP password: one clear log line for the whole outage while the
 //!   retries back off, and recovery once the password file is right;
 //! - a broken config on SIGHUP while the IMAP path works: rejected, the old
-//!   config keeps working (`tests/it/service.rs` covers the systemd side).
+//!   config keeps working (`tests/it/service.rs` covers the systemd side);
+//! - a good config on SIGHUP while SMTP is down: the retries already queued
+//!   follow the new retry backoff and sending hours.
 //!
 //! No fixed sleeps: every wait polls for an event (a log line, a mail, an HTTP
 //! answer) with a time-out.
@@ -41,6 +43,16 @@ fn config(mail: &MailStack, dir: &Path, store: &Path, password: &str) -> PathBuf
         ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
     }
     .write(dir)
+}
+
+/// A mail stack with the survey mailbox and Anne, and a config for it in a
+/// temp dir (the store beside it) that logs in with `password`.
+fn stack(password: &str) -> (MailStack, tempfile::TempDir, PathBuf) {
+    let mail = MailStack::start();
+    mail.add_users(&[SURVEY, ANNE]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&mail, dir.path(), &dir.path().join("store"), password);
+    (mail, dir, cfg)
 }
 
 fn trigger(id: &str, to: &str) -> Vec<u8> {
@@ -262,6 +274,121 @@ async fn power_cut_while_writing_loses_nothing_acknowledged() {
     daemon.stop();
 }
 
+/// A reload reaches the retries already queued, not only new mail (issue
+/// 10): with SMTP down an invitation is retried under `min_retry_seconds =
+/// 1`; after a reload with a longer backoff its next retry waits the new
+/// backoff, and after a reload with sending hours closed now it waits for
+/// them to open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reaches_queued_retries_with_new_backoff_and_sending_hours() {
+    let (mail, _dir, cfg) = stack(harness::PASSWORD);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("\nmin_retry_seconds = 1\n"), "{text}");
+    mail.stop_smtp();
+    let daemon = Daemon::start(&cfg, "warn,canvass=info,canvass::outbox=debug");
+    daemon.wait_json("mailbox connected", |l| l["message"] == "mailbox connected");
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &trigger("retried", "kontakt@kommune.test"),
+        None,
+    )
+    .await;
+
+    let deferred_after = |mark: usize| {
+        wait_for("a deferred invitation", STEP, || {
+            daemon
+                .json_lines()
+                .into_iter()
+                .skip(mark)
+                .find(|l| l["message"] == "deferred")
+        })
+    };
+    let attempts = |l: &serde_json::Value| l["attempts"].as_u64().expect("attempts") as u32;
+    let backoff = |l: &serde_json::Value| l["backoff_seconds"].as_i64().expect("backoff");
+    // `timestamp` is RFC 3339; `retry_at` is chrono's Display ("… UTC").
+    let utc = |l: &serde_json::Value, key: &str| {
+        let text = l[key].as_str().expect("a time");
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f UTC")
+                    .map(|t| t.and_utc())
+            })
+            .unwrap_or_else(|e| panic!("{key} of {l}: {e}"))
+    };
+    let reload = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        let mark = daemon.json_lines().len();
+        daemon.signal("HUP");
+        wait_for("the reload", STEP, || {
+            daemon
+                .json_lines()
+                .into_iter()
+                .skip(mark)
+                .position(|l| l["message"] == "configuration reloaded")
+                .map(|i| mark + i + 1)
+        })
+    };
+    let max_minutes = canvass::config::Config::load(&cfg)
+        .unwrap()
+        .sending
+        .max_retry_minutes;
+    let delay = |attempts: u32, base: u32| {
+        canvass::window::retry_delay(attempts, base, max_minutes).num_seconds()
+    };
+
+    // SMTP is down: the invitation is deferred under the backoff at start.
+    let first = deferred_after(0);
+    assert_eq!(backoff(&first), delay(attempts(&first), 1), "{first}");
+
+    // A longer backoff: the next retry of the same invitation waits it. (A
+    // retry decided while the reload ran may still show the old one.)
+    let slower = text.replace("\nmin_retry_seconds = 1\n", "\nmin_retry_seconds = 3\n");
+    let mark = reload(&slower);
+    let mut next = deferred_after(mark);
+    if backoff(&next) == delay(attempts(&next), 1) {
+        next = deferred_after(daemon.json_lines().iter().position(|l| *l == next).unwrap() + 1);
+    }
+    assert!(attempts(&next) > attempts(&first), "{next}");
+    assert_eq!(backoff(&next), delay(attempts(&next), 3), "{next}");
+    assert_ne!(delay(attempts(&next), 3), delay(attempts(&next), 1));
+
+    // Sending hours closed now: the next retry waits for them to open.
+    let local = chrono::Utc::now().with_timezone(&canvass::window::TZ);
+    let (start, end) = if chrono::Timelike::hour(&local) < 12 {
+        ("20:00", "21:00")
+    } else {
+        ("04:00", "05:00")
+    };
+    let closed = slower.replace(
+        "\nmin_retry_seconds = 3\n",
+        &format!("\nmin_retry_seconds = 3\nhours = {{ start = \"{start}\", end = \"{end}\" }}\n"),
+    );
+    let mark = reload(&closed);
+    let mut last = deferred_after(mark);
+    if utc(&last, "retry_at") < utc(&last, "timestamp") + chrono::Duration::minutes(30) {
+        last = deferred_after(daemon.json_lines().iter().position(|l| *l == last).unwrap() + 1);
+    }
+    let hours = canvass::config::Config::load(&cfg)
+        .unwrap()
+        .sending
+        .hours
+        .expect("sending hours");
+    let by_backoff = utc(&last, "timestamp") + chrono::Duration::seconds(backoff(&last));
+    let opens = hours.next_open(by_backoff);
+    assert!(
+        opens > by_backoff + chrono::Duration::minutes(30),
+        "closed now"
+    );
+    let retry_at = utc(&last, "retry_at");
+    assert!(
+        (retry_at - opens).num_seconds().abs() <= 2,
+        "retry at {retry_at}, the hours open at {opens}: {last}"
+    );
+    daemon.stop();
+}
+
 /// A small tmpfs, unmounted on drop.
 struct Tmpfs {
     path: PathBuf,
@@ -419,15 +546,7 @@ async fn disk_full_stops_taking_work_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_imap_password_is_one_clear_line_with_backoff() {
-    let mail = MailStack::start();
-    mail.add_users(&[SURVEY, ANNE]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &mail,
-        dir.path(),
-        &dir.path().join("store"),
-        "forkert-kodeord",
-    );
+    let (_mail, dir, cfg) = stack("forkert-kodeord");
     let daemon = Daemon::start(&cfg, "warn,canvass=info,canvass::backoff=debug");
     // Three refused logins (1 s, then 2 s apart): the retries back off.
     let third = daemon.wait_json("the third refused login", |l| {
