@@ -279,7 +279,7 @@ pub fn plan(
                 invalid: Vec::new(),
                 only_if_refused: false,
                 refused_in_part: true,
-                note: Some(compose::outside_window_note(cfg, received)),
+                note: Some(compose::Note::outside_window(cfg, received)),
             });
         }
     }
@@ -296,17 +296,20 @@ fn confirmation_facts(
     facts: &MessageFacts,
     unrenderable: &[(String, String)],
 ) -> ConfirmationFacts {
-    let mut skipped: Vec<(String, String)> = t
+    let mut skipped: Vec<compose::NotInvited> = t
         .skipped
         .iter()
-        .map(|s| {
-            (
-                s.address.clone(),
-                compose::skip_reason_da(s.why).to_string(),
-            )
+        .map(|s| compose::NotInvited {
+            address: s.address.clone(),
+            reason: s.why.key(),
+            detail: None,
         })
         .collect();
-    skipped.extend(unrenderable.iter().map(|(a, e)| (a.clone(), e.clone())));
+    skipped.extend(unrenderable.iter().map(|(a, e)| compose::NotInvited {
+        address: a.clone(),
+        reason: "unrenderable",
+        detail: Some(e.clone()),
+    }));
     ConfirmationFacts {
         consultant: Some(t.consultant.clone()),
         subject: facts.subject.clone(),
@@ -318,7 +321,7 @@ fn confirmation_facts(
             .skipped
             .iter()
             .any(|s| s.why == SkipReason::OverMessageCap),
-        note: None,
+        note: t.unread_over_mb.map(|mb| compose::Note::TooLarge { mb }),
     }
 }
 
@@ -377,6 +380,7 @@ mod tests {
             skipped,
             invalid: vec![],
             trusted_by: None,
+            unread_over_mb: None,
         })
     }
 
@@ -540,6 +544,7 @@ mod tests {
                 skipped,
                 invalid: vec![],
                 trusted_by: Some("dmarc=pass".into()),
+                unread_over_mb: None,
             })
         }
 

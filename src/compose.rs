@@ -66,21 +66,27 @@ pub const TEST_PATH: &str = "/proeve";
 
 /// What every mail template gets ([`crate::texts::MAIL_VARS`]).
 pub fn mail_context(cfg: &Config, test: bool) -> Value {
-    let p = &cfg.privacy;
     context! {
         agency => cfg.agency,
         from_name => cfg.from_name,
         test => test,
-        privacy => context! {
-            controller => p.controller,
-            dpo => p.dpo,
-            purpose => p.purpose,
-            legal_basis => p.legal_basis,
-            contact => p.contact,
-            configured => p.configured,
-            retention_days => cfg.retention.erase_addresses_after_days,
-            url => privacy_url(cfg),
-        },
+        privacy => privacy_context(cfg),
+    }
+}
+
+/// The `privacy` variable of mails and of the privacy page: the `[privacy]`
+/// section, the retention period and the page's address.
+pub fn privacy_context(cfg: &Config) -> Value {
+    let p = &cfg.privacy;
+    context! {
+        controller => p.controller,
+        dpo => p.dpo,
+        purpose => p.purpose,
+        legal_basis => p.legal_basis,
+        contact => p.contact,
+        configured => p.configured,
+        retention_days => cfg.retention.erase_addresses_after_days,
+        url => privacy_url(cfg),
     }
 }
 
@@ -105,9 +111,13 @@ fn invite_context(cfg: &Config, link: &str, unsubscribe: &str, subject: &str, te
 
 /// A subject template rendered to one line.
 fn subject_of(cfg: &Config, name: &str, test: bool) -> Result<String, ComposeError> {
-    let s = cfg.texts.render(name, mail_context(cfg, test))?;
-    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = one_line(&cfg.texts.render(name, mail_context(cfg, test))?);
     Ok(if test { format!("[PRØVE] {s}") } else { s })
+}
+
+/// A rendered subject: its words on one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `List-Unsubscribe` with the HTTPS link first (RFC 8058 one-click) and the
@@ -394,7 +404,7 @@ pub struct ConfirmationFacts {
     pub consultant: Option<Address>,
     pub subject: Option<String>,
     pub in_reply_to: Option<String>,
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<NotInvited>,
     pub invalid: Vec<InvalidLine>,
     /// A CC/BCC trigger: the consultant is answered only when part of it was
     /// refused (over a cap), never for a trigger that went through.
@@ -404,7 +414,7 @@ pub struct ConfirmationFacts {
     pub refused_in_part: bool,
     /// Why nobody was invited, when the whole trigger was refused (outside
     /// the collection window).
-    pub note: Option<String>,
+    pub note: Option<Note>,
 }
 
 /// The reply to a consultant's phone-contact mail: who was invited, who was
@@ -429,7 +439,7 @@ pub fn confirmation(
     let mut skipped: Vec<minijinja::Value> = facts
         .skipped
         .iter()
-        .map(|(a, why)| context! { address => a, why => why })
+        .map(|s| context! { address => s.address, reason => s.reason, detail => s.detail })
         .collect();
     for o in outcomes {
         match o {
@@ -437,7 +447,8 @@ pub fn confirmation(
             InviteOutcome::AlreadyInvited(a) => already.push(a.to_string()),
             InviteOutcome::OverDailyCap(a) => skipped.push(context! {
                 address => a.to_string(),
-                why => "over dagens grænse for invitationer; send adressen igen i morgen",
+                reason => "over_daily_cap",
+                detail => Option::<String>::None,
             }),
         }
     }
@@ -449,14 +460,18 @@ pub fn confirmation(
     let text = cfg.texts.render(
         "confirmation.txt",
         context! {
-            invited, already, skipped, invalid, note => facts.note,
+            invited, already, skipped, invalid,
+            note => facts.note.as_ref().map(|n| n.context(cfg)),
             ..mail_context(cfg, false)
         },
     )?;
-    let subject = match facts.subject.as_deref() {
-        Some(s) if !s.trim().is_empty() => format!("Re: {}", s.trim()),
-        _ => "Kvittering: telefonkontakter til spørgeskemaet".to_string(),
-    };
+    let subject = one_line(&cfg.texts.render(
+        "confirmation_subject.txt",
+        context! {
+            subject => facts.subject.as_deref().map(str::trim).unwrap_or_default(),
+            ..mail_context(cfg, false)
+        },
+    )?);
     let mut draft = Draft::new(cfg, consultant, &subject, new_message_id(cfg))?;
     if let Some(id) = &facts.in_reply_to {
         draft = draft.with(|b| {
@@ -490,41 +505,28 @@ pub fn forward(
     invitation: Option<&crate::store::Invitation>,
     now: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
-    let subject = cfg
-        .texts
-        .render(
-            "forward_subject.txt",
-            context! {
-                from => facts.from.to_string(),
-                subject => crate::redact::redact(facts.subject.as_deref().unwrap_or("(uden emne)")),
-                ..mail_context(cfg, false)
-            },
-        )?
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let subject = one_line(&cfg.texts.render(
+        "forward_subject.txt",
+        context! {
+            from => facts.from.to_string(),
+            subject => crate::redact::redact(facts.subject.as_deref().unwrap_or_default().trim()),
+            ..mail_context(cfg, false)
+        },
+    )?);
     let region = invitation.map(|i| i.region.clone()).unwrap_or_default();
     // Anyone who knows a canvass Message-ID can write a "reply": say so
     // unless it comes from the very address that invitation went to.
     let verified = invitation.is_some_and(|i| i.address.as_ref() == Some(&facts.from));
-    let warning = if verified {
-        String::new()
-    } else {
-        format!(
-            "OBS: Afsenderen kunne ikke bekræftes. {} er ikke den adresse, invitationen blev sendt til, så svaret kan være fra en anden. Vær varsom med at følge links og åbne filer.\n\n",
-            facts.from
-        )
-    };
     let text = cfg.texts.render(
         "forward.txt",
         context! {
             from => facts.from.to_string(),
+            verified => verified,
             region => region,
             body => redact_links(cfg, facts.text.trim()),
             ..mail_context(cfg, false)
         },
     )?;
-    let text = format!("{warning}{text}");
     let respondent = mailbox(None, facts.from.as_str())?;
     let mut draft =
         Draft::new(cfg, to, &subject, new_message_id(cfg))?.with(|b| b.reply_to(respondent));
@@ -534,29 +536,46 @@ pub fn forward(
     draft.single(SinglePart::plain(text), now)
 }
 
-/// The Danish words for why a recipient was not invited (confirmation mail).
-/// Why a consultant's trigger outside the collection window invited nobody.
-pub fn outside_window_note(cfg: &Config, received: DateTime<Utc>) -> String {
-    let when = match cfg.window.position(received) {
-        crate::window::Position::Before => "før",
-        _ => "efter",
-    };
-    format!(
-        "Ingen er inviteret: mailen kom {when} indsamlingsperioden ({} – {}), og kun kontakter i perioden inviteres.",
-        danish_date(cfg.window.start),
-        danish_date(cfg.window.end)
-    )
+/// Why nobody was invited, when a whole trigger was refused; the
+/// confirmation template words it (`note.kind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The consultant's mail came before or after the collection window.
+    OutsideWindow { before: bool },
+    /// A phone contact over `max_message_bytes` (`mb`): only its headers
+    /// were read, so its addresses are unknown.
+    TooLarge { mb: u64 },
 }
 
-pub fn skip_reason_da(why: crate::classify::SkipReason) -> &'static str {
-    use crate::classify::SkipReason::*;
-    match why {
-        Sender => "det er dig selv",
-        Consultant => "en sikkerhedskonsulent inviteres ikke",
-        SurveyAddress => "undersøgelsens egen adresse",
-        InternalDomain => "en kollega (intern adresse) inviteres ikke",
-        OverMessageCap => "for mange adresser i én mail; send resten i en ny mail",
+impl Note {
+    /// A consultant's trigger received at `received`, outside the window.
+    pub fn outside_window(cfg: &Config, received: DateTime<Utc>) -> Note {
+        Note::OutsideWindow {
+            before: cfg.window.position(received) == crate::window::Position::Before,
+        }
     }
+
+    fn context(&self, cfg: &Config) -> Value {
+        match self {
+            Note::OutsideWindow { before } => context! {
+                kind => "outside_window",
+                before => before,
+                start => danish_date(cfg.window.start),
+                end => danish_date(cfg.window.end),
+            },
+            Note::TooLarge { mb } => context! { kind => "too_large", mb => mb },
+        }
+    }
+}
+
+/// One recipient of a trigger that was not invited, and why: a
+/// [`crate::classify::SkipReason::key`], or `unrenderable` with the error in
+/// `detail`; the confirmation template words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotInvited {
+    pub address: String,
+    pub reason: &'static str,
+    pub detail: Option<String>,
 }
 
 #[cfg(test)]
@@ -668,7 +687,7 @@ mod tests {
         assert!(text.contains("b@kommune.dk: over dagens grænse"), "{text}");
         // Outside the window: nobody invited, and why.
         let late = ConfirmationFacts {
-            note: Some(outside_window_note(
+            note: Some(Note::outside_window(
                 &cfg,
                 "2024-09-23T08:00:00Z".parse().unwrap(),
             )),

@@ -63,13 +63,7 @@ fn too_large_for_a_phone_contact(decision: &mut Decision, cfg: &Config) {
                 crate::config::Inbound::Imap(i) => i.max_message_bytes,
                 crate::config::Inbound::Maildir(m) => m.max_message_bytes,
             };
-            let mb = max / (1024 * 1024);
-            t.invalid.push(classify::InvalidLine {
-                line: format!(
-                    "Mailen var for stor til at blive læst (over {mb} MB). Send adresserne i en kortere mail uden vedhæftede filer."
-                ),
-                error: format!("the message is larger than max_message_bytes ({mb} MiB); only its headers were read"),
-            });
+            t.unread_over_mb = Some(max / (1024 * 1024));
         }
     }
 }

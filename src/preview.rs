@@ -93,10 +93,11 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
                 consultant: Some(consultant),
                 subject: Some("Telefonkontakter".to_string()),
                 in_reply_to: None,
-                skipped: vec![(
-                    "kollega@siri.dk".to_string(),
-                    "en kollega (intern adresse) inviteres ikke".to_string(),
-                )],
+                skipped: vec![crate::compose::NotInvited {
+                    address: "kollega@siri.dk".to_string(),
+                    reason: crate::classify::SkipReason::InternalDomain.key(),
+                    detail: None,
+                }],
                 invalid: vec![crate::classify::InvalidLine {
                     line: "ikke en adresse".to_string(),
                     error: "mangler @".to_string(),

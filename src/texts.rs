@@ -120,6 +120,12 @@ pub const SPECS: &[Spec] = &[
         needs_link: true,
     },
     Spec {
+        name: "confirmation_subject.txt",
+        builtin: builtin!("confirmation_subject.txt"),
+        vars: &["subject"],
+        needs_link: false,
+    },
+    Spec {
         name: "confirmation.txt",
         builtin: builtin!("confirmation.txt"),
         vars: &["invited", "already", "skipped", "invalid", "note"],
@@ -134,7 +140,7 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "forward.txt",
         builtin: builtin!("forward.txt"),
-        vars: &["from", "region", "body"],
+        vars: &["from", "verified", "region", "body"],
         needs_link: false,
     },
     Spec {
@@ -526,13 +532,17 @@ pub fn sample(name: &str) -> Value {
         "confirmation.txt" => context! {
             invited => vec!["kontakt@kommune.dk"],
             already => Vec::<String>::new(),
-            skipped => vec![context! { address => "kollega@siri.dk", why => "en kollega (intern adresse) inviteres ikke" }],
+            skipped => vec![
+                context! { address => "kollega@siri.dk", reason => "internal_domain", detail => Option::<String>::None },
+                context! { address => "x@kommune.dk", reason => "over_daily_cap", detail => Option::<String>::None },
+            ],
             invalid => vec![context! { line => "ikke en adresse", error => "mangler @" }],
-            note => Option::<String>::None,
+            note => context! { kind => "outside_window", before => false, start => "7. august 2024", end => "20. september 2024" },
         },
+        "confirmation_subject.txt" => context! { subject => "Telefonkontakter" },
         "forward_subject.txt" => context! { from => "kontakt@kommune.dk", subject => "Spørgsmål" },
         "forward.txt" => {
-            context! { from => "kontakt@kommune.dk", region => "Sjælland", body => "Hvad bruges svarene til?" }
+            context! { from => "kontakt@kommune.dk", verified => false, region => "Sjælland", body => "Hvad bruges svarene til?" }
         }
         "digest_intro.txt" => {
             context! { subject => "Svarprocent uge 38: 42 %", is_final => false, days_left => 12 }

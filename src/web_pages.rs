@@ -28,7 +28,6 @@ pub(crate) async fn privacy(
     headers: HeaderMap,
 ) -> Response {
     let cfg = s.pipeline.config();
-    let p = &cfg.privacy;
     let lang = request_lang(&cfg, query.as_deref(), &headers);
     named(
         &cfg,
@@ -39,18 +38,7 @@ pub(crate) async fn privacy(
             Lang::En => "How we handle your information",
             Lang::Da => "Sådan behandler vi dine oplysninger",
         },
-        context! {
-            privacy => context! {
-                controller => p.controller,
-                dpo => p.dpo,
-                purpose => p.purpose,
-                legal_basis => p.legal_basis,
-                contact => p.contact,
-                configured => p.configured,
-                retention_days => cfg.retention.erase_addresses_after_days,
-                url => crate::compose::privacy_url(&cfg),
-            },
-        },
+        context! { privacy => crate::compose::privacy_context(&cfg) },
     )
 }
 

@@ -166,6 +166,10 @@ pub struct Trigger {
     /// header read); absent when no trust is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_by: Option<String>,
+    /// A phone contact too large to read (over `max_message_bytes`, this many
+    /// MB): only its headers were read, so its addresses are unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_over_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -200,6 +204,19 @@ pub enum SkipReason {
     InternalDomain,
     /// Beyond `sending.max_invitees_per_message`.
     OverMessageCap,
+}
+
+impl SkipReason {
+    /// The reason's name in the confirmation template (`confirmation.txt`).
+    pub fn key(self) -> &'static str {
+        match self {
+            SkipReason::Sender => "sender",
+            SkipReason::Consultant => "consultant",
+            SkipReason::SurveyAddress => "survey_address",
+            SkipReason::InternalDomain => "internal_domain",
+            SkipReason::OverMessageCap => "over_message_cap",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -442,6 +459,7 @@ pub fn select_invitees(
         skipped: Vec::new(),
         invalid,
         trusted_by: None,
+        unread_over_mb: None,
     };
     let mut seen = HashSet::new();
     for addr in candidates {
