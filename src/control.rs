@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::analysis::status;
 use crate::pipeline::Pipeline;
 use crate::retention::MailboxSweep;
 use crate::shutdown::Shutdown;
-use crate::status;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -110,9 +110,9 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
             Ok(r) => Answer {
                 ok: true,
                 text: if html {
-                    crate::report::render_html(&r)
+                    crate::analysis::report::render_html(&r)
                 } else {
-                    crate::report::render_text(&r)
+                    crate::analysis::report::render_text(&r)
                 },
                 json: serde_json::to_value(&r).unwrap_or_default(),
             },
@@ -131,7 +131,7 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
                     return Answer::error(format!("cannot read the store: {e}"))
                 }
             };
-            match crate::export_xlsx::to_xlsx(
+            match crate::analysis::export_xlsx::to_xlsx(
                 &cfg.survey,
                 &rs,
                 report.response_rate.shown(),
@@ -156,7 +156,7 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
             bom,
             delimiter,
         } => {
-            let format: crate::export::Format = match format.parse() {
+            let format: crate::analysis::export::Format = match format.parse() {
                 Ok(f) => f,
                 Err(_) => {
                     return Answer::error(format!(
@@ -168,10 +168,10 @@ pub fn handle(pipeline: &Arc<Pipeline>, req: Request) -> Answer {
             match responses(pipeline) {
                 Ok(rs) => {
                     let text = match (format, delimiter) {
-                        (crate::export::Format::Csv, Some(d)) => {
-                            crate::export::to_csv_with_delimiter(&cfg.survey, &rs, bom, d)
+                        (crate::analysis::export::Format::Csv, Some(d)) => {
+                            crate::analysis::export::to_csv_with_delimiter(&cfg.survey, &rs, bom, d)
                         }
-                        _ => crate::export::export(format, &cfg.survey, &rs, bom),
+                        _ => crate::analysis::export::export(format, &cfg.survey, &rs, bom),
                     };
                     Answer {
                         ok: true,
@@ -443,7 +443,9 @@ fn responses(
 }
 
 /// The agency's report from the stored answers and the counters.
-pub fn report(pipeline: &Pipeline) -> Result<crate::report::Report, crate::store::StoreError> {
+pub fn report(
+    pipeline: &Pipeline,
+) -> Result<crate::analysis::report::Report, crate::store::StoreError> {
     let cfg = pipeline.config();
     let status = current_status(pipeline)?;
     let rates: Vec<(String, u64, u64)> = status
@@ -451,7 +453,7 @@ pub fn report(pipeline: &Pipeline) -> Result<crate::report::Report, crate::store
         .iter()
         .map(|r| (r.region.clone(), r.invited, r.answered))
         .collect();
-    let mut report = crate::report::compute(&cfg.survey, &responses(pipeline)?, &rates);
+    let mut report = crate::analysis::report::compute(&cfg.survey, &responses(pipeline)?, &rates);
     if status.total.withdrawn > 0 {
         report.notes.push(format!(
             "{} invitation(er) er trukket tilbage, fordi de blev sendt ved en fejl; de indgår ikke i svarprocenten.",

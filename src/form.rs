@@ -320,7 +320,7 @@ pub fn render_notice(cfg: Option<&Config>, lang: Lang, kind: &str, fallback_titl
 fn fallback_page(title: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"da\"><title>{0}</title><h1>{0}</h1></html>",
-        crate::web::html_escape(title)
+        crate::escape::html_escape(title)
     )
 }
 
@@ -468,7 +468,7 @@ mod tests {
 
     /// HTML escaping as minijinja does it.
     fn esc(s: &str) -> String {
-        crate::web::html_escape(s)
+        crate::escape::html_escape(s)
             .replace("&#39;", "&#x27;")
             .replace('/', "&#x2f;")
     }

@@ -16,7 +16,6 @@
 //! - [`address`]: address normalisation and the HMAC the store de-duplicates on.
 //! - [`token`]: personal tokens (128 random bits; only the hash is stored).
 //! - [`window`]: collection window and sending hours (pure time rules).
-//! - [`chart`]: the digest's PNG bar chart (plotters, bundled font).
 //! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore; sender trust (`classify::authres`: Authentication-Results per RFC 8601 §5, the Microsoft 365 and Google readings).
 //! - [`loops`]: no confirmation loops with autoresponders (pure rules).
 //! - [`redact`]: every shape of a personal link removed from forwarded replies (pure).
@@ -27,15 +26,13 @@
 //! - [`ingest`]: mail sources (IMAP, Maildir) behind one trait, and the ingest loop.
 //! - [`outbox`]: the single loop that drains the durable outbox, with backoff.
 //! - [`transport`]: where mail goes (SMTP, .eml files) behind one trait.
-//! - [`status`]: the figures of `canvass status`, computed from stored counters.
-//! - [`report`]: the agency's analysis (response rate, figures 1–4) as text or one HTML page (pure).
-//! - [`export`]: the answers as CSV (for Excel) or JSON, one row per answer (pure).
+//! - [`analysis`]: what canvass reports, computed from the counters and the answers (pure) and rendered: `status`, `digest` (and its `chart`), `report`, `export`, `export_xlsx`, and the one `percent` rule.
+//! - [`escape`]: the one HTML escape (report, form) and the report template's formatter.
 //! - [`explain`]: `canvass explain`: the decision for raw messages, without side effects.
 //! - [`form`]: the survey form: render and validate (pure), in Danish or English.
 //! - [`texts`]: every text as a template; the agency's overrides, validated.
 //! - [`preview`]: `canvass preview` with sample data.
 //! - [`web_pages`]: the privacy page, one-click opt-out (RFC 8058), the send-test page.
-//! - [`export_xlsx`]: the answers and response rates as an Excel workbook (pure).
 //! - [`web`]: the respondent-facing HTTP server (links, health).
 //! - [`client_ip`]: the client's address behind trusted proxies, and the rate-limit buckets (IPv4, IPv6 /64).
 //! - [`private`]: files canvass writes are private (umask, modes), and a store readable by others repaired.
@@ -44,7 +41,6 @@
 //! - [`backoff`]: reconnect backoff and once-per-outage logging.
 //! - [`logging`]: tracing set-up (text, JSON or the systemd journal).
 //! - [`metrics`]: counters for `/metrics`.
-//! - [`digest`]: the managers' digest figures (pure) and their text/HTML.
 //! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
 //! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
 //! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
@@ -57,11 +53,11 @@
 //! - [`checkmail`]: `canvass check-mail`: token, IMAP, folders, SMTP AUTH and MAIL FROM, one line per check.
 
 pub mod address;
+pub mod analysis;
 pub mod answer;
 pub mod apply;
 pub mod backoff;
 pub mod bounce;
-pub mod chart;
 pub mod checkmail;
 pub mod classify;
 pub mod client_ip;
@@ -69,10 +65,8 @@ pub mod compose;
 pub mod config;
 pub mod control;
 pub mod daemon;
-pub mod digest;
+pub mod escape;
 pub mod explain;
-pub mod export;
-pub mod export_xlsx;
 pub mod form;
 pub mod ingest;
 pub mod logging;
@@ -85,13 +79,11 @@ pub mod pipeline;
 pub mod preview;
 pub mod private;
 pub mod redact;
-pub mod report;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod service;
 pub mod shutdown;
-pub mod status;
 pub mod store;
 pub mod survey;
 pub mod texts;

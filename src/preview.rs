@@ -128,10 +128,17 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
                 let week = crate::store::counter::invited_week(now - Duration::days(7));
                 counters.push((r.to_string(), week, invited));
             }
-            let status = crate::status::compute(&names, &counters, 0);
+            let status = crate::analysis::status::compute(&names, &counters, 0);
             let today = now.with_timezone(&crate::window::TZ).date_naive();
-            let d =
-                crate::digest::compute(&status, &counters, None, &cfg.window, today, &[], false);
+            let d = crate::analysis::digest::compute(
+                &status,
+                &counters,
+                None,
+                &cfg.window,
+                today,
+                &[],
+                false,
+            );
             let (text, html) = crate::scheduler::digest_bodies(cfg, &d, None)
                 .map_err(|e| PreviewError::Compose(ComposeError::Build(e.to_string())))?;
             (text, Some(html))

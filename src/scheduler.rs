@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::address::Address;
+use crate::analysis::digest::{self, Snapshot};
 use crate::config::RemindersConfig;
-use crate::digest::{self, Snapshot};
 use crate::pipeline::Pipeline;
 use crate::schedule::{self, Due};
 use crate::shutdown::Shutdown;
@@ -463,7 +463,7 @@ fn render_one(
             crate::compose::mail_context(cfg, false),
         )
         .map_err(|e| JobError::Render(format!("digest_chart_title.txt: {e}")))?;
-    let chart = match crate::chart::response_rates_png(title.trim(), &bars) {
+    let chart = match crate::analysis::chart::response_rates_png(title.trim(), &bars) {
         Ok(png) => Some(png),
         Err(e) => {
             tracing::warn!(error = %e, "digest without chart");

@@ -69,7 +69,7 @@ macro_rules! builtin {
 }
 
 /// The variables of the digest's body (`digest.txt`, `digest.html`): the
-/// figures of [`crate::digest::context`].
+/// figures of [`crate::analysis::digest::context`].
 const DIGEST_VARS: &[&str] = &[
     "subject",
     "intro",
@@ -551,9 +551,9 @@ pub fn sample(name: &str) -> Value {
             context! { week => 38, rate => "42 %", answered => 84, is_final => false }
         }
         "digest.txt" | "digest.html" => {
-            let d = crate::digest::sample();
-            let subject = crate::digest::subject(&d);
-            crate::digest::context(&d, &subject, &subject, Some("svarprocent"))
+            let d = crate::analysis::digest::sample();
+            let subject = crate::analysis::digest::subject(&d);
+            crate::analysis::digest::context(&d, &subject, &subject, Some("svarprocent"))
         }
         "form.html" => context! {
             survey => context! { title => "Spørgeskema", intro => "", questions => Vec::<Value>::new() },
@@ -599,7 +599,7 @@ mod tests {
         let s = t
             .render("digest_subject.txt", sample("digest_subject.txt"))
             .unwrap();
-        // As crate::digest::subject writes it.
+        // As crate::analysis::digest::subject writes it.
         assert_eq!(s, "Svarprocent uge 38: 42 % (84 svar)");
     }
 

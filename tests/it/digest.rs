@@ -143,7 +143,7 @@ async fn digest_numbers_chart_reminders_and_a_real_bounce() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the bounce was not recognised:\n{}",
-            canvass::status::render_text(&st)
+            canvass::analysis::status::render_text(&st)
         );
         mail.flush_queue();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -362,7 +362,7 @@ async fn opt_out_question_and_out_of_office_replies() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "opt-out not applied:\n{}",
-            canvass::status::render_text(&st)
+            canvass::analysis::status::render_text(&st)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -407,8 +407,8 @@ async fn until_status(
     d: &daemon::Daemon,
     mail: &MailStack,
     what: &str,
-    done: impl Fn(&canvass::status::Status) -> bool,
-) -> canvass::status::Status {
+    done: impl Fn(&canvass::analysis::status::Status) -> bool,
+) -> canvass::analysis::status::Status {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let st = canvass::control::current_status(&d.pipeline).unwrap();
@@ -418,7 +418,7 @@ async fn until_status(
         assert!(
             tokio::time::Instant::now() < deadline,
             "{what}:\n{}",
-            canvass::status::render_text(&st)
+            canvass::analysis::status::render_text(&st)
         );
         mail.flush_queue();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -521,7 +521,7 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
         "the forged opt-out opted nobody out"
     );
     assert_eq!(st.total.delivered, st.total.sent - 2);
-    let text = canvass::status::render_text(&st);
+    let text = canvass::analysis::status::render_text(&st);
     assert!(text.contains("quarantined"), "{text}");
     // The unreadable message is in the quarantine folder, not left unread.
     let q = mail
@@ -546,7 +546,7 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
         1
     );
     // The digest shows the return mail by kind.
-    let digest = canvass::digest::render_text(&canvass::digest::compute(
+    let digest = canvass::analysis::digest::render_text(&canvass::analysis::digest::compute(
         &st,
         &[],
         None,

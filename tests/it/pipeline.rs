@@ -45,7 +45,7 @@ async fn start(path: &Path) -> (Daemon, Shutdown, String) {
     (d, shutdown, web)
 }
 
-fn status(d: &Daemon) -> canvass::status::Status {
+fn status(d: &Daemon) -> canvass::analysis::status::Status {
     canvass::control::current_status(&d.pipeline).unwrap()
 }
 
@@ -54,7 +54,7 @@ async fn until(
     what: &str,
     d: &Daemon,
     timeout: Duration,
-    f: impl Fn(&canvass::status::Status) -> bool,
+    f: impl Fn(&canvass::analysis::status::Status) -> bool,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -65,7 +65,7 @@ async fn until(
         if tokio::time::Instant::now() > deadline {
             panic!(
                 "timed out waiting for {what}; status:\n{}",
-                canvass::status::render_text(&s)
+                canvass::analysis::status::render_text(&s)
             );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -731,7 +731,7 @@ async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status()
     let w = st.trust_warning.as_deref().expect("a warning");
     assert!(w.starts_with("3 of the 3 mails from consultants"), "{w}");
     assert!(w.contains(r#"[trust] authserv_id = "mx.siri.test""#), "{w}");
-    let text = canvass::status::render_text(&st);
+    let text = canvass::analysis::status::render_text(&st);
     assert!(text.contains("\nwarning: 3 of the 3 mails"), "{text}");
     stop(d, shutdown).await;
 }

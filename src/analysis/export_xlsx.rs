@@ -15,8 +15,8 @@
 use chrono::Datelike;
 use rust_xlsxwriter::{ExcelDateTime, Format, FormatAlign, Workbook, XlsxError};
 
-use crate::export::{cells, columns_of, ordered, Col};
-use crate::report::ResponseRates;
+use crate::analysis::export::{cells, columns_of, ordered, Col};
+use crate::analysis::report::ResponseRates;
 use crate::store::StoredResponse;
 use crate::survey::Survey;
 

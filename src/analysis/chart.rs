@@ -5,9 +5,11 @@
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::analysis::percent;
+
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 320;
-const FONT: &[u8] = include_bytes!("assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot draw the chart: {0}")]
@@ -45,7 +47,7 @@ pub fn response_rates_png(title: &str, bars: &[(String, u64, u64)]) -> Result<Ve
             .disable_x_mesh()
             .light_line_style(WHITE)
             .y_desc("Svarprocent")
-            .y_label_formatter(&|v| format!("{v} %"))
+            .y_label_formatter(&|v| percent::format(Some(u64::from(*v))))
             .x_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) => bars
                     .get(*i as usize)
@@ -59,11 +61,7 @@ pub fn response_rates_png(title: &str, bars: &[(String, u64, u64)]) -> Result<Ve
         let colour = RGBColor(0, 69, 110);
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, answered, invited))| {
-                let pct = if *invited == 0 {
-                    0
-                } else {
-                    ((answered * 200 + invited) / (2 * invited)).min(100) as u32
-                };
+                let pct = percent::whole(*answered, *invited).map_or(0, |p| p.min(100) as u32);
                 let i = i as u32;
                 let mut bar = Rectangle::new(
                     [
@@ -78,16 +76,9 @@ pub fn response_rates_png(title: &str, bars: &[(String, u64, u64)]) -> Result<Ve
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, answered, invited))| {
-                let pct = if *invited == 0 {
-                    0
-                } else {
-                    ((answered * 200 + invited) / (2 * invited)).min(100) as u32
-                };
-                let label = if *invited == 0 {
-                    "–".to_string()
-                } else {
-                    format!("{pct} %")
-                };
+                let whole = percent::whole(*answered, *invited).map(|p| p.min(100));
+                let pct = whole.map_or(0, |p| p as u32);
+                let label = percent::format(whole);
                 Text::new(
                     label,
                     (SegmentValue::CenterOf(i as u32), (pct + 6).min(97)),

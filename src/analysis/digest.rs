@@ -5,7 +5,7 @@
 //!
 //! [`compute`] is pure: counters and the previous snapshot in, figures out.
 //! Rendering gives a plain-text table for terminal mail clients and an HTML
-//! table that references the bar chart by `cid:` ([`crate::chart`]).
+//! table that references the bar chart by `cid:` ([`crate::analysis::chart`]).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,8 @@ use chrono::{Datelike, Duration, NaiveDate};
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::status::{percent, Status};
+use crate::analysis::percent;
+use crate::analysis::status::Status;
 use crate::store::counter;
 use crate::texts::Texts;
 use crate::window::Window;
@@ -61,7 +62,7 @@ pub struct Digest {
     pub weeks: Vec<(String, Vec<u64>)>,
     pub is_final: bool,
     /// Return mail by outcome, over all regions (issue 13).
-    pub returns: crate::status::Returns,
+    pub returns: crate::analysis::status::Returns,
 }
 
 /// Why triggers were refused (and how many came outside the window).
@@ -75,7 +76,7 @@ pub struct Refusals {
 }
 
 impl Refusals {
-    fn of(total: &crate::status::Row) -> Refusals {
+    fn of(total: &crate::analysis::status::Row) -> Refusals {
         Refusals {
             not_consultant: total.refused_not_consultant,
             unauthenticated: total.refused_unauthenticated,
@@ -91,7 +92,7 @@ impl Refusals {
     }
 }
 
-fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
+fn line(r: &crate::analysis::status::Row, prev: Option<&Snapshot>) -> Line {
     let before = prev.map(|p| p.regions.get(&r.region).copied().unwrap_or((0, 0)));
     Line {
         region: r.region.clone(),
@@ -101,8 +102,8 @@ fn line(r: &crate::status::Row, prev: Option<&Snapshot>) -> Line {
         returned: r.bounced + r.expired,
         opted_out: r.opted_out,
         answered: r.answered,
-        rate_invited: percent(r.answered, r.invited),
-        rate_delivered: percent(r.answered, r.delivered),
+        rate_invited: percent::of(r.answered, r.invited),
+        rate_delivered: percent::of(r.answered, r.delivered),
         new_invited: before.map(|(i, _)| r.invited.saturating_sub(i)),
         new_answered: before.map(|(_, a)| r.answered.saturating_sub(a)),
         refused: r.refused,
@@ -138,7 +139,7 @@ pub fn compute(
     regions: &[String],
     is_final: bool,
 ) -> Digest {
-    let rows: Vec<&crate::status::Row> = status
+    let rows: Vec<&crate::analysis::status::Row> = status
         .regions
         .iter()
         .filter(|r| regions.is_empty() || regions.contains(&r.region))
@@ -146,7 +147,7 @@ pub fn compute(
     let lines: Vec<Line> = rows.iter().map(|r| line(r, previous)).collect();
     // The total is the sum of the lines shown (a regional manager's regions),
     // so every column adds up.
-    let mut sum = crate::status::Row {
+    let mut sum = crate::analysis::status::Row {
         region: "I alt".to_string(),
         ..Default::default()
     };
@@ -344,7 +345,7 @@ pub fn sample() -> Digest {
         c("", counter::REPLIES, 3),
         c("", counter::QUARANTINED, 1),
     ];
-    let st = crate::status::compute(&["Sjælland", "Syddanmark"], &counters, 0);
+    let st = crate::analysis::status::compute(&["Sjælland", "Syddanmark"], &counters, 0);
     let prev = Snapshot {
         regions: [
             ("Syddanmark".to_string(), (30, 15)),
@@ -368,7 +369,7 @@ pub fn sample() -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::compute as status;
+    use crate::analysis::status::compute as status;
 
     fn c(region: &str, name: &str, v: u64) -> (String, String, u64) {
         (region.into(), name.into(), v)
@@ -407,12 +408,12 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2024, 8, 26).unwrap();
         let d = compute(&st, &counters, Some(&prev), &window(), today, &[], false);
         let syd = &d.lines[1];
-        assert_eq!(syd.rate_invited, "57 %");
+        assert_eq!(syd.rate_invited, "57\u{a0}%");
         assert_eq!(syd.delivered, 33);
-        assert_eq!(syd.rate_delivered, "61 %");
+        assert_eq!(syd.rate_delivered, "61\u{a0}%");
         assert_eq!(syd.new_invited, Some(5));
         assert_eq!(syd.new_answered, Some(5));
-        assert_eq!(d.lines[0].rate_invited, "40 %");
+        assert_eq!(d.lines[0].rate_invited, "40\u{a0}%");
         assert_eq!(d.total.answered, 32);
         assert_eq!(d.total.new_answered, Some(5));
         assert_eq!(d.days_left, 26);
@@ -422,7 +423,7 @@ mod tests {
         assert_eq!(d.weeks[1].1, vec![0, 0]);
         assert_eq!(d.weeks[2].1, vec![0, 25]);
         let text = render_text(&d);
-        assert!(text.contains("57 %"));
+        assert!(text.contains("57\u{a0}%"));
         assert!(text.contains("2 fra afsendere"));
         let html = render_html(&d, Some("chart"));
         assert!(html.contains("cid:chart"));

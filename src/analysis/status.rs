@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::analysis::percent;
 use crate::store::counter;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -225,14 +226,6 @@ pub fn trust_warning(
     })
 }
 
-/// A whole percent, rounded half up, as the agency prints it; "–" without a base.
-pub fn percent(part: u64, whole: u64) -> String {
-    match whole {
-        0 => "–".to_string(),
-        w => format!("{} %", (part * 200 + w) / (2 * w)),
-    }
-}
-
 /// The table for a terminal.
 pub fn render_text(s: &Status) -> String {
     use std::fmt::Write;
@@ -280,7 +273,7 @@ pub fn render_text(s: &Status) -> String {
             r.bounced,
             r.opted_out,
             r.answered,
-            percent(r.answered, r.invited),
+            percent::for_terminal(&percent::of(r.answered, r.invited)),
             r.refused,
             r.outside_window
         );
@@ -393,9 +386,6 @@ mod tests {
         assert_eq!(s.total.waiting, 2);
         assert_eq!(s.total.refused, 4);
         assert_eq!(s.refused_unknown_sender, 3);
-        assert_eq!(percent(79, 157), "50 %");
-        assert_eq!(percent(1, 8), "13 %");
-        assert_eq!(percent(0, 0), "–");
         let text = render_text(&s);
         let sj = text.lines().find(|l| l.starts_with("Sjælland")).unwrap();
         let cells: Vec<&str> = sj.split_whitespace().collect();
