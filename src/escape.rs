@@ -1,7 +1,6 @@
-//! HTML escaping: the one function canvass' own code escapes with (the
-//! report, the form), and the formatter that makes the report's minijinja
-//! template escape with it. The agency's texts (`crate::texts`) keep
-//! minijinja's own escaping, which also writes `/` as `&#x2f;`.
+//! HTML escaping: the one function canvass escapes with, and the formatter
+//! that makes every minijinja template (the report's, the mails' and pages'
+//! of `crate::texts`) escape with it.
 
 use minijinja::{AutoEscape, Error, Output, State, Value};
 

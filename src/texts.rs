@@ -300,7 +300,9 @@ impl std::fmt::Debug for Texts {
 fn new_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // Names ending in .html are auto-escaped (minijinja's default).
+    // Names ending in .html are auto-escaped (minijinja's default), with the
+    // one escape canvass uses everywhere (`crate::escape`).
+    env.set_formatter(crate::escape::formatter);
     // `ljust(n)` / `rjust(n)`: a value padded to n characters, for the
     // digest's fixed-width table.
     env.add_filter("ljust", |v: Value, width: usize| {

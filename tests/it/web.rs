@@ -321,19 +321,15 @@ async fn one_click_opt_out_is_a_post_never_a_get() {
     let u = unsub.clone();
     let (_, page) = blocking(move || http_get(&a, &u)).await;
     assert!(page.contains("Jeg ønsker ikke at deltage"), "{page}");
-    let esc = |s: &str| s.replace('/', "&#x2f;"); // minijinja's HTML escaping
     assert!(
-        page.contains(&format!("action=\"{}?lang=da\"", esc(&unsub))),
+        page.contains(&format!("action=\"{unsub}?lang=da\"")),
         "{page}"
     );
     // The form page has the same button.
     let a = w.addr.clone();
     let l = link.clone();
     let (_, form) = blocking(move || http_get(&a, &l)).await;
-    assert!(
-        form.contains(&format!("action=\"{}\"", esc(&unsub))),
-        "{form}"
-    );
+    assert!(form.contains(&format!("action=\"{unsub}\"")), "{form}");
     assert!(form.contains("Jeg ønsker ikke at deltage"));
 
     // A POST without the one-click body does nothing.
@@ -453,7 +449,10 @@ async fn privacy_page_footer_and_english_form() {
         let a = w.addr.clone();
         let (_, body) = blocking(move || http_get(&a, &path)).await;
         assert!(body.contains("<footer class=\"site-footer\">"), "{body}");
-        assert!(body.contains("href=\"https:&#x2f;&#x2f;was.digst.dk&#x2f;eksempel\">Tilgængelighedserklæring</a>"), "{body}");
+        assert!(
+            body.contains("href=\"https://was.digst.dk/eksempel\">Tilgængelighedserklæring</a>"),
+            "{body}"
+        );
         assert!(body.contains("mailto:spoergsmaal@siri.test"), "{body}");
     }
 
@@ -461,8 +460,7 @@ async fn privacy_page_footer_and_english_form() {
     let (a, l) = (w.addr.clone(), link.clone());
     let (_, da) = blocking(move || get_with_language(&a, &l, "da-DK,da;q=0.9,en;q=0.8")).await;
     assert!(da.contains("<html lang=\"da\">") && da.contains("Hvilken type organisation"));
-    let esc = link.replace('/', "&#x2f;"); // minijinja's HTML escaping
-    assert!(da.contains(&format!("href=\"{esc}?lang=en\"")), "{da}");
+    assert!(da.contains(&format!("href=\"{link}?lang=en\"")), "{da}");
     let (a, l) = (w.addr.clone(), link.clone());
     let (_, en) = blocking(move || get_with_language(&a, &l, "en-GB,en;q=0.9")).await;
     assert!(en.contains("<html lang=\"en\">"), "{en}");
@@ -471,7 +469,7 @@ async fn privacy_page_footer_and_english_form() {
     // The English form's footer leads to the privacy page in English, with
     // the agency's own wording quoted.
     assert!(
-        en.contains("href=\"&#x2f;privatliv?lang=en\">Privacy</a>"),
+        en.contains("href=\"/privatliv?lang=en\">Privacy</a>"),
         "{en}"
     );
     let a = w.addr.clone();
