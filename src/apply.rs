@@ -307,7 +307,7 @@ fn confirmation_facts(
         .collect();
     skipped.extend(unrenderable.iter().map(|(a, e)| compose::NotInvited {
         address: a.clone(),
-        reason: "unrenderable",
+        reason: compose::NotInvited::UNRENDERABLE,
         detail: Some(e.clone()),
     }));
     ConfirmationFacts {

@@ -116,7 +116,7 @@ fn subject_of(cfg: &Config, name: &str, test: bool) -> Result<String, ComposeErr
 }
 
 /// A rendered subject: its words on one line.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -436,22 +436,22 @@ pub fn confirmation(
     }
     let mut invited = Vec::new();
     let mut already = Vec::new();
-    let mut skipped: Vec<minijinja::Value> = facts
-        .skipped
-        .iter()
-        .map(|s| context! { address => s.address, reason => s.reason, detail => s.detail })
-        .collect();
+    let mut not_invited = facts.skipped.clone();
     for o in outcomes {
         match o {
             InviteOutcome::Invited(a) => invited.push(a.to_string()),
             InviteOutcome::AlreadyInvited(a) => already.push(a.to_string()),
-            InviteOutcome::OverDailyCap(a) => skipped.push(context! {
-                address => a.to_string(),
-                reason => "over_daily_cap",
-                detail => Option::<String>::None,
+            InviteOutcome::OverDailyCap(a) => not_invited.push(NotInvited {
+                address: a.to_string(),
+                reason: NotInvited::OVER_DAILY_CAP,
+                detail: None,
             }),
         }
     }
+    let skipped: Vec<minijinja::Value> = not_invited
+        .iter()
+        .map(|s| context! { address => s.address, reason => s.reason, detail => s.detail })
+        .collect();
     let invalid: Vec<minijinja::Value> = facts
         .invalid
         .iter()
@@ -576,6 +576,13 @@ pub struct NotInvited {
     pub address: String,
     pub reason: &'static str,
     pub detail: Option<String>,
+}
+
+impl NotInvited {
+    /// Over the consultant's daily cap (decided in the store).
+    pub const OVER_DAILY_CAP: &'static str = "over_daily_cap";
+    /// The invitation could not be rendered; `detail` says why.
+    pub const UNRENDERABLE: &'static str = "unrenderable";
 }
 
 #[cfg(test)]

@@ -391,19 +391,15 @@ impl Scheduler {
 
 /// The digest's subject (`digest_subject.txt`).
 pub fn digest_subject(cfg: &crate::config::Config, d: &digest::Digest) -> Result<String, JobError> {
-    use chrono::Datelike;
     cfg.texts
         .render(
             "digest_subject.txt",
             minijinja::context! {
-                week => d.today.iso_week().week(),
-                rate => d.total.rate_invited,
-                answered => d.total.answered,
-                is_final => d.is_final,
+                ..digest::subject_context(d),
                 ..crate::compose::mail_context(cfg, false)
             },
         )
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|s| crate::compose::one_line(&s))
         .map_err(|e| JobError::Render(e.to_string()))
 }
 

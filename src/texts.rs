@@ -601,7 +601,7 @@ mod tests {
         let s = t
             .render("digest_subject.txt", sample("digest_subject.txt"))
             .unwrap();
-        // As crate::analysis::digest::subject writes it.
+        // The built-in subject line, as the digest mails it.
         assert_eq!(s, "Svarprocent uge 38: 42 % (84 svar)");
     }
 

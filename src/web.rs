@@ -231,22 +231,19 @@ impl Accept for tokio::net::UnixListener {
 /// Reads the whole body before any handler runs, within `body_timeout` and
 /// [`MAX_BODY`]: a slow or endless body is cut off with 408 / 413 and the
 /// connection closed.
-async fn read_body(State(texts): State<PageConfig>, req: Request, next: Next) -> Response {
+async fn read_body(State(pages): State<PageConfig>, req: Request, next: Next) -> Response {
     // The config in force: a reload's `body_timeout` applies from the next
     // request on.
-    let cfg = texts.current();
-    let deadline = cfg.as_ref().map_or_else(
-        || WebSettings::default().body_timeout,
-        |c| c.web.body_timeout,
-    );
+    let cfg = pages.current();
+    let deadline = cfg.web.body_timeout;
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(_)) => closing(page(cfg.as_deref(), Lang::Da, Notice::TooLarge)),
-        Err(_) => closing(page(cfg.as_deref(), Lang::Da, Notice::TooSlow)),
+        Ok(Err(_)) => closing(page(Some(&cfg), Lang::Da, Notice::TooLarge)),
+        Err(_) => closing(page(Some(&cfg), Lang::Da, Notice::TooSlow)),
     }
 }
 
@@ -385,9 +382,9 @@ impl Notice {
     }
 }
 
-/// Where the status pages outside a handler find the current config (the
-/// agency's texts): the pipeline's, or the one the daemon started with while
-/// the store is unavailable.
+/// Where the body-reading middleware finds the config in force (its
+/// `body_timeout`, the agency's texts for its status pages): the pipeline's,
+/// or the one the daemon started with while the store is unavailable.
 #[derive(Clone)]
 pub(crate) enum PageConfig {
     Pipeline(Arc<Pipeline>),
@@ -395,11 +392,11 @@ pub(crate) enum PageConfig {
 }
 
 impl PageConfig {
-    fn current(&self) -> Option<Arc<Config>> {
-        Some(match self {
+    fn current(&self) -> Arc<Config> {
+        match self {
             PageConfig::Pipeline(p) => p.config(),
             PageConfig::Fixed(c) => c.clone(),
-        })
+        }
     }
 }
 

@@ -215,20 +215,22 @@ pub fn snapshot(status: &Status) -> Snapshot {
     }
 }
 
-pub fn subject(d: &Digest) -> String {
-    if d.is_final {
-        format!(
-            "Spørgeskemaundersøgelsen er afsluttet: {} svar ({})",
-            d.total.answered, d.total.rate_invited
-        )
-    } else {
-        format!(
-            "Svarprocent uge {}: {} ({} svar)",
-            d.today.iso_week().week(),
-            d.total.rate_invited,
-            d.total.answered
-        )
+/// What `digest_subject.txt` gets besides the mail's common variables.
+pub fn subject_context(d: &Digest) -> Value {
+    context! {
+        week => d.today.iso_week().week(),
+        rate => d.total.rate_invited,
+        answered => d.total.answered,
+        is_final => d.is_final,
     }
+}
+
+/// The built-in subject (`digest_subject.txt`), on one line.
+pub fn subject(d: &Digest) -> String {
+    Texts::builtin()
+        .render("digest_subject.txt", subject_context(d))
+        .map(|s| crate::compose::one_line(&s))
+        .expect("the built-in digest_subject.txt renders every digest: a bug")
 }
 
 /// The digest's figures as its templates (`digest.txt`, `digest.html`) see
