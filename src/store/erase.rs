@@ -24,7 +24,7 @@ use sled::Transactional;
 
 use super::{
     bump, counter, counter_key, decode, encode, tx_decode, tx_u64_from, u64_from, Delivery,
-    Invitation, OutboxItem, Purpose, Store, StoreError,
+    Invitation, Names, OutboxItem, Purpose, Store, StoreError,
 };
 use crate::address::{Address, AddressKey};
 use crate::retention::{self, ForgetReport, ForgottenInvitation, PurgeReport};
@@ -105,11 +105,12 @@ impl Store {
         id: Option<u64>,
         address: &Address,
     ) -> Result<QueuedFor, StoreError> {
+        let names = &self.names;
         let mut items = Vec::new();
         let mut mentioned = Vec::new();
         for kv in self.outbox.iter() {
             let (_, v) = kv?;
-            let item: OutboxItem = decode(&v, "outbox item")?;
+            let item: OutboxItem = decode(&v, "outbox item", names)?;
             let to_them = item
                 .to
                 .iter()
@@ -152,7 +153,7 @@ impl Store {
                 let trees = (&self.outbox, &self.recipients);
                 let (dropped, was_held) = trees
                     .transaction(|(out, rcp)| {
-                        let dropped: Vec<_> = take_queued(out, &items)?
+                        let dropped: Vec<_> = take_queued(out, &items, &self.names)?
                             .into_iter()
                             .map(dropped_entry)
                             .collect();
@@ -173,9 +174,10 @@ impl Store {
     /// Outbox items that carry an invitee's address, by invitation.
     fn queued_by_invitation(&self) -> Result<HashMap<u64, Vec<(u64, Purpose)>>, StoreError> {
         let mut out: HashMap<u64, Vec<(u64, Purpose)>> = HashMap::new();
+        let names = &self.names;
         for kv in self.outbox.iter() {
             let (_, v) = kv?;
-            let item: OutboxItem = decode(&v, "outbox item")?;
+            let item: OutboxItem = decode(&v, "outbox item", names)?;
             if let Some(inv) = retention::carried_invitation(&item) {
                 out.entry(inv).or_default().push((item.id, item.purpose));
             }
@@ -192,6 +194,7 @@ impl Store {
         dropped_reason: &str,
         disable_link: bool,
     ) -> Result<Option<Erasure>, StoreError> {
+        let names = &self.names;
         let trees = (
             &self.invitations,
             &self.outbox,
@@ -204,7 +207,7 @@ impl Store {
                 let Some(v) = inv.get(key)? else {
                     return Ok(None);
                 };
-                let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                let mut invitation: Invitation = tx_decode(&v, "invitation", names)?;
                 let had_address = invitation.address.is_some();
                 let had_nonce = invitation.token_nonce.is_some();
                 let mut changed = retention::erase(&mut invitation);
@@ -212,7 +215,7 @@ impl Store {
                     erased: changed,
                     ..Default::default()
                 };
-                for item in take_queued(out, items)? {
+                for item in take_queued(out, items, names)? {
                     match item.purpose {
                         Purpose::Invitation { .. } => {
                             e.dropped_invitations += 1;
@@ -234,7 +237,7 @@ impl Store {
                 let link_disabled = disable_link
                     && tombstone_link(tok, &invitation.token_hash, id, super::FORGOTTEN)?;
                 if changed {
-                    inv.insert(&key, encode(&invitation))?;
+                    inv.insert(&key, encode(&invitation, names))?;
                 }
                 e.invitation = ForgottenInvitation {
                     id,
@@ -256,11 +259,12 @@ impl Store {
 pub(super) fn take_queued(
     out: &TransactionalTree,
     items: &[(u64, Purpose)],
+    names: &Names,
 ) -> Result<Vec<OutboxItem>, TxError> {
     let mut taken = Vec::new();
     for (oid, _) in items {
         if let Some(v) = out.remove(&oid.to_be_bytes())? {
-            taken.push(tx_decode(&v, "outbox item")?);
+            taken.push(tx_decode(&v, "outbox item", names)?);
         }
     }
     Ok(taken)

@@ -11,7 +11,7 @@ use sled::Transactional;
 use super::{
     bump, counter, counter_key, decode, encode, outbox_item, tx_decode, tx_u64_from, CommitView,
     Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark, IngestUnit, Invitation,
-    InviteOutcome, Outgoing, Purpose, Store, StoreError, TxResult,
+    InviteOutcome, Names, Outgoing, Purpose, Store, StoreError, TxResult,
 };
 use crate::address::AddressKey;
 
@@ -20,14 +20,14 @@ impl Store {
     pub fn ingest_mark(&self, source: &str) -> Result<Option<IngestMark>, StoreError> {
         self.ingest
             .get(format!("mark:{source}"))?
-            .map(|v| decode(&v, "ingest mark"))
+            .map(|v| decode(&v, "ingest mark", &self.names))
             .transpose()
     }
 
     /// Resets a source's mark (UIDVALIDITY changed).
     pub fn set_ingest_mark(&self, source: &str, mark: IngestMark) -> Result<(), StoreError> {
         self.ingest
-            .insert(format!("mark:{source}"), encode(&mark))?;
+            .insert(format!("mark:{source}"), encode(&mark, &self.names))?;
         Ok(())
     }
 
@@ -64,8 +64,20 @@ impl Store {
             &self.counters,
             &self.msgids,
         );
+        // The names the new invitations use, before the transaction (record.rs).
+        for (unit, _) in units {
+            if unit.invitations.is_empty() {
+                continue;
+            }
+            self.names.intern(&unit.region)?;
+            if let Some(c) = &unit.consultant {
+                self.names.intern(c.as_str())?;
+            }
+        }
+        let names = &*self.names;
         let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
             let t = IngestTrees {
+                names,
                 inv,
                 rcp,
                 tok,
@@ -94,6 +106,7 @@ pub type Responder<'a> = &'a dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>;
 
 /// The trees an ingest transaction writes.
 struct IngestTrees<'a> {
+    names: &'a Names,
     inv: &'a TransactionalTree,
     rcp: &'a TransactionalTree,
     tok: &'a TransactionalTree,
@@ -110,6 +123,7 @@ fn ingest_one(
     respond: Responder<'_>,
 ) -> TxResult<Committed> {
     let IngestTrees {
+        names,
         inv,
         rcp,
         tok,
@@ -127,20 +141,20 @@ fn ingest_one(
         ing.insert(key, &[])?;
     }
     if let Some((source, mark)) = &unit.mark {
-        ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
+        ing.insert(format!("mark:{source}").as_bytes(), encode(mark, names))?;
     }
     for (region, name) in &unit.counters {
         bump(cnt, &counter_key(region, name), 1)?;
     }
     if let Some(effect) = &unit.effect {
-        let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid)?;
+        let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid, names)?;
         if let Some((purpose, msg)) = respond(&CommitView {
             outcomes: &[],
             matched: matched.as_ref(),
         }) {
             let outbox_id = out.generate_id()?;
             let item = outbox_item(outbox_id, purpose, &msg);
-            out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+            out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
         }
         return Ok(Committed::Effect(outcome));
     }
@@ -188,7 +202,7 @@ fn ingest_one(
             reminders: 0,
             last_reminder_at: None,
         };
-        inv.insert(&id.to_be_bytes(), encode(&invitation))?;
+        inv.insert(&id.to_be_bytes(), encode(&invitation, names))?;
         rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
         tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
         mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
@@ -197,7 +211,7 @@ fn ingest_one(
             Purpose::Invitation { invitation_id: id },
             &new.outgoing,
         );
-        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
         bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
         bump(
             cnt,
@@ -225,7 +239,7 @@ fn ingest_one(
     }) {
         let outbox_id = out.generate_id()?;
         let item = outbox_item(outbox_id, purpose, &reply);
-        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
     }
     Ok(Committed::Done(outcomes))
 }
@@ -238,6 +252,7 @@ fn match_invitation(
     inv: &TransactionalTree,
     rcp: &TransactionalTree,
     mid: &TransactionalTree,
+    names: &Names,
 ) -> TxResult<Option<(u64, Invitation)>> {
     let mut id = match key {
         Some(k) => match rcp.get(k.0)? {
@@ -256,7 +271,7 @@ fn match_invitation(
     }
     let Some(id) = id else { return Ok(None) };
     match inv.get(id.to_be_bytes())? {
-        Some(v) => Ok(Some((id, tx_decode(&v, "invitation")?))),
+        Some(v) => Ok(Some((id, tx_decode(&v, "invitation", names)?))),
         None => Ok(None),
     }
 }
@@ -267,6 +282,7 @@ fn apply_effect(
     rcp: &TransactionalTree,
     cnt: &TransactionalTree,
     mid: &TransactionalTree,
+    names: &Names,
 ) -> TxResult<(EffectOutcome, Option<Invitation>)> {
     let mut outcome = EffectOutcome::default();
     let mut last = None;
@@ -278,10 +294,10 @@ fn apply_effect(
         } => {
             if *by_address {
                 for (key, failure) in recipients {
-                    match match_invitation(key.as_ref(), &[], inv, rcp, mid)? {
+                    match match_invitation(key.as_ref(), &[], inv, rcp, mid, names)? {
                         Some((id, mut i)) => {
                             if mark_failed(&mut i, *failure, cnt)? {
-                                inv.insert(&id.to_be_bytes(), encode(&i))?;
+                                inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                                 outcome.marked += 1;
                             }
                             last = Some(i);
@@ -302,7 +318,7 @@ fn apply_effect(
                 let mut done = Vec::new();
                 for m in message_ids {
                     let Some((id, mut i)) =
-                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid, names)?
                     else {
                         outcome.unmatched += 1;
                         continue;
@@ -317,7 +333,7 @@ fn apply_effect(
                         .map(|(_, f)| *f);
                     if let Some(failure) = named.or(worst) {
                         if mark_failed(&mut i, failure, cnt)? {
-                            inv.insert(&id.to_be_bytes(), encode(&i))?;
+                            inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                             outcome.marked += 1;
                         }
                     }
@@ -329,11 +345,11 @@ fn apply_effect(
             // Proven by the Message-ID it answers: that invitation, whatever
             // the From says; else by an authenticated From: that address's.
             let key = message_ids.is_empty().then_some(from);
-            match match_invitation(key, message_ids, inv, rcp, mid)? {
+            match match_invitation(key, message_ids, inv, rcp, mid, names)? {
                 Some((id, mut i)) => {
                     if !i.opted_out {
                         i.opted_out = true;
-                        inv.insert(&id.to_be_bytes(), encode(&i))?;
+                        inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                         bump(cnt, &counter_key(&i.region, counter::OPTED_OUT), 1)?;
                         outcome.marked += 1;
                     }
@@ -346,7 +362,7 @@ fn apply_effect(
             let mut done = Vec::new();
             for m in message_ids {
                 let Some((id, mut i)) =
-                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid, names)?
                 else {
                     continue;
                 };
@@ -356,7 +372,7 @@ fn apply_effect(
                 done.push(id);
                 if !i.opted_out {
                     i.opted_out = true;
-                    inv.insert(&id.to_be_bytes(), encode(&i))?;
+                    inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                     bump(cnt, &counter_key(&i.region, counter::COMPLAINED), 1)?;
                     outcome.marked += 1;
                 }
@@ -368,9 +384,9 @@ fn apply_effect(
         }
         Effect::Reply { from, message_ids } => {
             // A reply is about the message it answers: Message-ID first.
-            let found = match match_invitation(None, message_ids, inv, rcp, mid)? {
+            let found = match match_invitation(None, message_ids, inv, rcp, mid, names)? {
                 Some(f) => Some(f),
-                None => match_invitation(Some(from), &[], inv, rcp, mid)?,
+                None => match_invitation(Some(from), &[], inv, rcp, mid, names)?,
             };
             match found {
                 Some((_, i)) => last = Some(i),

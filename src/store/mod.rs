@@ -2,7 +2,7 @@
 //! rest of canvass sees plain records and a handful of operations, each of which
 //! is one transaction when it touches more than one tree.
 //!
-//! Trees:
+//! Trees (schema 2):
 //! - `invitations`: id (u64 BE) → [`Invitation`]
 //! - `recipients`: HMAC of the address → invitation id (nobody invited twice),
 //!   or `erase::FORGOTTEN_ONLY` for someone forgotten who was never invited
@@ -15,12 +15,16 @@
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
+//! - `names`: u32 (BE) → a region, consultant, survey id or answer code,
+//!   which records hold as that number (`record.rs`)
 //! - `meta`: `schema` → the schema version of the whole store (`schema.rs`)
 //!
 //! Every stored value starts with a one-byte record version; a store written by
-//! a newer canvass is refused at open, never misread.
+//! a newer canvass is refused at open, never misread. Records are stored in
+//! compact forms of their own (times as integers, names as numbers,
+//! variable-length integers: `record.rs`), not as the structs below.
 //!
-//! What lives where: this file holds the records, their encoding and the
+//! What lives where: this file holds the records (the public forms) and the
 //! links (token → invitation); `open.rs` opening the store; `ingest.rs` the
 //! ingest commit and effects; `outbox.rs` the outbox's operations;
 //! `counter.rs` the counters; `flush.rs` the group flush;
@@ -28,17 +32,19 @@
 //! answers; `optout.rs` the one-click opt-out; `erase.rs` the retention purge
 //! and `forget` (and the erase steps `withdraw.rs` shares); `withdraw.rs`
 //! withdrawing a mistaken invitation; `backup.rs` backup and restore;
-//! `schema.rs` schema migrations; `test_support.rs` probes for unit tests.
+//! `schema.rs` schema migrations; `record.rs` the stored form of records
+//! and the `names` dictionary; `v1.rs` schema 1 and its migration;
+//! `test_support.rs` probes for unit tests.
 
 use chrono::{DateTime, Utc};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::address::{Address, AddressKey};
 use crate::token::{TokenHash, TokenNonce};
 
 /// The layout version this canvass writes and reads.
-pub const SCHEMA_VERSION: u8 = 1;
+pub const SCHEMA_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,34 +90,8 @@ impl From<TransactionError<StoreError>> for StoreError {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_VERSION];
-    // Our records are plain structs without maps keyed by non-strings or
-    // custom serializers: bincode cannot fail on them.
-    out.extend(bincode::serialize(v).expect("encoding a store record: a bug"));
-    out
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    match bytes.split_first() {
-        Some((&SCHEMA_VERSION, rest)) => {
-            bincode::deserialize(rest).map_err(|e| StoreError::Corrupt {
-                what: format!("{what}: {e}"),
-            })
-        }
-        Some((v, _)) => Err(StoreError::Corrupt {
-            what: format!(
-                "{what}: record version {v}, this canvass reads version {SCHEMA_VERSION}"
-            ),
-        }),
-        None => Err(StoreError::Corrupt {
-            what: format!("{what}: empty record"),
-        }),
-    }
-}
-
-fn tx_decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
-    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+fn tx_decode<T: Record>(bytes: &[u8], what: &str, names: &Names) -> TxResult<T> {
+    decode(bytes, what, names).map_err(ConflictableTransactionError::Abort)
 }
 
 /// Where an invitation stands with the mail server.
@@ -357,8 +337,10 @@ mod jobs;
 mod open;
 mod optout;
 mod outbox;
+mod record;
 mod responses;
 pub mod schema;
+mod v1;
 mod withdraw;
 use counter::{bump, counter_key};
 pub use ingest::Responder;
@@ -366,6 +348,7 @@ pub use jobs::JobState;
 use open::open_db;
 pub use optout::OptOutOutcome;
 use outbox::outbox_item;
+use record::{decode, encode, Names, Record};
 pub use responses::{StoredResponse, SubmitOutcome};
 pub use withdraw::{WithdrawOutcome, Withdrawal};
 
@@ -383,6 +366,8 @@ pub struct Store {
     jobs: sled::Tree,
     /// canvass Message-ID → invitation id (bounces and replies are matched on it).
     msgids: sled::Tree,
+    /// The `names` tree in memory (record.rs).
+    names: std::sync::Arc<Names>,
     /// Group commit for [`Store::flush`] (flush.rs).
     flush_gate: std::sync::Arc<flush::FlushGate>,
 }
@@ -463,7 +448,7 @@ impl Store {
     pub fn invitation(&self, id: u64) -> Result<Option<Invitation>, StoreError> {
         self.invitations
             .get(id.to_be_bytes())?
-            .map(|v| decode(&v, "invitation"))
+            .map(|v| decode(&v, "invitation", &self.names))
             .transpose()
     }
 
@@ -481,7 +466,7 @@ impl Store {
     pub fn invitations(&self) -> impl Iterator<Item = Result<Invitation, StoreError>> + '_ {
         self.invitations.iter().map(|kv| {
             let (_, v) = kv?;
-            decode(&v, "invitation")
+            decode(&v, "invitation", &self.names)
         })
     }
 
@@ -497,6 +482,7 @@ fn tx_invitation_by_token(
     tok: &TransactionalTree,
     inv: &TransactionalTree,
     token: &TokenHash,
+    names: &Names,
 ) -> TxResult<Option<(sled::IVec, Invitation)>> {
     let Some(id) = tok.get(token.0)? else {
         return Ok(None);
@@ -507,7 +493,7 @@ fn tx_invitation_by_token(
     let Some(v) = inv.get(&id)? else {
         return Ok(None);
     };
-    Ok(Some((id, tx_decode(&v, "invitation")?)))
+    Ok(Some((id, tx_decode(&v, "invitation", names)?)))
 }
 
 #[cfg(test)]

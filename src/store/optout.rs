@@ -24,14 +24,15 @@ impl Store {
     pub async fn opt_out_by_token(&self, token: &TokenHash) -> Result<OptOutOutcome, StoreError> {
         let trees = (&self.tokens, &self.invitations, &self.counters);
         let outcome = trees.transaction(|(tok, inv, cnt)| {
-            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token, &self.names)?
+            else {
                 return Ok(OptOutOutcome::Unknown);
             };
             if invitation.opted_out {
                 return Ok(OptOutOutcome::AlreadyOptedOut);
             }
             invitation.opted_out = true;
-            inv.insert(&id, encode(&invitation))?;
+            inv.insert(&id, encode(&invitation, &self.names))?;
             bump(cnt, &counter_key(&invitation.region, counter::OPTED_OUT), 1)?;
             Ok(OptOutOutcome::OptedOut)
         })?;

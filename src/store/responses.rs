@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::{
-    bump, counter, counter_key, decode, encode, tx_invitation_by_token, Store, StoreError,
+    bump, counter, counter_key, decode, encode, record, tx_invitation_by_token, Store, StoreError,
 };
 use crate::answer::Answers;
 use crate::token::TokenHash;
@@ -49,6 +49,8 @@ impl Store {
         response: StoredResponse,
         keep_region: bool,
     ) -> Result<SubmitOutcome, StoreError> {
+        let names = &self.names;
+        record::intern_response(&response, names)?;
         let mut key = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let trees = (
@@ -58,7 +60,7 @@ impl Store {
             &self.counters,
         );
         let outcome = trees.transaction(|(tok, inv, resp, cnt)| {
-            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token, names)? else {
                 return Ok(SubmitOutcome::UnknownToken);
             };
             if invitation.answered {
@@ -66,12 +68,12 @@ impl Store {
             }
             // An opt-out stops reminders; the person may still answer.
             invitation.answered = true;
-            inv.insert(&id, encode(&invitation))?;
+            inv.insert(&id, encode(&invitation, names))?;
             let stored = StoredResponse {
                 region: keep_region.then(|| invitation.region.clone()),
                 ..response.clone()
             };
-            resp.insert(&key, encode(&stored))?;
+            resp.insert(&key, encode(&stored, names))?;
             bump(cnt, &counter_key(&invitation.region, counter::ANSWERED), 1)?;
             Ok(SubmitOutcome::Stored)
         })?;
@@ -85,7 +87,7 @@ impl Store {
     pub fn responses(&self) -> impl Iterator<Item = Result<StoredResponse, StoreError>> + '_ {
         self.responses.iter().map(|kv| {
             let (_, v) = kv?;
-            decode(&v, "response")
+            decode(&v, "response", &self.names)
         })
     }
 

@@ -29,9 +29,9 @@ pub(super) const TREE: &str = "withdrawn";
 
 /// Why and when an invitation was withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct WithdrawnRecord {
-    reason: String,
-    at: DateTime<Utc>,
+pub(super) struct WithdrawnRecord {
+    pub(super) reason: String,
+    pub(super) at: DateTime<Utc>,
 }
 
 /// What `withdraw` did for one address.
@@ -111,6 +111,7 @@ impl Store {
         };
         let (items, _) = self.queued_for(Some(id), address)?;
         let withdrawn = self.db.open_tree(TREE)?;
+        let names = &self.names;
         let trees = (
             &self.invitations,
             &self.outbox,
@@ -124,7 +125,7 @@ impl Store {
                 let Some(v) = inv.get(ikey)? else {
                     return Ok(WithdrawOutcome::NotInvited);
                 };
-                let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                let mut invitation: Invitation = tx_decode(&v, "invitation", names)?;
                 if wd.get(ikey)?.is_some() {
                     return Ok(WithdrawOutcome::AlreadyWithdrawn {
                         id,
@@ -136,7 +137,7 @@ impl Store {
                     unbump(cnt, &region, &name)?;
                 }
                 bump(cnt, &counter_key(&region, counter::WITHDRAWN), 1)?;
-                let dropped = take_queued(out, &items)?
+                let dropped = take_queued(out, &items, names)?
                     .into_iter()
                     .map(dropped_entry)
                     .collect();
@@ -152,12 +153,12 @@ impl Store {
                     link_disabled,
                 };
                 retention::erase(&mut invitation);
-                inv.insert(&ikey, encode(&invitation))?;
+                inv.insert(&ikey, encode(&invitation, names))?;
                 let record = WithdrawnRecord {
                     reason: reason.to_string(),
                     at,
                 };
-                wd.insert(&ikey, encode(&record))?;
+                wd.insert(&ikey, encode(&record, names))?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(WithdrawOutcome::Withdrawn(
                     outcome,
                 ))
