@@ -370,7 +370,11 @@ impl Scheduler {
                 continue;
             };
             let token = Token::derive(&self.pipeline.key, nonce);
-            let msg = match crate::compose::reminder(&cfg, addr, &token, not_before) {
+            // Its Message-ID carries the invitation's id and its number.
+            let message_id = crate::message_id::of_invitation(&inv.message_id, inv.id)
+                .and_then(|own| crate::message_id::of_reminder(&own, inv.reminders + 1))
+                .unwrap_or_else(|| crate::compose::new_message_id(&cfg));
+            let msg = match crate::compose::reminder(&cfg, addr, &token, message_id, not_before) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(invitation = inv.id, error = %e, "cannot render a reminder");

@@ -73,6 +73,11 @@ impl Store {
             if let Some(c) = &unit.consultant {
                 self.names.intern(c.as_str())?;
             }
+            for new in &unit.invitations {
+                if let Some((_, domain)) = new.outgoing.message_id.split_once('@') {
+                    self.names.intern(domain)?;
+                }
+            }
         }
         let names = &*self.names;
         let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
@@ -182,6 +187,15 @@ fn ingest_one(
         used_today += 1;
         let id = inv.generate_id()?;
         let outbox_id = out.generate_id()?;
+        // The Message-ID carries the id (message_id.rs): found without an
+        // index. One of another shape (never canvass' own) is indexed.
+        let carried = crate::message_id::of_invitation(&new.outgoing.message_id, id);
+        let outgoing = Outgoing {
+            message_id: carried
+                .clone()
+                .unwrap_or_else(|| new.outgoing.message_id.clone()),
+            ..new.outgoing.clone()
+        };
         let invitation = Invitation {
             id,
             address_key: new.address_key,
@@ -194,7 +208,7 @@ fn ingest_one(
             created_at: unit.created_at,
             token_hash: new.token_hash,
             token_nonce: new.token_nonce,
-            message_id: new.outgoing.message_id.clone(),
+            message_id: outgoing.message_id.clone(),
             delivery: Delivery::Queued,
             answered: false,
             opted_out: false,
@@ -205,11 +219,13 @@ fn ingest_one(
         inv.insert(&id.to_be_bytes(), encode(&invitation, names))?;
         rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
         tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
-        mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
+        if carried.is_none() {
+            mid.insert(outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
+        }
         let item = outbox_item(
             outbox_id,
             Purpose::Invitation { invitation_id: id },
-            &new.outgoing,
+            &outgoing,
         );
         out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
         bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
@@ -263,6 +279,10 @@ fn match_invitation(
     };
     if id.is_none() {
         for m in message_ids {
+            if let Some(found) = by_message_id(m, inv, names)? {
+                return Ok(Some(found));
+            }
+            // A Message-ID of schema 1: the legacy index.
             if let Some(v) = mid.get(m.as_bytes())? {
                 id = Some(tx_u64_from(&v, "msgids", "a Message-ID")?);
                 break;
@@ -274,6 +294,26 @@ fn match_invitation(
         Some(v) => Ok(Some((id, tx_decode(&v, "invitation", names)?))),
         None => Ok(None),
     }
+}
+
+/// The invitation a Message-ID carrying its id names (message_id.rs): only
+/// when the whole Message-ID is the invitation's (or one of its reminders'),
+/// random part included.
+fn by_message_id(
+    m: &str,
+    inv: &TransactionalTree,
+    names: &Names,
+) -> TxResult<Option<(u64, Invitation)>> {
+    let Some(named) = crate::message_id::named(m) else {
+        return Ok(None);
+    };
+    let Some(v) = inv.get(named.invitation_id.to_be_bytes())? else {
+        return Ok(None);
+    };
+    let i: Invitation = tx_decode(&v, "invitation", names)?;
+    let own = crate::message_id::of_invitation(&i.message_id, i.id);
+    let same = own.is_some_and(|o| o.eq_ignore_ascii_case(&named.invitation_message_id));
+    Ok((same && named.reminder <= i.reminders).then_some((i.id, i)))
 }
 
 fn apply_effect(

@@ -73,7 +73,13 @@ impl Store {
                 let id = out.generate_id()?;
                 let item = outbox_item(id, Purpose::Reminder { invitation_id }, outgoing);
                 out.insert(&id.to_be_bytes(), encode(&item, names))?;
-                mid.insert(outgoing.message_id.as_bytes(), &key)?;
+                // A reminder's Message-ID carries the invitation's id and
+                // its number (message_id.rs); one of another shape is indexed.
+                let carried = crate::message_id::named(&outgoing.message_id)
+                    .is_some_and(|n| n.invitation_id == invitation_id && n.reminder > 0);
+                if !carried {
+                    mid.insert(outgoing.message_id.as_bytes(), &key)?;
+                }
                 bump(cnt, &counter_key(&invitation.region, counter::REMINDED), 1)?;
                 Ok(true)
             })

@@ -11,7 +11,10 @@
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
-//! - `msgids`: canvass Message-ID → invitation id
+//! - `msgids`: legacy index, Message-ID → invitation id, for Message-IDs that
+//!   do not carry their invitation's id (schema 1's, and any not of canvass'
+//!   shape); an invitation's or reminder's Message-ID carries the id
+//!   (`crate::message_id`) and is matched by loading that invitation
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
@@ -364,7 +367,8 @@ pub struct Store {
     counters: sled::Tree,
     responses: sled::Tree,
     jobs: sled::Tree,
-    /// canvass Message-ID → invitation id (bounces and replies are matched on it).
+    /// Legacy: Message-ID → invitation id for Message-IDs that do not carry
+    /// the id (schema 1's); bounces and replies are matched on it too.
     msgids: sled::Tree,
     /// The `names` tree in memory (record.rs).
     names: std::sync::Arc<Names>,
@@ -694,6 +698,70 @@ mod tests {
         assert_eq!(bounced, ["a@x.dk", "c@x.dk", "d@x.dk"]);
         assert_eq!(counter_of(&store, counter::BOUNCED), 2);
         assert_eq!(counter_of(&store, counter::EXPIRED), 1);
+    }
+
+    /// A Message-ID of canvass' shape carries the invitation's id: no
+    /// `msgids` entry is written, and only the whole Message-ID (random part
+    /// included), or one of its reminders', leads to the invitation.
+    #[test]
+    fn a_message_id_carries_its_invitation_and_proves_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let mut u = unit(&key, &["a@x.dk", "b@x.dk"], 1);
+        for (n, i) in u.invitations.iter_mut().enumerate() {
+            i.outgoing.message_id = format!("canvass.{n:024x}@siri.dk");
+        }
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        assert_eq!(store.msgids.len(), 0);
+        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let (due, _) = store.outbox_due(Utc::now(), 10).unwrap();
+        for (i, item) in invs.iter().zip(&due) {
+            assert_eq!(
+                crate::message_id::named(&i.message_id).map(|n| n.invitation_id),
+                Some(i.id)
+            );
+            assert_eq!(item.message_id, i.message_id, "queued under the same");
+        }
+        let complain = |m: &str, seen: u8| {
+            effect(
+                &store,
+                Effect::Complaint {
+                    message_ids: vec![m.to_string()],
+                },
+                seen,
+            )
+            .marked
+        };
+        // b's id with a guessed random part: nothing.
+        let forged = crate::message_id::of_invitation(
+            "canvass.ffffffffffffffffffffffff@siri.dk",
+            invs[1].id,
+        )
+        .unwrap();
+        assert_eq!(complain(&forged, 2), 0);
+        // a's first reminder before any was queued: nothing.
+        let reminder = crate::message_id::of_reminder(&invs[0].message_id, 1).unwrap();
+        assert_eq!(complain(&reminder, 3), 0);
+        let outgoing = Outgoing {
+            from: "s@siri.dk".into(),
+            to: vec!["a@x.dk".into()],
+            message_id: reminder.clone(),
+            raw: b"Subject: husk\r\n\r\n".to_vec(),
+            not_before: Utc::now(),
+        };
+        assert!(store
+            .queue_reminder(invs[0].id, &outgoing, 1, Utc::now())
+            .unwrap());
+        assert_eq!(store.msgids.len(), 0);
+        assert_eq!(complain(&reminder, 4), 1);
+        // b's own, its domain in any case: b.
+        assert_eq!(
+            complain(&invs[1].message_id.replace("siri.dk", "SIRI.dk"), 6),
+            1
+        );
+        let out: Vec<bool> = store.invitations().map(|i| i.unwrap().opted_out).collect();
+        assert_eq!(out, [true, true]);
     }
 
     #[test]

@@ -218,6 +218,14 @@ pub(super) enum DeliveryV2 {
     Failed(Ts, String),
 }
 
+/// An invitation's Message-ID: when it carries the invitation's id
+/// (`message_id.rs`), only its random half and its domain's name.
+#[derive(Serialize, Deserialize)]
+pub(super) enum MessageIdV2 {
+    Carried([u8; 12], Name),
+    Text(String),
+}
+
 const ANSWERED: u8 = 1;
 const OPTED_OUT: u8 = 2;
 const BOUNCED: u8 = 4;
@@ -232,7 +240,7 @@ pub(super) struct InvitationV2 {
     created_at: Ts,
     token_hash: TokenHash,
     token_nonce: Option<TokenNonce>,
-    message_id: String,
+    message_id: MessageIdV2,
     delivery: DeliveryV2,
     flags: u8,
     reminders: u32,
@@ -252,7 +260,10 @@ impl Record for Invitation {
             created_at: (&self.created_at).into(),
             token_hash: self.token_hash,
             token_nonce: self.token_nonce,
-            message_id: self.message_id.clone(),
+            message_id: match crate::message_id::compact(&self.message_id, self.id) {
+                Some((random, domain)) => MessageIdV2::Carried(random, names.name(domain)),
+                None => MessageIdV2::Text(self.message_id.clone()),
+            },
             delivery: match &self.delivery {
                 Delivery::Queued => DeliveryV2::Queued,
                 Delivery::Sent { at } => DeliveryV2::Sent(at.into()),
@@ -278,7 +289,12 @@ impl Record for Invitation {
             created_at: s.created_at.time()?,
             token_hash: s.token_hash,
             token_nonce: s.token_nonce,
-            message_id: s.message_id,
+            message_id: match s.message_id {
+                MessageIdV2::Carried(random, domain) => {
+                    crate::message_id::expand(s.id, &random, &names.text(domain)?)
+                }
+                MessageIdV2::Text(m) => m,
+            },
             delivery: match s.delivery {
                 DeliveryV2::Queued => Delivery::Queued,
                 DeliveryV2::Sent(at) => Delivery::Sent { at: at.time()? },
@@ -301,6 +317,9 @@ impl Record for Invitation {
 /// invitation's erasure in a tree that is never purged).
 pub(super) fn intern_invitation(i: &Invitation, names: &Names) -> Result<(), StoreError> {
     names.intern(&i.region)?;
+    if let Some((_, domain)) = i.message_id.split_once('@') {
+        names.intern(domain)?;
+    }
     if i.address.as_ref() != Some(&i.consultant) {
         names.intern(i.consultant.as_str())?;
     }
