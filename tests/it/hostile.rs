@@ -637,12 +637,28 @@ fn the_store_sent_mail_and_exports_are_private_under_umask_022() {
         ),
     );
     sent_link(dir.path(), "kontakt@kommune.test");
-    let export = dir.path().join("answers.csv");
-    std::fs::write(&export, "old").unwrap();
-    std::fs::set_permissions(&export, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // Exports and reports hold answers: private also when they replace an
+    // old file someone left readable.
+    let (export, xlsx, report) = (
+        dir.path().join("answers.csv"),
+        dir.path().join("answers.xlsx"),
+        dir.path().join("report.html"),
+    );
+    for f in [&export, &xlsx, &report] {
+        std::fs::write(f, "old").unwrap();
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
     let backup = dir.path().join("store.backup");
     for args in [
         vec!["export", "--out", export.to_str().unwrap()],
+        vec![
+            "export",
+            "--format",
+            "xlsx",
+            "--out",
+            xlsx.to_str().unwrap(),
+        ],
+        vec!["report", "--html", report.to_str().unwrap()],
         vec!["backup", backup.to_str().unwrap()],
     ] {
         let out = umask_022(&path, &args).output().unwrap();
@@ -651,8 +667,9 @@ fn the_store_sent_mail_and_exports_are_private_under_umask_022() {
     stop_daemon(child);
     assert_private(&dir.path().join("store"));
     assert_private(&dir.path().join("sent"));
-    assert_eq!(mode(&export), 0o600);
-    assert_eq!(mode(&backup), 0o600);
+    for f in [&export, &xlsx, &report, &backup] {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
 
     // A store left readable by others (an older canvass, a careless copy)
     // is made private at start, with a warning.
