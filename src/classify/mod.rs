@@ -132,8 +132,10 @@ pub enum Proof {
     /// It carries the invitation's canvass Message-ID (random, unguessable):
     /// only that invitation may be changed.
     MessageId,
-    /// A delivery report from canvass' own outbound server
-    /// (`trust.outbound_reporting_mta`): matched by the address it names.
+    /// A delivery report from canvass' own outbound server: its
+    /// `Reporting-MTA` is one of `trust.outbound_reporting_mta`, and its From
+    /// (on that host) is vouched for by the configured trust; matched by the
+    /// address it names.
     OutboundServer,
     /// An opt-out whose From passed DMARC (or DKIM for its domain) under the
     /// configured `trust.authserv_id`: matched by that address.
@@ -668,14 +670,39 @@ fn bounce_decision(msg: &Message<'_>, cfg: &Config) -> Decision {
     }
     report.proof = if !report.message_ids.is_empty() {
         Some(Proof::MessageId)
-    } else if bounce::reporting_mta(msg)
-        .is_some_and(|m| cfg.trust.outbound_reporting_mta.contains(&m))
-    {
+    } else if from_outbound_server(msg, cfg) {
         Some(Proof::OutboundServer)
     } else {
         None
     };
     Decision::Bounce(report)
+}
+
+/// Whether a report is one of canvass' own outbound server. Its
+/// `Reporting-MTA` naming one of `trust.outbound_reporting_mta` is not
+/// enough: that line is the report's own text, which anybody can write (the
+/// server's name is in every invitation's `Received`). The report must also
+/// come from it: its From is on that host or a parent domain of it
+/// (`MAILER-DAEMON@smtp.siri.dk`), and the configured trust vouches for that
+/// domain (DKIM or DMARC, read as [`authres::trusted`] reads it).
+fn from_outbound_server(msg: &Message<'_>, cfg: &Config) -> bool {
+    let Some(mta) =
+        bounce::reporting_mta(msg).filter(|m| cfg.trust.outbound_reporting_mta.contains(m))
+    else {
+        return false;
+    };
+    let Some(domain) = msg
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .and_then(|a| a.rsplit_once('@'))
+        .map(|(_, d)| d.trim().trim_end_matches('.').to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let on_the_host =
+        domain.contains('.') && (mta == domain || mta.ends_with(&format!(".{domain}")));
+    on_the_host && authres::trusted(msg, cfg, &domain).is_some_and(|v| v.is_ok())
 }
 
 /// A sender who is not a consultant: an opt-out, a reply to canvass mail, or
