@@ -564,4 +564,165 @@ pub(super) mod tests {
             crate::store::record::decode(&encode(&answer, &names), "a", &names).unwrap();
         assert_eq!(back, answer);
     }
+
+    /// A measurement, not a check (`cargo test --lib store::v1 -- --ignored
+    /// --nocapture`): 10,000 pipeline-shaped invitations (sent) and 5,000
+    /// answers through the store's own operations; per tree, its keys and
+    /// bytes per invitation, as written (schema 2) and as schema 1 wrote
+    /// the same records.
+    #[tokio::test]
+    #[ignore]
+    async fn measure_a_10k_store() {
+        use crate::address::HmacKey;
+        use crate::store::NewInvitation;
+        use crate::token::Token;
+        const N: usize = 10_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let k = HmacKey::from_bytes(&[5; 32]);
+        let mut tokens = Vec::new();
+        for batch in 0..N / 25 {
+            let units: Vec<IngestUnit> = (0..25)
+                .map(|j| {
+                    let n = batch * 25 + j;
+                    let address = parse(&format!("kontakt+{n}@kommune.test")).unwrap();
+                    let token = Token::generate();
+                    tokens.push(token.hash());
+                    IngestUnit {
+                        seen_key: Some(crate::apply::seen_key(None, format!("{n}").as_bytes())),
+                        region: "Hovedstaden".into(),
+                        consultant: Some(parse("mette.larsen@siri.test").unwrap()),
+                        invitations: vec![NewInvitation {
+                            address_key: k.key_of(&address),
+                            token_hash: token.hash(),
+                            token_nonce: Some(crate::token::TokenNonce::generate()),
+                            outgoing: Outgoing {
+                                from: "undersoegelse@siri.test".into(),
+                                to: vec![address.to_string()],
+                                message_id: format!("canvass.{n:024x}@siri.test"),
+                                raw: Vec::new(),
+                                not_before: Utc::now(),
+                            },
+                            address,
+                        }],
+                        ..IngestUnit::at(Utc::now())
+                    }
+                })
+                .collect();
+            let none = |_: &CommitView| None;
+            let all: Vec<(&IngestUnit, crate::store::Responder<'_>)> =
+                units.iter().map(|u| (u, &none as _)).collect();
+            store.commit_ingest_all(&all).unwrap();
+            let (due, _) = store.outbox_due(Utc::now(), 25).unwrap();
+            store.mark_sent_all(&due, Utc::now()).unwrap();
+        }
+        let single = |c: &str| Value::Single {
+            code: c.into(),
+            other: None,
+        };
+        let mut answers = Answers::new();
+        for (q, c) in [
+            ("organisation", "krisecenter"),
+            ("antal_sager", "2_5"),
+            ("boern", "ja"),
+            ("tilgaengelighed", "meget_hoej"),
+            ("hjulpet_videre", "hoej"),
+            ("anbefale", "meget_hoej"),
+        ] {
+            answers.insert(q.into(), single(c));
+        }
+        answers.insert(
+            "raadgivning".into(),
+            Value::Multi {
+                codes: vec!["risiko".into(), "andet".into()],
+                other: Some("Netværk på tværs – æøå ÆØÅ 🙂".into()),
+            },
+        );
+        answers.insert(
+            "kommentarer".into(),
+            Value::Text {
+                text: "Rigtig god hjælp, tak! Søren & Åse <3 🎉".into(),
+            },
+        );
+        let response = StoredResponse {
+            survey_id: "siri-raadgivning".into(),
+            survey_version: 1,
+            region: None,
+            day: NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+            answers,
+        };
+        for t in tokens.iter().step_by(2) {
+            store
+                .submit_response(t, response.clone(), true)
+                .await
+                .unwrap();
+        }
+        store.flush_blocking().unwrap();
+        let names = &store.names;
+        let mut rows = Vec::new();
+        for tree in [
+            "invitations",
+            "recipients",
+            "tokens",
+            "msgids",
+            "responses",
+            "names",
+        ] {
+            let t = store.db.open_tree(tree).unwrap();
+            let (mut keys, mut v2, mut v1) = (0usize, 0usize, 0usize);
+            for kv in t.iter() {
+                let (key, v) = kv.unwrap();
+                keys += 1;
+                v2 += key.len() + v.len();
+                v1 += key.len()
+                    + match tree {
+                        "invitations" => {
+                            let i: Invitation = decode(&v, "i", names).unwrap();
+                            // Schema 1 kept the planned Message-ID.
+                            let planned = format!("canvass.{:024x}@siri.test", i.id);
+                            encode_v1(&Invitation {
+                                message_id: planned,
+                                ..i
+                            })
+                            .len()
+                        }
+                        "responses" => {
+                            encode_v1(&decode::<StoredResponse>(&v, "r", names).unwrap()).len()
+                        }
+                        "names" => 0,
+                        _ => v.len(),
+                    };
+            }
+            if tree == "msgids" {
+                // Schema 1 indexed every invitation's Message-ID: 42 + 8 bytes.
+                v1 = 50 * N;
+            }
+            rows.push(format!(
+                "{tree}: {keys} keys, {:.1} B/invitation (schema 1: {:.1})",
+                v2 as f64 / N as f64,
+                v1 as f64 / N as f64
+            ));
+        }
+        let disk: u64 = walk(dir.path());
+        eprintln!(
+            "{}\non disk {:.0} B/invitation",
+            rows.join("\n"),
+            disk as f64 / N as f64
+        );
+        use crate::store::record::decode;
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() {
+                        walk(&e.path())
+                    } else {
+                        m.len()
+                    }
+                })
+                .sum()
+        }
+    }
 }
