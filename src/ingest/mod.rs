@@ -200,16 +200,30 @@ pub async fn run<S: MailSource>(
                 }
             }
             if !unreadable.is_empty() {
+                // Each named by its file (Maildir) or UID (IMAP) and its
+                // Message-ID. Not `message =`: that is the event's own text
+                // to every subscriber (fmt prints it bare, journald as MESSAGE).
+                let moved = source.quarantine(&unreadable).await;
                 for m in &unreadable {
-                    tracing::warn!(
-                        source = %name,
-                        message = %m.id,
-                        message_id = crate::pipeline::header_message_id(&m.raw).as_deref().unwrap_or("-"),
-                        "an unreadable message was moved to the quarantine; `canvass explain` it there"
-                    );
+                    let message_id = crate::pipeline::header_message_id(&m.raw);
+                    let message_id = message_id.as_deref().unwrap_or("-");
+                    match &moved {
+                        Ok(()) => tracing::warn!(
+                            source = %name,
+                            file_or_uid = %m.id,
+                            message_id = %message_id,
+                            "an unreadable message was moved to the quarantine; `canvass explain` it there"
+                        ),
+                        Err(e) => tracing::warn!(
+                            source = %name,
+                            file_or_uid = %m.id,
+                            message_id = %message_id,
+                            error = %e,
+                            "cannot move an unreadable message to the quarantine; will retry"
+                        ),
+                    }
                 }
-                if let Err(e) = source.quarantine(&unreadable).await {
-                    tracing::warn!(source = %name, error = %e, "cannot move unreadable mail to the quarantine; will retry");
+                if moved.is_err() {
                     connected = false;
                     continue;
                 }
