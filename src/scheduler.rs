@@ -369,7 +369,7 @@ impl Scheduler {
             let (Some(addr), Some(nonce)) = (&inv.address, &inv.token_nonce) else {
                 continue;
             };
-            let token = Token::derive(&self.pipeline.key, nonce);
+            let token = Token::derive(&self.pipeline.key, nonce).for_invitation(inv.id);
             // Its Message-ID carries the invitation's id and its number.
             let message_id = crate::message_id::of_invitation(&inv.message_id, inv.id)
                 .and_then(|own| crate::message_id::of_reminder(&own, inv.reminders + 1))

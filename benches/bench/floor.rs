@@ -23,18 +23,18 @@ use crate::util::{self, Figure, Opts};
 
 /// The record sizes of a canvass store of schema 2: key bytes, value bytes
 /// (`store::v1::tests::compact_records_are_much_smaller` prints them for
-/// the scale bench's invitation and answer). No `msgids` entry: a
-/// Message-ID carries its invitation's id. The `names` tree holds a few
-/// dozen short strings whatever N is, and is left out.
+/// the scale bench's invitation and answer). No `msgids` or `tokens` entry:
+/// a Message-ID and a link carry their invitation's id. The `names` tree
+/// holds a few dozen short strings whatever N is, and is left out.
 const INVITATION: (usize, usize) = (8, 159);
 /// Of an invitation's value: address key, token hash, nonce and the
 /// Message-ID's random half.
 const INVITATION_RANDOM: usize = 92;
-const INDEX_HASH: (usize, usize) = (32, 8); // tokens, recipients
+const INDEX_HASH: (usize, usize) = (32, 8); // recipients
 const ANSWER: (usize, usize) = (16, 148);
 
 /// The trees that grow with N (schema 2).
-const TREES: [&str; 4] = ["invitations", "tokens", "recipients", "responses"];
+const TREES: [&str; 3] = ["invitations", "recipients", "responses"];
 
 /// `canvass::store`'s sled settings (src/store/mod.rs, `open_db`).
 fn config(path: &Path) -> sled::Config {
@@ -100,7 +100,7 @@ fn write(dir: &Path, n: usize) {
     let mut i = 0;
     while i < n {
         let end = (i + BATCH).min(n);
-        let mut batches: [sled::Batch; 4] = Default::default();
+        let mut batches: [sled::Batch; 3] = Default::default();
         for id in i..end {
             // The invitation: its hashes, nonce and the Message-ID's random
             // half (random), the address (text), then small numbers (id,
@@ -115,7 +115,6 @@ fn write(dir: &Path, n: usize) {
             batches[0].insert(&(id as u64).to_be_bytes(), v);
             let id_value = (id as u64).to_be_bytes();
             batches[1].insert(random(&mut rng, INDEX_HASH.0), &id_value);
-            batches[2].insert(random(&mut rng, INDEX_HASH.0), &id_value);
             if id % 2 == 0 {
                 // Answers are keyed at random (nothing in the key points
                 // back to an invitation); the bench's answers are all alike:
@@ -127,7 +126,7 @@ fn write(dir: &Path, n: usize) {
                 a.extend_from_slice("Netværk på tværs – æøå ÆØÅ 🙂".as_bytes());
                 a.extend_from_slice("Rigtig god hjælp, tak! Søren & Åse <3 🎉".as_bytes());
                 a.resize(ANSWER.1, 0);
-                batches[3].insert(random(&mut rng, ANSWER.0), a);
+                batches[2].insert(random(&mut rng, ANSWER.0), a);
             }
         }
         for (tree, batch) in trees.iter().zip(batches) {

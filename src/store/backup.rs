@@ -780,7 +780,8 @@ mod tests {
             };
             let invs = tree("invitations");
             assert_eq!(tree("recipients").len(), invs.len());
-            assert_eq!(tree("tokens").len(), invs.len());
+            // Links carry their invitation's id (schema 2): no token entries.
+            assert_eq!(tree("tokens").len(), 0);
             assert_eq!(tree("outbox").len(), invs.len());
             assert_eq!(tree("msgids").len(), invs.len());
             let invited = tree("counters")

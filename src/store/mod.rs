@@ -6,8 +6,11 @@
 //! - `invitations`: id (u64 BE) → [`Invitation`]
 //! - `recipients`: HMAC of the address → invitation id (nobody invited twice),
 //!   or `erase::FORGOTTEN_ONLY` for someone forgotten who was never invited
-//! - `tokens`: SHA-256 of the token → invitation id, or a tombstone
-//!   (`FORGOTTEN`, `WITHDRAWN`) once the link was disabled
+//! - `tokens`: SHA-256 of the token → a tombstone (`FORGOTTEN`, `WITHDRAWN`)
+//!   once the link was disabled; for links without the invitation's id (of
+//!   schema 1, or of an invitation without a nonce), → invitation id. A link
+//!   carries its invitation's id (`Token::for_invitation`) and is opened by
+//!   loading that invitation and comparing the token's hash ([`Store::link`])
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
@@ -28,7 +31,7 @@
 //! variable-length integers: `record.rs`), not as the structs below.
 //!
 //! What lives where: this file holds the records (the public forms) and the
-//! links (token → invitation); `open.rs` opening the store; `ingest.rs` the
+//! links (link → invitation); `open.rs` opening the store; `ingest.rs` the
 //! ingest commit and effects; `outbox.rs` the outbox's operations;
 //! `counter.rs` the counters; `flush.rs` the group flush;
 //! `jobs.rs` scheduled jobs' state and reminders; `responses.rs` anonymous
@@ -44,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::address::{Address, AddressKey};
-use crate::token::{TokenHash, TokenNonce};
+use crate::token::{LinkKey, TokenHash, TokenNonce};
 
 /// The layout version this canvass writes and reads.
 pub const SCHEMA_VERSION: u8 = 2;
@@ -134,6 +137,16 @@ pub struct Invitation {
     /// Reminders queued so far.
     pub reminders: u32,
     pub last_reminder_at: Option<DateTime<Utc>>,
+}
+
+impl Invitation {
+    /// What its link is looked up by (the link carries the id).
+    pub fn link_key(&self) -> LinkKey {
+        LinkKey {
+            hash: self.token_hash,
+            invitation: Some(self.id),
+        }
+    }
 }
 
 /// A message waiting to be sent.
@@ -428,16 +441,36 @@ impl Store {
         Ok(())
     }
 
-    pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
-        match self.link(hash)? {
+    pub fn invitation_by_token(
+        &self,
+        key: impl Into<LinkKey>,
+    ) -> Result<Option<Invitation>, StoreError> {
+        match self.link(key)? {
             Link::Invitation(i) => Ok(Some(*i)),
             Link::Forgotten | Link::Withdrawn | Link::Unknown => Ok(None),
         }
     }
 
     /// What a personal link leads to.
-    pub fn link(&self, hash: &TokenHash) -> Result<Link, StoreError> {
-        let Some(id) = self.tokens.get(hash.0)? else {
+    /// A link carrying its invitation's id (schema 2) is that invitation
+    /// when the token's hash is the invitation's, unless a tombstone in
+    /// `tokens` disabled it; one without (schema 1) is looked up in `tokens`.
+    pub fn link(&self, key: impl Into<LinkKey>) -> Result<Link, StoreError> {
+        let key = key.into();
+        if let Some(id) = key.invitation {
+            let Some(i) = self.invitation(id)?.filter(|i| i.token_hash == key.hash) else {
+                return Ok(Link::Unknown);
+            };
+            return Ok(match self.tokens.get(key.hash.0)? {
+                Some(v) => match u64_from(&v, "tokens", "a link")? {
+                    FORGOTTEN => Link::Forgotten,
+                    WITHDRAWN => Link::Withdrawn,
+                    _ => Link::Invitation(Box::new(i)),
+                },
+                None => Link::Invitation(Box::new(i)),
+            });
+        }
+        let Some(id) = self.tokens.get(key.hash.0)? else {
             return Ok(Link::Unknown);
         };
         match u64_from(&id, "tokens", "a link")? {
@@ -485,19 +518,25 @@ impl Store {
 fn tx_invitation_by_token(
     tok: &TransactionalTree,
     inv: &TransactionalTree,
-    token: &TokenHash,
+    key: &LinkKey,
     names: &Names,
 ) -> TxResult<Option<(sled::IVec, Invitation)>> {
-    let Some(id) = tok.get(token.0)? else {
-        return Ok(None);
+    let entry = tok.get(key.hash.0)?;
+    let id = match (key.invitation, entry) {
+        (_, Some(e)) if matches!(tx_u64_from(&e, "tokens", "a link")?, FORGOTTEN | WITHDRAWN) => {
+            return Ok(None)
+        }
+        (Some(id), _) => sled::IVec::from(&id.to_be_bytes()),
+        (None, Some(id)) => id,
+        (None, None) => return Ok(None),
     };
-    if matches!(tx_u64_from(&id, "tokens", "a link")?, FORGOTTEN | WITHDRAWN) {
-        return Ok(None);
-    }
     let Some(v) = inv.get(&id)? else {
         return Ok(None);
     };
-    Ok(Some((id, tx_decode(&v, "invitation", names)?)))
+    let i: Invitation = tx_decode(&v, "invitation", names)?;
+    // A link carrying an id is that invitation's only with its token.
+    let theirs = key.invitation.is_none() || i.token_hash == key.hash;
+    Ok(theirs.then_some((id, i)))
 }
 
 #[cfg(test)]
@@ -781,6 +820,61 @@ mod tests {
         );
         let out: Vec<bool> = store.invitations().map(|i| i.unwrap().opted_out).collect();
         assert_eq!(out, [true, true]);
+    }
+
+    /// A link carrying its invitation's id needs no `tokens` entry; it
+    /// opens that invitation only with its own token, and forget / withdraw
+    /// still disable it.
+    #[tokio::test]
+    async fn a_link_carries_its_invitation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let nonce = TokenNonce::generate();
+        let token = Token::derive(&key, &nonce);
+        let mut u = unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1);
+        for i in &mut u.invitations {
+            i.token_nonce = Some(TokenNonce::generate());
+        }
+        u.invitations[0].token_hash = token.hash();
+        u.invitations[0].token_nonce = Some(nonce);
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        assert_eq!(store.tokens.len(), 0);
+        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let link = token.for_invitation(invs[0].id);
+        assert!(matches!(store.link(&link).unwrap(), Link::Invitation(i) if i.id == invs[0].id));
+        // Without the id, or with another invitation's: unknown.
+        assert_eq!(store.link(&token).unwrap(), Link::Unknown);
+        let elsewhere = token.for_invitation(invs[1].id);
+        assert_eq!(store.link(&elsewhere).unwrap(), Link::Unknown);
+        assert_eq!(
+            store
+                .submit_response(&elsewhere, responses::tests::response(), false)
+                .await
+                .unwrap(),
+            SubmitOutcome::UnknownToken
+        );
+        assert_eq!(
+            store.opt_out_by_token(&elsewhere).await.unwrap(),
+            OptOutOutcome::Unknown
+        );
+        assert_eq!(
+            store
+                .submit_response(&link, responses::tests::response(), false)
+                .await
+                .unwrap(),
+            SubmitOutcome::Stored
+        );
+        // Forgotten and withdrawn: their pages, through a tombstone entry.
+        let b = parse("b@x.dk").unwrap();
+        store.forget(&key.key_of(&b), &b).unwrap();
+        assert_eq!(store.link(invs[1].link_key()).unwrap(), Link::Forgotten);
+        let c = parse("c@x.dk").unwrap();
+        store
+            .withdraw(&key.key_of(&c), &c, "by mistake", Utc::now())
+            .unwrap();
+        assert_eq!(store.link(invs[2].link_key()).unwrap(), Link::Withdrawn);
+        assert_eq!(store.tokens.len(), 2);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{
     bump, counter, counter_key, decode, encode, record, tx_invitation_by_token, Store, StoreError,
 };
 use crate::answer::Answers;
-use crate::token::TokenHash;
+use crate::token::LinkKey;
 
 /// An answer as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,10 +45,11 @@ impl Store {
     /// agency reports per region); otherwise the answer has none.
     pub async fn submit_response(
         &self,
-        token: &TokenHash,
+        token: impl Into<LinkKey>,
         response: StoredResponse,
         keep_region: bool,
     ) -> Result<SubmitOutcome, StoreError> {
+        let token = token.into();
         let names = &self.names;
         record::intern_response(&response, names)?;
         let mut key = [0u8; 16];
@@ -60,7 +61,8 @@ impl Store {
             &self.counters,
         );
         let outcome = trees.transaction(|(tok, inv, resp, cnt)| {
-            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token, names)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, &token, names)?
+            else {
                 return Ok(SubmitOutcome::UnknownToken);
             };
             if invitation.answered {
@@ -133,7 +135,7 @@ pub(super) mod tests {
         token
     }
 
-    fn response() -> StoredResponse {
+    pub(in crate::store) fn response() -> StoredResponse {
         let mut answers = Answers::new();
         answers.insert(
             "kommentarer".into(),

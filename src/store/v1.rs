@@ -153,6 +153,15 @@ pub(super) fn downgrade(db: &sled::Db, only_every: usize) {
         }
     }
     let names = Names::load(db).unwrap();
+    // Schema 1 indexed every link.
+    let tokens = db.open_tree("tokens").unwrap();
+    for kv in db.open_tree("invitations").unwrap().iter() {
+        let (k, v) = kv.unwrap();
+        let i: Invitation = decode(&v, "test", &names).unwrap();
+        if tokens.get(i.token_hash.0).unwrap().is_none() {
+            tokens.insert(i.token_hash.0, k).unwrap();
+        }
+    }
     let all = |_: &[u8]| true;
     down::<Invitation>(db, "invitations", &names, only_every, &all);
     down::<OutboxItem>(db, "outbox", &names, only_every, &all);
@@ -206,7 +215,7 @@ pub(super) mod tests {
         Seen {
             links: invitations
                 .iter()
-                .map(|i| store.link(&i.token_hash).unwrap())
+                .map(|i| store.link(i.link_key()).unwrap())
                 .collect(),
             withdrawn: invitations
                 .iter()
@@ -284,11 +293,11 @@ pub(super) mod tests {
         };
         let k = key();
         store
-            .submit_response(&invs[1].token_hash, response.clone(), true)
+            .submit_response(invs[1].link_key(), response.clone(), true)
             .await
             .unwrap();
         store
-            .submit_response(&invs[6].token_hash, response, false)
+            .submit_response(invs[6].link_key(), response, false)
             .await
             .unwrap();
         let c = parse("c@x.dk").unwrap();
@@ -396,6 +405,13 @@ pub(super) mod tests {
             &[crate::store::SCHEMA_VERSION]
         );
         assert_eq!(seen(&store), before);
+        // Schema-1 links (no id in them) go on working through `tokens`.
+        for i in &before.invitations {
+            assert_eq!(
+                store.link(&i.token_hash).unwrap(),
+                store.link(i.link_key()).unwrap()
+            );
+        }
         // Regions, consultants, the survey and the answer codes became names;
         // the invitee's own address (no consultant) and free text did not.
         let names: Vec<String> = store
@@ -575,14 +591,12 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let k = HmacKey::from_bytes(&[5; 32]);
-        let mut tokens = Vec::new();
         for batch in 0..N / 25 {
             let units: Vec<IngestUnit> = (0..25)
                 .map(|j| {
                     let n = batch * 25 + j;
                     let address = parse(&format!("kontakt+{n}@kommune.test")).unwrap();
                     let token = Token::generate();
-                    tokens.push(token.hash());
                     IngestUnit {
                         seen_key: Some(crate::apply::seen_key(None, format!("{n}").as_bytes())),
                         region: "Hovedstaden".into(),
@@ -612,7 +626,8 @@ pub(super) mod tests {
             store.mark_sent_all(&due, Utc::now()).unwrap();
         }
         let response = scale_answer();
-        for t in tokens.iter().step_by(2) {
+        let links: Vec<_> = store.invitations().map(|i| i.unwrap().link_key()).collect();
+        for t in links.iter().step_by(2) {
             store
                 .submit_response(t, response.clone(), true)
                 .await

@@ -222,9 +222,7 @@ mod tests {
             day: a_inv.created_at.date_naive(),
             answers: Default::default(),
         };
-        let stored = store
-            .submit_response(&a_inv.token_hash, answer, false)
-            .await;
+        let stored = store.submit_response(a_inv.link_key(), answer, false).await;
         assert_eq!(stored.unwrap(), crate::store::SubmitOutcome::Stored);
         assert_eq!(counts(&store), [3, 2, 1, 0]);
         assert_eq!(count(&store, &week), 3);
@@ -243,7 +241,7 @@ mod tests {
             "out of invited, sent and answered"
         );
         assert_eq!(count(&store, &week), 2, "and out of its week");
-        assert_eq!(store.link(&a_inv.token_hash).unwrap(), Link::Withdrawn);
+        assert_eq!(store.link(a_inv.link_key()).unwrap(), Link::Withdrawn);
         let after = store.invitation(a_inv.id).unwrap().unwrap();
         assert_eq!((after.address, after.token_nonce), (None, None));
         assert!(store.is_withdrawn(a_inv.id).unwrap());
