@@ -304,8 +304,10 @@ async fn check_mail_passes_then_names_the_fix_for_smtp_auth_off_and_a_wrong_fold
         "ok   imap capabilities ",
         "ok   imap folder ",
         "ok   imap move_to ",
+        "ok   imap quarantine ",
+        "ok   imap sent folder ",
         "ok   smtp ",
-        "all 6 checks passed",
+        "all 8 checks passed",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
     }
@@ -615,7 +617,7 @@ async fn a_certificate_client_assertion_gets_a_token_and_logs_in() {
     );
     let (ok, out) = canvass(&config, &["check-mail"]);
     assert!(ok, "{out}\n{}", oidc.log());
-    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(out.contains("all 8 checks passed"), "{out}");
     assert!(
         out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
         "{out}"
@@ -668,7 +670,7 @@ async fn a_google_service_account_jwt_bearer_grant_gets_a_token_and_logs_in() {
     let (ok, out) = canvass(&config, &["check-mail"]);
     assert!(ok, "{out}\n{}", oidc.log());
     assert!(out.contains("ok   token "), "{out}");
-    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(out.contains("all 8 checks passed"), "{out}");
     assert!(
         out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
         "{out}"
