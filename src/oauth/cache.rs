@@ -441,6 +441,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn imap_and_smtp_share_one_source_per_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idp = crate::test_support::token_endpoint(crate::test_support::token_number).await;
+        let cfg = idp.config(
+            dir.path(),
+            "survey@example.org",
+            super::super::Mechanism::Xoauth2,
+        );
+        let imap = TokenSource::shared(&cfg).expect("source");
+        let smtp = TokenSource::shared(&cfg).expect("source");
+        assert!(std::sync::Arc::ptr_eq(&imap, &smtp));
+        imap.token().await.expect("a token");
+        assert_eq!(smtp.token().await.expect("a token").expose(), "tok-1");
+        assert_eq!(idp.requests(), 1);
+        let mut other = cfg.clone();
+        other.login = "other@example.org".into();
+        let other = TokenSource::shared(&other).expect("source");
+        assert!(!std::sync::Arc::ptr_eq(&imap, &other));
+    }
+
+    #[tokio::test]
     async fn a_failing_provider_is_not_asked_again_during_the_backoff() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idp = crate::test_support::token_endpoint(|n| match n {
