@@ -412,15 +412,27 @@ mod tests {
         assert_eq!(step(s(0), None, None), Step::Fetch);
     }
 
-    #[tokio::test]
-    async fn callers_at_once_cause_one_request_and_share_its_token() {
+    /// A token endpoint answering `answer`, and a configuration using it.
+    async fn endpoint(
+        answer: impl Fn(usize) -> (u16, String) + Send + Sync + 'static,
+    ) -> (
+        tempfile::TempDir,
+        crate::test_support::TokenEndpoint,
+        OAuthConfig,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let idp = crate::test_support::token_endpoint(crate::test_support::token_number).await;
+        let idp = crate::test_support::token_endpoint(answer).await;
         let cfg = idp.config(
             dir.path(),
             "survey@example.org",
             super::super::Mechanism::Xoauth2,
         );
+        (dir, idp, cfg)
+    }
+
+    #[tokio::test]
+    async fn callers_at_once_cause_one_request_and_share_its_token() {
+        let (_dir, idp, cfg) = endpoint(crate::test_support::token_number).await;
         let source = std::sync::Arc::new(TokenSource::new(cfg).expect("source"));
         let calls: Vec<_> = (0..8)
             .map(|_| {
@@ -442,13 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn imap_and_smtp_share_one_source_per_configuration() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let idp = crate::test_support::token_endpoint(crate::test_support::token_number).await;
-        let cfg = idp.config(
-            dir.path(),
-            "survey@example.org",
-            super::super::Mechanism::Xoauth2,
-        );
+        let (_dir, idp, cfg) = endpoint(crate::test_support::token_number).await;
         let imap = TokenSource::shared(&cfg).expect("source");
         let smtp = TokenSource::shared(&cfg).expect("source");
         assert!(std::sync::Arc::ptr_eq(&imap, &smtp));
@@ -463,8 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_provider_is_not_asked_again_during_the_backoff() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let idp = crate::test_support::token_endpoint(|n| match n {
+        let (_dir, idp, cfg) = endpoint(|n| match n {
             1 => (503, "{}".into()),
             2 => (
                 400,
@@ -473,11 +478,6 @@ mod tests {
             n => crate::test_support::token_number(n),
         })
         .await;
-        let cfg = idp.config(
-            dir.path(),
-            "survey@example.org",
-            super::super::Mechanism::Xoauth2,
-        );
         let source = TokenSource::new(cfg).expect("source");
         let e = source.token().await.expect_err("503");
         assert!(e.is_transient(), "{e}");
