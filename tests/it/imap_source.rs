@@ -764,3 +764,39 @@ async fn a_configured_sent_folder_that_does_not_exist_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// A sent folder set in the config is swept instead of the one the server
+/// marks `\Sent` (a server that marks none, or copies kept elsewhere); only
+/// canvass' own copies go from it.
+#[tokio::test]
+async fn a_configured_sent_folder_is_swept_instead_of_the_special_use_one() {
+    let s = setup();
+    let old = Some(date("2024-09-02T10:00:00+02:00"));
+    for folder in ["Sendt post", "Sent Items"] {
+        s.stack
+            .append(
+                USER,
+                folder,
+                &sent_copy("a1", "a@kommune.test", "link"),
+                old,
+            )
+            .await;
+    }
+    s.stack.append(USER, "Sendt post", &personal(1), old).await;
+    let mut cfg = config(&s, TlsMode::None);
+    cfg.sent_folder = Some("Sendt post".into());
+    let before: DateTime<Utc> = date("2024-10-20T22:00:00Z").with_timezone(&Utc);
+    let retention = canvass::retention::MailboxSweep::Retention { before };
+    let r = sweep(&cfg, &s.store, &retention, false).await;
+    assert_eq!(r.folders[0].folder, "Sendt post", "{r:?}");
+    assert_eq!(r.folders[0].deleted, 1, "{r:?}");
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Sendt post").await),
+        ["personal-1@siri.test>"]
+    );
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Sent Items").await),
+        ["canvass.a1@siri.test>"],
+        "the \\Sent folder is not the configured one: untouched"
+    );
+}

@@ -1071,3 +1071,131 @@ async fn a_microsoft_365_mailbox_is_trusted_by_its_own_headers() {
         "{text}"
     );
 }
+
+/// A survey mailbox in Google Workspace is trusted with one setting: Gmail's
+/// ARC results above its border `Received`, or else its own topmost
+/// `Authentication-Results: mx.google.com`, passing for the consultant's
+/// domain, invite; a forged consultant From (Gmail says fail; a pass the
+/// sender wrote below, and an ARC set below the border) is refused, nobody
+/// is invited or answered, and `canvass explain` says which header it read.
+/// The headers are written in the order and shape Gmail writes them; Gmail
+/// cannot be reached from here, the harness's Dovecot and Postfix can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_mailbox_is_trusted_by_gmails_own_results() {
+    let mail = stack();
+    let (arc, plain, victim) = (
+        "arc.google@kommune.test",
+        "plain.google@kommune.test",
+        "offer.google@kommune.test",
+    );
+    mail.add_users(&[arc, plain, victim]);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let path = common::StackConfig {
+        window: Some((&s, &e)),
+        password: harness::PASSWORD,
+        tables: "[mailbox]\nprovider = \"google\"\n",
+        ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir.path());
+    let with = |headers: String, id: &str, to: &str| {
+        let mut v = headers.into_bytes();
+        v.extend(trigger(id, ANNE, &[to], true));
+        v
+    };
+    // Gmail's border hop, and its results, as it writes them.
+    let border = |ip: &str, host: &str| {
+        format!(
+            "Return-Path: <{ANNE}>\r\nReceived: from {host} ({host}. [{ip}])\r\n        by mx.google.com with ESMTPS id a640c23a62f3a-a7a9f0fab12si1.5.2024.08.12.03.00.03\r\n        for <{SURVEY}>;\r\n        Mon, 12 Aug 2024 03:00:04 -0700 (PDT)\r\n"
+        )
+    };
+    let delivered = format!(
+        "Delivered-To: {SURVEY}\r\nReceived: by 2002:a05:7010:b08c:b0:3e1:2a3b:4c5d with SMTP id gq12csp1234567mdb;\r\n        Mon, 12 Aug 2024 03:00:04 -0700 (PDT)\r\n"
+    );
+    let results = |verdict: &str| {
+        format!(
+            "mx.google.com;\r\n       dkim={verdict} header.i=@siri.test header.s=google header.b=AbCdEf12;\r\n       spf={verdict} (google.com: domain of {ANNE} designates 209.85.220.41 as permitted sender) smtp.mailfrom={ANNE};\r\n       dmarc={verdict} (p=QUARANTINE sp=QUARANTINE dis=NONE) header.from=siri.test\r\n"
+        )
+    };
+    let arc_set = |verdict: &str| {
+        format!(
+            "ARC-Seal: i=1; a=rsa-sha256; t=1723456804; cv=none; d=google.com; s=arc-20160816; b=AAAA\r\nARC-Authentication-Results: i=1; {}",
+            results(verdict)
+        )
+    };
+    let ar = |verdict: &str| format!("Authentication-Results: {}", results(verdict));
+    // Genuine, through Google's own relays: ARC above the border.
+    let genuine_arc = format!(
+        "{delivered}{}{}{}",
+        arc_set("pass"),
+        border("209.85.220.41", "mail-sor-f41.google.com"),
+        ar("pass")
+    );
+    // Genuine, from outside Google: only Gmail's Authentication-Results.
+    let genuine_plain = format!(
+        "{delivered}{}{}",
+        border("192.0.2.10", "mx.siri.test"),
+        ar("pass")
+    );
+    // Forged: Gmail says fail; below it the sender's own pass and ARC set.
+    let forged = format!(
+        "{delivered}{}{}{}{}",
+        border("203.0.113.66", "evil.example"),
+        ar("fail"),
+        ar("pass"),
+        arc_set("pass")
+    );
+    let forged_mail = with(forged, "google-forged", victim);
+    std::fs::write(dir.path().join("forged.eml"), &forged_mail).unwrap();
+    let (d, shutdown, _) = start(&path).await;
+    mail.append(SURVEY, "INBOX", &with(genuine_arc, "google-arc", arc), None)
+        .await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &with(genuine_plain, "google-plain", plain),
+        None,
+    )
+    .await;
+    mail.append(SURVEY, "INBOX", &forged_mail, None).await;
+    for c in [arc, plain] {
+        let got = mail
+            .wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
+            .await;
+        assert_eq!(from_survey(&got).len(), 1, "{c} is invited");
+    }
+    until(
+        "the forged trigger refused",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.refused_unauthenticated == 1,
+    )
+    .await;
+    until("the outbox to drain", &d, Duration::from_secs(20), |s| {
+        s.outbox == 0
+    })
+    .await;
+    assert_eq!(status(&d).total.invited, 2);
+    stop(d, shutdown).await;
+    assert!(
+        mail.fetch_all(victim, "INBOX").await.is_empty(),
+        "the victim is not invited"
+    );
+    assert!(
+        from_survey(&mail.fetch_all(ANNE, "INBOX").await).is_empty(),
+        "a refused unauthenticated trigger is never answered"
+    );
+
+    let out = common::canvass(&[
+        "explain",
+        dir.path().join("forged.eml").to_str().unwrap(),
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("REFUSED: the sender could not be authenticated: mx.google.com's Authentication-Results shows neither dkim=pass nor dmarc=pass for siri.test"),
+        "{text}"
+    );
+    assert!(text.contains("[mailbox] provider = \"google\""), "{text}");
+}
