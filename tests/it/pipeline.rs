@@ -706,17 +706,18 @@ async fn the_scheduler_sweeps_the_mailbox_daily_once_the_retention_is_due() {
 }
 
 /// A trust setting that does not match the mailbox (the server stamps
-/// another authserv-id) refuses every trigger: `status` says so and names
-/// the setting, and nobody is invited or answered (issue 12).
+/// another authserv-id) refuses every trigger: `status` and the daemon's
+/// log say so and name the setting, and nobody is invited (issue 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status() {
+async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status_and_the_log() {
     let mail = stack();
     let contact = "kontakt.t@kommune.test";
     mail.add_user(contact);
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = today_window();
     let trust = r#"authserv_id = "mx.siri.test""#;
-    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", trust)).await;
+    let path = config(&mail, dir.path(), (&s, &e), "", trust);
+    let (d, shutdown, _) = start(&path).await;
     for n in 0..3 {
         let mut raw = b"Authentication-Results: mx.outlook.test; dkim=pass header.d=siri.test; dmarc=pass header.from=siri.test\r\n".to_vec();
         raw.extend(trigger(&format!("tw{n}"), ANNE, &[contact], true));
@@ -734,6 +735,28 @@ async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status()
     let text = canvass::analysis::status::render_text(&st);
     assert!(text.contains("\nwarning: 3 of the 3 mails"), "{text}");
     stop(d, shutdown).await;
+    // The log says it too, naming the setting: the scheduler's first round
+    // in a daemon started on this store (then once a day).
+    let daemon = common::process::Daemon::start(&path, "warn,canvass=info");
+    let line = tokio::task::spawn_blocking(move || {
+        let line = daemon.wait_log("probably does not match this mailbox", 0);
+        daemon.stop();
+        line
+    })
+    .await
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["level"], "WARN", "{line}");
+    assert!(
+        json["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("3 of the 3 mails from consultants")),
+        "{line}"
+    );
+    assert_eq!(
+        json["setting"], r#"[trust] authserv_id = "mx.siri.test""#,
+        "{line}"
+    );
 }
 
 /// A consultant whose trigger was refused in part (over the per-message cap)
