@@ -759,21 +759,24 @@ async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status_a
     );
 }
 
-/// A consultant whose trigger was refused in part (over the per-message cap)
-/// gets one reply saying who was and was not invited; a trigger that went
-/// through in full gets none (issue 12).
+/// A consultant whose trigger was refused in part (over the per-message cap;
+/// another's over the daily cap) gets one reply saying who was and was not
+/// invited, and why; a trigger that went through in full gets none; the
+/// refusals are counted by reason (issue 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_refused_in_part_is_answered_and_a_whole_one_is_not() {
     let mail = stack();
     let contacts = ["k1@kommune.test", "k2@kommune.test", "k3@kommune.test"];
     mail.add_users(&contacts);
+    let daily = ["d1@kommune.test", "d2@kommune.test", "d3@kommune.test"];
+    mail.add_users(&daily);
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = today_window();
     let path = config(
         &mail,
         dir.path(),
         (&s, &e),
-        "max_invitees_per_message = 2",
+        "max_invitees_per_message = 2\nmax_invitees_per_consultant_per_day = 2",
         "",
     );
     let (d, shutdown, _) = start(&path).await;
@@ -815,10 +818,51 @@ async fn a_trigger_refused_in_part_is_answered_and_a_whole_one_is_not() {
     let st = status(&d);
     assert_eq!(st.total.invited, 3);
     assert_eq!(st.total.refused_over_message_cap, 1);
+    // Bo invites two in full (no reply), then a third: over his daily cap.
+    // (Not Anne: a second reply to her within 30 s would be held back as a
+    // possible mail loop, src/loops.rs.)
+    mail.send(
+        BO,
+        &[daily[0], daily[1], SURVEY],
+        &trigger("daily-1", BO, &daily[..2], true),
+    );
+    mail.wait_for_messages(daily[1], "INBOX", 2, Duration::from_secs(20))
+        .await;
+    mail.send(
+        BO,
+        &[daily[2], SURVEY],
+        &trigger("daily-2", BO, &daily[2..], true),
+    );
+    let replies = from_survey(
+        &mail
+            .wait_for_messages(BO, "INBOX", 1, Duration::from_secs(20))
+            .await,
+    );
+    assert_eq!(replies.len(), 1);
+    assert!(
+        replies[0].contains("In-Reply-To: <daily-2@siri.test>"),
+        "{}",
+        replies[0]
+    );
+    let r = &body_text(&replies[0]);
+    assert!(r.contains("d3@kommune.test: over dagens grænse"), "{r}");
+    until(
+        "the daily cap's refusal",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.refused_over_daily_cap == 1,
+    )
+    .await;
+    assert_eq!(status(&d).total.invited, 5);
     stop(d, shutdown).await;
     assert!(
         from_survey(&mail.fetch_all(SOEREN, "INBOX").await).is_empty(),
         "no reply for a whole trigger"
+    );
+    assert_eq!(
+        from_survey(&mail.fetch_all(BO, "INBOX").await).len(),
+        1,
+        "Bo's whole trigger got none"
     );
 }
 
