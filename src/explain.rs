@@ -165,7 +165,7 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             let effect = match b.proof {
                 Some(classify::Proof::MessageId) => "permanent and expired failures mark the invitation of the returned Message-ID undelivered (counted bounced / expired); temporary ones change nothing",
                 Some(_) => "a report of our own outbound server: permanent and expired failures mark the invitation of the named address undelivered; temporary ones change nothing",
-                None => "none: the report carries no canvass Message-ID and is not from trust.outbound_reporting_mta, so it proves nothing (it may be forged); counted as unproven",
+                None => "none: the report carries no canvass Message-ID and is no authenticated report of trust.outbound_reporting_mta (its Reporting-MTA line alone is the sender's word), so it proves nothing (it may be forged); counted as unproven",
             };
             let _ = writeln!(s, "  effect    {effect}");
         }

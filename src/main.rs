@@ -372,7 +372,9 @@ fn export_xlsx(
         .as_str()
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .context("the daemon's answer holds no workbook")?;
-    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    // The workbook holds answers: 0600, also over an old file (issue 14).
+    canvass::store::backup::write_private_file(out, &bytes)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("wrote {} ({})", out.display(), answer.text);
     Ok(ExitCode::SUCCESS)
 }

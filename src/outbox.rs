@@ -201,27 +201,29 @@ impl Outbox {
         }
         let transport = &self.transport;
         let concurrency = self.concurrency.max(1);
-        let mut sends = futures::stream::iter(sendable)
-            .map(|item| async move {
-                // Paused by a throttling reply meanwhile: leave it due.
-                if lock_pacer().paused(Utc::now()) {
-                    return (item, None);
-                }
-                let r = transport.send(&item.from, &item.to, &item.raw).await;
-                (item, Some(r))
-            })
-            .buffer_unordered(concurrency);
+        let send = |item: OutboxItem| async move {
+            // Paused by a throttling reply meanwhile: leave it due.
+            if lock_pacer().paused(Utc::now()) {
+                return (item, None);
+            }
+            let r = transport.send(&item.from, &item.to, &item.raw).await;
+            (item, Some(r))
+        };
+        let mut waiting = sendable.into_iter();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
         // Group commit of the "sent" marks: the messages accepted while the
         // previous flush ran are marked in one transaction and made durable
         // by one flush, which runs while the next messages are on the wire.
-        // Accepted but not yet durable are at most `window`, so a crash
-        // re-sends at most those and the `concurrency` being sent: the
-        // messages in flight.
+        // A new message starts only while fewer than `window` accepted ones
+        // wait for their flush, so a crash re-sends at most those and the
+        // `concurrency` being sent: the messages in flight. Messages already
+        // on the wire are never held up by a flush: their SMTP round trips
+        // go on, and what they accept joins the next group.
         let window = concurrency * UNFLUSHED_PER_CONNECTION;
         let mut unflushed: Vec<Sent> = Vec::new();
         let mut flushing: Vec<Sent> = Vec::new();
         let mut flush: Option<FlushFuture> = None;
-        let mut sends_done = false;
+        let mut all_started = false;
         loop {
             if flush.is_none() && !unflushed.is_empty() {
                 // One transaction marks the group, one flush makes it durable.
@@ -233,26 +235,34 @@ impl Outbox {
                 flush = Some(Box::pin(async move { store.flush().await }));
                 flushing = std::mem::take(&mut unflushed);
             }
-            let may_send = !sends_done && unflushed.len() + flushing.len() < window;
-            if !may_send && flush.is_none() {
-                break;
+            while !all_started
+                && in_flight.len() < concurrency
+                && unflushed.len() + flushing.len() < window
+            {
+                match waiting.next() {
+                    Some(item) => in_flight.push(send(item)),
+                    None => all_started = true,
+                }
+            }
+            if in_flight.is_empty() && flush.is_none() {
+                if all_started {
+                    break;
+                }
+                continue;
             }
             tokio::select! {
-                next = sends.next(), if may_send => match next {
-                    None => sends_done = true,
-                    Some((_, None)) => {}
-                    Some((item, Some(result))) => {
-                        match &result {
-                            Ok(()) => lock_pacer().accepted(),
-                            Err(e) if e.is_throttled() => {
-                                let until = lock_pacer().throttled(Utc::now());
-                                tracing::warn!(reply = %e.message, until = %until, "the SMTP server asks canvass to slow down; sending paused, the message will be retried");
-                            }
-                            Err(_) => {}
+                Some((item, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let Some(result) = result else { continue };
+                    match &result {
+                        Ok(()) => lock_pacer().accepted(),
+                        Err(e) if e.is_throttled() => {
+                            let until = lock_pacer().throttled(Utc::now());
+                            tracing::warn!(reply = %e.message, until = %until, "the SMTP server asks canvass to slow down; sending paused, the message will be retried");
                         }
-                        if let Some(sent) = self.record(item, result, outage)? {
-                            unflushed.push(sent);
-                        }
+                        Err(_) => {}
+                    }
+                    if let Some(sent) = self.record(item, result, outage)? {
+                        unflushed.push(sent);
                     }
                 },
                 done = async { flush.as_mut().expect("enabled only while flushing").await }, if flush.is_some() => {

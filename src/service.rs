@@ -358,8 +358,13 @@ impl<S: MailSource> MailSource for Probed<S> {
         r
     }
 
-    async fn fetch(&mut self, store: &Store, limit: usize) -> Result<Vec<Incoming>, SourceError> {
-        let r = self.inner.fetch(store, limit).await;
+    async fn fetch(
+        &mut self,
+        store: &Store,
+        limit: usize,
+        in_flight: &[Incoming],
+    ) -> Result<Vec<Incoming>, SourceError> {
+        let r = self.inner.fetch(store, limit, in_flight).await;
         self.probe.saw(&r);
         r
     }

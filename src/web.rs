@@ -52,10 +52,37 @@ pub const MAX_MISSES: u32 = 20;
 pub const MAX_MISSES_GLOBAL: u32 = 2_000;
 pub const MISS_WINDOW: Duration = Duration::from_secs(600);
 
+/// Unknown links counted per client key and for everybody, per [`MISS_WINDOW`].
 #[derive(Default)]
 struct Misses {
     per_client: HashMap<IpAddr, (Instant, u32)>,
     global: Option<(Instant, u32)>,
+}
+
+impl Misses {
+    /// Counts an unknown link from `key` (a [`crate::client_ip::limit_key`])
+    /// at `now`; true when it is over its own limit or everybody's together.
+    /// Memory stays bounded whatever the number of addresses an attacker
+    /// rotates through: past the global ceiling every unknown link is over
+    /// anyway, so no client is added then, and expired entries are dropped
+    /// once there are many.
+    fn miss(&mut self, key: IpAddr, now: Instant) -> bool {
+        let bump = |e: &mut (Instant, u32)| {
+            if now.saturating_duration_since(e.0) >= MISS_WINDOW {
+                *e = (now, 0);
+            }
+            e.1 = e.1.saturating_add(1);
+            e.1
+        };
+        if bump(self.global.get_or_insert((now, 0))) > MAX_MISSES_GLOBAL {
+            return true;
+        }
+        if self.per_client.len() > 10_000 {
+            self.per_client
+                .retain(|_, (since, _)| now.saturating_duration_since(*since) < MISS_WINDOW);
+        }
+        bump(self.per_client.entry(key).or_insert((now, 0))) > MAX_MISSES
+    }
 }
 
 #[derive(Clone)]
@@ -572,21 +599,10 @@ impl AppState {
     /// limit or everybody's together.
     fn missed(&self, client: IpAddr) -> bool {
         let key = crate::client_ip::limit_key(client);
-        let mut m = self.misses.lock().unwrap_or_else(|p| p.into_inner());
-        if m.per_client.len() > 10_000 {
-            m.per_client
-                .retain(|_, (since, _)| since.elapsed() < MISS_WINDOW);
-        }
-        let bump = |e: &mut (Instant, u32)| {
-            if e.0.elapsed() >= MISS_WINDOW {
-                *e = (Instant::now(), 0);
-            }
-            e.1 = e.1.saturating_add(1);
-            e.1
-        };
-        let mine = bump(m.per_client.entry(key).or_insert((Instant::now(), 0)));
-        let all = bump(m.global.get_or_insert((Instant::now(), 0)));
-        mine > MAX_MISSES || all > MAX_MISSES_GLOBAL
+        self.misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .miss(key, Instant::now())
     }
 
     /// Resolves the link to an invitation, or the page to show instead. A
@@ -733,6 +749,30 @@ pub fn is_form_media_type(v: Option<&HeaderValue>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per client (a /64 for IPv6) and for everybody; an attacker rotating
+    /// through addresses past the global ceiling adds no entries.
+    #[test]
+    fn unknown_links_are_counted_per_client_under_a_bounded_ceiling() {
+        let mut m = Misses::default();
+        let t = Instant::now();
+        let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        assert!((0..MAX_MISSES).all(|_| !m.miss(ip(1), t)));
+        assert!(m.miss(ip(1), t), "the guesser is over its own limit");
+        assert!(!m.miss(ip(2), t), "another client is not");
+        assert!(!m.miss(ip(1), t + MISS_WINDOW), "a new window");
+        let mut m = Misses::default();
+        let over: Vec<bool> = (0..MAX_MISSES_GLOBAL + 5_000)
+            .map(|i| m.miss(ip(i), t))
+            .collect();
+        assert!(over[..MAX_MISSES_GLOBAL as usize].iter().all(|o| !o));
+        assert!(over[MAX_MISSES_GLOBAL as usize..].iter().all(|o| *o));
+        assert_eq!(m.per_client.len(), MAX_MISSES_GLOBAL as usize);
+        assert!(
+            !m.miss(ip(7), t + MISS_WINDOW),
+            "everybody's window ends too"
+        );
+    }
 
     /// Every status page has its heading and its sentence, in both languages.
     #[test]

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench --bench bench -- all            # every target, full size
 //! cargo bench --bench bench -- all --quick    # small sizes, a few minutes
-//! cargo bench --bench bench -- throughput latency classify form scale floor
+//! cargo bench --bench bench -- throughput latency classify form scale floor writecost
 //! ```
 //!
 //! Options: `--quick`, `--messages N` (target 1), `--triggers N` (target 2),
@@ -35,12 +35,13 @@ mod relay;
 mod scale;
 mod throughput;
 mod util;
+mod writecost;
 
 use std::time::Instant;
 
 use util::{Figure, Opts};
 
-const USAGE: &str = "usage: cargo bench --bench bench -- <all|throughput|latency|classify|form|scale|floor>... \
+const USAGE: &str = "usage: cargo bench --bench bench -- <all|throughput|latency|classify|form|scale|floor|writecost>... \
 [--quick] [--messages N] [--triggers N] [--secs S] [--scale N,N,..] [--sessions N] [--fresh] [--dir DIR]";
 
 fn main() {
@@ -96,12 +97,12 @@ fn main() {
                     "latency",
                     "scale",
                     "floor",
+                    "writecost",
                 ]
                 .map(String::from),
             ),
-            "throughput" | "latency" | "classify" | "form" | "scale" | "floor" | "pieces" => {
-                what.push(a.clone())
-            }
+            "throughput" | "latency" | "classify" | "form" | "scale" | "floor" | "writecost"
+            | "pieces" => what.push(a.clone()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -140,6 +141,7 @@ fn main() {
             "latency" => rt.block_on(latency::run(&opts, &mut figures)),
             "scale" => rt.block_on(scale::run(&opts, &mut figures)),
             "floor" => floor::run(&opts, &mut figures),
+            "writecost" => writecost::run(&opts, &mut figures),
             // Diagnostics: target 1's in-process cost breakdown alone.
             "pieces" => {
                 let p = throughput::pieces(&opts.dir, opts.messages);

@@ -133,8 +133,10 @@ pub enum Proof {
     /// It carries the invitation's canvass Message-ID (random, unguessable):
     /// only that invitation may be changed.
     MessageId,
-    /// A delivery report from canvass' own outbound server
-    /// (`trust.outbound_reporting_mta`): matched by the address it names.
+    /// A delivery report from canvass' own outbound server: its
+    /// `Reporting-MTA` is one of `trust.outbound_reporting_mta`, and its From
+    /// (on that host) is vouched for by the configured trust; matched by the
+    /// address it names.
     OutboundServer,
     /// An opt-out whose From passed DMARC (or DKIM for its domain) under the
     /// configured `trust.authserv_id`: matched by that address.
@@ -605,6 +607,16 @@ fn bounce_sign(msg: &Message<'_>, from_consultant: bool) -> Option<BounceSign> {
         if msg.subject().is_some_and(bounce::is_report_subject) {
             return Some(BounceSign::Strong);
         }
+        // `From: <>` (or `From: "" <>`) parses to no mailbox at all: only
+        // the header as written says it is the null sender.
+        if first_from.and_then(|a| a.address()).is_none()
+            && first_header(msg, "From").is_some_and(|v| {
+                let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+                v.is_empty() || v.ends_with("<>")
+            })
+        {
+            return Some(BounceSign::Strong);
+        }
     }
     if first_header(msg, "X-MS-Exchange-Message-Is-Ndr").is_some()
         || first_header(msg, "X-Failed-Recipients").is_some()
@@ -671,14 +683,39 @@ fn bounce_decision(msg: &Message<'_>, cfg: &Config) -> Decision {
     }
     report.proof = if !report.message_ids.is_empty() {
         Some(Proof::MessageId)
-    } else if bounce::reporting_mta(msg)
-        .is_some_and(|m| cfg.trust.outbound_reporting_mta.contains(&m))
-    {
+    } else if from_outbound_server(msg, cfg) {
         Some(Proof::OutboundServer)
     } else {
         None
     };
     Decision::Bounce(report)
+}
+
+/// Whether a report is one of canvass' own outbound server. Its
+/// `Reporting-MTA` naming one of `trust.outbound_reporting_mta` is not
+/// enough: that line is the report's own text, which anybody can write (the
+/// server's name is in every invitation's `Received`). The report must also
+/// come from it: its From is on that host or a parent domain of it
+/// (`MAILER-DAEMON@smtp.siri.dk`), and the configured trust vouches for that
+/// domain (DKIM or DMARC, read as [`authres::trusted`] reads it).
+fn from_outbound_server(msg: &Message<'_>, cfg: &Config) -> bool {
+    let Some(mta) =
+        bounce::reporting_mta(msg).filter(|m| cfg.trust.outbound_reporting_mta.contains(m))
+    else {
+        return false;
+    };
+    let Some(domain) = msg
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .and_then(|a| a.rsplit_once('@'))
+        .map(|(_, d)| d.trim().trim_end_matches('.').to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let on_the_host =
+        domain.contains('.') && (mta == domain || mta.ends_with(&format!(".{domain}")));
+    on_the_host && authres::trusted(msg, cfg, &domain).is_some_and(|v| v.is_ok())
 }
 
 /// A sender who is not a consultant: an opt-out, a reply to canvass mail, or
@@ -880,6 +917,141 @@ mod tests {
             "Return-Path: <>\r\n{STRANGER}Subject: x\r\n\r\nx\r\n"
         ));
         assert_eq!(d.label(), "bounce", "{d:?}");
+    }
+
+    /// Issue 13, point 2: a report without a DSN is recognised by each of
+    /// its senders (an empty `<>`, MAILER-DAEMON, postmaster,
+    /// mail.delivery.system, "Mail Delivery Subsystem", `Return-Path: <>`)
+    /// or its subject (English and Danish), is never a refused trigger, and
+    /// the failed address is read from each common text shape, with or
+    /// without a code.
+    #[test]
+    fn every_report_sender_and_text_shape_names_the_failed_address() {
+        const PER: &str = "per.hansen@kommune.dk";
+        let heads = [
+            "From: MAILER-DAEMON <>\r\nSubject: Besked\r\n".to_string(),
+            "From: <>\r\nSubject: Besked\r\n".to_string(),
+            "From: MAILER-DAEMON@mx.kommune.dk\r\nSubject: Besked\r\n".to_string(),
+            "From: postmaster@kommune.dk\r\nSubject: Besked\r\n".to_string(),
+            "From: mail.delivery.system@kommune.dk\r\nSubject: Besked\r\n".to_string(),
+            "From: Mail Delivery Subsystem <noreply@kommune.dk>\r\nSubject: Besked\r\n".to_string(),
+            "Return-Path: <>\r\nFrom: noreply@kommune.dk\r\nSubject: Besked\r\n".to_string(),
+        ]
+        .into_iter()
+        .chain(
+            [
+                "Undeliverable: Hvad synes du?",
+                "Delivery Status Notification (Failure)",
+                "Returned mail: see transcript for details",
+                "Ikke-leverbar: Hvad synes du?",
+                "Kunne ikke leveres: Hvad synes du?",
+            ]
+            .map(|s| format!("From: noreply@kommune.dk\r\nSubject: {s}\r\n")),
+        );
+        // (shape, without a code, with a code)
+        let shapes = [
+            (
+                "addr: reason",
+                format!("{PER}: Domain does not exist\r\n"),
+                format!("{PER}: 550 5.1.2 Domain does not exist\r\n"),
+            ),
+            (
+                "<addr>:",
+                format!("<{PER}>:\r\nSorry, no mailbox here by that name.\r\n"),
+                format!("<{PER}>:\r\n550 5.1.1 Sorry, no mailbox here by that name.\r\n"),
+            ),
+            (
+                "did not reach the following recipient(s)",
+                format!(
+                    "Your message\r\n\r\n  Subject: Hvad synes du?\r\n\r\ndid not reach the following recipient(s):\r\n\r\n{PER} on 12-08-2024 10:00\r\n  The e-mail account does not exist at the organization this message was sent to.\r\n"
+                ),
+                format!(
+                    "Your message\r\n\r\n  Subject: Hvad synes du?\r\n\r\ndid not reach the following recipient(s):\r\n\r\n{PER} on 12-08-2024 10:00\r\n  550 5.1.1 The e-mail account does not exist.\r\n"
+                ),
+            ),
+            (
+                "Recipient address rejected",
+                format!("The mail system\r\n\r\n{PER} (Recipient address rejected: User unknown in local recipient table)\r\n"),
+                format!("The mail system\r\n\r\nhost mx.kommune.dk said: 550 5.1.1 <{PER}>: Recipient address rejected: User unknown\r\n"),
+            ),
+            (
+                "user unknown",
+                format!("----- Transcript of session follows -----\r\n\r\n{PER}... User unknown\r\n"),
+                format!("----- Transcript of session follows -----\r\n\r\n550 {PER}... User unknown\r\n"),
+            ),
+            (
+                "mailbox unavailable",
+                format!("Delivery to the following recipient failed.\r\n\r\nRequested action not taken: mailbox unavailable for {PER}\r\n"),
+                format!("Delivery to the following recipient failed.\r\n\r\n550 Requested action not taken: mailbox unavailable <{PER}>\r\n"),
+            ),
+        ];
+        for head in heads {
+            for (shape, plain, coded) in &shapes {
+                for (body, code) in [(plain, false), (coded, true)] {
+                    let raw = format!("{head}To: undersoegelse@siri.dk\r\n\r\n{body}");
+                    let d = decide(&raw);
+                    let Decision::Bounce(b) = &d else {
+                        panic!("{shape} (code: {code}) from {head:?}: not a bounce: {d:?}");
+                    };
+                    let named: Vec<&str> =
+                        b.recipients.iter().map(|r| r.address.as_str()).collect();
+                    assert_eq!(named, [PER], "{shape} (code: {code}) from {head:?}: {b:#?}");
+                    assert!(
+                        b.recipients[0].permanent,
+                        "{shape} (code: {code}) from {head:?}: {b:#?}"
+                    );
+                    if code {
+                        assert!(
+                            b.recipients[0].status.is_some()
+                                || b.recipients[0]
+                                    .diagnostic
+                                    .as_deref()
+                                    .is_some_and(|d| d.contains("550")),
+                            "{shape} from {head:?}: the code is kept: {b:#?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Issue 13, point 5: an auto-reply to an invitation (it answers the
+    /// invitation's Message-ID, so it would be forwarded as a reply) is
+    /// recognised by each listed header and subject, and never forwarded.
+    #[test]
+    fn every_auto_reply_header_and_subject_is_ignored_not_forwarded() {
+        let reply = |extra: &str, subject: &str| {
+            decide(&format!(
+                "{STRANGER}{REF}To: undersoegelse@siri.dk\r\n{extra}Subject: {subject}\r\n\r\nTak for din mail.\r\n"
+            ))
+        };
+        // Without any sign it is a reply a person reads.
+        assert_eq!(reply("", "Re: Hvad synes du?").label(), "reply");
+        for header in [
+            "X-MS-Exchange-Inbox-Rules-Loop: mette.larsen@aarhus.dk\r\n",
+            "X-Autoreply: yes\r\n",
+            "X-Autorespond: Hvad synes du?\r\n",
+            "Precedence: auto_reply\r\n",
+            "Auto-Submitted: auto-replied\r\n",
+        ] {
+            let d = reply(header, "Re: Hvad synes du?");
+            assert_eq!(d.label(), "ignored_auto_reply", "{header}: {d:?}");
+        }
+        for subject in [
+            "=?utf-8?q?Frav=C3=A6rsbesked=3A_Hvad_synes_du=3F?=",
+            "=?utf-8?q?Frav=C3=A6rende=3A_Hvad_synes_du=3F?=",
+            "Autosvar: Hvad synes du?",
+            "Automatisk svar: Hvad synes du?",
+            "Ferie",
+            "=?utf-8?q?Fr=C3=A5nvaro=3A_Hvad_synes_du=3F?=",
+            "Automatiskt svar: Hvad synes du?",
+            "=?utf-8?q?Frav=C3=A6rsmelding=3A_Hvad_synes_du=3F?=",
+            "Automatic reply: Hvad synes du?",
+            "Out of Office: Hvad synes du?",
+        ] {
+            let d = reply("", subject);
+            assert_eq!(d.label(), "ignored_auto_reply", "{subject}: {d:?}");
+        }
     }
 
     #[test]

@@ -263,6 +263,19 @@ fn trust_section() {
         "trust.authserv_id",
         "is empty; remove the key to disable the check",
     );
+    // A report naming the outbound server is believed only when the trust
+    // setting authenticates it: without one the key would do nothing.
+    let mta = |t: &mut Table| set(t, "trust.outbound_reporting_mta", list(&["smtp.siri.dk"]));
+    has(
+        &errors(mta),
+        "trust.outbound_reporting_mta",
+        "needs trust.authserv_id (or mailbox.provider)",
+    );
+    assert!(errors(|t| {
+        mta(t);
+        set(t, "trust.authserv_id", "mx.siri.dk");
+    })
+    .is_empty());
 }
 
 #[test]

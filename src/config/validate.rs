@@ -311,6 +311,17 @@ impl Validator {
         let preset = provider.preset();
         let sending = self.sending(&raw.sending, &preset);
         let trust = self.trust(&raw.trust);
+        if !trust.outbound_reporting_mta.is_empty()
+            && trust.authserv_id.is_none()
+            && provider == crate::oauth::Provider::Generic
+        {
+            // Its reports are believed only when authenticated: without a
+            // trust setting, the key would silently do nothing.
+            self.err(
+                "trust.outbound_reporting_mta",
+                "needs trust.authserv_id (or mailbox.provider): a report naming the server is believed only when the server that took it in vouches for its sender",
+            );
+        }
 
         let hmac_key_file = self.secret_path(&raw.secrets.hmac_key_file);
         let store_path = self.path(&raw.store.path);

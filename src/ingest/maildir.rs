@@ -133,7 +133,12 @@ impl MailSource for MaildirSource {
         Ok(())
     }
 
-    async fn fetch(&mut self, _store: &Store, limit: usize) -> Result<Vec<Incoming>, SourceError> {
+    async fn fetch(
+        &mut self,
+        _store: &Store,
+        limit: usize,
+        in_flight: &[Incoming],
+    ) -> Result<Vec<Incoming>, SourceError> {
         let mut found: Vec<(DateTime<Utc>, String, PathBuf)> = Vec::new();
         for sub in ["new", "cur"] {
             let dir = self.root.join(sub);
@@ -151,7 +156,11 @@ impl MailSource for MaildirSource {
                     .modified()
                     .map(DateTime::from)
                     .unwrap_or_else(|_| Utc::now());
-                found.push((mtime, format!("{sub}/{name}"), entry.path()));
+                let id = format!("{sub}/{name}");
+                if in_flight.iter().any(|m| m.id == id) {
+                    continue;
+                }
+                found.push((mtime, id, entry.path()));
             }
         }
         found.sort();

@@ -5,7 +5,15 @@
 //! ```text
 //! connect ─► fetch a batch ─► classify → plan each ─► commit (one transaction per 25 messages)
 //!         ─► flush the store ─► mark the batch processed on the server ─► wait for mail (IDLE)
+//!                ╰─ a full batch: the next one is fetched meanwhile ─╯
 //! ```
+//!
+//! A batch commits (on a blocking thread) and flushes while the next batch
+//! is fetched on the same connection, so the mail server's round trips
+//! overlap the store's work; marking the batch processed still waits for
+//! its flush, and the next batch is committed only after the whole previous
+//! one was: a message is never marked before it is durable, and the stored
+//! mark never passes a message left uncommitted.
 //!
 //! Up to `COMMIT_CHUNK` (25) messages of a batch share one store transaction
 //! (all or none, in order); should the store refuse one, the chunk is
@@ -79,11 +87,15 @@ pub trait MailSource: Send {
     /// Connects, or reconnects after an error.
     fn connect(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send;
 
-    /// Unprocessed messages, oldest first, at most `limit`.
+    /// Unprocessed messages, oldest first, at most `limit`. `in_flight` are
+    /// messages fetched before on this connection and still being committed
+    /// (not yet marked processed, their mark not yet stored): the batch
+    /// returned comes after them, never repeats them.
     fn fetch(
         &mut self,
         store: &Store,
         limit: usize,
+        in_flight: &[Incoming],
     ) -> impl Future<Output = Result<Vec<Incoming>, SourceError>> + Send;
 
     /// Marks messages processed (IMAP: \Seen, and moved when configured;
@@ -119,8 +131,11 @@ pub async fn run<S: MailSource>(
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut connected = false;
     let mut ever_connected = false;
+    // A batch fetched on this connection while the previous one committed.
+    let mut ahead: Option<Vec<Incoming>> = None;
     while !shutdown.is_triggered() {
         if !connected {
+            ahead = None;
             match source.connect().await {
                 Ok(()) => {
                     connected = true;
@@ -140,33 +155,75 @@ pub async fn run<S: MailSource>(
                 }
             }
         }
-        let batch = match source.fetch(&pipeline.store, BATCH).await {
-            Ok(b) => b,
-            Err(e) => {
-                connected = false;
-                outage.failed(&e);
-                if shutdown.sleep(backoff.next_delay()).await {
-                    break;
+        let batch = match ahead.take() {
+            Some(b) => b,
+            None => match source.fetch(&pipeline.store, BATCH, &[]).await {
+                Ok(b) => b,
+                Err(e) => {
+                    connected = false;
+                    outage.failed(&e);
+                    if shutdown.sleep(backoff.next_delay()).await {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         backoff.reset();
         let full = batch.len() >= BATCH;
         if !batch.is_empty() {
-            let (done, unreadable) = process_batch(&pipeline, &name, &batch).await;
-            let committed = done.len() + unreadable.len();
-            if !unreadable.is_empty() {
-                for m in &unreadable {
-                    tracing::warn!(
-                        source = %name,
-                        message = %m.id,
-                        message_id = crate::pipeline::header_message_id(&m.raw).as_deref().unwrap_or("-"),
-                        "an unreadable message was moved to the quarantine; `canvass explain` it there"
-                    );
+            let batch = std::sync::Arc::new(batch);
+            // The batch commits and flushes while the next one is fetched
+            // (a full batch says more is waiting): the mail server's round
+            // trips overlap the store's work. Marking waits for both.
+            let commit = commit_and_flush(pipeline.clone(), name.clone(), batch.clone());
+            let (outcome, next) = if full {
+                let (outcome, next) =
+                    tokio::join!(commit, source.fetch(&pipeline.store, BATCH, &batch));
+                (outcome, Some(next))
+            } else {
+                (commit.await, None)
+            };
+            let Committed {
+                done,
+                unreadable,
+                complete,
+            } = outcome;
+            match next {
+                // Only after a whole batch is durable may the next one be
+                // committed: its marks would pass the messages left behind.
+                Some(Ok(next)) if complete => ahead = Some(next),
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => {
+                    connected = false;
+                    outage.failed(&e);
                 }
-                if let Err(e) = source.quarantine(&unreadable).await {
-                    tracing::warn!(source = %name, error = %e, "cannot move unreadable mail to the quarantine; will retry");
+            }
+            if !unreadable.is_empty() {
+                // Each named by its file (Maildir) or UID (IMAP) and its
+                // Message-ID. Not `message =`: that is the event's own text
+                // to every subscriber (fmt prints it bare, journald as MESSAGE).
+                let moved = source.quarantine(&unreadable).await;
+                for m in &unreadable {
+                    let message_id = crate::pipeline::header_message_id(&m.raw);
+                    let message_id = message_id.as_deref().unwrap_or("-");
+                    match &moved {
+                        Ok(()) => tracing::warn!(
+                            source = %name,
+                            file_or_uid = %m.id,
+                            message_id = %message_id,
+                            "an unreadable message was moved to the quarantine; `canvass explain` it there"
+                        ),
+                        Err(e) => tracing::warn!(
+                            source = %name,
+                            file_or_uid = %m.id,
+                            message_id = %message_id,
+                            error = %e,
+                            "cannot move an unreadable message to the quarantine; will retry"
+                        ),
+                    }
+                }
+                if moved.is_err() {
                     connected = false;
                     continue;
                 }
@@ -179,7 +236,7 @@ pub async fn run<S: MailSource>(
                     continue;
                 }
             }
-            if committed < batch.len() {
+            if !complete {
                 // The store refused (disk full?): wait before trying again.
                 if shutdown.sleep(backoff.next_delay()).await {
                     break;
@@ -187,7 +244,7 @@ pub async fn run<S: MailSource>(
                 continue;
             }
         }
-        if full {
+        if full || !connected {
             continue;
         }
         if let Err(e) = source.wait_for_mail(&shutdown).await {
@@ -198,10 +255,61 @@ pub async fn run<S: MailSource>(
     tracing::debug!(source = %name, "ingest loop stopped");
 }
 
+/// What became of a batch: the messages committed and flushed (to be
+/// marked processed), the unreadable ones (to be quarantined), and whether
+/// that is the whole batch.
+struct Committed {
+    done: Vec<Incoming>,
+    unreadable: Vec<Incoming>,
+    complete: bool,
+}
+
+/// Commits `batch` on a blocking thread (sled's transactions are
+/// synchronous work), then flushes the store. Nothing is reported done
+/// unless it is durable.
+async fn commit_and_flush(
+    pipeline: std::sync::Arc<Pipeline>,
+    source: String,
+    batch: std::sync::Arc<Vec<Incoming>>,
+) -> Committed {
+    let p = pipeline.clone();
+    let all = batch.len();
+    let committed = tokio::task::spawn_blocking(move || process_batch(&p, &source, &batch)).await;
+    let (done, unreadable) = match committed {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "committing a batch failed; it stays unprocessed and will be retried");
+            (Vec::new(), Vec::new())
+        }
+    };
+    if done.is_empty() && unreadable.is_empty() {
+        return Committed {
+            done,
+            unreadable,
+            complete: all == 0,
+        };
+    }
+    if let Err(e) = pipeline.store.flush().await {
+        tracing::error!(error = %e, "cannot flush the store; the batch stays unprocessed");
+        return Committed {
+            done: Vec::new(),
+            unreadable: Vec::new(),
+            complete: false,
+        };
+    }
+    pipeline.wake_outbox();
+    let complete = done.len() + unreadable.len() == all;
+    Committed {
+        done,
+        unreadable,
+        complete,
+    }
+}
+
 /// Processes a batch in order; stops at the first message the store cannot
-/// take. Returns the messages committed (and flushed): those to be marked
-/// processed, and the unreadable ones, to be quarantined.
-async fn process_batch(
+/// take. Returns the messages committed (not yet flushed): those to be
+/// marked processed, and the unreadable ones, to be quarantined.
+fn process_batch(
     pipeline: &Pipeline,
     source: &str,
     batch: &[Incoming],
@@ -249,13 +357,6 @@ async fn process_batch(
                 }
             }
         }
-    }
-    if !done.is_empty() || !unreadable.is_empty() {
-        if let Err(e) = pipeline.store.flush().await {
-            tracing::error!(error = %e, "cannot flush the store; the batch stays unprocessed");
-            return (Vec::new(), Vec::new());
-        }
-        pipeline.wake_outbox();
     }
     (done, unreadable)
 }

@@ -60,12 +60,18 @@ impl MailSource for MemSource {
         Ok(())
     }
 
-    async fn fetch(&mut self, _: &Store, limit: usize) -> Result<Vec<Incoming>, SourceError> {
+    async fn fetch(
+        &mut self,
+        _: &Store,
+        limit: usize,
+        in_flight: &[Incoming],
+    ) -> Result<Vec<Incoming>, SourceError> {
         let batch: Vec<Incoming> = self
             .pending
             .lock()
             .unwrap()
             .iter()
+            .filter(|m| !in_flight.iter().any(|f| f.id == m.id))
             .take(limit)
             .cloned()
             .collect();
@@ -154,7 +160,7 @@ fn start(pipeline: &Arc<Pipeline>, messages: Vec<Incoming>) -> Running {
 /// Events until (and with) the first for which `last` holds.
 async fn events_until(
     rx: &mut mpsc::UnboundedReceiver<Event>,
-    last: impl Fn(&Event) -> bool,
+    mut last: impl FnMut(&Event) -> bool,
 ) -> Vec<Event> {
     let mut seen = Vec::new();
     loop {
@@ -171,7 +177,7 @@ async fn events_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_is_fetched_in_batches_each_marked_only_after_the_store_flushed() {
+async fn a_backlog_is_fetched_ahead_in_batches_each_marked_only_after_the_store_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
     // The probe sees what is not yet durable (else the marks below prove
@@ -200,23 +206,24 @@ async fn a_backlog_is_fetched_in_batches_each_marked_only_after_the_store_flushe
                 limit: BATCH,
                 got: BATCH
             },
+            // A full batch: the next is fetched while the first commits.
+            Event::Fetch {
+                limit: BATCH,
+                got: BATCH
+            },
             Event::Mark {
                 ids: ids(1..=b),
                 unflushed: 0
             },
             Event::Fetch {
                 limit: BATCH,
-                got: BATCH
+                got: 30
             },
             Event::Mark {
                 ids: ids(b + 1..=2 * b),
                 unflushed: 0
             },
             // Not a full batch: the mailbox is read; wait for more.
-            Event::Fetch {
-                limit: BATCH,
-                got: 30
-            },
             Event::Mark {
                 ids: ids(2 * b + 1..=backlog),
                 unflushed: 0
@@ -305,5 +312,84 @@ async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_i
             uid_validity: 1,
             last_uid: refused - 1
         })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_fetched_ahead_is_not_committed_when_the_one_before_stopped_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
+    // As above: a bounce naming an unreadable invitation fails every
+    // transaction that holds it.
+    pipeline
+        .process(&trigger(0).raw, Utc::now(), None, false)
+        .unwrap();
+    let (queued, _) = pipeline.store.outbox_due(Utc::now(), 10).unwrap();
+    let invitation = queued
+        .iter()
+        .find(|i| matches!(i.purpose, Purpose::Invitation { .. }))
+        .expect("the invitation is queued");
+    let Purpose::Invitation { invitation_id } = invitation.purpose else {
+        unreachable!()
+    };
+    pipeline.store.corrupt_invitation(invitation_id).unwrap();
+    let bounce = format!(
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON <>\r\nTo: undersoegelse@siri.dk\r\nSubject: Kunne ikke leveres\r\nMessage-ID: <ndr-1@firma.dk>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDin besked kunne ikke leveres til modtageren.\r\n\r\n----- Oprindelig meddelelse -----\r\nMessage-ID: <{}>\r\nSubject: Hvad synes du?\r\n",
+        invitation.message_id
+    );
+
+    // A full first batch, refused at its 30th message, and 50 more that are
+    // fetched while it commits.
+    let refused = 30;
+    let total = BATCH as u32 + 50;
+    let messages = (1..=total)
+        .map(|uid| {
+            if uid == refused {
+                incoming(uid, bounce.clone().into_bytes())
+            } else {
+                trigger(uid)
+            }
+        })
+        .collect();
+    let mut r = start(&pipeline, messages);
+    let mut marks = 0;
+    let events = events_until(&mut r.events, |e| {
+        marks += usize::from(matches!(e, Event::Mark { .. }));
+        marks == 1 && matches!(e, Event::Fetch { .. })
+    })
+    .await;
+    r.shutdown.trigger();
+    r.task.await.unwrap();
+
+    assert_eq!(
+        events,
+        [
+            Event::Fetch {
+                limit: BATCH,
+                got: BATCH
+            },
+            Event::Fetch {
+                limit: BATCH,
+                got: 50
+            },
+            Event::Mark {
+                ids: ids(1..=refused - 1),
+                unflushed: 0
+            },
+            // The look-ahead was dropped: the loop reads again from the
+            // refused message, after its backoff.
+            Event::Fetch {
+                limit: BATCH,
+                got: BATCH
+            },
+        ]
+    );
+    assert_eq!(
+        pipeline.store.ingest_mark(SOURCE).unwrap(),
+        Some(IngestMark {
+            uid_validity: 1,
+            last_uid: refused - 1
+        }),
+        "nothing after the refused message was committed"
     );
 }

@@ -219,3 +219,111 @@ async fn a_transient_refusal_is_retried_later_and_a_permanent_one_is_failed() {
         .collect();
     assert_eq!(later, [(ids[1].as_str(), 1)]);
 }
+
+/// Issue 13, point 4 and 3: a spam complaint (ARF) and a final delivery
+/// failure ("expired": `Action: failed`, 4.4.7) that arrive after a
+/// reminder was queued drop that reminder when it falls due; the invitee
+/// who neither complained nor bounced gets theirs. Through the whole path:
+/// classify, plan, the ingest transaction, the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_or_an_expiry_drops_the_reminder_already_queued() {
+    use crate::classify::Decision;
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
+    let mut cfg = (*pipeline.config()).clone();
+    cfg.reminders.after_days = 7;
+    cfg.reminders.max = 1;
+    pipeline.set_config(Arc::new(cfg));
+    let (klager, udloebet, ok) = ("klager@kommune.dk", "udloebet@kommune.dk", "ok@kommune.dk");
+    for (n, contact) in [klager, udloebet, ok].into_iter().enumerate() {
+        let raw = crate::test_support::cc_trigger(&format!("t{n}@siri.dk"), contact);
+        let p = pipeline.process(&raw, Utc::now(), None, false).unwrap();
+        assert_eq!(p.decision.label(), "trigger_cc");
+    }
+    let transport = Arc::new(MemTransport::new(&pipeline.store));
+    let outbox = outbox(pipeline.clone(), transport.clone(), 1);
+    work(&outbox).await;
+    assert_eq!(transport.sends().len(), 3, "the three invitations");
+    let message_id = |a: &str| -> String {
+        pipeline
+            .store
+            .invitations()
+            .map(|i| i.unwrap())
+            .find(|i| i.address.as_ref().is_some_and(|x| x.as_str() == a))
+            .map(|i| i.message_id)
+            .expect("invited")
+    };
+
+    // A week later every invitee is due a reminder: queued (in the evening,
+    // say, to go out in the morning).
+    let sched = crate::scheduler::Scheduler {
+        pipeline: pipeline.clone(),
+    };
+    assert_eq!(
+        sched
+            .queue_reminders(Utc::now() + chrono::Duration::days(8))
+            .unwrap(),
+        3
+    );
+    let (due, _) = pipeline
+        .store
+        .outbox_due(Utc::now() + chrono::Duration::minutes(1), 100)
+        .unwrap();
+    let reminder_to = |a: &str| -> String {
+        due.iter()
+            .find(|i| matches!(i.purpose, Purpose::Reminder { .. }) && i.to == [a])
+            .map(|i| i.message_id.clone())
+            .expect("a queued reminder")
+    };
+    let ok_reminder = reminder_to(ok);
+
+    // Meanwhile: an ARF complaint returning klager's invitation, and a DSN
+    // saying the server gave up on udloebet's.
+    let arf = format!(
+        "From: feedback@fbl.kommune.dk\r\nTo: undersoegelse@siri.dk\r\nSubject: Abuse report\r\nMessage-ID: <arf-1@fbl.kommune.dk>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n--F\r\nContent-Type: text/plain\r\n\r\nA user marked this as spam.\r\n\r\n--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n--F\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{}>\r\nTo: {klager}\r\n\r\n--F--\r\n",
+        message_id(klager)
+    );
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.kommune.dk (Mail Delivery System)\r\nTo: undersoegelse@siri.dk\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <expired-1@mx.kommune.dk>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nThe message expired: giving up.\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.kommune.dk\r\n\r\nFinal-Recipient: rfc822; {udloebet}\r\nAction: failed\r\nStatus: 4.4.7\r\nDiagnostic-Code: X-Postfix; message expired\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{}>\r\nTo: {udloebet}\r\n\r\n--B--\r\n",
+        message_id(udloebet)
+    );
+    let p = pipeline
+        .process(arf.as_bytes(), Utc::now(), None, false)
+        .unwrap();
+    assert!(
+        matches!(p.decision, Decision::Complaint(_)),
+        "{:?}",
+        p.decision
+    );
+    let p = pipeline
+        .process(dsn.as_bytes(), Utc::now(), None, false)
+        .unwrap();
+    assert!(
+        matches!(&p.decision, Decision::Bounce(b) if b.recipients.iter().all(|r| r.expired && !r.permanent)),
+        "{:?}",
+        p.decision
+    );
+
+    // The reminders fall due: only ok's goes out; the other two are dropped.
+    let before = transport.sends().len();
+    work(&outbox).await;
+    let sent: Vec<String> = transport.sends()[before..]
+        .iter()
+        .map(|s| s.message_id.clone())
+        .collect();
+    assert_eq!(sent, [ok_reminder]);
+    assert_eq!(
+        pipeline.store.outbox_len(),
+        0,
+        "nothing left queued to them"
+    );
+    let st = crate::control::current_status(&pipeline).unwrap();
+    assert_eq!(
+        (
+            st.returns.complained,
+            st.returns.expired,
+            st.returns.bounced
+        ),
+        (1, 1, 0)
+    );
+}

@@ -705,6 +705,25 @@ mod tests {
             },
             5,
         );
+        // Names the Message-ID's invitee, only delayed, and someone else
+        // failed for good: the name that agrees with the Message-ID decides
+        // (e@x.dk is not marked), never the worst failure of another.
+        store
+            .commit_ingest(&unit(&key, &["e@x.dk"], 6), &|_: &CommitView| None)
+            .unwrap();
+        let o = effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![
+                    (k("f@x.dk"), Failure::Permanent),
+                    (k("e@x.dk"), Failure::Temporary),
+                ],
+                message_ids: vec!["canvass.e@x.dk".into()],
+                by_address: false,
+            },
+            7,
+        );
+        assert_eq!(o.marked, 0);
         let bounced: Vec<String> = store
             .invitations()
             .map(|i| i.unwrap())

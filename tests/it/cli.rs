@@ -164,6 +164,140 @@ fn explain_text_and_json() {
     assert!(stdout(&out).contains("t.eml"));
 }
 
+/// Issue 13 "through `explain`": the return-mail fixtures as an operator
+/// runs them, one `canvass explain` over many files: each kind says what
+/// it is and what it changes.
+#[test]
+fn explain_reads_the_return_mail_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classify");
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "bounce-postfix-dsn",
+            &[
+                "BOUNCE (rfc3464 report)",
+                "PERMANENT 5.1.1",
+                "original  <canvass.",
+            ],
+        ),
+        (
+            "bounce-postfix-expired",
+            &[
+                "EXPIRED (the mail server gave up)",
+                "counted bounced / expired",
+            ],
+        ),
+        (
+            "bounce-postfix-dsn-delayed",
+            &["temporary", "temporary ones change nothing"],
+        ),
+        (
+            "bounce-empty-sender-named-by-message-id",
+            &["(named by the returned Message-ID)  PERMANENT"],
+        ),
+        (
+            "bounce-null-sender-text-only",
+            &["kim.bertelsen@bofaellesskab.dk  PERMANENT 5.1.1"],
+        ),
+        (
+            "bounce-exchange-2003-did-not-reach",
+            &["kontakt@kommune-gammel.dk  PERMANENT"],
+        ),
+        (
+            "bounce-domain-does-not-exist-text",
+            &["BOUNCE", "PERMANENT"],
+        ),
+        (
+            "bounce-lotus-domino",
+            &["jens.hansen@domino.region.dk  PERMANENT"],
+        ),
+        (
+            "bounce-forged-dsn-from-evil",
+            &["BOUNCE", "counted as unproven"],
+        ),
+        (
+            "complaint-arf-feedback-report",
+            &[
+                "SPAM COMPLAINT (arf report, feedback type abuse)",
+                "is opted out (no reminders), counted as complained; never a trigger",
+            ],
+        ),
+        (
+            "complaint-provider-notice",
+            &["SPAM COMPLAINT (notice report)"],
+        ),
+        (
+            "auto-reply-fravaersbesked-inbox-rules-loop",
+            &["IGNORED: an automatic reply (X-MS-Exchange-Inbox-Rules-Loop"],
+        ),
+        (
+            "auto-reply-webmail-no-header",
+            &["IGNORED: an automatic reply (body: "],
+        ),
+        (
+            "opt-out-outlook-oensker-ikke-at-deltage",
+            &[
+                "OPT-OUT from birgitte.holm@roskilde.dk",
+                "the invitation it answers is marked opted out",
+            ],
+        ),
+        ("opt-out-gmail-fjern-min-mail", &["OPT-OUT"]),
+        (
+            "reply-opt-out-question",
+            &[
+                "REPLY from kasper.vang@gmail.com",
+                "forwarded to the consultant",
+            ],
+        ),
+        (
+            "reply-afmeld-only-in-quoted-invitation",
+            &["REPLY from birgitte.holm@roskilde.dk"],
+        ),
+        (
+            "opt-out-forged-bare-afmeld",
+            &["REPLY from mette.larsen@aarhus.dk"],
+        ),
+        (
+            "unreadable-no-header",
+            &["IGNORED: not a readable message: the daemon moves it to the quarantine"],
+        ),
+    ];
+    let files: Vec<String> = expected
+        .iter()
+        .map(|(name, _)| dir.join(format!("{name}.eml")).display().to_string())
+        .collect();
+    let cfg = dir.join("config.toml");
+    let mut args = vec![
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--received",
+        "2024-08-12T10:00:00Z",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let out = canvass(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // One block per file: its name, then indented lines.
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("  ") {
+            if let Some((_, b)) = blocks.last_mut() {
+                b.push_str(line);
+                b.push('\n');
+            }
+        } else if !line.is_empty() {
+            blocks.push((line.to_string(), String::new()));
+        }
+    }
+    assert_eq!(blocks.len(), expected.len(), "{text}");
+    for ((file, block), (name, wants)) in blocks.iter().zip(expected) {
+        assert!(file.ends_with(&format!("{name}.eml")), "{file} vs {name}");
+        for w in *wants {
+            assert!(block.contains(w), "{name}: {w:?} not in\n{block}");
+        }
+    }
+}
+
 #[test]
 fn invite_and_status_without_daemon() {
     let dir = tempfile::tempdir().unwrap();

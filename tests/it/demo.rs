@@ -119,6 +119,27 @@ fn demo_config_invites_from_the_shipped_samples() {
         1
     );
 
+    // A file that is no message (issue 13: never dropped silently): moved
+    // to quarantine/ under its own name, and the log names it with its
+    // Message-ID (none here) as the operator reads it.
+    deliver(&inbox, "kaputt.eml", b"\x00\x01\x02 not a mail\r\n");
+    wait_for("the quarantine", Duration::from_secs(10), || {
+        inbox
+            .join("quarantine")
+            .join("kaputt.eml")
+            .exists()
+            .then_some(())
+    });
+    let line = wait_for("the quarantine in the log", Duration::from_secs(10), || {
+        read_log()
+            .lines()
+            .find(|l| l.contains("quarantine") && l.contains("kaputt.eml"))
+            .map(str::to_string)
+    });
+    assert!(line.contains("file_or_uid=new/kaputt.eml"), "{line}");
+    assert!(line.contains("message_id=-"), "{line}");
+    assert!(line.contains("canvass explain"), "{line}");
+
     // Status through the control socket while the daemon runs.
     let out = canvass(&[
         "status",
@@ -129,6 +150,7 @@ fn demo_config_invites_from_the_shipped_samples() {
     let v: serde_json::Value =
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     assert_eq!(v["total"]["invited"], 3);
+    assert_eq!(v["returns"]["quarantined"], 1);
 
     // SIGTERM: a clean, quick stop.
     unsafe_kill(child.id(), "TERM");

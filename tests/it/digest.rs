@@ -563,3 +563,107 @@ async fn return_mail_bounces_expiry_complaints_forgeries_and_quarantine() {
     shutdown.trigger();
     d.wait().await.unwrap();
 }
+
+/// A delivery report as canvass' own outbound server (`smtp.siri.test`)
+/// writes it, naming `to`, delivered through the border `mx.siri.test`:
+/// `above` is what stands above the border's `Received`, `below` what the
+/// message brought with it.
+fn outbound_report(id: &str, from: &str, via: &str, above: &str, below: &str, to: &str) -> Vec<u8> {
+    format!(
+        "{above}Received: from {via} ({via} [198.51.100.20])\r\n\tby mx.siri.test (Postfix) with ESMTPS id {id}\r\n\tfor <{SURVEY}>; Mon, 12 Aug 2024 10:05:01 +0200\r\n{below}From: Mail Delivery System <{from}>\r\nTo: {SURVEY}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <{id}@{via}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host smtp.siri.test.\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; smtp.siri.test\r\n\r\nFinal-Recipient: rfc822; {to}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <{to}>: Recipient address rejected: User unknown\r\n\r\n--B--\r\n"
+    )
+    .into_bytes()
+}
+
+/// Issue 14.3: "a report of the configured outbound server" must come from
+/// it. Its `Reporting-MTA` line is the report's own text, and the server's
+/// name is in every invitation's `Received`: a forged DSN from outside that
+/// names it, or carries a "pass" for it below the border's own result,
+/// marks nobody (counted unproven); the server's own report, vouched for by
+/// the border's Authentication-Results, marks the address it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_naming_our_outbound_server_counts_only_when_it_came_from_it() {
+    let mail = MailStack::start();
+    let (victim, gone) = ("offer@kommune.test", "forsvundet@kommune.test");
+    mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, victim, gone]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = StackConfig {
+        password: harness::PASSWORD,
+        trust: "authserv_id = \"mx.siri.test\"\noutbound_reporting_mta = [\"smtp.siri.test\"]",
+        ..StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir.path());
+    let (d, shutdown) = common::start_in_process(&path).await;
+    d.pipeline
+        .invite_manual(&[victim.to_string(), gone.to_string()], "Sjælland")
+        .unwrap();
+    for c in [victim, gone] {
+        mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
+            .await;
+    }
+
+    let fail = "Authentication-Results: mx.siri.test; spf=fail smtp.helo=mail.evil.test;\r\n\tdmarc=fail header.from=smtp.siri.test\r\n";
+    let pass = "Authentication-Results: mx.siri.test; spf=pass smtp.helo=smtp.siri.test;\r\n\tdmarc=pass header.from=smtp.siri.test\r\n";
+    let reports = [
+        // Forged from outside: the border found nothing for smtp.siri.test.
+        outbound_report(
+            "f1",
+            "MAILER-DAEMON@smtp.siri.test",
+            "mail.evil.test",
+            fail,
+            "",
+            victim,
+        ),
+        // Forged, with a "pass" of its own below the border's result.
+        outbound_report(
+            "f2",
+            "MAILER-DAEMON@smtp.siri.test",
+            "mail.evil.test",
+            fail,
+            pass,
+            victim,
+        ),
+        // Forged from a domain that does pass, but is not our server's.
+        outbound_report(
+            "f3",
+            "MAILER-DAEMON@evil.test",
+            "mail.evil.test",
+            "Authentication-Results: mx.siri.test; dmarc=pass header.from=evil.test\r\n",
+            "",
+            victim,
+        ),
+        // Our outbound server's own report.
+        outbound_report(
+            "g1",
+            "MAILER-DAEMON@smtp.siri.test",
+            "smtp.siri.test",
+            pass,
+            "",
+            gone,
+        ),
+    ];
+    for raw in &reports {
+        mail.append(SURVEY, "INBOX", raw, None).await;
+    }
+    let st = until_status(&d, &mail, "the reports were not all read", |st| {
+        st.returns.unproven == 3 && st.returns.bounced == 1
+    })
+    .await;
+    assert_eq!(
+        st.returns.bounced,
+        1,
+        "{}",
+        canvass::analysis::status::render_text(&st)
+    );
+    let bounced: Vec<String> = d
+        .pipeline
+        .store
+        .invitations()
+        .map(|i| i.unwrap())
+        .filter(|i| i.bounced)
+        .filter_map(|i| i.address.map(|a| a.to_string()))
+        .collect();
+    assert_eq!(bounced, [gone], "only the genuine report marks anybody");
+    shutdown.trigger();
+    d.wait().await.unwrap();
+}

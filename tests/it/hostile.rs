@@ -562,6 +562,74 @@ async fn huge_mails_are_read_whole_or_called_too_large() {
     stop(d, shutdown).await;
 }
 
+/// Issue 14, item 9: `idn@bølle.dk` and `idn@xn--blle-gra.dk` are one
+/// mailbox, and both were invited; `user@localhost` and `user@127.0.0.1`
+/// were invited. Now one invitation, and the consultant is told which lines
+/// were no addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_invitation_however_the_domain_is_spelled_and_none_to_local_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "");
+    let (d, shutdown) = start(&path).await;
+    let inbox = dir.path().join("inbox");
+    deliver(
+        &inbox,
+        "cc.eml",
+        &cc_trigger(
+            "idn-1",
+            "anne.hansen@siri.test",
+            &[
+                "idn@bølle.dk",
+                "idn@xn--blle-gra.dk",
+                "user@localhost",
+                "user@127.0.0.1",
+            ],
+        ),
+    );
+    let phone = "Message-ID: <idn-2@siri.test>\r\nFrom: Anne <anne.hansen@siri.test>\r\nTo: undersoegelse@siri.test\r\nSubject: Telefonkontakt\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nIDN@BØLLE.DK\r\nuser@localhost\r\nuser@127.0.0.1\r\nuser@[127.0.0.1]\r\nuser@intranet\r\n";
+    deliver(&inbox, "phone.eml", phone.as_bytes());
+    let sent = dir.path().join("sent");
+    let reply = blocking(move || {
+        wait_for("the confirmation", Duration::from_secs(20), || {
+            files_in(&sent).into_iter().find_map(|f| {
+                let text = String::from_utf8_lossy(&std::fs::read(f).ok()?).into_owned();
+                text.contains("Telefonkontakt").then_some(text)
+            })
+        })
+    })
+    .await;
+    let body = mail_parser::MessageParser::default()
+        .parse(reply.as_bytes())
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .unwrap_or_default();
+    assert!(body.contains("Allerede inviteret"), "{body}");
+    for line in [
+        "user@localhost",
+        "user@127.0.0.1",
+        "user@[127.0.0.1]",
+        "user@intranet",
+    ] {
+        assert!(
+            body.contains(&format!("  - {line}")),
+            "{line} not named: {body}"
+        );
+    }
+    let st = canvass::control::current_status(&d.pipeline).unwrap();
+    assert_eq!(st.total.invited, 1, "one mailbox, one invitation");
+    let invitations: Vec<String> = files_in(&dir.path().join("sent"))
+        .into_iter()
+        .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned())
+        .filter(|t| t.contains("Message-ID: <canvass.") && link_in(t.as_bytes()).is_some())
+        .collect();
+    assert_eq!(invitations.len(), 1, "{invitations:?}");
+    assert!(
+        invitations[0].contains("idn@xn--blle-gra.dk"),
+        "{}",
+        invitations[0]
+    );
+    stop(d, shutdown).await;
+}
+
 /// `canvass ARGS` under umask 022, as an operator's shell would run it.
 fn umask_022(config: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("sh");
@@ -637,12 +705,28 @@ fn the_store_sent_mail_and_exports_are_private_under_umask_022() {
         ),
     );
     sent_link(dir.path(), "kontakt@kommune.test");
-    let export = dir.path().join("answers.csv");
-    std::fs::write(&export, "old").unwrap();
-    std::fs::set_permissions(&export, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // Exports and reports hold answers: private also when they replace an
+    // old file someone left readable.
+    let (export, xlsx, report) = (
+        dir.path().join("answers.csv"),
+        dir.path().join("answers.xlsx"),
+        dir.path().join("report.html"),
+    );
+    for f in [&export, &xlsx, &report] {
+        std::fs::write(f, "old").unwrap();
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
     let backup = dir.path().join("store.backup");
     for args in [
         vec!["export", "--out", export.to_str().unwrap()],
+        vec![
+            "export",
+            "--format",
+            "xlsx",
+            "--out",
+            xlsx.to_str().unwrap(),
+        ],
+        vec!["report", "--html", report.to_str().unwrap()],
         vec!["backup", backup.to_str().unwrap()],
     ] {
         let out = umask_022(&path, &args).output().unwrap();
@@ -651,8 +735,9 @@ fn the_store_sent_mail_and_exports_are_private_under_umask_022() {
     stop_daemon(child);
     assert_private(&dir.path().join("store"));
     assert_private(&dir.path().join("sent"));
-    assert_eq!(mode(&export), 0o600);
-    assert_eq!(mode(&backup), 0o600);
+    for f in [&export, &xlsx, &report, &backup] {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
 
     // A store left readable by others (an older canvass, a careless copy)
     // is made private at start, with a warning.

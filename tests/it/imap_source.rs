@@ -89,7 +89,7 @@ async fn connected(cfg: &ImapConfig) -> ImapSource {
 }
 
 async fn fetch(src: &mut ImapSource, store: &Store, limit: usize) -> Vec<Incoming> {
-    tokio::time::timeout(LONG, src.fetch(store, limit))
+    tokio::time::timeout(LONG, src.fetch(store, limit, &[]))
         .await
         .expect("fetch in time")
         .expect("fetch")
@@ -506,12 +506,12 @@ async fn a_server_restart_fails_the_calls_and_a_reconnect_works() {
         .expect("reconnect");
     assert!(fetch(&mut src, &s.store, 100).await.is_empty());
     tokio::task::block_in_place(|| s.stack.restart_imap());
-    let r = tokio::time::timeout(LONG, src.fetch(&s.store, 100))
+    let r = tokio::time::timeout(LONG, src.fetch(&s.store, 100, &[]))
         .await
         .expect("in time");
     assert!(r.is_err(), "fetch on a dead session fails");
     assert!(
-        tokio::time::timeout(LONG, src.fetch(&s.store, 100))
+        tokio::time::timeout(LONG, src.fetch(&s.store, 100, &[]))
             .await
             .expect("in time")
             .is_err(),

@@ -323,6 +323,59 @@ async fn window_is_judged_by_internaldate_and_senders_are_checked() {
     assert!(mail.fetch_all(forged, "INBOX").await.is_empty());
 }
 
+/// Issue 14, item 7. Before: with `authserv_id` set, a forged
+/// `mx.siri.dk; dkim=pass` field below the server's own `dkim=none;
+/// dmarc=fail` field and its `Received` line was accepted. Only the topmost
+/// field of the trusted authserv-id above the border's `Received` counts
+/// (RFC 8601 §5), in both orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_border_servers_own_authentication_results_count() {
+    let mail = stack();
+    let (forged, genuine, unstamped) = (
+        "forfalsket@kommune.test",
+        "aegte@kommune.test",
+        "ustemplet@kommune.test",
+    );
+    mail.add_users(&[forged, genuine, unstamped]);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let trust = r#"authserv_id = "mx.siri.test""#;
+    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", trust)).await;
+    let result = |verdict: &str| {
+        format!("Authentication-Results: mx.siri.test; {verdict} header.from=siri.test\r\n")
+    };
+    let fail = result("dkim=none; dmarc=fail");
+    let pass = result("dkim=pass header.d=siri.test; dmarc=pass");
+    let cases = [
+        // The attack: the border said fail; the sender brought a pass below it.
+        (fail.as_str(), "mail.evil.test", pass.as_str(), forged),
+        // The border stamped nothing; a pass below its Received is the sender's.
+        ("", "mail.evil.test", pass.as_str(), unstamped),
+        // The other order: the border's pass on top, a fail brought along below.
+        (pass.as_str(), "smtp.siri.test", fail.as_str(), genuine),
+    ];
+    for (i, (above, from, below, to)) in cases.into_iter().enumerate() {
+        let mut raw = format!("{above}Received: from {from} ({from} [198.51.100.77])\r\n\tby mx.siri.test (Postfix) with ESMTPS id a{i}\r\n\tfor <{SURVEY}>; Mon, 12 Aug 2024 10:00:02 +0200\r\n{below}").into_bytes();
+        raw.extend(trigger(&format!("ar-{i}"), ANNE, &[to], true));
+        mail.append(SURVEY, "INBOX", &raw, None).await;
+    }
+    mail.wait_for_messages(genuine, "INBOX", 1, Duration::from_secs(20))
+        .await;
+    until("all three processed", &d, Duration::from_secs(20), |s| {
+        s.total.invited == 1 && s.total.refused == 2
+    })
+    .await;
+    let sj = status(&d)
+        .regions
+        .into_iter()
+        .find(|r| r.region == "Sjælland")
+        .unwrap();
+    assert_eq!(sj.refused_unauthenticated, 2);
+    stop(d, shutdown).await;
+    assert!(mail.fetch_all(forged, "INBOX").await.is_empty());
+    assert!(mail.fetch_all(unstamped, "INBOX").await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_down_for_a_while_loses_nothing() {
     let mail = stack();

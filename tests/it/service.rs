@@ -345,6 +345,26 @@ fn unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// Issue 14, item 2: under the usual 1024 descriptors a web flood starved
+/// `/healthz` and the Maildir source ("Too many open files"). The unit
+/// raises the limit well above what the web side may hold at once.
+#[test]
+fn the_unit_leaves_descriptors_for_the_mail_beyond_the_web_cap() {
+    let unit = std::fs::read_to_string(unit_path()).unwrap();
+    let limit: usize = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LimitNOFILE="))
+        .unwrap_or_else(|| panic!("the unit sets no LimitNOFILE: {unit}"))
+        .trim()
+        .parse()
+        .expect("LimitNOFILE is a number");
+    let web = canvass::config::WebSettings::default().max_connections;
+    assert!(
+        limit >= 4 * web && limit > 1024,
+        "LimitNOFILE={limit} leaves too little beside max_connections = {web}"
+    );
+}
+
 #[test]
 fn unit_is_rated_ok_by_systemd_analyze_security() {
     let Some(analyze) = systemd_analyze() else {

@@ -257,11 +257,13 @@ impl ImapSource {
         }
     }
 
-    /// Finds and reads the next messages above the stored mark.
+    /// Finds and reads the next messages above the stored mark and above
+    /// the messages `in_flight` (fetched on this session, not yet committed).
     async fn fetch_inner(
         &mut self,
         store: &Store,
         limit: usize,
+        in_flight: &[Incoming],
     ) -> Result<Vec<Incoming>, SourceError> {
         let name = self.name();
         let max_bytes = self.cfg.max_message_bytes;
@@ -300,6 +302,12 @@ impl ImapSource {
         // EXISTS): NOOP first, so that the search sees what has arrived.
         self.command("NOOP", "NOOP").await?;
         self.session()?.new_mail = false;
+        let last_uid = in_flight
+            .iter()
+            .filter_map(|m| m.mark)
+            .filter(|m| m.uid_validity == validity)
+            .map(|m| m.last_uid)
+            .fold(last_uid, u32::max);
         let search = format!("UID SEARCH UID {}:*", last_uid.saturating_add(1));
         let found = uids_from_search(&self.command("UID SEARCH", &search).await?.data);
         let waiting = uids_above(found, last_uid);
@@ -567,8 +575,13 @@ impl MailSource for ImapSource {
         Ok(())
     }
 
-    async fn fetch(&mut self, store: &Store, limit: usize) -> Result<Vec<Incoming>, SourceError> {
-        let r = self.fetch_inner(store, limit).await;
+    async fn fetch(
+        &mut self,
+        store: &Store,
+        limit: usize,
+        in_flight: &[Incoming],
+    ) -> Result<Vec<Incoming>, SourceError> {
+        let r = self.fetch_inner(store, limit, in_flight).await;
         if r.is_err() {
             self.link = None;
         }
@@ -775,7 +788,7 @@ mod tests {
             )
             .expect("mark");
         src.connect().await.expect("connect");
-        let got = src.fetch(&store, 10).await.expect("fetch");
+        let got = src.fetch(&store, 10, &[]).await.expect("fetch");
         assert!(got.is_empty());
         drop(src);
         let seen = server.await.expect("server");
@@ -797,7 +810,7 @@ mod tests {
         .await;
         let mut src = ImapSource::new(&config(port, dir.path()));
         src.connect().await.expect("connect");
-        assert!(src.fetch(&store, 10).await.expect("fetch").is_empty());
+        assert!(src.fetch(&store, 10, &[]).await.expect("fetch").is_empty());
         let shutdown = Shutdown::new();
         tokio::time::timeout(Duration::from_secs(5), src.wait_for_mail(&shutdown))
             .await
@@ -913,7 +926,7 @@ mod tests {
         let mut src = ImapSource::new(&config(port, dir.path()));
         src.poll = Duration::from_millis(10);
         src.connect().await.expect("connect");
-        assert!(src.fetch(&store, 10).await.expect("fetch").is_empty());
+        assert!(src.fetch(&store, 10, &[]).await.expect("fetch").is_empty());
         let shutdown = Shutdown::new();
         tokio::time::timeout(Duration::from_secs(5), src.wait_for_mail(&shutdown))
             .await
@@ -953,7 +966,7 @@ mod tests {
         .await;
         let mut src = ImapSource::new(&config(port, dir.path()));
         src.connect().await.expect("connect");
-        src.fetch(&store, 10).await.expect("fetch");
+        src.fetch(&store, 10, &[]).await.expect("fetch");
         let shutdown = Shutdown::new();
         let trigger = shutdown.clone();
         // Shut down once the client idles.
