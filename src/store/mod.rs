@@ -15,6 +15,8 @@
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
+//! - `counted`: invitation id → the counters it is in that its record does not
+//!   tell (its week of receipt, `expired`, `complained`), for `withdraw.rs`
 //! - `meta`: `schema` → the schema version of the whole store (`schema.rs`)
 //!
 //! Every stored value starts with a one-byte record version; a store written by
@@ -383,6 +385,10 @@ pub struct Store {
     jobs: sled::Tree,
     /// canvass Message-ID → invitation id (bounces and replies are matched on it).
     msgids: sled::Tree,
+    /// Withdrawn invitations (withdraw.rs).
+    withdrawn: sled::Tree,
+    /// Counters an invitation is in that its record does not tell (withdraw.rs).
+    counted: sled::Tree,
     /// Group commit for [`Store::flush`] (flush.rs).
     flush_gate: std::sync::Arc<flush::FlushGate>,
 }

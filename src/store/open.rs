@@ -97,6 +97,8 @@ impl Store {
             responses: db.open_tree("responses")?,
             jobs: db.open_tree("jobs")?,
             msgids: db.open_tree("msgids")?,
+            withdrawn: db.open_tree(super::withdraw::TREE)?,
+            counted: db.open_tree(super::withdraw::COUNTED_TREE)?,
             flush_gate: Default::default(),
             db,
         })
