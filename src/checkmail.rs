@@ -53,6 +53,8 @@ pub enum Problem {
     ImapLogin,
     /// The configured mailbox does not exist.
     NoSuchMailbox,
+    /// The configured sent folder does not exist.
+    NoSuchSentFolder,
     /// The SMTP server refused AUTH, or does not offer it.
     SmtpAuth,
     /// MAIL FROM with the survey address was refused.
@@ -68,9 +70,10 @@ pub fn fix(provider: Provider, problem: Problem, text: &str, folders: &[String])
         (Microsoft365, ImapLogin) => "the app's service principal has no FullAccess to the mailbox, or IMAP.AccessAsApp lacks admin consent: `New-ServicePrincipal -AppId <client id> -ObjectId <enterprise app object id>`, then `Add-MailboxPermission -Identity <mailbox> -User <service principal id> -AccessRights FullAccess` (docs/microsoft365.md)".into(),
         (Google, ImapLogin) => "authorise the service account's client id for https://mail.google.com/ under Security > API controls > Domain-wide delegation, and enable IMAP for the user (docs/google.md)".into(),
         (Generic, ImapLogin) => "check inbound.imap.username and the password file or [auth] settings; the server's words are above".into(),
-        (_, NoSuchMailbox) => {
+        (_, NoSuchMailbox | NoSuchSentFolder) => {
+            let key = if problem == NoSuchMailbox { "mailbox" } else { "sent_folder" };
             let list = folders.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
-            format!("set inbound.imap.mailbox to an existing folder; the server has: {list}")
+            format!("set inbound.imap.{key} to an existing folder; the server has: {list}")
         }
         (_, SmtpAuth) => crate::transport::smtp::smtp_auth_hint(provider, text)
             .map(str::to_string)
@@ -237,6 +240,32 @@ fn imap_checks(
             },
         ));
     }
+    checks.push(Check::pass(
+        "imap quarantine",
+        if c.quarantine_exists {
+            format!("{:?} exists", i.quarantine)
+        } else {
+            format!(
+                "{:?} does not exist yet; canvass creates it when it first sets an unreadable message aside",
+                i.quarantine
+            )
+        },
+    ));
+    checks.push(match &c.sent_folder {
+        Some((name, true)) => Check::pass(
+            "imap sent folder",
+            format!("{name:?} (the retention sweep deletes canvass' sent copies there)"),
+        ),
+        Some((name, false)) => Check::fail(
+            "imap sent folder",
+            format!("inbound.imap.sent_folder {name:?} does not exist"),
+            fix(provider, Problem::NoSuchSentFolder, "", &c.folders),
+        ),
+        None => Check::pass(
+            "imap sent folder",
+            "none marked \\Sent and inbound.imap.sent_folder not set: set it if the server keeps copies of sent mail",
+        ),
+    });
 }
 
 /// The report: one line per check, the fix indented below a failure.
@@ -323,6 +352,17 @@ mod tests {
         )
         .unwrap();
         assert!(f.contains("INBOX, Sent"), "{f}");
+        let f = fix(
+            Provider::Microsoft365,
+            Problem::NoSuchSentFolder,
+            "",
+            &["INBOX".into(), "Sent Items".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            "set inbound.imap.sent_folder to an existing folder; the server has: INBOX, Sent Items"
+        );
     }
 
     #[test]

@@ -25,12 +25,13 @@
 //!      lines of the body, never quoted text, since the invitation itself says
 //!      "afmeld") and answers canvass mail or writes to the survey address
 //!      alone → [`Decision::OptOut`] when it proves it (it answers the
-//!      invitation's Message-ID, or its From passed DKIM/DMARC under
-//!      `trust.authserv_id`), else a [`Decision::Reply`] a person reads;
+//!      invitation's Message-ID, or the trust setting vouches for its From),
+//!      else a [`Decision::Reply`] a person reads;
 //!    - else In-Reply-To/References name a canvass Message-ID → [`Decision::Reply`];
 //!    - else refused, unknown sender;
-//! 5. where a trusted `authserv-id` is configured, DKIM or DMARC must have passed for
-//!    the consultant's domain → else refused;
+//! 5. where a trust setting is configured (`[mailbox] provider` microsoft365 or
+//!    google: the provider's own headers; or `trust.authserv_id`), it must vouch
+//!    for the consultant's domain ([`authres::trusted`]) → else refused;
 //! 6. received inside the collection window → else refused (counted);
 //! 7. recipients other than the survey address and the sender (valid or not) →
 //!    a CC/BCC trigger, decided by the headers alone (the body, quoted text
@@ -232,7 +233,9 @@ pub struct InvalidLine {
 pub enum Refusal {
     /// From is not a configured consultant.
     UnknownSender,
-    /// A trusted authserv-id is configured and it did not vouch for the sender.
+    /// A trust setting is configured (the provider's headers or
+    /// `trust.authserv_id`) and it did not vouch for the sender; `detail`
+    /// says which header was read and why.
     Unauthenticated { detail: String },
     /// Received before or after the collection window.
     OutsideWindow {

@@ -427,6 +427,7 @@ impl Config {
             Outbound::File(p) => format!(".eml files in {}", p.display()),
         };
         let _ = writeln!(s, "  provider        {}", self.mailbox.provider.name());
+        let _ = writeln!(s, "  sender trust    {}", self.sender_trust());
         if let Some(o) = self.oauth() {
             let _ = writeln!(
                 s,
@@ -469,6 +470,56 @@ impl Config {
         }
         s
     }
+}
+
+impl Config {
+    /// What vouches for a consultant's mail, in the words `check-config`
+    /// prints: the provider's own headers, `trust.authserv_id`'s results, or
+    /// nothing; and what keeps a Microsoft 365 tenant from being recognised.
+    pub fn sender_trust(&self) -> String {
+        use crate::oauth::Provider;
+        let exchange = "Exchange Online's Authentication-Results (dmarc=pass or compauth=pass)";
+        let provider = match self.mailbox.provider {
+            Provider::Microsoft365 => Some(match self.mailbox.tenant_id.as_deref() {
+                Some(t) if is_guid(t) => format!(
+                    "Microsoft 365: mail inside tenant {t} (X-MS-Exchange-Organization-AuthAs: Internal), or {exchange}"
+                ),
+                Some(t) => format!(
+                    "Microsoft 365: {exchange} only; mailbox.tenant_id {t:?} is not the Directory (tenant) ID, a GUID, so mail inside the tenant is not recognised by its headers"
+                ),
+                None => format!(
+                    "Microsoft 365: {exchange} only; set mailbox.tenant_id (the Directory (tenant) ID) to recognise mail inside the tenant"
+                ),
+            }),
+            Provider::Google => Some(
+                "Google: mx.google.com's ARC-Authentication-Results or Authentication-Results (dkim=pass or dmarc=pass)"
+                    .to_string(),
+            ),
+            Provider::Generic => None,
+        };
+        let authserv = self
+            .trust
+            .authserv_id
+            .as_deref()
+            .map(|id| format!("Authentication-Results from {id} (dkim=pass or dmarc=pass)"));
+        match (provider, authserv) {
+            (Some(p), Some(a)) => format!("{p}; else {a}"),
+            (Some(p), None) => p,
+            (None, Some(a)) => a,
+            (None, None) => "NONE: any mail with a consultant's From invites; set [mailbox] provider or [trust] authserv_id".to_string(),
+        }
+    }
+}
+
+/// Whether `s` is a GUID (`8-4-4-4-12` hexadecimal digits), as Entra ID's
+/// Directory (tenant) ID and `X-MS-Exchange-CrossTenant-Id` are.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Whether the links of `base_url` (`scheme://host[:port][/path]`) lead to

@@ -705,3 +705,47 @@ fn internal_domains_match_in_idna_form() {
     assert!(cfg.is_internal(&a));
     assert!(cfg.is_internal(&crate::address::parse("x@afd.xn--blle-gra.dk").unwrap()));
 }
+
+/// `check-config` says what vouches for consultants' mail, and why a
+/// Microsoft 365 tenant would not be recognised (issue 12: a trust setting
+/// that refused every trigger went unnoticed).
+#[test]
+fn the_summary_names_the_sender_trust() {
+    let with = |edit: &dyn Fn(&mut Table)| {
+        let mut t = fixture();
+        edit(&mut t);
+        parse(&t).expect("valid").summary()
+    };
+    let none = with(&|t| remove(t, "trust.authserv_id"));
+    assert!(
+        none.contains("  sender trust    NONE: any mail with a consultant's From invites"),
+        "{none}"
+    );
+    let authserv = with(&|t| set(t, "trust.authserv_id", "mx.siri.dk"));
+    assert!(
+        authserv.contains("  sender trust    Authentication-Results from mx.siri.dk"),
+        "{authserv}"
+    );
+    let tenant = "5b2c1a9e-3f47-4d0b-9c2e-7a1d4e6f8b30";
+    let m365 = with(&|t| {
+        set(t, "mailbox.provider", "microsoft365");
+        set(t, "mailbox.tenant_id", tenant);
+    });
+    assert!(
+        m365.contains(&format!("Microsoft 365: mail inside tenant {tenant}")),
+        "{m365}"
+    );
+    let domain = with(&|t| {
+        set(t, "mailbox.provider", "microsoft365");
+        set(t, "mailbox.tenant_id", "contoso.onmicrosoft.com");
+    });
+    assert!(
+        domain.contains("\"contoso.onmicrosoft.com\" is not the Directory (tenant) ID, a GUID"),
+        "{domain}"
+    );
+    let google = with(&|t| set(t, "mailbox.provider", "google"));
+    assert!(
+        google.contains("  sender trust    Google: mx.google.com's"),
+        "{google}"
+    );
+}

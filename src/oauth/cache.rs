@@ -152,24 +152,23 @@ impl TokenSource {
     pub async fn token(&self) -> Result<AccessToken, OAuthError> {
         let mut inner = self.inner.lock().await;
         let now = Instant::now();
-        if let Some(c) = &inner.cached {
-            if now < c.refresh {
-                return Ok(c.token.clone());
+        let cached = inner.cached.as_ref().map(|c| (c.refresh, c.expires));
+        match step(now, cached, inner.not_before) {
+            Step::Serve | Step::ServeWhileBackingOff => {
+                if let Some(c) = &inner.cached {
+                    return Ok(c.token.clone());
+                }
             }
-        }
-        let waiting = inner.not_before.is_some_and(|t| now < t);
-        if waiting {
-            // Backing off: serve a token that is still valid, else the error.
-            if let Some(c) = inner.cached.as_ref().filter(|c| now < c.expires) {
-                return Ok(c.token.clone());
+            Step::Fail => {
+                return Err(inner
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| OAuthError::Unreachable {
+                        url: self.cfg.token_url.clone(),
+                        detail: "backing off".into(),
+                    }))
             }
-            return Err(inner
-                .last_error
-                .clone()
-                .unwrap_or_else(|| OAuthError::Unreachable {
-                    url: self.cfg.token_url.clone(),
-                    detail: "backing off".into(),
-                }));
+            Step::Fetch => {}
         }
         match self.fetch().await {
             Ok((token, lifetime)) => {
@@ -299,6 +298,36 @@ impl TokenSource {
     }
 }
 
+/// What [`TokenSource::token`] does (pure): the callers hold the lock, so
+/// at most one [`Step::Fetch`] is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The cached token is not yet due for replacement.
+    Serve,
+    /// Due for replacement, but the identity provider failed a moment ago:
+    /// the still-valid token is served until the backoff has passed.
+    ServeWhileBackingOff,
+    /// No valid token, and backing off: the last error, no request.
+    Fail,
+    /// Ask the token endpoint.
+    Fetch,
+}
+
+/// `cached`: when the cached token is due for replacement and when it
+/// expires; `not_before`: no request before then (backoff).
+fn step(now: Instant, cached: Option<(Instant, Instant)>, not_before: Option<Instant>) -> Step {
+    if cached.is_some_and(|(refresh, _)| now < refresh) {
+        return Step::Serve;
+    }
+    if not_before.is_some_and(|t| now < t) {
+        if cached.is_some_and(|(_, expires)| now < expires) {
+            return Step::ServeWhileBackingOff;
+        }
+        return Step::Fail;
+    }
+    Step::Fetch
+}
+
 /// How long before expiry a token is replaced: a quarter of its lifetime, at
 /// most 5 minutes (an hour's token at 55 minutes, a 2-minute one at 90 s).
 fn refresh_margin(lifetime: Duration) -> Duration {
@@ -359,5 +388,127 @@ mod tests {
         assert_eq!(m(5400), 300);
         assert_eq!(m(120), 30);
         assert_eq!(m(12), 3);
+    }
+
+    #[test]
+    fn a_token_is_reused_then_replaced_and_served_while_the_provider_is_down() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        // An hour's token: replaced from 55 minutes on, expires at 60.
+        let cached = Some((s(3300), s(3600)));
+        assert_eq!(step(s(10), cached, None), Step::Serve);
+        assert_eq!(step(s(3300), cached, None), Step::Fetch);
+        // The endpoint failed at 55 min: no request during the backoff, the
+        // still-valid token is served meanwhile; then it is asked again.
+        assert_eq!(
+            step(s(3301), cached, Some(s(3302))),
+            Step::ServeWhileBackingOff
+        );
+        assert_eq!(step(s(3302), cached, Some(s(3302))), Step::Fetch);
+        // Expired and backing off: the error, no request.
+        assert_eq!(step(s(3600), cached, Some(s(3700))), Step::Fail);
+        assert_eq!(step(s(0), None, Some(s(1))), Step::Fail);
+        assert_eq!(step(s(1), None, Some(s(1))), Step::Fetch);
+        assert_eq!(step(s(0), None, None), Step::Fetch);
+    }
+
+    /// A token endpoint answering `answer`, and a configuration using it.
+    async fn endpoint(
+        answer: impl Fn(usize) -> (u16, String) + Send + Sync + 'static,
+    ) -> (
+        tempfile::TempDir,
+        crate::test_support::TokenEndpoint,
+        OAuthConfig,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idp = crate::test_support::token_endpoint(answer).await;
+        let cfg = idp.config(
+            dir.path(),
+            "survey@example.org",
+            super::super::Mechanism::Xoauth2,
+        );
+        (dir, idp, cfg)
+    }
+
+    #[tokio::test]
+    async fn callers_at_once_cause_one_request_and_share_its_token() {
+        let (_dir, idp, cfg) = endpoint(crate::test_support::token_number).await;
+        let source = std::sync::Arc::new(TokenSource::new(cfg).expect("source"));
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let source = source.clone();
+                tokio::spawn(async move { source.token().await })
+            })
+            .collect();
+        for c in calls {
+            let t = c.await.expect("task").expect("a token");
+            assert_eq!(t.expose(), "tok-1");
+        }
+        assert_eq!(idp.requests(), 1, "one request in flight, then the cache");
+        assert!(source.state().expires_at.is_some());
+        // A refused token is dropped: the next caller asks again.
+        source.rejected(&AccessToken::new("tok-1".into())).await;
+        assert_eq!(source.token().await.expect("a token").expose(), "tok-2");
+        assert_eq!(idp.requests(), 2);
+    }
+
+    #[tokio::test]
+    async fn imap_and_smtp_share_one_source_per_configuration() {
+        let (_dir, idp, cfg) = endpoint(crate::test_support::token_number).await;
+        let imap = TokenSource::shared(&cfg).expect("source");
+        let smtp = TokenSource::shared(&cfg).expect("source");
+        assert!(std::sync::Arc::ptr_eq(&imap, &smtp));
+        imap.token().await.expect("a token");
+        assert_eq!(smtp.token().await.expect("a token").expose(), "tok-1");
+        assert_eq!(idp.requests(), 1);
+        let mut other = cfg.clone();
+        other.login = "other@example.org".into();
+        let other = TokenSource::shared(&other).expect("source");
+        assert!(!std::sync::Arc::ptr_eq(&imap, &other));
+    }
+
+    #[tokio::test]
+    async fn a_failing_provider_is_not_asked_again_during_the_backoff() {
+        let (_dir, idp, cfg) = endpoint(|n| match n {
+            1 => (503, "{}".into()),
+            2 => (
+                400,
+                r#"{"error":"invalid_client","error_description":"unknown client"}"#.into(),
+            ),
+            n => crate::test_support::token_number(n),
+        })
+        .await;
+        let source = TokenSource::new(cfg).expect("source");
+        let e = source.token().await.expect_err("503");
+        assert!(e.is_transient(), "{e}");
+        // At once again: the backoff holds the request back.
+        let again = source.token().await.expect_err("backing off");
+        assert_eq!(again.to_string(), e.to_string());
+        assert_eq!(idp.requests(), 1);
+        assert!(source.state().last_error.is_some());
+        // Once the backoff has passed: asked again; a refusal carries the
+        // provider's code and words, never the secret.
+        let refused = loop {
+            match source.token().await {
+                Err(e) if idp.requests() >= 2 => break e,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(_) => panic!("the second answer is a refusal"),
+            }
+        };
+        let text = refused.to_string();
+        assert!(!refused.is_transient());
+        assert!(text.contains("invalid_client: unknown client"), "{text}");
+        assert!(!text.contains("unit-test-client-secret"), "{text}");
+        assert!(!format!("{refused:?}").contains("unit-test-client-secret"));
+        assert_eq!(source.state().last_error.as_deref(), Some(text.as_str()));
+        // Then it recovers, and the state says so.
+        let t = loop {
+            match source.token().await {
+                Ok(t) => break t,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(t.expose(), "tok-3");
+        assert_eq!(source.state().last_error, None);
     }
 }

@@ -220,6 +220,92 @@ async fn a_transient_refusal_is_retried_later_and_a_permanent_one_is_failed() {
     assert_eq!(later, [(ids[1].as_str(), 1)]);
 }
 
+/// The provider's limits: with 2 messages a minute, two go and the third
+/// stays due, untouched (no attempt counted, not failed), until the minute
+/// has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_keeps_to_the_messages_per_minute_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(
+        dir.path(),
+        &format!("{SENDING}\nmessages_per_minute = 2"),
+    ));
+    let ids = queue(&pipeline.store, 3);
+    let transport = Arc::new(MemTransport::new(&pipeline.store));
+    let outbox = outbox(pipeline.clone(), transport.clone(), 1);
+    let limits = Settings::in_force(&pipeline.config()).limits;
+    assert_eq!(limits.messages_per_minute, Some(2));
+    let pacer = std::sync::Mutex::new(Pacer::new(limits));
+    let mut outage = Outage::new("smtp");
+    outbox.work(&mut outage, &pacer).await.unwrap();
+    assert_eq!(transport.sends().len(), 2);
+    // The third waits for the window to slide: about a minute.
+    let next = outbox
+        .work(&mut outage, &pacer)
+        .await
+        .unwrap()
+        .expect("something is due later");
+    assert!(
+        next > Duration::from_secs(50) && next <= Duration::from_secs(60),
+        "{next:?}"
+    );
+    assert_eq!(transport.sends().len(), 2, "held back, not sent");
+    let (due, _) = pipeline.store.outbox_due(Utc::now(), 10).unwrap();
+    let due: Vec<(&str, u32)> = due
+        .iter()
+        .map(|i| (i.message_id.as_str(), i.attempts))
+        .collect();
+    assert_eq!(due, [(ids[2].as_str(), 0)], "still due, no attempt counted");
+}
+
+/// A throttling reply is neither a failure nor a bounce: the message is
+/// deferred, sending pauses (the rest stay due, unsent), nothing is failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_reply_pauses_sending_and_fails_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path(), SENDING));
+    let ids = queue(&pipeline.store, 3);
+    let mut transport = MemTransport::new(&pipeline.store);
+    let reply = "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded";
+    assert!(crate::pacing::is_throttling(reply));
+    transport
+        .replies
+        .insert(ids[0].clone(), SendError::throttled(reply));
+    let transport = Arc::new(transport);
+    let outbox = outbox(pipeline.clone(), transport.clone(), 1);
+    let limits = Settings::in_force(&pipeline.config()).limits;
+    let pacer = std::sync::Mutex::new(Pacer::new(limits));
+    let mut outage = Outage::new("smtp");
+    outbox.work(&mut outage, &pacer).await.unwrap();
+    assert_eq!(
+        transport.sends().len(),
+        1,
+        "paused after the throttling reply"
+    );
+    assert!(pacer.lock().unwrap().paused(Utc::now()));
+    // Everything is still queued: the throttled one deferred, the others due.
+    let (later, _) = pipeline
+        .store
+        .outbox_due(Utc::now() + chrono::Duration::hours(2), 10)
+        .unwrap();
+    let mut later: Vec<(&str, u32)> = later
+        .iter()
+        .map(|i| (i.message_id.as_str(), i.attempts))
+        .collect();
+    later.sort();
+    assert_eq!(
+        later,
+        [
+            (ids[0].as_str(), 1),
+            (ids[1].as_str(), 0),
+            (ids[2].as_str(), 0)
+        ]
+    );
+    // While paused, nothing is sent.
+    outbox.work(&mut outage, &pacer).await.unwrap();
+    assert_eq!(transport.sends().len(), 1);
+}
+
 /// Issue 13, point 4 and 3: a spam complaint (ARF) and a final delivery
 /// failure ("expired": `Action: failed`, 4.4.7) that arrive after a
 /// reminder was queued drop that reminder when it falls due; the invitee

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
+use super::withdraw::{note_counted, tx_is_withdrawn};
 use super::{
     bump, counter, counter_key, decode, encode, outbox_item, tx_decode, tx_u64_from, CommitView,
     Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark, IngestUnit, Invitation,
@@ -63,6 +64,8 @@ impl Store {
             &self.ingest,
             &self.counters,
             &self.msgids,
+            &self.withdrawn,
+            &self.counted,
         );
         // The names the new invitations use, before the transaction (record.rs).
         for (unit, _) in units {
@@ -80,7 +83,7 @@ impl Store {
             }
         }
         let names = &*self.names;
-        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid)| {
+        let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid, wd, ctd)| {
             let t = IngestTrees {
                 names,
                 inv,
@@ -90,6 +93,8 @@ impl Store {
                 ing,
                 cnt,
                 mid,
+                wd,
+                ctd,
             };
             let mut all = Vec::with_capacity(units.len());
             for (unit, respond) in units {
@@ -119,6 +124,10 @@ struct IngestTrees<'a> {
     ing: &'a TransactionalTree,
     cnt: &'a TransactionalTree,
     mid: &'a TransactionalTree,
+    /// Withdrawn invitations: no effect changes them (withdraw.rs).
+    wd: &'a TransactionalTree,
+    /// Counters an invitation is in that its record does not tell (withdraw.rs).
+    ctd: &'a TransactionalTree,
 }
 
 /// One processed message inside an ingest transaction.
@@ -136,6 +145,8 @@ fn ingest_one(
         ing,
         cnt,
         mid,
+        ctd,
+        ..
     } = *t;
     if let Some(seen) = &unit.seen_key {
         let mut key = b"seen:".to_vec();
@@ -152,7 +163,7 @@ fn ingest_one(
         bump(cnt, &counter_key(region, name), 1)?;
     }
     if let Some(effect) = &unit.effect {
-        let (outcome, matched) = apply_effect(effect, inv, rcp, cnt, mid, names)?;
+        let (outcome, matched) = apply_effect(effect, t)?;
         if let Some((purpose, msg)) = respond(&CommitView {
             outcomes: &[],
             matched: matched.as_ref(),
@@ -234,14 +245,11 @@ fn ingest_one(
         );
         out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
         bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
-        bump(
-            cnt,
-            &counter_key(
-                &unit.region,
-                &counter::invited_week(unit.received_at.unwrap_or(invitation.created_at)),
-            ),
-            1,
-        )?;
+        let week = counter::invited_week(unit.received_at.unwrap_or(invitation.created_at));
+        bump(cnt, &counter_key(&unit.region, &week), 1)?;
+        if week != counter::invited_week(invitation.created_at) {
+            note_counted(ctd, id, &week, names)?;
+        }
         outcomes.push(InviteOutcome::Invited(new.address.clone()));
     }
     if let Some((key, _)) = &unit.daily_cap {
@@ -321,14 +329,24 @@ fn by_message_id(
     Ok((same && named.reminder <= i.reminders).then_some((i.id, i)))
 }
 
+/// A bounce, opt-out, complaint or reply matched to its invitation. A
+/// withdrawn invitation is matched (the message is about it) but never
+/// changed or counted: it is in no count any more.
 fn apply_effect(
     effect: &Effect,
-    inv: &TransactionalTree,
-    rcp: &TransactionalTree,
-    cnt: &TransactionalTree,
-    mid: &TransactionalTree,
-    names: &Names,
+    t: &IngestTrees<'_>,
 ) -> TxResult<(EffectOutcome, Option<Invitation>)> {
+    let IngestTrees {
+        names,
+        inv,
+        rcp,
+        cnt,
+        mid,
+        wd,
+        ctd,
+        ..
+    } = *t;
+    let live = |id: u64| -> TxResult<bool> { Ok(!tx_is_withdrawn(wd, id)?) };
     let mut outcome = EffectOutcome::default();
     let mut last = None;
     match effect {
@@ -341,7 +359,7 @@ fn apply_effect(
                 for (key, failure) in recipients {
                     match match_invitation(key.as_ref(), &[], inv, rcp, mid, names)? {
                         Some((id, mut i)) => {
-                            if mark_failed(&mut i, *failure, cnt)? {
+                            if live(id)? && mark_failed(id, &mut i, *failure, cnt, ctd, names)? {
                                 inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                                 outcome.marked += 1;
                             }
@@ -376,8 +394,8 @@ fn apply_effect(
                         .iter()
                         .find(|(k, _)| k.as_ref() == Some(&i.address_key))
                         .map(|(_, f)| *f);
-                    if let Some(failure) = named.or(worst) {
-                        if mark_failed(&mut i, failure, cnt)? {
+                    if let (Some(failure), true) = (named.or(worst), live(id)?) {
+                        if mark_failed(id, &mut i, failure, cnt, ctd, names)? {
                             inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                             outcome.marked += 1;
                         }
@@ -392,7 +410,7 @@ fn apply_effect(
             let key = message_ids.is_empty().then_some(from);
             match match_invitation(key, message_ids, inv, rcp, mid, names)? {
                 Some((id, mut i)) => {
-                    if !i.opted_out {
+                    if !i.opted_out && live(id)? {
                         i.opted_out = true;
                         inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                         bump(cnt, &counter_key(&i.region, counter::OPTED_OUT), 1)?;
@@ -415,10 +433,11 @@ fn apply_effect(
                     continue;
                 }
                 done.push(id);
-                if !i.opted_out {
+                if !i.opted_out && live(id)? {
                     i.opted_out = true;
                     inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                     bump(cnt, &counter_key(&i.region, counter::COMPLAINED), 1)?;
+                    note_counted(ctd, id, counter::COMPLAINED, names)?;
                     outcome.marked += 1;
                 }
                 last = Some(i);
@@ -442,9 +461,17 @@ fn apply_effect(
     Ok((outcome, last))
 }
 
-/// Marks an invitation undelivered for a permanent or final failure, counted
-/// "bounced" or "expired"; whether it changed.
-fn mark_failed(i: &mut Invitation, failure: Failure, cnt: &TransactionalTree) -> TxResult<bool> {
+/// Marks invitation `id` undelivered for a permanent or final failure,
+/// counted "bounced" or "expired" (the latter noted in `ctd`, as its record
+/// does not tell); whether it changed.
+fn mark_failed(
+    id: u64,
+    i: &mut Invitation,
+    failure: Failure,
+    cnt: &TransactionalTree,
+    ctd: &TransactionalTree,
+    names: &Names,
+) -> TxResult<bool> {
     let name = match failure {
         Failure::Permanent => counter::BOUNCED,
         Failure::Expired => counter::EXPIRED,
@@ -455,5 +482,8 @@ fn mark_failed(i: &mut Invitation, failure: Failure, cnt: &TransactionalTree) ->
     }
     i.bounced = true;
     bump(cnt, &counter_key(&i.region, name), 1)?;
+    if name == counter::EXPIRED {
+        note_counted(ctd, id, name, names)?;
+    }
     Ok(true)
 }

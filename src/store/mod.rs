@@ -21,6 +21,8 @@
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
+//! - `counted`: invitation id → the counters it is in that its record does not
+//!   tell (its week of receipt, `expired`, `complained`), for `withdraw.rs`
 //! - `names`: u32 (BE) → a region, consultant, survey id or answer code,
 //!   which records hold as that number (`record.rs`)
 //! - `meta`: `schema` → the schema version of the whole store (`schema.rs`)
@@ -383,6 +385,10 @@ pub struct Store {
     /// Legacy: Message-ID → invitation id for Message-IDs that do not carry
     /// the id (schema 1's); bounces and replies are matched on it too.
     msgids: sled::Tree,
+    /// Withdrawn invitations (withdraw.rs).
+    withdrawn: sled::Tree,
+    /// Counters an invitation is in that its record does not tell (withdraw.rs).
+    counted: sled::Tree,
     /// The `names` tree in memory (record.rs).
     names: std::sync::Arc<Names>,
     /// Group commit for [`Store::flush`] (flush.rs).

@@ -98,6 +98,8 @@ impl Store {
             jobs: db.open_tree("jobs")?,
             msgids: db.open_tree("msgids")?,
             names: std::sync::Arc::new(Names::load(&db)?),
+            withdrawn: db.open_tree(super::withdraw::TREE)?,
+            counted: db.open_tree(super::withdraw::COUNTED_TREE)?,
             flush_gate: Default::default(),
             db,
         })

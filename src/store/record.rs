@@ -23,7 +23,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::jobs::JobState;
 use super::responses::StoredResponse;
-use super::withdraw::WithdrawnRecord;
+use super::withdraw::{Counted, WithdrawnRecord};
 use super::{Delivery, IngestMark, Invitation, OutboxItem, Purpose, StoreError};
 use crate::address::{Address, AddressKey};
 use crate::answer::Value;
@@ -513,6 +513,16 @@ impl Record for WithdrawnRecord {
             reason: s.reason,
             at: s.at.time()?,
         })
+    }
+}
+
+impl Record for Counted {
+    type Stored = Vec<String>;
+    fn to_stored(&self, _: &Names) -> Vec<String> {
+        self.0.clone()
+    }
+    fn from_stored(s: Vec<String>, _: &Names) -> Result<Counted, String> {
+        Ok(Counted(s))
     }
 }
 

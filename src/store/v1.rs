@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::jobs::JobState;
 use super::record::{encode, intern_invitation, intern_response, Names, Record, RECORD_VERSION};
 use super::responses::StoredResponse;
-use super::withdraw::WithdrawnRecord;
+use super::withdraw::{Counted, WithdrawnRecord, COUNTED_TREE};
 use super::{IngestMark, Invitation, OutboxItem, StoreError};
 
 /// The version byte of a schema-1 record.
@@ -48,6 +48,9 @@ pub(super) fn migrate(db: &sled::Db) -> Result<(), StoreError> {
         &|_| true,
         &|_, _| Ok(()),
     )?;
+    rewrite::<Counted>(db, COUNTED_TREE, "counted", &names, &|_| true, &|_, _| {
+        Ok(())
+    })?;
     // `seen:` entries are empty values, not records.
     rewrite::<IngestMark>(
         db,
@@ -168,6 +171,7 @@ pub(super) fn downgrade(db: &sled::Db, only_every: usize) {
     down::<StoredResponse>(db, "responses", &names, only_every, &all);
     down::<JobState>(db, "jobs", &names, only_every, &all);
     down::<WithdrawnRecord>(db, super::withdraw::TREE, &names, only_every, &all);
+    down::<Counted>(db, COUNTED_TREE, &names, only_every, &all);
     down::<IngestMark>(db, "ingest", &names, only_every, &|k| {
         k.starts_with(b"mark:")
     });

@@ -27,9 +27,10 @@
 //! base64 response on its own line: lettre's XOAUTH2 puts it on the AUTH
 //! line, which Postfix (`line_length_limit`) and Gmail (555) refuse for long
 //! tokens. An error challenge (`334 <base64 JSON>`) is answered with an empty
-//! line. A refused token (535, 454) is dropped from the shared cache and the
-//! send deferred (transient): the next connection gets a new token; no mail
-//! is failed for a login problem.
+//! line. A refused token (535, 454), at AUTH or later in a pooled session
+//! (530, 535, 454 to MAIL/RCPT/DATA: the token expired or was revoked), is
+//! dropped from the shared cache and the send deferred (transient): the next
+//! connection gets a new token; no mail is failed for a login problem.
 //!
 //! **Throttling.** A reply asking to slow down (`pacing::is_throttling`:
 //! 421, 432 4.3.2, 4.7.x rate limits, quota replies) is
@@ -84,8 +85,14 @@ enum Security {
 }
 
 struct Idle {
-    conn: AsyncSmtpConnection,
+    conn: Pooled,
     since: Instant,
+}
+
+/// A connection, with the token it logged in with (OAuth 2.0).
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    token: Option<AccessToken>,
 }
 
 impl SmtpTransport {
@@ -154,7 +161,7 @@ impl SmtpTransport {
     /// Ok: what was proven.
     pub async fn check_mail(&self, from: &str) -> Result<String, SendError> {
         use lettre::transport::smtp::commands::{Mail, Rset};
-        let mut conn = self.inner.connect().await?;
+        let Pooled { mut conn, .. } = self.inner.connect().await?;
         let auth = match (&self.inner.oauth, &self.inner.credentials) {
             (Some((o, user, _)), _) => format!("AUTH {} as {user} accepted", o.mechanism.name()),
             (None, Some(_)) => "password login accepted".to_string(),
@@ -209,7 +216,7 @@ impl Inner {
     }
 
     /// An idle connection (checked if it idled long), or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn checkout(&self) -> Result<Pooled, SendError> {
         // Connections idle too long hold a slot on the server: closed first.
         let stale: Vec<Idle> = {
             let mut idle = self.lock_idle();
@@ -220,7 +227,7 @@ impl Inner {
             stale
         };
         for i in stale {
-            close(i.conn).await;
+            close(i.conn.conn).await;
         }
         loop {
             let idle = self.lock_idle().pop();
@@ -230,16 +237,16 @@ impl Inner {
             if since.elapsed() < CHECK_AFTER_IDLE {
                 return Ok(conn);
             }
-            match tokio::time::timeout(self.timeout, conn.test_connected()).await {
+            match tokio::time::timeout(self.timeout, conn.conn.test_connected()).await {
                 Ok(true) => return Ok(conn),
-                _ => close(conn).await,
+                _ => close(conn.conn).await,
             }
         }
     }
 
     /// Puts a healthy connection back, or closes it when the pool is full.
-    async fn checkin(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    async fn checkin(&self, conn: Pooled) {
+        if conn.conn.has_broken() {
             return;
         }
         let full = {
@@ -255,11 +262,36 @@ impl Inner {
             }
         };
         if let Some(conn) = full {
-            close(conn).await;
+            close(conn.conn).await;
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    /// A send refused: throttling, a login problem (OAuth 2.0: the token
+    /// the connection logged in with is dropped, the send deferred) or the
+    /// server's verdict on the message.
+    async fn send_error(
+        &self,
+        e: &lettre::transport::smtp::Error,
+        token: Option<&AccessToken>,
+    ) -> SendError {
+        let refused = classify_error(e);
+        if refused.is_throttled() {
+            return refused;
+        }
+        if let (Some((_, _, tokens)), Some(token)) = (&self.oauth, token) {
+            let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+            if is_login_refusal(&code) {
+                tokens.rejected(token).await;
+                return SendError::transient(format!(
+                    "{}; the session's token was refused (expired or revoked): a new one is requested and the message retried",
+                    refused.message
+                ));
+            }
+        }
+        refused
+    }
+
+    async fn connect(&self) -> Result<Pooled, SendError> {
         let what = format!("{}:{}", self.host, self.port);
         let setup = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port))
@@ -295,6 +327,7 @@ impl Inner {
                     .await
                     .map_err(|e| classify_error(&e))?;
             }
+            let mut used = None;
             if let Some((o, user, tokens)) = &self.oauth {
                 let token = tokens.token().await.map_err(|e| {
                     SendError::transient(format!("SMTP {what}: no OAuth 2.0 token: {e}"))
@@ -312,12 +345,13 @@ impl Inner {
                         o.mechanism.name()
                     )));
                 }
+                used = Some(token);
             } else if let Some(credentials) = &self.credentials {
                 conn.auth(DEFAULT_MECHANISMS, credentials)
                     .await
                     .map_err(|e| classify_error(&e))?;
             }
-            Ok(conn)
+            Ok(Pooled { conn, token: used })
         };
         match tokio::time::timeout(self.timeout, setup).await {
             Ok(r) => r,
@@ -327,6 +361,14 @@ impl Inner {
             ))),
         }
     }
+}
+
+/// A reply that means the session's login is gone (with OAuth 2.0: its
+/// token expired or was revoked), not a verdict on the message: `530`
+/// authentication required, `535` credentials refused, `454` temporary
+/// authentication failure.
+fn is_login_refusal(code: &str) -> bool {
+    matches!(code, "530" | "535" | "454")
 }
 
 /// A command line written as is (CRLF included).
@@ -423,16 +465,20 @@ impl Transport for SmtpTransport {
             let mut conn = self.inner.checkout().await?;
             // On an error lettre has sent QUIT and marked the connection
             // broken; it is not put back.
-            let result = conn.send(&env, raw).await;
+            let result = conn.conn.send(&env, raw).await;
+            let result = match result {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.inner.send_error(&e, conn.token.as_ref()).await),
+            };
             self.inner.checkin(conn).await;
-            result.map(|_| ()).map_err(|e| classify_error(&e))
+            result
         })
     }
 
     fn check(&self) -> SendFuture<'_> {
         Box::pin(async move {
             let mut conn = self.inner.checkout().await?;
-            let ok = tokio::time::timeout(self.inner.timeout, conn.test_connected())
+            let ok = tokio::time::timeout(self.inner.timeout, conn.conn.test_connected())
                 .await
                 .unwrap_or(false);
             if !ok {
@@ -500,5 +546,189 @@ impl AsyncWrite for TlsTcp {
 
     fn is_write_vectored(&self) -> bool {
         self.0.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a scripted SMTP server, for what Postfix will not do on
+    //! demand (a token refused mid-session, an error challenge); the real
+    //! Postfix is in tests/it/oauth.rs.
+    use super::*;
+    use crate::oauth::Mechanism;
+    use crate::test_support::{token_endpoint, token_number};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    const EHLO: &str = "250-test.example\r\n250 AUTH XOAUTH2 OAUTHBEARER\r\n";
+
+    /// Serves one connection per script: for each step, waits for a line
+    /// containing `expect` and answers `reply`; then answers QUIT. Returns
+    /// the lines each connection read.
+    async fn scripted(
+        scripts: Vec<Vec<(&'static str, &'static str)>>,
+    ) -> (u16, tokio::task::JoinHandle<Vec<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let mut all = Vec::new();
+            for steps in scripts {
+                let (sock, _) = listener.accept().await.expect("accept");
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let mut seen = Vec::new();
+                w.write_all(b"220 test.example ESMTP\r\n").await.ok();
+                for (expect, reply) in steps {
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            break;
+                        }
+                        seen.push(line.clone());
+                        if line.contains(expect) {
+                            break;
+                        }
+                    }
+                    w.write_all(reply.as_bytes()).await.ok();
+                }
+                // QUIT, or the connection kept in the pool until the test ends.
+                let mut line = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    seen.push(std::mem::take(&mut line));
+                    if seen.last().is_some_and(|l| l.starts_with("QUIT")) {
+                        w.write_all(b"221 bye\r\n").await.ok();
+                        break;
+                    }
+                }
+                all.push(seen);
+            }
+            all
+        });
+        (port, task)
+    }
+
+    fn transport(port: u16, oauth: crate::oauth::OAuthConfig) -> SmtpTransport {
+        SmtpTransport::new(&SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            pool_size: 1,
+            timeout_seconds: 10,
+            oauth: Some(Box::new(oauth)),
+        })
+        .expect("transport")
+    }
+
+    const RAW: &[u8] = b"Subject: x\r\n\r\nbody\r\n";
+
+    #[tokio::test]
+    async fn the_token_goes_after_334_and_one_refused_mid_session_is_replaced_without_failing_the_mail(
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idp = token_endpoint(token_number).await;
+        let login = vec![
+            ("EHLO", EHLO),
+            ("AUTH", "334 \r\n"),
+            ("", "235 2.7.0 Authentication successful\r\n"),
+        ];
+        // The first session's token stops being accepted (Exchange: expired).
+        let mut first = login.clone();
+        first.push(("MAIL FROM", "535 5.7.3 Authentication unsuccessful\r\n"));
+        let mut second = login;
+        second.extend([
+            ("MAIL FROM", "250 2.1.0 ok\r\n"),
+            ("RCPT TO", "250 2.1.5 ok\r\n"),
+            ("DATA", "354 go ahead\r\n"),
+            (".", "250 2.0.0 queued\r\n"),
+        ]);
+        let (port, server) = scripted(vec![first, second]).await;
+        let t = transport(
+            port,
+            idp.config(dir.path(), "survey@example.org", Mechanism::Xoauth2),
+        );
+        let to = vec!["kontakt@example.org".to_string()];
+        let e = t
+            .send("survey@example.org", &to, RAW)
+            .await
+            .expect_err("535");
+        assert!(
+            e.is_transient() && !e.is_throttled(),
+            "a login problem defers the mail, it does not fail it: {e}"
+        );
+        assert!(e.message.contains("token was refused"), "{e}");
+        assert!(!e.message.contains("tok-"), "{e}");
+        // The retry logs in with a new token and the mail goes.
+        t.send("survey@example.org", &to, RAW)
+            .await
+            .expect("sent with a new token");
+        assert_eq!(idp.requests(), 2);
+        drop(t);
+        let seen = server.await.expect("server");
+        for (conn, token) in seen.iter().zip(["tok-1", "tok-2"]) {
+            let auth = conn
+                .iter()
+                .position(|l| l.starts_with("AUTH"))
+                .expect("AUTH");
+            // The command line carries the mechanism alone.
+            assert_eq!(conn[auth], "AUTH XOAUTH2\r\n");
+            assert_eq!(
+                crate::test_support::sasl_line(&conn[auth + 1]),
+                format!("user=survey@example.org\x01auth=Bearer {token}\x01\x01")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_challenge_is_answered_with_an_empty_line_and_read_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idp = token_endpoint(token_number).await;
+        let (port, server) = scripted(vec![vec![
+            ("EHLO", EHLO),
+            ("AUTH", "334 \r\n"),
+            // Google's documented failure challenge.
+            ("", "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==\r\n"),
+            ("", "535 5.7.8 Username and Password not accepted\r\n"),
+        ]])
+        .await;
+        let t = transport(
+            port,
+            idp.config(dir.path(), "survey@example.org", Mechanism::Oauthbearer),
+        );
+        let e = t
+            .send("survey@example.org", &["a@example.org".to_string()], RAW)
+            .await
+            .expect_err("refused");
+        assert!(e.is_transient(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("refused AUTH OAUTHBEARER for survey@example.org"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Username and Password not accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("token refused (status 401, scope https://mail.google.com/)"),
+            "{text}"
+        );
+        assert!(!text.contains("tok-1"), "{text}");
+        drop(t);
+        let seen = server.await.expect("server").remove(0);
+        let auth = seen
+            .iter()
+            .position(|l| l.starts_with("AUTH"))
+            .expect("AUTH");
+        assert_eq!(seen[auth], "AUTH OAUTHBEARER\r\n");
+        assert_eq!(
+            crate::test_support::sasl_line(&seen[auth + 1]),
+            format!(
+                "n,a=survey@example.org,\x01host=127.0.0.1\x01port={port}\x01auth=Bearer tok-1\x01\x01"
+            )
+        );
+        assert_eq!(seen[auth + 2], "\r\n", "the error challenge's answer");
     }
 }

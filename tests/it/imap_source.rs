@@ -764,3 +764,95 @@ async fn a_configured_sent_folder_that_does_not_exist_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// A sent folder set in the config is swept instead of the one the server
+/// marks `\Sent` (a server that marks none, or copies kept elsewhere); only
+/// canvass' own copies go from it.
+#[tokio::test]
+async fn a_configured_sent_folder_is_swept_instead_of_the_special_use_one() {
+    let s = setup();
+    let old = Some(date("2024-09-02T10:00:00+02:00"));
+    for folder in ["Sendt post", "Sent Items"] {
+        s.stack
+            .append(
+                USER,
+                folder,
+                &sent_copy("a1", "a@kommune.test", "link"),
+                old,
+            )
+            .await;
+    }
+    s.stack.append(USER, "Sendt post", &personal(1), old).await;
+    let mut cfg = config(&s, TlsMode::None);
+    cfg.sent_folder = Some("Sendt post".into());
+    let before: DateTime<Utc> = date("2024-10-20T22:00:00Z").with_timezone(&Utc);
+    let retention = canvass::retention::MailboxSweep::Retention { before };
+    let r = sweep(&cfg, &s.store, &retention, false).await;
+    assert_eq!(r.folders[0].folder, "Sendt post", "{r:?}");
+    assert_eq!(r.folders[0].deleted, 1, "{r:?}");
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Sendt post").await),
+        ["personal-1@siri.test>"]
+    );
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Sent Items").await),
+        ["canvass.a1@siri.test>"],
+        "the \\Sent folder is not the configured one: untouched"
+    );
+}
+
+/// Mail canvass could not read waits in the quarantine folder, and may name
+/// a person or quote a link: `forget` takes what names the person, the
+/// retention sweep what came before the cutoff; later mail stays.
+#[tokio::test]
+async fn quarantined_mail_is_swept_by_forget_and_by_the_retention() {
+    let s = setup();
+    let old = Some(date("2024-09-02T10:00:00+02:00"));
+    let late = Some(date("2024-11-25T10:00:00+01:00"));
+    let unreadable = |n: u32, who: &str| {
+        format!(
+            "From: {who}\r\nTo: survey@siri.test\r\nSubject: q{n}\r\n\
+             Message-ID: <q-{n}@siri.test>\r\n\r\n> https://undersoegelse.siri.test/s/abc{n}\r\n"
+        )
+        .into_bytes()
+    };
+    for (n, who, at) in [
+        (1, "a@kommune.test", old),
+        (2, "b@kommune.test", old),
+        (3, "c@kommune.test", late),
+    ] {
+        s.stack
+            .append(USER, "Quarantine", &unreadable(n, who), at)
+            .await;
+    }
+    let cfg = config(&s, TlsMode::None);
+    let quarantined = |r: &canvass::ingest::imap::MailboxReport| {
+        r.folders
+            .iter()
+            .find(|f| f.folder == "Quarantine")
+            .map(|f| (f.kind, f.deleted))
+    };
+
+    let person = canvass::retention::MailboxSweep::Person {
+        address: "a@kommune.test".into(),
+    };
+    let r = sweep(&cfg, &s.store, &person, false).await;
+    assert_eq!(quarantined(&r), Some(("quarantined mail", 1)), "{r:?}");
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Quarantine").await),
+        ["q-2@siri.test>", "q-3@siri.test>"]
+    );
+
+    let before: DateTime<Utc> = date("2024-10-20T22:00:00Z").with_timezone(&Utc);
+    let retention = canvass::retention::MailboxSweep::Retention { before };
+    let dry = sweep(&cfg, &s.store, &retention, true).await;
+    assert_eq!(quarantined(&dry), Some(("quarantined mail", 1)), "{dry:?}");
+    assert!(dry
+        .render()
+        .contains("would delete 1 quarantined mail in \"Quarantine\""));
+    sweep(&cfg, &s.store, &retention, false).await;
+    assert_eq!(
+        subjects(&s.stack.fetch_all(USER, "Quarantine").await),
+        ["q-3@siri.test>"]
+    );
+}

@@ -197,13 +197,25 @@ async fn wait_invited(mail: &MailStack, contact: &str, within: Duration, d: &Run
 }
 
 fn canvass(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_canvass"))
-        .arg("--config")
+    canvass_with_credentials(config, args, None)
+}
+
+/// `canvass`, with systemd's `$CREDENTIALS_DIRECTORY` set to `credentials`.
+fn canvass_with_credentials(
+    config: &Path,
+    args: &[&str],
+    credentials: Option<&Path>,
+) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canvass"));
+    cmd.arg("--config")
         .arg(config)
         .args(args)
         .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+        .env_remove("CREDENTIALS_DIRECTORY");
+    if let Some(dir) = credentials {
+        cmd.env("CREDENTIALS_DIRECTORY", dir);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         format!(
@@ -304,8 +316,10 @@ async fn check_mail_passes_then_names_the_fix_for_smtp_auth_off_and_a_wrong_fold
         "ok   imap capabilities ",
         "ok   imap folder ",
         "ok   imap move_to ",
+        "ok   imap quarantine ",
+        "ok   imap sent folder ",
         "ok   smtp ",
-        "all 6 checks passed",
+        "all 8 checks passed",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
     }
@@ -384,6 +398,24 @@ async fn check_mail_passes_then_names_the_fix_for_smtp_auth_off_and_a_wrong_fold
         "{out}"
     );
     assert_no_secret("check-mail", &out);
+
+    // The client secret is looked up in $CREDENTIALS_DIRECTORY first
+    // (systemd's LoadCredential=): a wrong one beside the config is refused
+    // by the authorization server, the right one there wins over it.
+    let config = write_config(dir.path(), &mail, &oidc, &Setup::default());
+    std::fs::write(dir.path().join("client-secret"), "not-the-secret").unwrap();
+    let (ok, out) = canvass(&config, &["check-mail"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL token ") && out.contains("invalid_client"),
+        "{out}"
+    );
+    assert!(!out.contains("not-the-secret"), "{out}");
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(credentials.path().join("client-secret"), SECRET).unwrap();
+    let (ok, out) = canvass_with_credentials(&config, &["check-mail"], Some(credentials.path()));
+    assert!(ok, "{out}");
+    assert!(out.contains("all 8 checks passed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,6 +516,21 @@ async fn the_token_server_down_at_start_and_mid_run_loses_nothing() {
     drop(d);
     assert_eq!(invitations(&mail, a).await, 1);
     assert_eq!(invitations(&mail, b).await, 1);
+    // Two outages, one line each, however often the token was asked for.
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert_eq!(
+        log.matches("token endpoint unavailable").count(),
+        2,
+        "{log}"
+    );
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert!(
+        warnings.len() <= 8,
+        "a flood of {} warnings:\n{}",
+        warnings.len(),
+        warnings.join("\n")
+    );
+    assert_no_secret("the daemon log", &log);
 }
 
 /// 2-minute tokens across a run of several minutes: they expire and are
@@ -615,7 +662,7 @@ async fn a_certificate_client_assertion_gets_a_token_and_logs_in() {
     );
     let (ok, out) = canvass(&config, &["check-mail"]);
     assert!(ok, "{out}\n{}", oidc.log());
-    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(out.contains("all 8 checks passed"), "{out}");
     assert!(
         out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
         "{out}"
@@ -668,7 +715,7 @@ async fn a_google_service_account_jwt_bearer_grant_gets_a_token_and_logs_in() {
     let (ok, out) = canvass(&config, &["check-mail"]);
     assert!(ok, "{out}\n{}", oidc.log());
     assert!(out.contains("ok   token "), "{out}");
-    assert!(out.contains("all 6 checks passed"), "{out}");
+    assert!(out.contains("all 8 checks passed"), "{out}");
     assert!(
         out.contains("AUTH XOAUTH2 as undersoegelse@siri.test accepted"),
         "{out}"

@@ -759,17 +759,18 @@ async fn the_scheduler_sweeps_the_mailbox_daily_once_the_retention_is_due() {
 }
 
 /// A trust setting that does not match the mailbox (the server stamps
-/// another authserv-id) refuses every trigger: `status` says so and names
-/// the setting, and nobody is invited or answered (issue 12).
+/// another authserv-id) refuses every trigger: `status` and the daemon's
+/// log say so and name the setting, and nobody is invited (issue 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status() {
+async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status_and_the_log() {
     let mail = stack();
     let contact = "kontakt.t@kommune.test";
     mail.add_user(contact);
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = today_window();
     let trust = r#"authserv_id = "mx.siri.test""#;
-    let (d, shutdown, _) = start(&config(&mail, dir.path(), (&s, &e), "", trust)).await;
+    let path = config(&mail, dir.path(), (&s, &e), "", trust);
+    let (d, shutdown, _) = start(&path).await;
     for n in 0..3 {
         let mut raw = b"Authentication-Results: mx.outlook.test; dkim=pass header.d=siri.test; dmarc=pass header.from=siri.test\r\n".to_vec();
         raw.extend(trigger(&format!("tw{n}"), ANNE, &[contact], true));
@@ -787,23 +788,48 @@ async fn a_trust_setting_that_refuses_most_consultants_mail_is_named_in_status()
     let text = canvass::analysis::status::render_text(&st);
     assert!(text.contains("\nwarning: 3 of the 3 mails"), "{text}");
     stop(d, shutdown).await;
+    // The log says it too, naming the setting: the scheduler's first round
+    // in a daemon started on this store (then once a day).
+    let daemon = common::process::Daemon::start(&path, "warn,canvass=info");
+    let line = tokio::task::spawn_blocking(move || {
+        let line = daemon.wait_log("probably does not match this mailbox", 0);
+        daemon.stop();
+        line
+    })
+    .await
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["level"], "WARN", "{line}");
+    assert!(
+        json["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("3 of the 3 mails from consultants")),
+        "{line}"
+    );
+    assert_eq!(
+        json["setting"], r#"[trust] authserv_id = "mx.siri.test""#,
+        "{line}"
+    );
 }
 
-/// A consultant whose trigger was refused in part (over the per-message cap)
-/// gets one reply saying who was and was not invited; a trigger that went
-/// through in full gets none (issue 12).
+/// A consultant whose trigger was refused in part (over the per-message cap;
+/// another's over the daily cap) gets one reply saying who was and was not
+/// invited, and why; a trigger that went through in full gets none; the
+/// refusals are counted by reason (issue 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_refused_in_part_is_answered_and_a_whole_one_is_not() {
     let mail = stack();
     let contacts = ["k1@kommune.test", "k2@kommune.test", "k3@kommune.test"];
     mail.add_users(&contacts);
+    let daily = ["d1@kommune.test", "d2@kommune.test", "d3@kommune.test"];
+    mail.add_users(&daily);
     let dir = tempfile::tempdir().unwrap();
     let (s, e) = today_window();
     let path = config(
         &mail,
         dir.path(),
         (&s, &e),
-        "max_invitees_per_message = 2",
+        "max_invitees_per_message = 2\nmax_invitees_per_consultant_per_day = 2",
         "",
     );
     let (d, shutdown, _) = start(&path).await;
@@ -845,10 +871,51 @@ async fn a_trigger_refused_in_part_is_answered_and_a_whole_one_is_not() {
     let st = status(&d);
     assert_eq!(st.total.invited, 3);
     assert_eq!(st.total.refused_over_message_cap, 1);
+    // Bo invites two in full (no reply), then a third: over his daily cap.
+    // (Not Anne: a second reply to her within 30 s would be held back as a
+    // possible mail loop, src/loops.rs.)
+    mail.send(
+        BO,
+        &[daily[0], daily[1], SURVEY],
+        &trigger("daily-1", BO, &daily[..2], true),
+    );
+    mail.wait_for_messages(daily[1], "INBOX", 2, Duration::from_secs(20))
+        .await;
+    mail.send(
+        BO,
+        &[daily[2], SURVEY],
+        &trigger("daily-2", BO, &daily[2..], true),
+    );
+    let replies = from_survey(
+        &mail
+            .wait_for_messages(BO, "INBOX", 1, Duration::from_secs(20))
+            .await,
+    );
+    assert_eq!(replies.len(), 1);
+    assert!(
+        replies[0].contains("In-Reply-To: <daily-2@siri.test>"),
+        "{}",
+        replies[0]
+    );
+    let r = &body_text(&replies[0]);
+    assert!(r.contains("d3@kommune.test: over dagens grænse"), "{r}");
+    until(
+        "the daily cap's refusal",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.refused_over_daily_cap == 1,
+    )
+    .await;
+    assert_eq!(status(&d).total.invited, 5);
     stop(d, shutdown).await;
     assert!(
         from_survey(&mail.fetch_all(SOEREN, "INBOX").await).is_empty(),
         "no reply for a whole trigger"
+    );
+    assert_eq!(
+        from_survey(&mail.fetch_all(BO, "INBOX").await).len(),
+        1,
+        "Bo's whole trigger got none"
     );
 }
 
@@ -1123,4 +1190,132 @@ async fn a_microsoft_365_mailbox_is_trusted_by_its_own_headers() {
         )),
         "{text}"
     );
+}
+
+/// A survey mailbox in Google Workspace is trusted with one setting: Gmail's
+/// ARC results above its border `Received`, or else its own topmost
+/// `Authentication-Results: mx.google.com`, passing for the consultant's
+/// domain, invite; a forged consultant From (Gmail says fail; a pass the
+/// sender wrote below, and an ARC set below the border) is refused, nobody
+/// is invited or answered, and `canvass explain` says which header it read.
+/// The headers are written in the order and shape Gmail writes them; Gmail
+/// cannot be reached from here, the harness's Dovecot and Postfix can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_mailbox_is_trusted_by_gmails_own_results() {
+    let mail = stack();
+    let (arc, plain, victim) = (
+        "arc.google@kommune.test",
+        "plain.google@kommune.test",
+        "offer.google@kommune.test",
+    );
+    mail.add_users(&[arc, plain, victim]);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e) = today_window();
+    let path = common::StackConfig {
+        window: Some((&s, &e)),
+        password: harness::PASSWORD,
+        tables: "[mailbox]\nprovider = \"google\"\n",
+        ..common::StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir.path());
+    let with = |headers: String, id: &str, to: &str| {
+        let mut v = headers.into_bytes();
+        v.extend(trigger(id, ANNE, &[to], true));
+        v
+    };
+    // Gmail's border hop, and its results, as it writes them.
+    let border = |ip: &str, host: &str| {
+        format!(
+            "Return-Path: <{ANNE}>\r\nReceived: from {host} ({host}. [{ip}])\r\n        by mx.google.com with ESMTPS id a640c23a62f3a-a7a9f0fab12si1.5.2024.08.12.03.00.03\r\n        for <{SURVEY}>;\r\n        Mon, 12 Aug 2024 03:00:04 -0700 (PDT)\r\n"
+        )
+    };
+    let delivered = format!(
+        "Delivered-To: {SURVEY}\r\nReceived: by 2002:a05:7010:b08c:b0:3e1:2a3b:4c5d with SMTP id gq12csp1234567mdb;\r\n        Mon, 12 Aug 2024 03:00:04 -0700 (PDT)\r\n"
+    );
+    let results = |verdict: &str| {
+        format!(
+            "mx.google.com;\r\n       dkim={verdict} header.i=@siri.test header.s=google header.b=AbCdEf12;\r\n       spf={verdict} (google.com: domain of {ANNE} designates 209.85.220.41 as permitted sender) smtp.mailfrom={ANNE};\r\n       dmarc={verdict} (p=QUARANTINE sp=QUARANTINE dis=NONE) header.from=siri.test\r\n"
+        )
+    };
+    let arc_set = |verdict: &str| {
+        format!(
+            "ARC-Seal: i=1; a=rsa-sha256; t=1723456804; cv=none; d=google.com; s=arc-20160816; b=AAAA\r\nARC-Authentication-Results: i=1; {}",
+            results(verdict)
+        )
+    };
+    let ar = |verdict: &str| format!("Authentication-Results: {}", results(verdict));
+    // Genuine, through Google's own relays: ARC above the border.
+    let genuine_arc = format!(
+        "{delivered}{}{}{}",
+        arc_set("pass"),
+        border("209.85.220.41", "mail-sor-f41.google.com"),
+        ar("pass")
+    );
+    // Genuine, from outside Google: only Gmail's Authentication-Results.
+    let genuine_plain = format!(
+        "{delivered}{}{}",
+        border("192.0.2.10", "mx.siri.test"),
+        ar("pass")
+    );
+    // Forged: Gmail says fail; below it the sender's own pass and ARC set.
+    let forged = format!(
+        "{delivered}{}{}{}{}",
+        border("203.0.113.66", "evil.example"),
+        ar("fail"),
+        ar("pass"),
+        arc_set("pass")
+    );
+    let forged_mail = with(forged, "google-forged", victim);
+    std::fs::write(dir.path().join("forged.eml"), &forged_mail).unwrap();
+    let (d, shutdown, _) = start(&path).await;
+    mail.append(SURVEY, "INBOX", &with(genuine_arc, "google-arc", arc), None)
+        .await;
+    mail.append(
+        SURVEY,
+        "INBOX",
+        &with(genuine_plain, "google-plain", plain),
+        None,
+    )
+    .await;
+    mail.append(SURVEY, "INBOX", &forged_mail, None).await;
+    for c in [arc, plain] {
+        let got = mail
+            .wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
+            .await;
+        assert_eq!(from_survey(&got).len(), 1, "{c} is invited");
+    }
+    until(
+        "the forged trigger refused",
+        &d,
+        Duration::from_secs(20),
+        |s| s.total.refused_unauthenticated == 1,
+    )
+    .await;
+    until("the outbox to drain", &d, Duration::from_secs(20), |s| {
+        s.outbox == 0
+    })
+    .await;
+    assert_eq!(status(&d).total.invited, 2);
+    stop(d, shutdown).await;
+    assert!(
+        mail.fetch_all(victim, "INBOX").await.is_empty(),
+        "the victim is not invited"
+    );
+    assert!(
+        from_survey(&mail.fetch_all(ANNE, "INBOX").await).is_empty(),
+        "a refused unauthenticated trigger is never answered"
+    );
+
+    let out = common::canvass(&[
+        "explain",
+        dir.path().join("forged.eml").to_str().unwrap(),
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("REFUSED: the sender could not be authenticated: mx.google.com's Authentication-Results shows neither dkim=pass nor dmarc=pass for siri.test"),
+        "{text}"
+    );
+    assert!(text.contains("[mailbox] provider = \"google\""), "{text}");
 }

@@ -644,6 +644,26 @@ async fn withdraw_offline_and_through_the_daemon() {
     .await
     .unwrap();
     let link = link_in(&b_mail).expect("b's link");
+    // a's invitation, queued when it was withdrawn offline, was dropped: the
+    // daemon sends b's and c's (queued after it) and never a's.
+    let sent = dir.path().join("sent");
+    let sent_to = tokio::task::spawn_blocking(move || {
+        wait_for("c's invitation in the sent folder", STEP, || {
+            let to: Vec<String> = files_in(&sent)
+                .into_iter()
+                .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned())
+                .collect();
+            to.iter()
+                .any(|m| m.contains("To: c@kommune.test"))
+                .then_some(to)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        !sent_to.iter().any(|m| m.contains("a@kommune.test")),
+        "a's withdrawn invitation was never sent"
+    );
     let out = run(args(&[
         "withdraw",
         "b@kommune.test",
@@ -709,6 +729,12 @@ async fn withdraw_offline_and_through_the_daemon() {
     let out = run(args(&["digest", "--print"])).await.unwrap();
     assert!(
         stdout(&out).contains("Trukket tilbage: 2 invitation(er)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(args(&["report"])).await.unwrap();
+    assert!(
+        stdout(&out).contains("2 invitation(er) er trukket tilbage"),
         "{}",
         stdout(&out)
     );

@@ -345,9 +345,22 @@ impl ImapSource {
                 .iter()
                 .any(|f| f == &wire || same_mailbox(f, "INBOX") && same_mailbox(want, "INBOX"))
         };
+        let special_sent = names
+            .iter()
+            .find(|n| {
+                n.attributes()
+                    .iter()
+                    .any(|a| matches!(a, async_imap::types::NameAttribute::Sent))
+            })
+            .map(|n| n.name().to_string());
         let check = ImapCheck {
             mailbox_exists: exists(&self.cfg.mailbox),
             move_to_exists: self.cfg.move_to.as_deref().map(exists),
+            quarantine_exists: exists(&self.cfg.quarantine),
+            sent_folder: match &self.cfg.sent_folder {
+                Some(name) => Some((name.clone(), exists(name))),
+                None => special_sent.map(|name| (name, true)),
+            },
             capabilities,
             folders,
         };

@@ -150,6 +150,11 @@ pub struct ImapCheck {
     pub mailbox_exists: bool,
     /// `None` when `move_to` is not set.
     pub move_to_exists: Option<bool>,
+    pub quarantine_exists: bool,
+    /// The sent folder the retention sweep reads, and whether it exists:
+    /// `inbound.imap.sent_folder`, or the folder LIST marks `\Sent`; `None`
+    /// when neither.
+    pub sent_folder: Option<(String, bool)>,
 }
 
 impl ImapSource {
@@ -686,13 +691,18 @@ mod tests {
                         break;
                     }
                 }
-                // DONE has no tag: it answers with IDLE's.
-                if line.trim() != "DONE" {
+                // DONE and SASL responses have no tag: they answer with
+                // IDLE's and AUTHENTICATE's.
+                if line.trim().contains(' ') {
                     tag = line.split(' ').next().unwrap_or("").to_string();
                 }
                 w.write_all(reply.replace("{tag}", &tag).as_bytes())
                     .await
                     .ok();
+                // A BYE ends the session: the server closes the connection.
+                if reply.starts_with("* BYE") {
+                    return seen;
+                }
             }
             // Keep the connection until the client goes.
             let mut rest = String::new();
@@ -749,6 +759,137 @@ mod tests {
                 .any(|l| l.contains("LOGIN \"survey@example.org\" \"hunter2-secret\"")),
             "{seen:?}"
         );
+    }
+
+    /// `config` logging in with OAuth 2.0 at `idp`.
+    fn oauth_config(
+        port: u16,
+        dir: &std::path::Path,
+        idp: &crate::test_support::TokenEndpoint,
+        mechanism: crate::oauth::Mechanism,
+    ) -> ImapConfig {
+        let mut cfg = config(port, dir);
+        cfg.oauth = Some(Box::new(idp.config(dir, &cfg.username, mechanism)));
+        cfg
+    }
+
+    const AUTH_OK: &str = "{tag} OK Logged in\r\n";
+
+    /// Exchange ends a session whose token expired with `* BYE Session
+    /// invalidated - AccessTokenExpired`: the next session logs in with a
+    /// new token, though the cached one has most of its hour left. The token
+    /// goes in reply to `+`, never on the AUTHENTICATE line.
+    #[tokio::test]
+    async fn a_session_ended_for_an_expired_token_logs_in_again_with_a_new_one() {
+        use crate::test_support::{token_endpoint, token_number};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let idp = token_endpoint(token_number).await;
+        let login = || {
+            vec![
+                ("AUTHENTICATE", "+ \r\n".to_string()),
+                ("", AUTH_OK.to_string()),
+                (
+                    "CAPABILITY",
+                    "* CAPABILITY IMAP4rev1 IDLE\r\n{tag} OK done\r\n".to_string(),
+                ),
+                ("SELECT", SELECT_OK.to_string()),
+            ]
+        };
+        let mut first = login();
+        first.push((
+            "",
+            "* BYE Session invalidated - AccessTokenExpired\r\n".to_string(),
+        ));
+        let (port, server) = scripted(first).await;
+        let mut src = ImapSource::new(&oauth_config(
+            port,
+            dir.path(),
+            &idp,
+            crate::oauth::Mechanism::Xoauth2,
+        ));
+        src.connect().await.expect("connect");
+        let e = src.fetch(&store, 10, &[]).await.expect_err("BYE");
+        assert!(e.to_string().contains("AccessTokenExpired"), "{e}");
+        let (port2, server2) = scripted(login()).await;
+        src.cfg.port = port2;
+        src.connect().await.expect("reconnect");
+        assert_eq!(idp.requests(), 2, "a new token for the new session");
+        drop(src);
+        for (seen, token) in [
+            (server.await.expect("server"), "tok-1"),
+            (server2.await.expect("server"), "tok-2"),
+        ] {
+            let auth = seen
+                .iter()
+                .position(|l| l.contains("AUTHENTICATE"))
+                .expect("AUTHENTICATE");
+            assert!(
+                seen[auth].ends_with(" AUTHENTICATE XOAUTH2\r\n"),
+                "{:?}",
+                seen[auth]
+            );
+            assert_eq!(
+                crate::test_support::sasl_line(&seen[auth + 1]),
+                format!("user=survey@example.org\x01auth=Bearer {token}\x01\x01")
+            );
+        }
+    }
+
+    /// A refused token: the error challenge is answered with an empty line,
+    /// the server's words are reported, and the token is not offered again.
+    #[tokio::test]
+    async fn a_refused_token_is_reported_with_the_error_challenge_and_dropped() {
+        use crate::test_support::{token_endpoint, token_number};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idp = token_endpoint(token_number).await;
+        let (port, server) = scripted(vec![
+            ("AUTHENTICATE", "+ \r\n".into()),
+            // Google's documented failure challenge.
+            (
+                "",
+                format!("+ {}\r\n", crate::test_support::GOOGLE_ERROR_CHALLENGE),
+            ),
+            (
+                "",
+                "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n".into(),
+            ),
+        ])
+        .await;
+        let mut src = ImapSource::new(&oauth_config(
+            port,
+            dir.path(),
+            &idp,
+            crate::oauth::Mechanism::Oauthbearer,
+        ));
+        let e = src.connect().await.expect_err("refused");
+        let text = e.to_string();
+        assert!(matches!(e, SourceError::Token { .. }), "{e:?}");
+        assert!(
+            text.contains("the server refused AUTHENTICATE OAUTHBEARER for survey@example.org"),
+            "{text}"
+        );
+        assert!(text.contains("Authentication failed"), "{text}");
+        assert!(
+            text.contains("token refused (status 401, scope https://mail.google.com/)"),
+            "{text}"
+        );
+        assert!(!text.contains("tok-1") && !format!("{e:?}").contains("tok-1"));
+        let Some(Ok(tokens)) = &src.tokens else {
+            panic!("a token source")
+        };
+        assert_eq!(tokens.token().await.expect("token").expose(), "tok-2");
+        drop(src);
+        let seen = server.await.expect("server");
+        let auth = seen
+            .iter()
+            .position(|l| l.contains("AUTHENTICATE"))
+            .expect("AUTHENTICATE");
+        assert!(seen[auth].ends_with(" AUTHENTICATE OAUTHBEARER\r\n"));
+        assert!(
+            crate::test_support::sasl_line(&seen[auth + 1]).ends_with("auth=Bearer tok-1\x01\x01")
+        );
+        assert_eq!(seen[auth + 2], "\r\n", "the error challenge's answer");
     }
 
     #[tokio::test]

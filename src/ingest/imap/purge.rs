@@ -13,7 +13,10 @@
 //!   `\Sent` (RFC 6154 special use, as Exchange, Gmail and Dovecot do);
 //! - **processed mail**: everything in `inbound.imap.move_to`; without a
 //!   separate processed folder, the messages in the mailbox itself that are
-//!   `\Seen` and at or below the ingest mark (what canvass has processed).
+//!   `\Seen` and at or below the ingest mark (what canvass has processed);
+//! - **quarantined mail**: everything in `inbound.imap.quarantine`, when it
+//!   exists: mail canvass could not read may name a person or quote a link
+//!   as well.
 //!
 //! Which messages go is decided by [`crate::retention::mailbox_selection`]
 //! (pure): for retention those received before the cutoff, for `forget`
@@ -41,7 +44,7 @@ use crate::store::IngestMark;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FolderSweep {
     pub folder: String,
-    /// `"sent copies"` or `"processed mail"`.
+    /// `"sent copies"`, `"processed mail"` or `"quarantined mail"`.
     pub kind: &'static str,
     /// Messages deleted (in a dry run: that would be deleted).
     pub deleted: u64,
@@ -81,6 +84,7 @@ impl MailboxReport {
 
 const SENT: &str = "sent copies";
 const PROCESSED: &str = "processed mail";
+const QUARANTINED: &str = "quarantined mail";
 
 /// Where to look, and what for.
 struct Target {
@@ -176,6 +180,19 @@ impl ImapSource {
                     cfg.mailbox
                 )),
             },
+        }
+
+        // Quarantined mail, in a folder of its own.
+        let q = &cfg.quarantine;
+        let own_folder = !same_mailbox(q, &cfg.mailbox)
+            && cfg.move_to.as_deref().is_none_or(|to| !same_mailbox(q, to));
+        if own_folder && self.folder_exists(link, &mailbox_arg(q)).await? {
+            targets.push(Target {
+                arg: mailbox_arg(q),
+                shown: q.clone(),
+                kind: QUARANTINED,
+                criteria: text("ALL"),
+            });
         }
 
         for t in targets {
