@@ -673,9 +673,12 @@ pub(super) mod tests {
                         _ => v.len(),
                     };
             }
-            if tree == "msgids" {
-                // Schema 1 indexed every invitation's Message-ID: 42 + 8 bytes.
-                v1 = 50 * N;
+            match tree {
+                // Schema 1 indexed every invitation's Message-ID (42 + 8
+                // bytes) and token (32 + 8 bytes).
+                "msgids" => v1 = 50 * N,
+                "tokens" => v1 = 40 * N,
+                _ => {}
             }
             rows.push(format!(
                 "{tree}: {keys} keys, {:.1} B/invitation (schema 1: {:.1})",
