@@ -123,7 +123,7 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     );
     util::report(
         figures,
-        Figure::at_most("4d", "POST p99", post.p99_ms(), "ms", 50.0, "", true),
+        Figure::at_most("4d", "POST p99", post.p99_ms(), "ms", 25.0, "", true),
     );
     let ok = post.requests - post.non2xx;
     util::report(
