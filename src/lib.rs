@@ -15,6 +15,7 @@
 //! - [`survey`]: the questionnaire definition (config/survey.da.toml).
 //! - [`address`]: address normalisation and the HMAC the store de-duplicates on.
 //! - [`token`]: personal tokens (128 random bits; only the hash is stored).
+//! - [`message_id`]: the shape of canvass' Message-IDs (each carries its invitation's id).
 //! - [`window`]: collection window and sending hours (pure time rules).
 //! - [`classify`]: what a message asks for: trigger, phone contact, refusal, ignore; sender trust (`classify::authres`: Authentication-Results per RFC 8601 §5, the Microsoft 365 and Google readings).
 //! - [`loops`]: no confirmation loops with autoresponders (pure rules).
@@ -41,6 +42,7 @@
 //! - [`backoff`]: reconnect backoff and once-per-outage logging.
 //! - [`logging`]: tracing set-up (text, JSON or the systemd journal).
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`memory`]: the daemon's malloc arenas (two, not one per thread).
 //! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
 //! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
 //! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
@@ -71,6 +73,7 @@ pub mod form;
 pub mod ingest;
 pub mod logging;
 pub mod loops;
+pub mod memory;
 pub mod message_id;
 pub mod metrics;
 pub mod oauth;
