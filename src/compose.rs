@@ -351,6 +351,7 @@ pub fn reminder(
     cfg: &Config,
     to: &Address,
     token: &Token,
+    message_id: String,
     not_before: DateTime<Utc>,
 ) -> Result<Outgoing, ComposeError> {
     let subject = subject_of(cfg, "reminder_subject.txt", false)?;
@@ -360,7 +361,7 @@ pub fn reminder(
         "reminder.txt",
         invite_context(cfg, &link, &unsubscribe, &subject, false),
     )?;
-    Draft::new(cfg, to, &subject, new_message_id(cfg))?
+    Draft::new(cfg, to, &subject, message_id)?
         .unsubscribe(&unsubscribe)
         .single(SinglePart::plain(text), not_before)
 }
@@ -640,7 +641,7 @@ mod tests {
         assert!(text_of(&inv.raw).contains(&link));
         assert!(text_of(&inv.raw).contains("Spørgeskemaet"));
 
-        let rem = reminder(&cfg, &to, &token, now).unwrap();
+        let rem = reminder(&cfg, &to, &token, new_message_id(&cfg), now).unwrap();
         assert!(text_of(&rem.raw).contains(&link));
         assert!(text_of(&rem.raw).contains("Datatilsynet"));
         assert!(String::from_utf8_lossy(&rem.raw).contains("List-Unsubscribe-Post"));

@@ -71,6 +71,7 @@ pub mod form;
 pub mod ingest;
 pub mod logging;
 pub mod loops;
+pub mod message_id;
 pub mod metrics;
 pub mod oauth;
 pub mod outbox;

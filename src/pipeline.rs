@@ -161,7 +161,8 @@ impl Pipeline {
         let Some((to, nonce)) = invitation.and_then(|i| Some((i.address?, i.token_nonce?))) else {
             return Ok(Ready::Gone(item));
         };
-        let token = Token::derive(&self.key, &nonce);
+        // The link carries the invitation's id: found without an index.
+        let token = Token::derive(&self.key, &nonce).for_invitation(invitation_id);
         let rendered = compose::invitation_with_id(
             &self.config(),
             &to,

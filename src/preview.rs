@@ -80,7 +80,9 @@ pub fn preview(cfg: &Config, what: &str) -> Result<Preview, PreviewError> {
     let token = Token::generate();
     let (text, html) = match what {
         "invitation" => parts(&compose::invitation(cfg, &to, &token, now)?.raw),
-        "reminder" => parts(&compose::reminder(cfg, &to, &token, now)?.raw),
+        "reminder" => {
+            parts(&compose::reminder(cfg, &to, &token, compose::new_message_id(cfg), now)?.raw)
+        }
         "confirmation" => {
             let consultant = cfg
                 .regions

@@ -369,8 +369,12 @@ impl Scheduler {
             let (Some(addr), Some(nonce)) = (&inv.address, &inv.token_nonce) else {
                 continue;
             };
-            let token = Token::derive(&self.pipeline.key, nonce);
-            let msg = match crate::compose::reminder(&cfg, addr, &token, not_before) {
+            let token = Token::derive(&self.pipeline.key, nonce).for_invitation(inv.id);
+            // Its Message-ID carries the invitation's id and its number.
+            let message_id = crate::message_id::of_invitation(&inv.message_id, inv.id)
+                .and_then(|own| crate::message_id::of_reminder(&own, inv.reminders + 1))
+                .unwrap_or_else(|| crate::compose::new_message_id(&cfg));
+            let msg = match crate::compose::reminder(&cfg, addr, &token, message_id, not_before) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(invitation = inv.id, error = %e, "cannot render a reminder");

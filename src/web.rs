@@ -615,7 +615,7 @@ impl AppState {
         raw: &str,
     ) -> Result<(Token, Invitation), Box<Response>> {
         if let Some(t) = Token::from_url(raw) {
-            match self.pipeline.store.link(&t.hash()) {
+            match self.pipeline.store.link(&t) {
                 Ok(Link::Invitation(inv)) => return Ok((t, *inv)),
                 Ok(Link::Forgotten) => return Err(Box::new(forgotten(&self.pipeline.config()))),
                 Ok(Link::Withdrawn) => return Err(Box::new(withdrawn(&self.pipeline.config()))),
@@ -721,7 +721,7 @@ async fn submit(
     match s
         .pipeline
         .store
-        .submit_response(&token.hash(), response, cfg.region_on_answers)
+        .submit_response(&token, response, cfg.region_on_answers)
         .await
     {
         Ok(SubmitOutcome::Stored) => {

@@ -112,7 +112,7 @@ pub(crate) async fn unsubscribe(
     if !is_one_click(&body) {
         return page(Some(&cfg), lang, Notice::UnsubscribeNotReceived);
     }
-    match s.pipeline.store.opt_out_by_token(&token.hash()).await {
+    match s.pipeline.store.opt_out_by_token(&token).await {
         Ok(OptOutOutcome::OptedOut) => {
             tracing::info!(target: "canvass::web", "one-click opt-out");
             opted_out(&cfg, lang, StatusCode::OK, &raw)

@@ -192,8 +192,10 @@ fn create_invitations(config: &Path, n: usize) -> Vec<String> {
         .invitations()
         .map(|i| i.expect("invitation"))
         .filter_map(|i| {
-            i.token_nonce
-                .map(|nonce| Token::derive(&key, &nonce).as_str().to_string())
+            i.token_nonce.map(|nonce| {
+                let link = Token::derive(&key, &nonce).for_invitation(i.id);
+                link.as_str().to_string()
+            })
         })
         .collect()
 }

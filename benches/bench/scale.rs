@@ -484,10 +484,14 @@ async fn build(config: &Path, n: usize) {
     for (i, inv) in store.invitations().enumerate() {
         let inv = inv.expect("invitation");
         if i % 2 == 0 {
-            answer_hashes.push(inv.token_hash);
+            answer_hashes.push(canvass::token::LinkKey {
+                hash: inv.token_hash,
+                invitation: Some(inv.id),
+            });
         } else if unanswered.len() < 2_000 {
             if let Some(nonce) = inv.token_nonce {
-                unanswered.push(Token::derive(&key, &nonce).as_str().to_string());
+                let link = Token::derive(&key, &nonce).for_invitation(inv.id);
+                unanswered.push(link.as_str().to_string());
             }
         }
     }
@@ -499,7 +503,7 @@ async fn build(config: &Path, n: usize) {
         .map(|h| {
             let store = store.clone();
             let response = response.clone();
-            async move { store.submit_response(&h, response, true).await }
+            async move { store.submit_response(h, response, true).await }
         })
         .buffer_unordered(64)
         .fold(0usize, |acc, r| async move {

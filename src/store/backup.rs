@@ -108,12 +108,22 @@ impl Store {
         let mut pause = Duration::from_millis(5);
         for attempt in 1..=SNAPSHOT_ATTEMPTS {
             if let Some(trees) = self.try_snapshot()? {
-                let schema = trees
+                // The marker of the store as read, never assumed: records
+                // are read by it when the backup is restored.
+                let schema = match trees
                     .iter()
                     .find(|t| t.name == b"meta")
                     .and_then(|t| t.entries.iter().find(|(k, _)| k == b"schema"))
-                    .and_then(|(_, v)| v.first().copied())
-                    .unwrap_or(SCHEMA_VERSION);
+                    .map(|(_, v)| v.as_slice())
+                {
+                    Some(&[schema]) => schema,
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            what: "meta tree: no one-byte schema marker to back up".into(),
+                        }
+                        .into())
+                    }
+                };
                 let body = BackupBody {
                     format: BACKUP_FORMAT,
                     schema,
@@ -370,7 +380,7 @@ const RESTORE_BATCH: usize = 10_000;
 /// Opens a store this process has just closed. sled releases its file lock
 /// only when its background I/O threads let go of the file, shortly after
 /// the last handle is dropped: "locked" is retried for up to five seconds.
-fn open_after_drop(path: &Path) -> Result<Store, StoreError> {
+pub(super) fn open_after_drop(path: &Path) -> Result<Store, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut pause = std::time::Duration::from_millis(5);
     loop {
@@ -479,6 +489,12 @@ pub fn restore(
         if let Some(max) = max_id {
             while db.generate_id().map_err(StoreError::from)? <= max {}
         }
+        // The backup's own schema, whatever its `meta` dump holds: the
+        // records are of that schema, and [`Store::open`] migrates them.
+        db.open_tree("meta")
+            .map_err(StoreError::from)?
+            .insert("schema", &[body.schema])
+            .map_err(StoreError::from)?;
         db.flush().map_err(StoreError::from)?;
     }
     // The schema check and any migration, on the fresh store. sled's I/O
@@ -627,6 +643,69 @@ mod tests {
         drop(held);
     }
 
+    /// A backup of a schema-1 store (what the schema-1 canvass wrote: its
+    /// trees as they are, marked schema 1) restores into a store of the
+    /// current schema that reads the same; the backup's schema is the one
+    /// its records are read by, even when its `meta` dump lacks the marker.
+    #[tokio::test]
+    async fn a_schema_1_backup_restores_migrated() {
+        use crate::store::v1::tests::{open_db_again, reopen_as_v1, rich_store, seen};
+        let dir = tempfile::tempdir().unwrap();
+        let before = rich_store(&dir.path().join("a")).await;
+        reopen_as_v1(&dir.path().join("a"), 1);
+        let db = open_db_again(&dir.path().join("a"));
+        let mut trees = Vec::new();
+        let mut names = db.tree_names();
+        names.sort();
+        for n in names {
+            let entries: Vec<(Vec<u8>, Vec<u8>)> = db
+                .open_tree(&n)
+                .unwrap()
+                .iter()
+                .map(|kv| kv.unwrap())
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            if !entries.is_empty() {
+                trees.push(TreeDump {
+                    name: n.to_vec(),
+                    entries,
+                });
+            }
+        }
+        drop(db);
+        let mut body = BackupBody {
+            format: BACKUP_FORMAT,
+            schema: 1,
+            taken_at: Utc::now(),
+            trees,
+        };
+        let backup = Backup::from_bytes(&encode_backup(&body), "v1").unwrap();
+        assert_eq!(backup.info().schema, 1);
+        restore(&dir.path().join("b"), &backup, false).unwrap();
+        let restored = open_after_drop(&dir.path().join("b")).unwrap();
+        assert_eq!(seen(&restored), before);
+        drop(restored);
+        // Without the marker in its `meta` dump: still read as schema 1.
+        for t in &mut body.trees {
+            if t.name == b"meta" {
+                t.entries.retain(|(k, _)| k != b"schema");
+            }
+        }
+        let backup = Backup::from_bytes(&encode_backup(&body), "v1").unwrap();
+        restore(&dir.path().join("c"), &backup, false).unwrap();
+        let restored = open_after_drop(&dir.path().join("c")).unwrap();
+        assert_eq!(seen(&restored), before);
+        // A store without a marker is not backed up under a guessed one.
+        restored
+            .db
+            .open_tree("meta")
+            .unwrap()
+            .remove("schema")
+            .unwrap();
+        let err = restored.backup().unwrap_err().to_string();
+        assert!(err.contains("schema marker"), "{err}");
+    }
+
     #[test]
     fn damaged_or_foreign_backups_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -701,7 +780,8 @@ mod tests {
             };
             let invs = tree("invitations");
             assert_eq!(tree("recipients").len(), invs.len());
-            assert_eq!(tree("tokens").len(), invs.len());
+            // Links carry their invitation's id (schema 2): no token entries.
+            assert_eq!(tree("tokens").len(), 0);
             assert_eq!(tree("outbox").len(), invs.len());
             assert_eq!(tree("msgids").len(), invs.len());
             let invited = tree("counters")

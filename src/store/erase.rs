@@ -24,7 +24,7 @@ use sled::Transactional;
 
 use super::{
     bump, counter, counter_key, decode, encode, tx_decode, tx_u64_from, u64_from, Delivery,
-    Invitation, OutboxItem, Purpose, Store, StoreError,
+    Invitation, Names, OutboxItem, Purpose, Store, StoreError,
 };
 use crate::address::{Address, AddressKey};
 use crate::retention::{self, ForgetReport, ForgottenInvitation, PurgeReport};
@@ -105,11 +105,12 @@ impl Store {
         id: Option<u64>,
         address: &Address,
     ) -> Result<QueuedFor, StoreError> {
+        let names = &self.names;
         let mut items = Vec::new();
         let mut mentioned = Vec::new();
         for kv in self.outbox.iter() {
             let (_, v) = kv?;
-            let item: OutboxItem = decode(&v, "outbox item")?;
+            let item: OutboxItem = decode(&v, "outbox item", names)?;
             let to_them = item
                 .to
                 .iter()
@@ -152,7 +153,7 @@ impl Store {
                 let trees = (&self.outbox, &self.recipients);
                 let (dropped, was_held) = trees
                     .transaction(|(out, rcp)| {
-                        let dropped: Vec<_> = take_queued(out, &items)?
+                        let dropped: Vec<_> = take_queued(out, &items, &self.names)?
                             .into_iter()
                             .map(dropped_entry)
                             .collect();
@@ -173,9 +174,10 @@ impl Store {
     /// Outbox items that carry an invitee's address, by invitation.
     fn queued_by_invitation(&self) -> Result<HashMap<u64, Vec<(u64, Purpose)>>, StoreError> {
         let mut out: HashMap<u64, Vec<(u64, Purpose)>> = HashMap::new();
+        let names = &self.names;
         for kv in self.outbox.iter() {
             let (_, v) = kv?;
-            let item: OutboxItem = decode(&v, "outbox item")?;
+            let item: OutboxItem = decode(&v, "outbox item", names)?;
             if let Some(inv) = retention::carried_invitation(&item) {
                 out.entry(inv).or_default().push((item.id, item.purpose));
             }
@@ -192,6 +194,7 @@ impl Store {
         dropped_reason: &str,
         disable_link: bool,
     ) -> Result<Option<Erasure>, StoreError> {
+        let names = &self.names;
         let trees = (
             &self.invitations,
             &self.outbox,
@@ -204,7 +207,7 @@ impl Store {
                 let Some(v) = inv.get(key)? else {
                     return Ok(None);
                 };
-                let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                let mut invitation: Invitation = tx_decode(&v, "invitation", names)?;
                 let had_address = invitation.address.is_some();
                 let had_nonce = invitation.token_nonce.is_some();
                 let mut changed = retention::erase(&mut invitation);
@@ -212,7 +215,7 @@ impl Store {
                     erased: changed,
                     ..Default::default()
                 };
-                for item in take_queued(out, items)? {
+                for item in take_queued(out, items, names)? {
                     match item.purpose {
                         Purpose::Invitation { .. } => {
                             e.dropped_invitations += 1;
@@ -234,7 +237,7 @@ impl Store {
                 let link_disabled = disable_link
                     && tombstone_link(tok, &invitation.token_hash, id, super::FORGOTTEN)?;
                 if changed {
-                    inv.insert(&key, encode(&invitation))?;
+                    inv.insert(&key, encode(&invitation, names))?;
                 }
                 e.invitation = ForgottenInvitation {
                     id,
@@ -256,11 +259,12 @@ impl Store {
 pub(super) fn take_queued(
     out: &TransactionalTree,
     items: &[(u64, Purpose)],
+    names: &Names,
 ) -> Result<Vec<OutboxItem>, TxError> {
     let mut taken = Vec::new();
     for (oid, _) in items {
         if let Some(v) = out.remove(&oid.to_be_bytes())? {
-            taken.push(tx_decode(&v, "outbox item")?);
+            taken.push(tx_decode(&v, "outbox item", names)?);
         }
     }
     Ok(taken)
@@ -273,18 +277,19 @@ pub(super) fn dropped_entry(item: OutboxItem) -> (String, String) {
 
 /// Points the link `hash` of invitation `id` at `marker` (`FORGOTTEN` or
 /// `WITHDRAWN`), so it shows that page; false when the link is not (or no
-/// longer) that invitation's.
+/// longer) that invitation's (`hash` is the invitation's token hash).
 pub(super) fn tombstone_link(
     tok: &TransactionalTree,
     hash: &TokenHash,
     id: u64,
     marker: u64,
 ) -> Result<bool, TxError> {
-    let Some(owner) = tok.get(hash.0)? else {
-        return Ok(false);
-    };
-    if tx_u64_from(&owner, "tokens", "a link")? != id {
-        return Ok(false);
+    // No entry: a link that carries its id (schema 2), whose tombstone is
+    // the only entry it gets.
+    if let Some(owner) = tok.get(hash.0)? {
+        if tx_u64_from(&owner, "tokens", "a link")? != id {
+            return Ok(false);
+        }
     }
     tok.insert(&hash.0, &marker.to_be_bytes())?;
     Ok(true)
@@ -432,7 +437,7 @@ pub(super) mod tests {
         assert_eq!(get("failed"), Some(2), "so that nothing shows as waiting");
         // The link still finds its invitation (answers may come until answers_until).
         assert!(store
-            .invitation_by_token(&after[1].token_hash)
+            .invitation_by_token(after[1].link_key())
             .unwrap()
             .is_some());
 
@@ -525,7 +530,7 @@ pub(super) mod tests {
         assert_eq!((after.address.as_ref(), after.token_nonce), (None, None));
         assert!(
             store
-                .invitation_by_token(&a_inv.token_hash)
+                .invitation_by_token(a_inv.link_key())
                 .unwrap()
                 .is_none(),
             "the link is dead"

@@ -12,7 +12,7 @@ use super::withdraw::{note_counted, tx_is_withdrawn};
 use super::{
     bump, counter, counter_key, decode, encode, outbox_item, tx_decode, tx_u64_from, CommitView,
     Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark, IngestUnit, Invitation,
-    InviteOutcome, Outgoing, Purpose, Store, StoreError, TxResult,
+    InviteOutcome, Names, Outgoing, Purpose, Store, StoreError, TxResult,
 };
 use crate::address::AddressKey;
 
@@ -21,14 +21,14 @@ impl Store {
     pub fn ingest_mark(&self, source: &str) -> Result<Option<IngestMark>, StoreError> {
         self.ingest
             .get(format!("mark:{source}"))?
-            .map(|v| decode(&v, "ingest mark"))
+            .map(|v| decode(&v, "ingest mark", &self.names))
             .transpose()
     }
 
     /// Resets a source's mark (UIDVALIDITY changed).
     pub fn set_ingest_mark(&self, source: &str, mark: IngestMark) -> Result<(), StoreError> {
         self.ingest
-            .insert(format!("mark:{source}"), encode(&mark))?;
+            .insert(format!("mark:{source}"), encode(&mark, &self.names))?;
         Ok(())
     }
 
@@ -67,8 +67,25 @@ impl Store {
             &self.withdrawn,
             &self.counted,
         );
+        // The names the new invitations use, before the transaction (record.rs).
+        for (unit, _) in units {
+            if unit.invitations.is_empty() {
+                continue;
+            }
+            self.names.intern(&unit.region)?;
+            if let Some(c) = &unit.consultant {
+                self.names.intern(c.as_str())?;
+            }
+            for new in &unit.invitations {
+                if let Some((_, domain)) = new.outgoing.message_id.split_once('@') {
+                    self.names.intern(domain)?;
+                }
+            }
+        }
+        let names = &*self.names;
         let result = trees.transaction(|(inv, rcp, tok, out, ing, cnt, mid, wd, ctd)| {
             let t = IngestTrees {
+                names,
                 inv,
                 rcp,
                 tok,
@@ -99,6 +116,7 @@ pub type Responder<'a> = &'a dyn Fn(&CommitView) -> Option<(Purpose, Outgoing)>;
 
 /// The trees an ingest transaction writes.
 struct IngestTrees<'a> {
+    names: &'a Names,
     inv: &'a TransactionalTree,
     rcp: &'a TransactionalTree,
     tok: &'a TransactionalTree,
@@ -119,6 +137,7 @@ fn ingest_one(
     respond: Responder<'_>,
 ) -> TxResult<Committed> {
     let IngestTrees {
+        names,
         inv,
         rcp,
         tok,
@@ -138,7 +157,7 @@ fn ingest_one(
         ing.insert(key, &[])?;
     }
     if let Some((source, mark)) = &unit.mark {
-        ing.insert(format!("mark:{source}").as_bytes(), encode(mark))?;
+        ing.insert(format!("mark:{source}").as_bytes(), encode(mark, names))?;
     }
     for (region, name) in &unit.counters {
         bump(cnt, &counter_key(region, name), 1)?;
@@ -151,7 +170,7 @@ fn ingest_one(
         }) {
             let outbox_id = out.generate_id()?;
             let item = outbox_item(outbox_id, purpose, &msg);
-            out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+            out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
         }
         return Ok(Committed::Effect(outcome));
     }
@@ -179,6 +198,15 @@ fn ingest_one(
         used_today += 1;
         let id = inv.generate_id()?;
         let outbox_id = out.generate_id()?;
+        // The Message-ID carries the id (message_id.rs): found without an
+        // index. One of another shape (never canvass' own) is indexed.
+        let carried = crate::message_id::of_invitation(&new.outgoing.message_id, id);
+        let outgoing = Outgoing {
+            message_id: carried
+                .clone()
+                .unwrap_or_else(|| new.outgoing.message_id.clone()),
+            ..new.outgoing.clone()
+        };
         let invitation = Invitation {
             id,
             address_key: new.address_key,
@@ -191,7 +219,7 @@ fn ingest_one(
             created_at: unit.created_at,
             token_hash: new.token_hash,
             token_nonce: new.token_nonce,
-            message_id: new.outgoing.message_id.clone(),
+            message_id: outgoing.message_id.clone(),
             delivery: Delivery::Queued,
             answered: false,
             opted_out: false,
@@ -199,21 +227,28 @@ fn ingest_one(
             reminders: 0,
             last_reminder_at: None,
         };
-        inv.insert(&id.to_be_bytes(), encode(&invitation))?;
+        inv.insert(&id.to_be_bytes(), encode(&invitation, names))?;
         rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
-        tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
-        mid.insert(new.outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
+        // The link carries the invitation's id (`Token::for_invitation`):
+        // no index. An invitation without a nonce, whose link canvass cannot
+        // write again (tests and tools hand its token out), keeps the index.
+        if new.token_nonce.is_none() {
+            tok.insert(&new.token_hash.0, &id.to_be_bytes())?;
+        }
+        if carried.is_none() {
+            mid.insert(outgoing.message_id.as_bytes(), &id.to_be_bytes())?;
+        }
         let item = outbox_item(
             outbox_id,
             Purpose::Invitation { invitation_id: id },
-            &new.outgoing,
+            &outgoing,
         );
-        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
         bump(cnt, &counter_key(&unit.region, counter::INVITED), 1)?;
         let week = counter::invited_week(unit.received_at.unwrap_or(invitation.created_at));
         bump(cnt, &counter_key(&unit.region, &week), 1)?;
         if week != counter::invited_week(invitation.created_at) {
-            note_counted(ctd, id, &week)?;
+            note_counted(ctd, id, &week, names)?;
         }
         outcomes.push(InviteOutcome::Invited(new.address.clone()));
     }
@@ -233,7 +268,7 @@ fn ingest_one(
     }) {
         let outbox_id = out.generate_id()?;
         let item = outbox_item(outbox_id, purpose, &reply);
-        out.insert(&outbox_id.to_be_bytes(), encode(&item))?;
+        out.insert(&outbox_id.to_be_bytes(), encode(&item, names))?;
     }
     Ok(Committed::Done(outcomes))
 }
@@ -246,6 +281,7 @@ fn match_invitation(
     inv: &TransactionalTree,
     rcp: &TransactionalTree,
     mid: &TransactionalTree,
+    names: &Names,
 ) -> TxResult<Option<(u64, Invitation)>> {
     let mut id = match key {
         Some(k) => match rcp.get(k.0)? {
@@ -256,6 +292,10 @@ fn match_invitation(
     };
     if id.is_none() {
         for m in message_ids {
+            if let Some(found) = by_message_id(m, inv, names)? {
+                return Ok(Some(found));
+            }
+            // A Message-ID of schema 1: the legacy index.
             if let Some(v) = mid.get(m.as_bytes())? {
                 id = Some(tx_u64_from(&v, "msgids", "a Message-ID")?);
                 break;
@@ -264,9 +304,29 @@ fn match_invitation(
     }
     let Some(id) = id else { return Ok(None) };
     match inv.get(id.to_be_bytes())? {
-        Some(v) => Ok(Some((id, tx_decode(&v, "invitation")?))),
+        Some(v) => Ok(Some((id, tx_decode(&v, "invitation", names)?))),
         None => Ok(None),
     }
+}
+
+/// The invitation a Message-ID carrying its id names (message_id.rs): only
+/// when the whole Message-ID is the invitation's (or one of its reminders'),
+/// random part included.
+fn by_message_id(
+    m: &str,
+    inv: &TransactionalTree,
+    names: &Names,
+) -> TxResult<Option<(u64, Invitation)>> {
+    let Some(named) = crate::message_id::named(m) else {
+        return Ok(None);
+    };
+    let Some(v) = inv.get(named.invitation_id.to_be_bytes())? else {
+        return Ok(None);
+    };
+    let i: Invitation = tx_decode(&v, "invitation", names)?;
+    let own = crate::message_id::of_invitation(&i.message_id, i.id);
+    let same = own.is_some_and(|o| o.eq_ignore_ascii_case(&named.invitation_message_id));
+    Ok((same && named.reminder <= i.reminders).then_some((i.id, i)))
 }
 
 /// A bounce, opt-out, complaint or reply matched to its invitation. A
@@ -277,6 +337,7 @@ fn apply_effect(
     t: &IngestTrees<'_>,
 ) -> TxResult<(EffectOutcome, Option<Invitation>)> {
     let IngestTrees {
+        names,
         inv,
         rcp,
         cnt,
@@ -296,10 +357,10 @@ fn apply_effect(
         } => {
             if *by_address {
                 for (key, failure) in recipients {
-                    match match_invitation(key.as_ref(), &[], inv, rcp, mid)? {
+                    match match_invitation(key.as_ref(), &[], inv, rcp, mid, names)? {
                         Some((id, mut i)) => {
-                            if live(id)? && mark_failed(id, &mut i, *failure, cnt, ctd)? {
-                                inv.insert(&id.to_be_bytes(), encode(&i))?;
+                            if live(id)? && mark_failed(id, &mut i, *failure, cnt, ctd, names)? {
+                                inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                                 outcome.marked += 1;
                             }
                             last = Some(i);
@@ -320,7 +381,7 @@ fn apply_effect(
                 let mut done = Vec::new();
                 for m in message_ids {
                     let Some((id, mut i)) =
-                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid)?
+                        match_invitation(None, std::slice::from_ref(m), inv, rcp, mid, names)?
                     else {
                         outcome.unmatched += 1;
                         continue;
@@ -334,8 +395,8 @@ fn apply_effect(
                         .find(|(k, _)| k.as_ref() == Some(&i.address_key))
                         .map(|(_, f)| *f);
                     if let (Some(failure), true) = (named.or(worst), live(id)?) {
-                        if mark_failed(id, &mut i, failure, cnt, ctd)? {
-                            inv.insert(&id.to_be_bytes(), encode(&i))?;
+                        if mark_failed(id, &mut i, failure, cnt, ctd, names)? {
+                            inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                             outcome.marked += 1;
                         }
                     }
@@ -347,11 +408,11 @@ fn apply_effect(
             // Proven by the Message-ID it answers: that invitation, whatever
             // the From says; else by an authenticated From: that address's.
             let key = message_ids.is_empty().then_some(from);
-            match match_invitation(key, message_ids, inv, rcp, mid)? {
+            match match_invitation(key, message_ids, inv, rcp, mid, names)? {
                 Some((id, mut i)) => {
                     if !i.opted_out && live(id)? {
                         i.opted_out = true;
-                        inv.insert(&id.to_be_bytes(), encode(&i))?;
+                        inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                         bump(cnt, &counter_key(&i.region, counter::OPTED_OUT), 1)?;
                         outcome.marked += 1;
                     }
@@ -375,7 +436,7 @@ fn apply_effect(
             };
             let mut done = Vec::new();
             for (key, ids) in proofs {
-                let Some((id, mut i)) = match_invitation(key, ids, inv, rcp, mid)? else {
+                let Some((id, mut i)) = match_invitation(key, ids, inv, rcp, mid, names)? else {
                     continue;
                 };
                 if done.contains(&id) {
@@ -384,9 +445,9 @@ fn apply_effect(
                 done.push(id);
                 if !i.opted_out && live(id)? {
                     i.opted_out = true;
-                    inv.insert(&id.to_be_bytes(), encode(&i))?;
+                    inv.insert(&id.to_be_bytes(), encode(&i, names))?;
                     bump(cnt, &counter_key(&i.region, counter::COMPLAINED), 1)?;
-                    note_counted(ctd, id, counter::COMPLAINED)?;
+                    note_counted(ctd, id, counter::COMPLAINED, names)?;
                     outcome.marked += 1;
                 }
                 last = Some(i);
@@ -397,9 +458,9 @@ fn apply_effect(
         }
         Effect::Reply { from, message_ids } => {
             // A reply is about the message it answers: Message-ID first.
-            let found = match match_invitation(None, message_ids, inv, rcp, mid)? {
+            let found = match match_invitation(None, message_ids, inv, rcp, mid, names)? {
                 Some(f) => Some(f),
-                None => match_invitation(Some(from), &[], inv, rcp, mid)?,
+                None => match_invitation(Some(from), &[], inv, rcp, mid, names)?,
             };
             match found {
                 Some((_, i)) => last = Some(i),
@@ -419,6 +480,7 @@ fn mark_failed(
     failure: Failure,
     cnt: &TransactionalTree,
     ctd: &TransactionalTree,
+    names: &Names,
 ) -> TxResult<bool> {
     let name = match failure {
         Failure::Permanent => counter::BOUNCED,
@@ -431,7 +493,7 @@ fn mark_failed(
     i.bounced = true;
     bump(cnt, &counter_key(&i.region, name), 1)?;
     if name == counter::EXPIRED {
-        note_counted(ctd, id, name)?;
+        note_counted(ctd, id, name, names)?;
     }
     Ok(true)
 }

@@ -25,14 +25,14 @@ impl Store {
         Ok(self
             .jobs
             .get(name)?
-            .map(|v| decode(&v, "job state"))
+            .map(|v| decode(&v, "job state", &self.names))
             .transpose()?
             .unwrap_or_default())
     }
 
     /// Records a completed slot; flushed, so a crash after this never repeats it.
     pub async fn set_job_state(&self, name: &str, state: &JobState) -> Result<(), StoreError> {
-        self.jobs.insert(name, encode(state))?;
+        self.jobs.insert(name, encode(state, &self.names))?;
         self.flush().await
     }
 
@@ -52,13 +52,14 @@ impl Store {
             &self.counters,
             &self.msgids,
         );
+        let names = &self.names;
         trees
             .transaction(|(inv, out, cnt, mid)| {
                 let key = invitation_id.to_be_bytes();
                 let Some(v) = inv.get(key)? else {
                     return Ok(false);
                 };
-                let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                let mut invitation: Invitation = tx_decode(&v, "invitation", names)?;
                 if invitation.answered
                     || invitation.opted_out
                     || invitation.bounced
@@ -68,11 +69,17 @@ impl Store {
                 }
                 invitation.reminders += 1;
                 invitation.last_reminder_at = Some(now);
-                inv.insert(&key, encode(&invitation))?;
+                inv.insert(&key, encode(&invitation, names))?;
                 let id = out.generate_id()?;
                 let item = outbox_item(id, Purpose::Reminder { invitation_id }, outgoing);
-                out.insert(&id.to_be_bytes(), encode(&item))?;
-                mid.insert(outgoing.message_id.as_bytes(), &key)?;
+                out.insert(&id.to_be_bytes(), encode(&item, names))?;
+                // A reminder's Message-ID carries the invitation's id and
+                // its number (message_id.rs); one of another shape is indexed.
+                let carried = crate::message_id::named(&outgoing.message_id)
+                    .is_some_and(|n| n.invitation_id == invitation_id && n.reminder > 0);
+                if !carried {
+                    mid.insert(outgoing.message_id.as_bytes(), &key)?;
+                }
                 bump(cnt, &counter_key(&invitation.region, counter::REMINDED), 1)?;
                 Ok(true)
             })

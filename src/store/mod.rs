@@ -2,45 +2,57 @@
 //! rest of canvass sees plain records and a handful of operations, each of which
 //! is one transaction when it touches more than one tree.
 //!
-//! Trees:
+//! Trees (schema 2):
 //! - `invitations`: id (u64 BE) → [`Invitation`]
 //! - `recipients`: HMAC of the address → invitation id (nobody invited twice),
 //!   or `erase::FORGOTTEN_ONLY` for someone forgotten who was never invited
-//! - `tokens`: SHA-256 of the token → invitation id, or a tombstone
-//!   (`FORGOTTEN`, `WITHDRAWN`) once the link was disabled
+//! - `tokens`: SHA-256 of the token → a tombstone (`FORGOTTEN`, `WITHDRAWN`)
+//!   once the link was disabled; for links without the invitation's id (of
+//!   schema 1, or of an invitation without a nonce), → invitation id. A link
+//!   carries its invitation's id (`Token::for_invitation`) and is opened by
+//!   loading that invitation and comparing the token's hash ([`Store::link`])
 //! - `outbox`: id (u64 BE) → [`OutboxItem`] (queued before sending, removed once accepted)
 //! - `ingest`: `mark:<source>` → [`IngestMark`], `seen:<hash>` → () (nothing processed twice)
 //! - `counters`: `<region>\0<name>` → u64 BE (status without scanning)
-//! - `msgids`: canvass Message-ID → invitation id
+//! - `msgids`: legacy index, Message-ID → invitation id, for Message-IDs that
+//!   do not carry their invitation's id (schema 1's, and any not of canvass'
+//!   shape); an invitation's or reminder's Message-ID carries the id
+//!   (`crate::message_id`) and is matched by loading that invitation
 //! - `jobs`: job name → [`JobState`] (scheduled jobs' last completed slot)
 //! - `responses`: random 128-bit key → [`StoredResponse`] (no link to the invitation)
 //! - `withdrawn`: invitation id → why and when it was withdrawn (`withdraw.rs`)
 //! - `counted`: invitation id → the counters it is in that its record does not
 //!   tell (its week of receipt, `expired`, `complained`), for `withdraw.rs`
+//! - `names`: u32 (BE) → a region, consultant, survey id or answer code,
+//!   which records hold as that number (`record.rs`)
 //! - `meta`: `schema` → the schema version of the whole store (`schema.rs`)
 //!
 //! Every stored value starts with a one-byte record version; a store written by
-//! a newer canvass is refused at open, never misread.
+//! a newer canvass is refused at open, never misread. Records are stored in
+//! compact forms of their own (times as integers, names as numbers,
+//! variable-length integers: `record.rs`), not as the structs below.
 //!
-//! What lives where: this file holds the records, their encoding and the
-//! links (token → invitation); `open.rs` opening the store; `ingest.rs` the
+//! What lives where: this file holds the records (the public forms) and the
+//! links (link → invitation); `open.rs` opening the store; `ingest.rs` the
 //! ingest commit and effects; `outbox.rs` the outbox's operations;
 //! `counter.rs` the counters; `flush.rs` the group flush;
 //! `jobs.rs` scheduled jobs' state and reminders; `responses.rs` anonymous
 //! answers; `optout.rs` the one-click opt-out; `erase.rs` the retention purge
 //! and `forget` (and the erase steps `withdraw.rs` shares); `withdraw.rs`
 //! withdrawing a mistaken invitation; `backup.rs` backup and restore;
-//! `schema.rs` schema migrations; `test_support.rs` probes for unit tests.
+//! `schema.rs` schema migrations; `record.rs` the stored form of records
+//! and the `names` dictionary; `v1.rs` schema 1 and its migration;
+//! `test_support.rs` probes for unit tests.
 
 use chrono::{DateTime, Utc};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::address::{Address, AddressKey};
-use crate::token::{TokenHash, TokenNonce};
+use crate::token::{LinkKey, TokenHash, TokenNonce};
 
 /// The layout version this canvass writes and reads.
-pub const SCHEMA_VERSION: u8 = 1;
+pub const SCHEMA_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,34 +98,8 @@ impl From<TransactionError<StoreError>> for StoreError {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_VERSION];
-    // Our records are plain structs without maps keyed by non-strings or
-    // custom serializers: bincode cannot fail on them.
-    out.extend(bincode::serialize(v).expect("encoding a store record: a bug"));
-    out
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    match bytes.split_first() {
-        Some((&SCHEMA_VERSION, rest)) => {
-            bincode::deserialize(rest).map_err(|e| StoreError::Corrupt {
-                what: format!("{what}: {e}"),
-            })
-        }
-        Some((v, _)) => Err(StoreError::Corrupt {
-            what: format!(
-                "{what}: record version {v}, this canvass reads version {SCHEMA_VERSION}"
-            ),
-        }),
-        None => Err(StoreError::Corrupt {
-            what: format!("{what}: empty record"),
-        }),
-    }
-}
-
-fn tx_decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
-    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+fn tx_decode<T: Record>(bytes: &[u8], what: &str, names: &Names) -> TxResult<T> {
+    decode(bytes, what, names).map_err(ConflictableTransactionError::Abort)
 }
 
 /// Where an invitation stands with the mail server.
@@ -153,6 +139,16 @@ pub struct Invitation {
     /// Reminders queued so far.
     pub reminders: u32,
     pub last_reminder_at: Option<DateTime<Utc>>,
+}
+
+impl Invitation {
+    /// What its link is looked up by (the link carries the id).
+    pub fn link_key(&self) -> LinkKey {
+        LinkKey {
+            hash: self.token_hash,
+            invitation: Some(self.id),
+        }
+    }
 }
 
 /// A message waiting to be sent.
@@ -364,8 +360,10 @@ mod jobs;
 mod open;
 mod optout;
 mod outbox;
+mod record;
 mod responses;
 pub mod schema;
+mod v1;
 mod withdraw;
 use counter::{bump, counter_key};
 pub use ingest::Responder;
@@ -373,6 +371,7 @@ pub use jobs::JobState;
 use open::open_db;
 pub use optout::OptOutOutcome;
 use outbox::outbox_item;
+use record::{decode, encode, Names, Record};
 pub use responses::{StoredResponse, SubmitOutcome};
 pub use withdraw::{WithdrawOutcome, Withdrawal};
 
@@ -388,12 +387,15 @@ pub struct Store {
     counters: sled::Tree,
     responses: sled::Tree,
     jobs: sled::Tree,
-    /// canvass Message-ID → invitation id (bounces and replies are matched on it).
+    /// Legacy: Message-ID → invitation id for Message-IDs that do not carry
+    /// the id (schema 1's); bounces and replies are matched on it too.
     msgids: sled::Tree,
     /// Withdrawn invitations (withdraw.rs).
     withdrawn: sled::Tree,
     /// Counters an invitation is in that its record does not tell (withdraw.rs).
     counted: sled::Tree,
+    /// The `names` tree in memory (record.rs).
+    names: std::sync::Arc<Names>,
     /// Group commit for [`Store::flush`] (flush.rs).
     flush_gate: std::sync::Arc<flush::FlushGate>,
 }
@@ -450,16 +452,36 @@ impl Store {
         Ok(())
     }
 
-    pub fn invitation_by_token(&self, hash: &TokenHash) -> Result<Option<Invitation>, StoreError> {
-        match self.link(hash)? {
+    pub fn invitation_by_token(
+        &self,
+        key: impl Into<LinkKey>,
+    ) -> Result<Option<Invitation>, StoreError> {
+        match self.link(key)? {
             Link::Invitation(i) => Ok(Some(*i)),
             Link::Forgotten | Link::Withdrawn | Link::Unknown => Ok(None),
         }
     }
 
     /// What a personal link leads to.
-    pub fn link(&self, hash: &TokenHash) -> Result<Link, StoreError> {
-        let Some(id) = self.tokens.get(hash.0)? else {
+    /// A link carrying its invitation's id (schema 2) is that invitation
+    /// when the token's hash is the invitation's, unless a tombstone in
+    /// `tokens` disabled it; one without (schema 1) is looked up in `tokens`.
+    pub fn link(&self, key: impl Into<LinkKey>) -> Result<Link, StoreError> {
+        let key = key.into();
+        if let Some(id) = key.invitation {
+            let Some(i) = self.invitation(id)?.filter(|i| i.token_hash == key.hash) else {
+                return Ok(Link::Unknown);
+            };
+            return Ok(match self.tokens.get(key.hash.0)? {
+                Some(v) => match u64_from(&v, "tokens", "a link")? {
+                    FORGOTTEN => Link::Forgotten,
+                    WITHDRAWN => Link::Withdrawn,
+                    _ => Link::Invitation(Box::new(i)),
+                },
+                None => Link::Invitation(Box::new(i)),
+            });
+        }
+        let Some(id) = self.tokens.get(key.hash.0)? else {
             return Ok(Link::Unknown);
         };
         match u64_from(&id, "tokens", "a link")? {
@@ -474,7 +496,7 @@ impl Store {
     pub fn invitation(&self, id: u64) -> Result<Option<Invitation>, StoreError> {
         self.invitations
             .get(id.to_be_bytes())?
-            .map(|v| decode(&v, "invitation"))
+            .map(|v| decode(&v, "invitation", &self.names))
             .transpose()
     }
 
@@ -492,7 +514,7 @@ impl Store {
     pub fn invitations(&self) -> impl Iterator<Item = Result<Invitation, StoreError>> + '_ {
         self.invitations.iter().map(|kv| {
             let (_, v) = kv?;
-            decode(&v, "invitation")
+            decode(&v, "invitation", &self.names)
         })
     }
 
@@ -507,18 +529,25 @@ impl Store {
 fn tx_invitation_by_token(
     tok: &TransactionalTree,
     inv: &TransactionalTree,
-    token: &TokenHash,
+    key: &LinkKey,
+    names: &Names,
 ) -> TxResult<Option<(sled::IVec, Invitation)>> {
-    let Some(id) = tok.get(token.0)? else {
-        return Ok(None);
+    let entry = tok.get(key.hash.0)?;
+    let id = match (key.invitation, entry) {
+        (_, Some(e)) if matches!(tx_u64_from(&e, "tokens", "a link")?, FORGOTTEN | WITHDRAWN) => {
+            return Ok(None)
+        }
+        (Some(id), _) => sled::IVec::from(&id.to_be_bytes()),
+        (None, Some(id)) => id,
+        (None, None) => return Ok(None),
     };
-    if matches!(tx_u64_from(&id, "tokens", "a link")?, FORGOTTEN | WITHDRAWN) {
-        return Ok(None);
-    }
     let Some(v) = inv.get(&id)? else {
         return Ok(None);
     };
-    Ok(Some((id, tx_decode(&v, "invitation")?)))
+    let i: Invitation = tx_decode(&v, "invitation", names)?;
+    // A link carrying an id is that invitation's only with its token.
+    let theirs = key.invitation.is_none() || i.token_hash == key.hash;
+    Ok(theirs.then_some((id, i)))
 }
 
 #[cfg(test)]
@@ -738,6 +767,125 @@ mod tests {
         assert_eq!(bounced, ["a@x.dk", "c@x.dk", "d@x.dk"]);
         assert_eq!(counter_of(&store, counter::BOUNCED), 2);
         assert_eq!(counter_of(&store, counter::EXPIRED), 1);
+    }
+
+    /// A Message-ID of canvass' shape carries the invitation's id: no
+    /// `msgids` entry is written, and only the whole Message-ID (random part
+    /// included), or one of its reminders', leads to the invitation.
+    #[test]
+    fn a_message_id_carries_its_invitation_and_proves_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let mut u = unit(&key, &["a@x.dk", "b@x.dk"], 1);
+        for (n, i) in u.invitations.iter_mut().enumerate() {
+            i.outgoing.message_id = format!("canvass.{n:024x}@siri.dk");
+        }
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        assert_eq!(store.msgids.len(), 0);
+        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let (due, _) = store.outbox_due(Utc::now(), 10).unwrap();
+        for (i, item) in invs.iter().zip(&due) {
+            assert_eq!(
+                crate::message_id::named(&i.message_id).map(|n| n.invitation_id),
+                Some(i.id)
+            );
+            assert_eq!(item.message_id, i.message_id, "queued under the same");
+        }
+        let complain = |m: &str, seen: u8| {
+            effect(
+                &store,
+                Effect::Complaint {
+                    message_ids: vec![m.to_string()],
+                },
+                seen,
+            )
+            .marked
+        };
+        // b's id with a guessed random part: nothing.
+        let forged = crate::message_id::of_invitation(
+            "canvass.ffffffffffffffffffffffff@siri.dk",
+            invs[1].id,
+        )
+        .unwrap();
+        assert_eq!(complain(&forged, 2), 0);
+        // a's first reminder before any was queued: nothing.
+        let reminder = crate::message_id::of_reminder(&invs[0].message_id, 1).unwrap();
+        assert_eq!(complain(&reminder, 3), 0);
+        let outgoing = Outgoing {
+            from: "s@siri.dk".into(),
+            to: vec!["a@x.dk".into()],
+            message_id: reminder.clone(),
+            raw: b"Subject: husk\r\n\r\n".to_vec(),
+            not_before: Utc::now(),
+        };
+        assert!(store
+            .queue_reminder(invs[0].id, &outgoing, 1, Utc::now())
+            .unwrap());
+        assert_eq!(store.msgids.len(), 0);
+        assert_eq!(complain(&reminder, 4), 1);
+        // b's own, its domain in any case: b.
+        assert_eq!(
+            complain(&invs[1].message_id.replace("siri.dk", "SIRI.dk"), 6),
+            1
+        );
+        let out: Vec<bool> = store.invitations().map(|i| i.unwrap().opted_out).collect();
+        assert_eq!(out, [true, true]);
+    }
+
+    /// A link carrying its invitation's id needs no `tokens` entry; it
+    /// opens that invitation only with its own token, and forget / withdraw
+    /// still disable it.
+    #[tokio::test]
+    async fn a_link_carries_its_invitation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let nonce = TokenNonce::generate();
+        let token = Token::derive(&key, &nonce);
+        let mut u = unit(&key, &["a@x.dk", "b@x.dk", "c@x.dk"], 1);
+        for i in &mut u.invitations {
+            i.token_nonce = Some(TokenNonce::generate());
+        }
+        u.invitations[0].token_hash = token.hash();
+        u.invitations[0].token_nonce = Some(nonce);
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        assert_eq!(store.tokens.len(), 0);
+        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let link = token.for_invitation(invs[0].id);
+        assert!(matches!(store.link(&link).unwrap(), Link::Invitation(i) if i.id == invs[0].id));
+        // Without the id, or with another invitation's: unknown.
+        assert_eq!(store.link(&token).unwrap(), Link::Unknown);
+        let elsewhere = token.for_invitation(invs[1].id);
+        assert_eq!(store.link(&elsewhere).unwrap(), Link::Unknown);
+        assert_eq!(
+            store
+                .submit_response(&elsewhere, responses::tests::response(), false)
+                .await
+                .unwrap(),
+            SubmitOutcome::UnknownToken
+        );
+        assert_eq!(
+            store.opt_out_by_token(&elsewhere).await.unwrap(),
+            OptOutOutcome::Unknown
+        );
+        assert_eq!(
+            store
+                .submit_response(&link, responses::tests::response(), false)
+                .await
+                .unwrap(),
+            SubmitOutcome::Stored
+        );
+        // Forgotten and withdrawn: their pages, through a tombstone entry.
+        let b = parse("b@x.dk").unwrap();
+        store.forget(&key.key_of(&b), &b).unwrap();
+        assert_eq!(store.link(invs[1].link_key()).unwrap(), Link::Forgotten);
+        let c = parse("c@x.dk").unwrap();
+        store
+            .withdraw(&key.key_of(&c), &c, "by mistake", Utc::now())
+            .unwrap();
+        assert_eq!(store.link(invs[2].link_key()).unwrap(), Link::Withdrawn);
+        assert_eq!(store.tokens.len(), 2);
     }
 
     #[test]

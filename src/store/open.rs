@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{schema, Store, StoreError, SCHEMA_VERSION};
+use super::{schema, Names, Store, StoreError, SCHEMA_VERSION};
 
 /// sled's page cache: what the daemon reads is the counters, the recent
 /// invitations and the outbox; the rest of a large store stays on disk
@@ -97,6 +97,7 @@ impl Store {
             responses: db.open_tree("responses")?,
             jobs: db.open_tree("jobs")?,
             msgids: db.open_tree("msgids")?,
+            names: std::sync::Arc::new(Names::load(&db)?),
             withdrawn: db.open_tree(super::withdraw::TREE)?,
             counted: db.open_tree(super::withdraw::COUNTED_TREE)?,
             flush_gate: Default::default(),

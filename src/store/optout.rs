@@ -6,7 +6,7 @@
 use sled::Transactional;
 
 use super::{bump, counter, counter_key, encode, tx_invitation_by_token, Store, StoreError};
-use crate::token::TokenHash;
+use crate::token::LinkKey;
 
 /// What a one-click opt-out did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,17 +21,22 @@ pub enum OptOutOutcome {
 impl Store {
     /// Marks the invitation behind `token` opted out, counted once per
     /// invitation, and flushes.
-    pub async fn opt_out_by_token(&self, token: &TokenHash) -> Result<OptOutOutcome, StoreError> {
+    pub async fn opt_out_by_token(
+        &self,
+        token: impl Into<LinkKey>,
+    ) -> Result<OptOutOutcome, StoreError> {
+        let token = token.into();
         let trees = (&self.tokens, &self.invitations, &self.counters);
         let outcome = trees.transaction(|(tok, inv, cnt)| {
-            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, &token, &self.names)?
+            else {
                 return Ok(OptOutOutcome::Unknown);
             };
             if invitation.opted_out {
                 return Ok(OptOutOutcome::AlreadyOptedOut);
             }
             invitation.opted_out = true;
-            inv.insert(&id, encode(&invitation))?;
+            inv.insert(&id, encode(&invitation, &self.names))?;
             bump(cnt, &counter_key(&invitation.region, counter::OPTED_OUT), 1)?;
             Ok(OptOutOutcome::OptedOut)
         })?;

@@ -16,7 +16,7 @@ impl Store {
         let id = self.db.generate_id()?;
         self.outbox.insert(
             id.to_be_bytes(),
-            encode(&outbox_item(id, purpose, outgoing)),
+            encode(&outbox_item(id, purpose, outgoing), &self.names),
         )?;
         Ok(id)
     }
@@ -30,9 +30,10 @@ impl Store {
     ) -> Result<(Vec<OutboxItem>, Option<DateTime<Utc>>), StoreError> {
         let mut due = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
+        let names = &self.names;
         for kv in self.outbox.iter() {
             let (_, v) = kv?;
-            let item: OutboxItem = decode(&v, "outbox item")?;
+            let item: OutboxItem = decode(&v, "outbox item", names)?;
             if item.next_attempt <= now {
                 if due.len() < limit {
                     due.push(item);
@@ -99,6 +100,7 @@ impl Store {
             return Ok(());
         }
         let trees = (&self.outbox, &self.invitations, &self.counters);
+        let names = &self.names;
         trees
             .transaction(|(out, inv, cnt)| {
                 for item in items {
@@ -111,9 +113,9 @@ impl Store {
                         let Some(v) = inv.get(ikey)? else {
                             continue;
                         };
-                        let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                        let mut invitation: Invitation = tx_decode(&v, "invitation", names)?;
                         invitation.delivery = delivery.clone();
-                        inv.insert(&ikey, encode(&invitation))?;
+                        inv.insert(&ikey, encode(&invitation, names))?;
                         bump(cnt, &counter_key(&invitation.region, name), 1)?;
                     }
                 }
@@ -137,9 +139,11 @@ impl Store {
         // Only if still queued (compare-and-swap against what was read).
         let current = self.outbox.get(key)?;
         if let Some(cur) = current {
-            let _ = self
-                .outbox
-                .compare_and_swap(key, Some(cur), Some(encode(&updated)))?;
+            let _ = self.outbox.compare_and_swap(
+                key,
+                Some(cur),
+                Some(encode(&updated, &self.names)),
+            )?;
         }
         Ok(())
     }

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::{
-    bump, counter, counter_key, decode, encode, tx_invitation_by_token, Store, StoreError,
+    bump, counter, counter_key, decode, encode, record, tx_invitation_by_token, Store, StoreError,
 };
 use crate::answer::Answers;
-use crate::token::TokenHash;
+use crate::token::LinkKey;
 
 /// An answer as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,10 +45,13 @@ impl Store {
     /// agency reports per region); otherwise the answer has none.
     pub async fn submit_response(
         &self,
-        token: &TokenHash,
+        token: impl Into<LinkKey>,
         response: StoredResponse,
         keep_region: bool,
     ) -> Result<SubmitOutcome, StoreError> {
+        let token = token.into();
+        let names = &self.names;
+        record::intern_response(&response, names)?;
         let mut key = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let trees = (
@@ -58,7 +61,8 @@ impl Store {
             &self.counters,
         );
         let outcome = trees.transaction(|(tok, inv, resp, cnt)| {
-            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, token)? else {
+            let Some((id, mut invitation)) = tx_invitation_by_token(tok, inv, &token, names)?
+            else {
                 return Ok(SubmitOutcome::UnknownToken);
             };
             if invitation.answered {
@@ -66,12 +70,12 @@ impl Store {
             }
             // An opt-out stops reminders; the person may still answer.
             invitation.answered = true;
-            inv.insert(&id, encode(&invitation))?;
+            inv.insert(&id, encode(&invitation, names))?;
             let stored = StoredResponse {
                 region: keep_region.then(|| invitation.region.clone()),
                 ..response.clone()
             };
-            resp.insert(&key, encode(&stored))?;
+            resp.insert(&key, encode(&stored, names))?;
             bump(cnt, &counter_key(&invitation.region, counter::ANSWERED), 1)?;
             Ok(SubmitOutcome::Stored)
         })?;
@@ -85,7 +89,7 @@ impl Store {
     pub fn responses(&self) -> impl Iterator<Item = Result<StoredResponse, StoreError>> + '_ {
         self.responses.iter().map(|kv| {
             let (_, v) = kv?;
-            decode(&v, "response")
+            decode(&v, "response", &self.names)
         })
     }
 
@@ -131,7 +135,7 @@ pub(super) mod tests {
         token
     }
 
-    fn response() -> StoredResponse {
+    pub(in crate::store) fn response() -> StoredResponse {
         let mut answers = Answers::new();
         answers.insert(
             "kommentarer".into(),

@@ -6,8 +6,8 @@
 
 use super::{StoreError, SCHEMA_VERSION};
 
-/// The oldest schema this canvass migrates from. While no migration exists it
-/// equals [`SCHEMA_VERSION`]: a store marked older is refused, never guessed at.
+/// The oldest schema this canvass migrates from: a store marked older is
+/// refused, never guessed at.
 pub const OLDEST_MIGRATABLE: u8 = 1;
 
 /// One step: turns a store of schema `n` into one of schema `n + 1` (rewrites
@@ -17,7 +17,10 @@ pub type Migration = fn(&sled::Db) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` migrates schema `OLDEST_MIGRATABLE + i` to the next one.
 /// To change the layout: bump [`SCHEMA_VERSION`], append the step here.
-pub const MIGRATIONS: &[Migration] = &[];
+///
+/// - 1 → 2 (`v1.rs`): compact records (times as integers, names as numbers
+///   through the `names` tree, variable-length integers).
+pub const MIGRATIONS: &[Migration] = &[super::v1::migrate];
 
 const _: () = assert!(
     MIGRATIONS.len() == (SCHEMA_VERSION - OLDEST_MIGRATABLE) as usize,

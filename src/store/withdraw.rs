@@ -26,7 +26,7 @@ use sled::Transactional;
 
 use super::erase::{dropped_entry, take_queued, tombstone_link};
 use super::{
-    bump, counter, counter_key, encode, tx_decode, tx_u64_from, Delivery, Invitation, Store,
+    bump, counter, counter_key, encode, tx_decode, tx_u64_from, Delivery, Invitation, Names, Store,
     StoreError, TxResult,
 };
 use crate::address::{Address, AddressKey};
@@ -40,22 +40,31 @@ pub(super) const COUNTED_TREE: &str = "counted";
 
 /// Notes, inside a transaction, that invitation `id` was counted in `name`
 /// (a counter its record does not tell).
-pub(super) fn note_counted(tx: &TransactionalTree, id: u64, name: &str) -> TxResult<()> {
-    let mut names = noted(tx, id)?;
+pub(super) fn note_counted(
+    tx: &TransactionalTree,
+    id: u64,
+    name: &str,
+    dictionary: &Names,
+) -> TxResult<()> {
+    let mut names = noted(tx, id, dictionary)?;
     if !names.iter().any(|n| n == name) {
         names.push(name.to_string());
-        tx.insert(&id.to_be_bytes(), encode(&names))?;
+        tx.insert(&id.to_be_bytes(), encode(&Counted(names), dictionary))?;
     }
     Ok(())
 }
 
 /// What [`note_counted`] noted for invitation `id`.
-fn noted(tx: &TransactionalTree, id: u64) -> TxResult<Vec<String>> {
+fn noted(tx: &TransactionalTree, id: u64, names: &Names) -> TxResult<Vec<String>> {
     match tx.get(id.to_be_bytes())? {
-        Some(v) => tx_decode(&v, "counted"),
+        Some(v) => Ok(tx_decode::<Counted>(&v, "counted", names)?.0),
         None => Ok(Vec::new()),
     }
 }
+
+/// The counters noted for one invitation, as stored (`record.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Counted(pub(super) Vec<String>);
 
 /// Whether invitation `id` was withdrawn, inside a transaction over the
 /// `withdrawn` tree.
@@ -65,9 +74,9 @@ pub(super) fn tx_is_withdrawn(tx: &TransactionalTree, id: u64) -> TxResult<bool>
 
 /// Why and when an invitation was withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct WithdrawnRecord {
-    reason: String,
-    at: DateTime<Utc>,
+pub(super) struct WithdrawnRecord {
+    pub(super) reason: String,
+    pub(super) at: DateTime<Utc>,
 }
 
 /// What `withdraw` did for one address.
@@ -166,6 +175,7 @@ impl Store {
             return Ok(WithdrawOutcome::NotInvited);
         };
         let (items, _) = self.queued_for(Some(id), address)?;
+        let names = &self.names;
         let trees = (
             &self.invitations,
             &self.outbox,
@@ -180,7 +190,7 @@ impl Store {
                 let Some(v) = inv.get(ikey)? else {
                     return Ok(WithdrawOutcome::NotInvited);
                 };
-                let mut invitation: Invitation = tx_decode(&v, "invitation")?;
+                let mut invitation: Invitation = tx_decode(&v, "invitation", names)?;
                 if wd.get(ikey)?.is_some() {
                     return Ok(WithdrawOutcome::AlreadyWithdrawn {
                         id,
@@ -188,11 +198,11 @@ impl Store {
                     });
                 }
                 let region = invitation.region.clone();
-                for (name, by) in counted_in(&invitation, &noted(ctd, id)?) {
+                for (name, by) in counted_in(&invitation, &noted(ctd, id, names)?) {
                     unbump(cnt, &region, &name, by)?;
                 }
                 bump(cnt, &counter_key(&region, counter::WITHDRAWN), 1)?;
-                let dropped = take_queued(out, &items)?
+                let dropped = take_queued(out, &items, names)?
                     .into_iter()
                     .map(dropped_entry)
                     .collect();
@@ -208,12 +218,12 @@ impl Store {
                     link_disabled,
                 };
                 retention::erase(&mut invitation);
-                inv.insert(&ikey, encode(&invitation))?;
+                inv.insert(&ikey, encode(&invitation, names))?;
                 let record = WithdrawnRecord {
                     reason: reason.to_string(),
                     at,
                 };
-                wd.insert(&ikey, encode(&record))?;
+                wd.insert(&ikey, encode(&record, names))?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(WithdrawOutcome::Withdrawn(
                     outcome,
                 ))
@@ -279,9 +289,7 @@ mod tests {
             day: a_inv.created_at.date_naive(),
             answers: Default::default(),
         };
-        let stored = store
-            .submit_response(&a_inv.token_hash, answer, false)
-            .await;
+        let stored = store.submit_response(a_inv.link_key(), answer, false).await;
         assert_eq!(stored.unwrap(), crate::store::SubmitOutcome::Stored);
         assert_eq!(counts(&store), [3, 2, 1, 0]);
         assert_eq!(count(&store, &week), 3);
@@ -300,7 +308,7 @@ mod tests {
             "out of invited, sent and answered"
         );
         assert_eq!(count(&store, &week), 2, "and out of its week");
-        assert_eq!(store.link(&a_inv.token_hash).unwrap(), Link::Withdrawn);
+        assert_eq!(store.link(a_inv.link_key()).unwrap(), Link::Withdrawn);
         let after = store.invitation(a_inv.id).unwrap().unwrap();
         assert_eq!((after.address, after.token_nonce), (None, None));
         assert!(store.is_withdrawn(a_inv.id).unwrap());

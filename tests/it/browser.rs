@@ -1244,7 +1244,7 @@ async fn english_form_and_one_click_opt_out_in_chromium() {
     let unsub = other.replace("/s/", "/u/");
     let opted_out = |r: &Running| {
         let token = canvass::token::Token::from_url(&token_of(&other)).unwrap();
-        match r.daemon().pipeline.store.link(&token.hash()).unwrap() {
+        match r.daemon().pipeline.store.link(&token).unwrap() {
             canvass::store::Link::Invitation(i) => i.opted_out,
             l => panic!("{l:?}"),
         }

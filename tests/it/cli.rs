@@ -668,7 +668,7 @@ fn xlsx_export_reads_back() {
                 day: chrono::NaiveDate::from_ymd_opt(2024, 8, 20).unwrap(),
                 answers,
             };
-            rt.block_on(p.store.submit_response(&token.hash(), r, true))
+            rt.block_on(p.store.submit_response(&token, r, true))
                 .unwrap();
         }
     }

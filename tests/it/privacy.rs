@@ -50,7 +50,7 @@ async fn answer(p: &Pipeline, to: &str) {
         answers,
     };
     p.store
-        .submit_response(&token.hash(), response, true)
+        .submit_response(&token, response, true)
         .await
         .unwrap();
 }

@@ -105,10 +105,7 @@ async fn reminders_go_to_exactly_the_non_answerers() {
         day: Utc::now().date_naive(),
         answers: Default::default(),
     };
-    p.store
-        .submit_response(&token.hash(), answer, true)
-        .await
-        .unwrap();
+    p.store.submit_response(&token, answer, true).await.unwrap();
 
     let sched = Scheduler {
         pipeline: p.clone(),

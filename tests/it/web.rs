@@ -274,7 +274,7 @@ fn get_with_language(addr: &str, path: &str, lang: &str) -> (u16, String) {
 
 fn opted_out(w: &Web, link: &str) -> bool {
     let token = canvass::token::Token::from_url(link.trim_start_matches("/s/")).expect("token");
-    match w.pipeline.store.link(&token.hash()).unwrap() {
+    match w.pipeline.store.link(&token).unwrap() {
         canvass::store::Link::Invitation(i) => i.opted_out,
         other => panic!("{other:?}"),
     }
