@@ -186,6 +186,13 @@ pub fn plan(
                 by_address: b.proof == Some(Proof::OutboundServer),
             });
         }
+        // Named addresses count only when the sender was vouched for
+        // (`trusted_by`); anything else is matched by Message-ID, as always.
+        Decision::Complaint(c) if c.message_ids.is_empty() && c.trusted_by.is_some() => {
+            unit.effect = Some(Effect::ComplaintByAddress {
+                keys: c.named.iter().map(|a| key.key_of(a)).collect(),
+            });
+        }
         Decision::Complaint(c) => {
             unit.effect = Some(Effect::Complaint {
                 message_ids: c.message_ids.clone(),
@@ -546,6 +553,45 @@ mod tests {
                 trusted_by: Some("dmarc=pass".into()),
                 unread_over_mb: None,
             })
+        }
+
+        /// A complaint naming only an address is matched by its key when the
+        /// sender was vouched for (`trusted_by`), else by Message-ID as
+        /// always, which with none changes nothing.
+        #[test]
+        fn a_complaint_naming_only_an_address_is_matched_by_it_only_when_vouched_for() {
+            let complaint = |trusted_by: Option<&str>, message_ids: Vec<String>| {
+                Decision::Complaint(crate::classify::ComplaintReport {
+                    format: "arf".into(),
+                    feedback_type: Some("abuse".into()),
+                    message_ids,
+                    named: vec![addr("klager@yahoo.dk")],
+                    trusted_by: trusted_by.map(str::to_string),
+                })
+            };
+            let key = HmacKey::from_bytes(&[7; 32]);
+            let vouched = plan_of(&complaint(Some("dmarc=pass"), vec![]), &facts());
+            assert_eq!(
+                vouched.unit.effect,
+                Some(Effect::ComplaintByAddress {
+                    keys: vec![key.key_of(&addr("klager@yahoo.dk"))]
+                })
+            );
+            let forged = plan_of(&complaint(None, vec![]), &facts());
+            assert_eq!(
+                forged.unit.effect,
+                Some(Effect::Complaint {
+                    message_ids: vec![]
+                })
+            );
+            let id = "canvass.0a1b@siri.dk".to_string();
+            let by_id = plan_of(&complaint(Some("dmarc=pass"), vec![id.clone()]), &facts());
+            assert_eq!(
+                by_id.unit.effect,
+                Some(Effect::Complaint {
+                    message_ids: vec![id]
+                })
+            );
         }
 
         #[test]

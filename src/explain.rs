@@ -182,13 +182,23 @@ pub fn render_text(e: &Explanation, cfg: &Config) -> String {
             for id in &c.message_ids {
                 let _ = writeln!(s, "  original  <{id}>");
             }
+            for a in &c.named {
+                let _ = writeln!(s, "  names     {a}");
+            }
+            if let Some(t) = &c.trusted_by {
+                let _ = writeln!(s, "  trust     {t}");
+            }
             let _ = writeln!(
                 s,
                 "  effect    {}",
-                if c.message_ids.is_empty() {
-                    "none: it returns no canvass Message-ID (never a trigger)"
-                } else {
+                if !c.message_ids.is_empty() {
                     "the invitation of the returned Message-ID is opted out (no reminders), counted as complained; never a trigger"
+                } else if c.trusted_by.is_some() {
+                    "from a configured trust.complaint_senders sender the trust setting authenticated: the invitation of the named address is opted out (no reminders), counted as complained; never a trigger"
+                } else if !c.named.is_empty() {
+                    "none: it returns no canvass Message-ID, and the address it names is believed only from an authenticated trust.complaint_senders sender (anybody can write one); never a trigger"
+                } else {
+                    "none: it returns no canvass Message-ID (never a trigger)"
                 }
             );
         }

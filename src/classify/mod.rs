@@ -4,7 +4,8 @@
 //!
 //! The order of the checks is the policy:
 //! 0. a spam complaint (an ARF report, a provider's notice returning a canvass
-//!    Message-ID), not from a consultant → [`Decision::Complaint`];
+//!    Message-ID, or one from an authenticated `trust.complaint_senders`
+//!    naming only the invitee), not from a consultant → [`Decision::Complaint`];
 //! 1. unreadable ([`unreadable`]: the ingest loop quarantines it), or our own
 //!    mail → ignore (a delivery report is never our own mail: the bounce of an
 //!    invitation comes from MAILER-DAEMON, not from us);
@@ -152,6 +153,16 @@ pub struct ComplaintReport {
     pub feedback_type: Option<String>,
     /// canvass Message-IDs in the report: the complained-about invitation.
     pub message_ids: Vec<String>,
+    /// Without a canvass Message-ID: the invitees the report names (ARF's
+    /// `Original-Rcpt-To`, else the returned original's `To`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub named: Vec<Address>,
+    /// What proves `named`: the report comes from one of
+    /// `trust.complaint_senders` and the configured trust vouched for its
+    /// From (the header read). Absent: `named` changes nothing (anybody can
+    /// write a complaint naming an invitee).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -208,6 +208,21 @@ pub struct Trust {
     /// writes them in `Reporting-MTA`: its delivery reports are acted on even
     /// without a canvass Message-ID (every other bounce needs one).
     pub outbound_reporting_mta: Vec<String>,
+    /// Lower-case feedback-loop senders (`fbl@provider.example`, or a domain
+    /// meaning any address at it): their spam complaints, authenticated by
+    /// the trust setting, count even when they name only the invitee's
+    /// address (every other complaint needs a canvass Message-ID).
+    pub complaint_senders: Vec<String>,
+}
+
+impl Trust {
+    /// Whether `from` is one of `complaint_senders`: that address, or any
+    /// address at a listed domain.
+    pub fn is_complaint_sender(&self, from: &crate::address::Address) -> bool {
+        self.complaint_senders
+            .iter()
+            .any(|s| s == from.as_str() || s == from.domain())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -175,6 +175,8 @@ pub(super) struct RawTrust {
     pub(super) internal_domains: Vec<String>,
     #[serde(default)]
     pub(super) outbound_reporting_mta: Vec<String>,
+    #[serde(default)]
+    pub(super) complaint_senders: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -276,6 +276,47 @@ fn trust_section() {
         set(t, "trust.authserv_id", "mx.siri.dk");
     })
     .is_empty());
+    // Likewise a complaint naming only the invitee (anybody can write one):
+    // believed only from a configured sender the trust setting vouches for.
+    let fbl = |t: &mut Table| {
+        set(
+            t,
+            "trust.complaint_senders",
+            list(&["FBL@Provider.example", "arf.mail.yahoo.com"]),
+        )
+    };
+    has(
+        &errors(fbl),
+        "trust.complaint_senders",
+        "needs trust.authserv_id (or mailbox.provider)",
+    );
+    assert!(errors(|t| {
+        fbl(t);
+        set(t, "trust.authserv_id", "mx.siri.dk");
+    })
+    .is_empty());
+    let mut t = fixture();
+    fbl(&mut t);
+    set(&mut t, "trust.authserv_id", "mx.siri.dk");
+    let cfg = parse(&t).expect("a valid config");
+    assert_eq!(
+        cfg.trust.complaint_senders,
+        ["fbl@provider.example", "arf.mail.yahoo.com"]
+    );
+    let e = errors(|t| {
+        set(t, "trust.authserv_id", "mx.siri.dk");
+        set(t, "trust.complaint_senders", list(&["intranet", "@x.dk"]));
+    });
+    has(
+        &e,
+        "trust.complaint_senders[0]",
+        "\"intranet\" is neither an address nor a domain",
+    );
+    has(
+        &e,
+        "trust.complaint_senders[1]",
+        "\"@x.dk\" is neither an address nor a domain",
+    );
 }
 
 #[test]

@@ -322,6 +322,17 @@ impl Validator {
                 "needs trust.authserv_id (or mailbox.provider): a report naming the server is believed only when the server that took it in vouches for its sender",
             );
         }
+        if !trust.complaint_senders.is_empty()
+            && trust.authserv_id.is_none()
+            && provider == crate::oauth::Provider::Generic
+        {
+            // Anybody can send a complaint naming an invitee: without a
+            // trust setting, the key would believe forgeries.
+            self.err(
+                "trust.complaint_senders",
+                "needs trust.authserv_id (or mailbox.provider): a complaint naming only an address is believed only when the server that took it in vouches for its sender",
+            );
+        }
 
         let hmac_key_file = self.secret_path(&raw.secrets.hmac_key_file);
         let store_path = self.path(&raw.store.path);
@@ -546,6 +557,28 @@ impl Validator {
                 internal_domains.insert(d);
             }
         }
+        let mut complaint_senders = Vec::new();
+        for (i, c) in raw.complaint_senders.iter().enumerate() {
+            // Normalised as `crate::address` normalises a From (IDNA too).
+            let c = c.trim();
+            let normal = match c.split_once('@') {
+                Some(_) => crate::address::parse(c)
+                    .ok()
+                    .map(|a| a.as_str().to_string()),
+                None => crate::address::parse(&format!("postmaster@{c}"))
+                    .ok()
+                    .map(|a| a.domain().to_string())
+                    .filter(|d| d.contains('.')),
+            };
+            if let Some(normal) = normal {
+                complaint_senders.push(normal);
+            } else {
+                self.err(
+                    format!("trust.complaint_senders[{i}]"),
+                    format!("{c:?} is neither an address nor a domain"),
+                );
+            }
+        }
         if let Some(id) = &raw.authserv_id {
             if id.trim().is_empty() {
                 self.err(
@@ -562,6 +595,7 @@ impl Validator {
                 .iter()
                 .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
+            complaint_senders,
         }
     }
 

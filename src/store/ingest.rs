@@ -421,12 +421,22 @@ fn apply_effect(
                 None => outcome.unmatched += 1,
             }
         }
-        Effect::Complaint { message_ids } => {
+        Effect::Complaint { .. } | Effect::ComplaintByAddress { .. } => {
+            // By the returned Message-ID, or (an authenticated configured
+            // feedback-loop sender) by the address key.
+            let proofs: Vec<(Option<&AddressKey>, &[String])> = match effect {
+                Effect::Complaint { message_ids } => message_ids
+                    .iter()
+                    .map(|m| (None, std::slice::from_ref(m)))
+                    .collect(),
+                Effect::ComplaintByAddress { keys } => {
+                    keys.iter().map(|k| (Some(k), &[][..])).collect()
+                }
+                _ => Vec::new(),
+            };
             let mut done = Vec::new();
-            for m in message_ids {
-                let Some((id, mut i)) =
-                    match_invitation(None, std::slice::from_ref(m), inv, rcp, mid, names)?
-                else {
+            for (key, ids) in proofs {
+                let Some((id, mut i)) = match_invitation(key, ids, inv, rcp, mid, names)? else {
                     continue;
                 };
                 if done.contains(&id) {

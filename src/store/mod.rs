@@ -303,6 +303,11 @@ pub enum Effect {
     /// A spam complaint about the invitations of `message_ids`: opted out,
     /// counted "complained".
     Complaint { message_ids: Vec<String> },
+    /// A spam complaint naming only the invitees' addresses, from a
+    /// configured feedback-loop sender the trust setting authenticated
+    /// (`trust.complaint_senders`): the invitations of those address keys
+    /// are opted out, counted "complained".
+    ComplaintByAddress { keys: Vec<AddressKey> },
     /// A human reply: forwarded (the forward is rendered by the caller's
     /// `respond` with the matched invitation).
     Reply {

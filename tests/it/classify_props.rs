@@ -53,7 +53,21 @@ fn check(decision: &Decision, cfg: &Config, received: DateTime<Utc>, source: Opt
     let t = match decision {
         Decision::Invite(t) => t,
         Decision::Bounce(b) => return check_bounce(b, cfg),
-        Decision::Complaint(c) => return check_message_ids(&c.message_ids, cfg),
+        Decision::Complaint(c) => {
+            // An address alone is believed only from a configured sender
+            // the trust setting authenticated, and never beside a Message-ID.
+            if c.trusted_by.is_some() {
+                assert!(
+                    c.message_ids.is_empty() && !c.named.is_empty(),
+                    "a vouched complaint with a Message-ID or naming nobody: {c:?}"
+                );
+                assert!(
+                    !cfg.trust.complaint_senders.is_empty() && cfg.trust.authserv_id.is_some(),
+                    "a complaint vouched for without a configured sender and trust: {c:?}"
+                );
+            }
+            return check_message_ids(&c.message_ids, cfg);
+        }
         Decision::OptOut {
             proof: canvass::classify::Proof::MessageId,
             message_ids,

@@ -226,6 +226,14 @@ fn explain_reads_the_return_mail_fixtures() {
             &["SPAM COMPLAINT (notice report)"],
         ),
         (
+            "complaint-arf-address-only-no-trust-setting",
+            &[
+                "SPAM COMPLAINT (arf report, feedback type abuse)",
+                "names     klager@yahoo.dk",
+                "believed only from an authenticated trust.complaint_senders sender",
+            ],
+        ),
+        (
             "auto-reply-fravaersbesked-inbox-rules-loop",
             &["IGNORED: an automatic reply (X-MS-Exchange-Inbox-Rules-Loop"],
         ),

@@ -575,6 +575,50 @@ fn outbound_report(id: &str, from: &str, via: &str, above: &str, below: &str, to
     .into_bytes()
 }
 
+/// Starts the daemon with these `[trust]` lines and extra `tables` (Anne,
+/// Søren, Bo and the managers as users) and invites `invitees` by hand in
+/// Sjælland, waiting until each has the invitation.
+async fn start_trusted_and_invite(
+    mail: &MailStack,
+    dir: &Path,
+    trust: &str,
+    tables: &str,
+    invitees: &[&str],
+) -> (daemon::Daemon, canvass::shutdown::Shutdown) {
+    let mut users = vec![SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION];
+    users.extend_from_slice(invitees);
+    mail.add_users(&users);
+    let path = StackConfig {
+        password: harness::PASSWORD,
+        trust,
+        tables,
+        ..StackConfig::new(mail.imap_port(), mail.smtp_port())
+    }
+    .write(dir);
+    let (d, shutdown) = common::start_in_process(&path).await;
+    let list: Vec<String> = invitees.iter().map(|a| a.to_string()).collect();
+    d.pipeline.invite_manual(&list, "Sjælland").unwrap();
+    for c in invitees {
+        mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
+            .await;
+    }
+    (d, shutdown)
+}
+
+/// The addresses of the invitations `which` holds for.
+fn addresses_where(
+    d: &daemon::Daemon,
+    which: impl Fn(&canvass::store::Invitation) -> bool,
+) -> Vec<String> {
+    d.pipeline
+        .store
+        .invitations()
+        .map(|i| i.unwrap())
+        .filter(|i| which(i))
+        .filter_map(|i| i.address.map(|a| a.to_string()))
+        .collect()
+}
+
 /// Issue 14.3: "a report of the configured outbound server" must come from
 /// it. Its `Reporting-MTA` line is the report's own text, and the server's
 /// name is in every invitation's `Received`: a forged DSN from outside that
@@ -585,22 +629,15 @@ fn outbound_report(id: &str, from: &str, via: &str, above: &str, below: &str, to
 async fn a_report_naming_our_outbound_server_counts_only_when_it_came_from_it() {
     let mail = MailStack::start();
     let (victim, gone) = ("offer@kommune.test", "forsvundet@kommune.test");
-    mail.add_users(&[SURVEY, ANNE, SOEREN, BO, LEDER_SJ, DIREKTION, victim, gone]);
     let dir = tempfile::tempdir().unwrap();
-    let path = StackConfig {
-        password: harness::PASSWORD,
-        trust: "authserv_id = \"mx.siri.test\"\noutbound_reporting_mta = [\"smtp.siri.test\"]",
-        ..StackConfig::new(mail.imap_port(), mail.smtp_port())
-    }
-    .write(dir.path());
-    let (d, shutdown) = common::start_in_process(&path).await;
-    d.pipeline
-        .invite_manual(&[victim.to_string(), gone.to_string()], "Sjælland")
-        .unwrap();
-    for c in [victim, gone] {
-        mail.wait_for_messages(c, "INBOX", 1, Duration::from_secs(30))
-            .await;
-    }
+    let (d, shutdown) = start_trusted_and_invite(
+        &mail,
+        dir.path(),
+        "authserv_id = \"mx.siri.test\"\noutbound_reporting_mta = [\"smtp.siri.test\"]",
+        "",
+        &[victim, gone],
+    )
+    .await;
 
     let fail = "Authentication-Results: mx.siri.test; spf=fail smtp.helo=mail.evil.test;\r\n\tdmarc=fail header.from=smtp.siri.test\r\n";
     let pass = "Authentication-Results: mx.siri.test; spf=pass smtp.helo=smtp.siri.test;\r\n\tdmarc=pass header.from=smtp.siri.test\r\n";
@@ -655,15 +692,129 @@ async fn a_report_naming_our_outbound_server_counts_only_when_it_came_from_it() 
         "{}",
         canvass::analysis::status::render_text(&st)
     );
-    let bounced: Vec<String> = d
-        .pipeline
-        .store
-        .invitations()
-        .map(|i| i.unwrap())
-        .filter(|i| i.bounced)
-        .filter_map(|i| i.address.map(|a| a.to_string()))
-        .collect();
-    assert_eq!(bounced, [gone], "only the genuine report marks anybody");
+    assert_eq!(
+        addresses_where(&d, |i| i.bounced),
+        [gone],
+        "only the genuine report marks anybody"
+    );
+    shutdown.trigger();
+    d.wait().await.unwrap();
+}
+
+/// An ARF report from `from`, come in through `via` with the border's
+/// `above` fields and the report's own `below` ones, naming `to` in
+/// `Original-Rcpt-To` and the returned headers, without any Message-ID of
+/// ours (the provider removed it).
+fn address_only_complaint(
+    id: &str,
+    from: &str,
+    via: &str,
+    above: &str,
+    below: &str,
+    to: &str,
+) -> Vec<u8> {
+    format!(
+        "{above}Received: from {via} ({via} [198.51.100.30])\r\n\tby mx.siri.test (Postfix) with ESMTPS id {id}\r\n\tfor <{SURVEY}>; Mon, 12 Aug 2024 10:05:01 +0200\r\n{below}From: Feedback Loop <{from}>\r\nTo: {SURVEY}\r\nSubject: Abuse report\r\nMessage-ID: <{id}@{via}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n--F\r\nContent-Type: text/plain\r\n\r\nA user marked this as spam.\r\n\r\n--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: <{to}>\r\n\r\n--F\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: {SURVEY}\r\nTo: {to}\r\n\r\n--F--\r\n"
+    )
+    .into_bytes()
+}
+
+/// Issue 13.4 with 14.3: a complaint naming only the invitee (no canvass
+/// Message-ID) opts them out, counted "complained", only when it comes from
+/// one of `trust.complaint_senders` and the border's Authentication-Results
+/// vouch for its From. The same report forged (the border found no pass; a
+/// "pass" of its own below the border's result), or authenticated but from
+/// a sender nobody configured, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_naming_only_the_invitee_counts_only_from_an_authenticated_configured_sender() {
+    let mail = MailStack::start();
+    let (klager, offer, andet_offer) = (
+        "klager@kommune.test",
+        "offer@kommune.test",
+        "andet.offer@kommune.test",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (d, shutdown) = start_trusted_and_invite(
+        &mail,
+        dir.path(),
+        "authserv_id = \"mx.siri.test\"\ncomplaint_senders = [\"fbl@provider.test\"]",
+        "[reminders]\nafter_days = 7\nmax = 1\n",
+        &[klager, offer, andet_offer],
+    )
+    .await;
+
+    let fail = "Authentication-Results: mx.siri.test; spf=fail smtp.helo=mail.evil.test;\r\n\tdmarc=fail header.from=provider.test\r\n";
+    let pass = "Authentication-Results: mx.siri.test; spf=pass smtp.helo=mail.provider.test;\r\n\tdmarc=pass header.from=provider.test\r\n";
+    let reports = [
+        // Forged from outside: the border found nothing for provider.test.
+        address_only_complaint("c1", "fbl@provider.test", "mail.evil.test", fail, "", offer),
+        // Forged, with a "pass" of its own below the border's result.
+        address_only_complaint(
+            "c2",
+            "fbl@provider.test",
+            "mail.evil.test",
+            fail,
+            pass,
+            offer,
+        ),
+        // Authenticated, but from a sender nobody configured.
+        address_only_complaint(
+            "c3",
+            "abuse@evil.test",
+            "mail.evil.test",
+            "Authentication-Results: mx.siri.test; dmarc=pass header.from=evil.test\r\n",
+            "",
+            andet_offer,
+        ),
+        // The configured feedback loop's own report.
+        address_only_complaint(
+            "g1",
+            "fbl@provider.test",
+            "mail.provider.test",
+            pass,
+            "",
+            klager,
+        ),
+    ];
+    for raw in &reports {
+        mail.append(SURVEY, "INBOX", raw, None).await;
+    }
+    let reports_read = || {
+        d.pipeline
+            .store
+            .counters()
+            .unwrap()
+            .iter()
+            .filter(|(_, name, _)| name == "complaint_reports")
+            .map(|(_, _, n)| *n)
+            .sum::<u64>()
+    };
+    let st = until_status(&d, &mail, "the complaints were not all read", |st| {
+        st.returns.complained >= 1 && reports_read() == 4
+    })
+    .await;
+    assert_eq!(
+        st.returns.complained,
+        1,
+        "{}",
+        canvass::analysis::status::render_text(&st)
+    );
+    assert_eq!(st.returns.opted_out, 0, "a complaint is not an opt-out");
+    assert_eq!(
+        addresses_where(&d, |i| i.opted_out),
+        [klager],
+        "only the genuine complaint opts out"
+    );
+    // Reminders: the two whom only forgeries named, not the complainer.
+    let sched = Scheduler {
+        pipeline: d.pipeline.clone(),
+    };
+    assert_eq!(
+        sched
+            .queue_reminders(chrono::Utc::now() + chrono::Duration::days(8))
+            .unwrap(),
+        2
+    );
     shutdown.trigger();
     d.wait().await.unwrap();
 }
