@@ -86,6 +86,7 @@ fn run_migrations(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backup::open_after_drop;
     use crate::store::erase::tests::{all, invite};
     use crate::store::Store;
     use std::path::Path;
@@ -103,7 +104,8 @@ mod tests {
     fn an_older_schema_is_refused_naming_the_versions() {
         let dir = tempfile::tempdir().unwrap();
         raw_store_with_schema(dir.path(), 0);
-        let err = Store::open(dir.path()).err().expect("refused");
+        // (The raw store was dropped a moment ago: wait out sled's lock.)
+        let err = open_after_drop(dir.path()).err().expect("refused");
         assert!(matches!(err, StoreError::TooOld { found: 0, .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("schema 0"), "{text}");
@@ -114,7 +116,7 @@ mod tests {
     fn the_current_schema_opens_as_is() {
         let dir = tempfile::tempdir().unwrap();
         raw_store_with_schema(dir.path(), SCHEMA_VERSION);
-        Store::open(dir.path()).unwrap();
+        open_after_drop(dir.path()).unwrap();
     }
 
     fn step_1_to_2(db: &sled::Db) -> Result<(), StoreError> {
