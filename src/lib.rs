@@ -42,7 +42,6 @@
 //! - [`backoff`]: reconnect backoff and once-per-outage logging.
 //! - [`logging`]: tracing set-up (text, JSON or the systemd journal).
 //! - [`metrics`]: counters for `/metrics`.
-//! - [`memory`]: the daemon's malloc arenas (two, not one per thread).
 //! - [`daemon`]: wires the loops together: `run(config, shutdown)`.
 //! - [`service`]: running under systemd: sd_notify (READY, STATUS, watchdog, reload, stop).
 //! - [`schedule`]: cron slots in Copenhagen time, missed-run safe (pure).
@@ -73,7 +72,6 @@ pub mod form;
 pub mod ingest;
 pub mod logging;
 pub mod loops;
-pub mod memory;
 pub mod message_id;
 pub mod metrics;
 pub mod oauth;

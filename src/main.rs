@@ -257,7 +257,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run => {
-            canvass::memory::limit_malloc_arenas();
             let cfg = load_config(&cli.config)?;
             runtime()?.block_on(canvass::daemon::run_with_signals(cfg))?;
             Ok(ExitCode::SUCCESS)

@@ -22,21 +22,36 @@ impl FileTransport {
     }
 }
 
-/// Writes `raw` to a new file `dir/<random hex>.eml`, mode 0600.
+/// Writes `raw` to a new file `dir/<random hex>.eml`, mode 0600. The message
+/// is written and synced under a hidden temporary name (`.<hex>.tmp`) and
+/// then renamed into place, as a Maildir delivery is: whoever lists the
+/// folder sees each `.eml` whole or not at all, and a message counts as
+/// sent only once it is on disk.
 async fn write_eml(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
     use rand::RngCore;
     use tokio::io::AsyncWriteExt;
     let mut id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
-    let path = dir.join(format!("{}.eml", hex::encode(id)));
+    let name = hex::encode(id);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(format!("{name}.eml"));
     let mut f = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(&tmp)
         .await?;
-    f.write_all(raw).await?;
-    f.flush().await
+    let written = async {
+        f.write_all(raw).await?;
+        f.sync_all().await?;
+        drop(f);
+        tokio::fs::rename(&tmp, &path).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written
 }
 
 impl Transport for FileTransport {
@@ -64,5 +79,34 @@ impl Transport for FileTransport {
 
     fn describe(&self) -> String {
         format!(".eml files in {}", self.dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A sent message is one whole, private `.eml` file, and nothing of its
+    /// temporary name is left behind.
+    #[tokio::test]
+    async fn a_message_lands_whole_under_its_final_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sent");
+        let t = FileTransport::new(&out).unwrap();
+        let raw = b"From: a@siri.dk\r\nTo: b@firma.dk\r\nSubject: x\r\n\r\nbody\r\n".repeat(100);
+        t.send("a@siri.dk", &["b@firma.dk".to_string()], &raw)
+            .await
+            .unwrap();
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".eml") && !names[0].starts_with('.'));
+        let path = out.join(&names[0]);
+        assert_eq!(std::fs::read(&path).unwrap(), raw);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
