@@ -241,13 +241,9 @@ async fn a_backlog_is_fetched_ahead_in_batches_each_marked_only_after_the_store_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_is_and_no_later_one()
-{
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
-    // An invitation whose record the store cannot read: a bounce naming it
-    // makes every transaction that holds the bounce fail.
+/// A bounce the store cannot take: it names an invitation whose record is
+/// corrupt, so every transaction that holds it fails.
+fn an_unstorable_bounce(pipeline: &Pipeline) -> String {
     pipeline
         .process(&trigger(0).raw, Utc::now(), None, false)
         .unwrap();
@@ -260,10 +256,18 @@ async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_i
         unreachable!()
     };
     pipeline.store.corrupt_invitation(invitation_id).unwrap();
-    let bounce = format!(
+    format!(
         "Return-Path: <>\r\nFrom: MAILER-DAEMON <>\r\nTo: undersoegelse@siri.dk\r\nSubject: Kunne ikke leveres\r\nMessage-ID: <ndr-1@firma.dk>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDin besked kunne ikke leveres til modtageren.\r\n\r\n----- Oprindelig meddelelse -----\r\nMessage-ID: <{}>\r\nSubject: Hvad synes du?\r\n",
         invitation.message_id
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_is_and_no_later_one()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
+    let bounce = an_unstorable_bounce(&pipeline);
 
     // The bounce is the 30th message: the first chunk (1-25) commits as one
     // transaction; the second one fails and is retried message by message,
@@ -319,24 +323,7 @@ async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_i
 async fn a_batch_fetched_ahead_is_not_committed_when_the_one_before_stopped_short() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
-    // As above: a bounce naming an unreadable invitation fails every
-    // transaction that holds it.
-    pipeline
-        .process(&trigger(0).raw, Utc::now(), None, false)
-        .unwrap();
-    let (queued, _) = pipeline.store.outbox_due(Utc::now(), 10).unwrap();
-    let invitation = queued
-        .iter()
-        .find(|i| matches!(i.purpose, Purpose::Invitation { .. }))
-        .expect("the invitation is queued");
-    let Purpose::Invitation { invitation_id } = invitation.purpose else {
-        unreachable!()
-    };
-    pipeline.store.corrupt_invitation(invitation_id).unwrap();
-    let bounce = format!(
-        "Return-Path: <>\r\nFrom: MAILER-DAEMON <>\r\nTo: undersoegelse@siri.dk\r\nSubject: Kunne ikke leveres\r\nMessage-ID: <ndr-1@firma.dk>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDin besked kunne ikke leveres til modtageren.\r\n\r\n----- Oprindelig meddelelse -----\r\nMessage-ID: <{}>\r\nSubject: Hvad synes du?\r\n",
-        invitation.message_id
-    );
+    let bounce = an_unstorable_bounce(&pipeline);
 
     // A full first batch, refused at its 30th message, and 50 more that are
     // fetched while it commits.
