@@ -55,8 +55,10 @@ fn load() -> (Vec<Case>, Config, Config) {
 fn parse_only(cases: &[Case]) -> usize {
     let mut n = 0;
     for c in cases {
-        let msg = MessageParser::default().parse(black_box(&c.raw[..]));
-        n += usize::from(black_box(msg).is_some());
+        // Every fixture is parsed, readable or not (the quarantine's
+        // fixtures are not mail at all): the count is of attempts.
+        black_box(MessageParser::default().parse(black_box(&c.raw[..])));
+        n += 1;
     }
     n
 }

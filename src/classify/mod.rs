@@ -531,23 +531,21 @@ fn sender(msg: &Message<'_>) -> Option<Address> {
     author
 }
 
-/// The headers in message order (top first), values raw (folded, undecoded),
-/// decoded lossily so one 8-bit header does not hide the others.
-fn raw_headers<'a>(msg: &'a Message<'_>) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> + 'a {
-    let raw = msg.raw_message();
-    msg.headers().iter().map(move |h| {
-        let value = raw
-            .get(h.offset_start as usize..h.offset_end as usize)
-            .map(String::from_utf8_lossy)
-            .unwrap_or(Cow::Borrowed(""));
-        (h.name.as_str(), value)
-    })
-}
-
+/// The values of the header fields named `name`, in message order (top
+/// first), unfolded; raw (undecoded) and read lossily, so one 8-bit field
+/// does not hide the others. Only the fields asked for are read.
 fn header_values<'a>(msg: &'a Message<'_>, name: &'a str) -> impl Iterator<Item = String> + 'a {
-    raw_headers(msg)
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| unfold(&v))
+    let raw = msg.raw_message();
+    msg.headers()
+        .iter()
+        .filter(move |h| h.name.as_str().eq_ignore_ascii_case(name))
+        .map(move |h| {
+            let value = raw
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .map(String::from_utf8_lossy)
+                .unwrap_or(Cow::Borrowed(""));
+            unfold(&value)
+        })
 }
 
 fn first_header(msg: &Message<'_>, name: &str) -> Option<String> {
