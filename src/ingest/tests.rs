@@ -241,9 +241,14 @@ async fn a_backlog_is_fetched_ahead_in_batches_each_marked_only_after_the_store_
     );
 }
 
-/// A bounce the store cannot take: it names an invitation whose record is
-/// corrupt, so every transaction that holds it fails.
-fn an_unstorable_bounce(pipeline: &Pipeline) -> String {
+/// Triggers 1..=`total`, but message `refused` is a bounce the store cannot
+/// take: it names an invitation whose record is corrupt, so every
+/// transaction that holds it fails.
+fn triggers_with_an_unstorable_bounce(
+    pipeline: &Pipeline,
+    total: u32,
+    refused: u32,
+) -> Vec<Incoming> {
     pipeline
         .process(&trigger(0).raw, Utc::now(), None, false)
         .unwrap();
@@ -256,24 +261,11 @@ fn an_unstorable_bounce(pipeline: &Pipeline) -> String {
         unreachable!()
     };
     pipeline.store.corrupt_invitation(invitation_id).unwrap();
-    format!(
+    let bounce = format!(
         "Return-Path: <>\r\nFrom: MAILER-DAEMON <>\r\nTo: undersoegelse@siri.dk\r\nSubject: Kunne ikke leveres\r\nMessage-ID: <ndr-1@firma.dk>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDin besked kunne ikke leveres til modtageren.\r\n\r\n----- Oprindelig meddelelse -----\r\nMessage-ID: <{}>\r\nSubject: Hvad synes du?\r\n",
         invitation.message_id
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_is_and_no_later_one()
-{
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
-    let bounce = an_unstorable_bounce(&pipeline);
-
-    // The bounce is the 30th message: the first chunk (1-25) commits as one
-    // transaction; the second one fails and is retried message by message,
-    // committing 26-29 and stopping at the bounce.
-    let refused = COMMIT_CHUNK as u32 + 5;
-    let messages = (1..=40)
+    );
+    (1..=total)
         .map(|uid| {
             if uid == refused {
                 incoming(uid, bounce.clone().into_bytes())
@@ -281,7 +273,20 @@ async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_i
                 trigger(uid)
             }
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_is_and_no_later_one()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
+
+    // The bounce is the 30th message: the first chunk (1-25) commits as one
+    // transaction; the second one fails and is retried message by message,
+    // committing 26-29 and stopping at the bounce.
+    let refused = COMMIT_CHUNK as u32 + 5;
+    let messages = triggers_with_an_unstorable_bounce(&pipeline, 40, refused);
     let mut r = start(&pipeline, messages);
     let events = events_until(&mut r.events, |e| matches!(e, Event::Mark { .. })).await;
     r.shutdown.trigger();
@@ -323,21 +328,12 @@ async fn when_a_chunk_cannot_be_committed_every_message_before_the_refused_one_i
 async fn a_batch_fetched_ahead_is_not_committed_when_the_one_before_stopped_short() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Arc::new(demo_pipeline(dir.path(), ""));
-    let bounce = an_unstorable_bounce(&pipeline);
 
     // A full first batch, refused at its 30th message, and 50 more that are
     // fetched while it commits.
     let refused = 30;
     let total = BATCH as u32 + 50;
-    let messages = (1..=total)
-        .map(|uid| {
-            if uid == refused {
-                incoming(uid, bounce.clone().into_bytes())
-            } else {
-                trigger(uid)
-            }
-        })
-        .collect();
+    let messages = triggers_with_an_unstorable_bounce(&pipeline, total, refused);
     let mut r = start(&pipeline, messages);
     let mut marks = 0;
     let events = events_until(&mut r.events, |e| {

@@ -551,7 +551,7 @@ fn tx_invitation_by_token(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::store) mod tests {
     use super::*;
     use crate::address::{parse, HmacKey};
     use crate::token::Token;
@@ -663,7 +663,8 @@ mod tests {
         );
     }
 
-    fn effect(store: &Store, effect: Effect, seen: u8) -> EffectOutcome {
+    /// Commits `effect` as the message `seen` (a fresh seen key per byte).
+    pub(in crate::store) fn effect(store: &Store, effect: Effect, seen: u8) -> EffectOutcome {
         let u = IngestUnit {
             seen_key: Some([seen; 32]),
             effect: Some(effect),

@@ -242,9 +242,8 @@ mod tests {
     use super::*;
     use crate::address::parse;
     use crate::store::erase::tests::{invite, key};
-    use crate::store::{
-        CommitView, Committed, Effect, EffectOutcome, Failure, IngestUnit, InviteOutcome, Link,
-    };
+    use crate::store::tests::effect;
+    use crate::store::{CommitView, Committed, Effect, Failure, IngestUnit, InviteOutcome, Link};
 
     fn count(store: &Store, name: &str) -> u64 {
         store
@@ -349,18 +348,6 @@ mod tests {
             store.withdraw(&key().key_of(&z), &z, "x", at).unwrap(),
             WithdrawOutcome::NotInvited
         );
-    }
-
-    fn effect(store: &Store, effect: Effect, seen: u8) -> EffectOutcome {
-        let u = IngestUnit {
-            seen_key: Some([seen; 32]),
-            effect: Some(effect),
-            ..IngestUnit::at(Utc::now())
-        };
-        match store.commit_ingest(&u, &|_: &CommitView| None).unwrap() {
-            Committed::Effect(o) => o,
-            other => panic!("{other:?}"),
-        }
     }
 
     /// Sjælland's counters that are not zero.
