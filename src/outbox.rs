@@ -244,11 +244,10 @@ impl Outbox {
                     None => all_started = true,
                 }
             }
+            // Nothing on the wire and no flush running: the loop above
+            // started everything (the window is empty once a flush is done).
             if in_flight.is_empty() && flush.is_none() {
-                if all_started {
-                    break;
-                }
-                continue;
+                break;
             }
             tokio::select! {
                 Some((item, result)) = in_flight.next(), if !in_flight.is_empty() => {

@@ -184,7 +184,7 @@ pub async fn run<S: MailSource>(
             } else {
                 (commit.await, None)
             };
-            let Committed {
+            let BatchOutcome {
                 done,
                 unreadable,
                 complete,
@@ -258,7 +258,7 @@ pub async fn run<S: MailSource>(
 /// What became of a batch: the messages committed and flushed (to be
 /// marked processed), the unreadable ones (to be quarantined), and whether
 /// that is the whole batch.
-struct Committed {
+struct BatchOutcome {
     done: Vec<Incoming>,
     unreadable: Vec<Incoming>,
     complete: bool,
@@ -271,7 +271,7 @@ async fn commit_and_flush(
     pipeline: std::sync::Arc<Pipeline>,
     source: String,
     batch: std::sync::Arc<Vec<Incoming>>,
-) -> Committed {
+) -> BatchOutcome {
     let p = pipeline.clone();
     let all = batch.len();
     let committed = tokio::task::spawn_blocking(move || process_batch(&p, &source, &batch)).await;
@@ -283,7 +283,7 @@ async fn commit_and_flush(
         }
     };
     if done.is_empty() && unreadable.is_empty() {
-        return Committed {
+        return BatchOutcome {
             done,
             unreadable,
             complete: all == 0,
@@ -291,7 +291,7 @@ async fn commit_and_flush(
     }
     if let Err(e) = pipeline.store.flush().await {
         tracing::error!(error = %e, "cannot flush the store; the batch stays unprocessed");
-        return Committed {
+        return BatchOutcome {
             done: Vec::new(),
             unreadable: Vec::new(),
             complete: false,
@@ -299,7 +299,7 @@ async fn commit_and_flush(
     }
     pipeline.wake_outbox();
     let complete = done.len() + unreadable.len() == all;
-    Committed {
+    BatchOutcome {
         done,
         unreadable,
         complete,
