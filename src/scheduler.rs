@@ -358,13 +358,15 @@ impl Scheduler {
         let not_before =
             window::first_send_time(now.min(Utc::now()), 0, cfg.sending.hours.as_ref());
         let mut queued = 0;
-        let due: Vec<Invitation> = self
+        let mut due: Vec<Invitation> = self
             .pipeline
             .store
             .invitations()
             .filter_map(Result::ok)
             .filter(|i| reminder_due(i, now, cfg.reminders, &cfg.window))
             .collect();
+        // The oldest first (the store's order is not the order of creation).
+        due.sort_by_key(|i| (i.created_at, i.id));
         for inv in due {
             let (Some(addr), Some(nonce)) = (&inv.address, &inv.token_nonce) else {
                 continue;

@@ -89,6 +89,47 @@ impl Misses {
 pub(crate) struct AppState {
     pub(crate) pipeline: Arc<Pipeline>,
     misses: Arc<Mutex<Misses>>,
+    thanks: Arc<Mutex<ThanksPages>>,
+}
+
+/// The thank-you page, rendered once per configuration and language: it
+/// holds nothing of the request or the answer, and rendering it on every
+/// stored answer was a tenth of the daemon's CPU per POST (BENCHMARKS.md,
+/// target 4d). A reload (SIGHUP) brings a new `Config`, and the pages are
+/// rendered again from it.
+#[derive(Default)]
+struct ThanksPages {
+    /// The configuration they were rendered from, and the Danish and English page.
+    from: Option<Arc<Config>>,
+    pages: [Option<Arc<str>>; 2],
+}
+
+impl ThanksPages {
+    fn get(&mut self, cfg: &Arc<Config>, lang: Lang) -> Arc<str> {
+        if !self.from.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
+            *self = ThanksPages {
+                from: Some(cfg.clone()),
+                pages: [None, None],
+            };
+        }
+        let slot = &mut self.pages[usize::from(lang == Lang::En)];
+        slot.get_or_insert_with(|| {
+            let title = if lang == Lang::En {
+                "Thank you for your answer"
+            } else {
+                "Tak for dit svar"
+            };
+            form::render_named(
+                Some(cfg),
+                "thanks.html",
+                lang,
+                title,
+                minijinja::context! {},
+            )
+            .into()
+        })
+        .clone()
+    }
 }
 
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
@@ -96,6 +137,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
     let state = AppState {
         pipeline: pipeline.clone(),
         misses: Arc::default(),
+        thanks: Arc::default(),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -139,6 +181,7 @@ pub async fn run_metrics<L: Accept>(
         .with_state(AppState {
             pipeline,
             misses: Arc::default(),
+            thanks: Arc::default(),
         });
     serve(listener, app, &limits, shutdown).await
 }
@@ -579,19 +622,12 @@ pub(crate) fn store_error(cfg: &Config, e: &dyn std::fmt::Display) -> Response {
     page(Some(cfg), Lang::Da, Notice::Unavailable)
 }
 
-fn thanks(cfg: &Config, lang: Lang) -> Response {
-    named(
-        cfg,
-        StatusCode::OK,
-        "thanks.html",
-        lang,
-        if lang == Lang::En {
-            "Thank you for your answer"
-        } else {
-            "Tak for dit svar"
-        },
-        minijinja::context! {},
-    )
+fn thanks(s: &AppState, cfg: &Arc<Config>, lang: Lang) -> Response {
+    let page = match s.thanks.lock() {
+        Ok(mut pages) => pages.get(cfg, lang),
+        Err(poisoned) => poisoned.into_inner().get(cfg, lang),
+    };
+    (StatusCode::OK, Html(page.to_string())).into_response()
 }
 
 impl AppState {
@@ -726,7 +762,7 @@ async fn submit(
     {
         Ok(SubmitOutcome::Stored) => {
             tracing::info!(target: "canvass::web", "answer stored");
-            thanks(&cfg, lang)
+            thanks(&s, &cfg, lang)
         }
         Ok(SubmitOutcome::AlreadyAnswered) => already_answered(&cfg, lang, StatusCode::CONFLICT),
         Ok(SubmitOutcome::OptedOut) => opted_out(&cfg, lang, StatusCode::OK, &raw),
@@ -749,6 +785,39 @@ pub fn is_form_media_type(v: Option<&HeaderValue>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The thank-you page is rendered once per configuration and language,
+    /// the same bytes as rendering it each time, and again for a new
+    /// configuration (a reload).
+    #[test]
+    fn the_thank_you_page_is_rendered_once_per_configuration_and_language() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::test_support::demo_pipeline(dir.path(), "").config();
+        let mut pages = ThanksPages::default();
+        let da = pages.get(&cfg, Lang::Da);
+        let fresh = form::render_named(
+            Some(&cfg),
+            "thanks.html",
+            Lang::Da,
+            "Tak for dit svar",
+            minijinja::context! {},
+        );
+        assert_eq!(&*da, fresh.as_str());
+        assert!(da.contains("lang=\"da\""), "{da}");
+        assert!(
+            Arc::ptr_eq(&da, &pages.get(&cfg, Lang::Da)),
+            "not rendered again"
+        );
+        let en = pages.get(&cfg, Lang::En);
+        assert!(en.contains("Thank you for your answer"), "{en}");
+        let reloaded = Arc::new((*cfg).clone());
+        let again = pages.get(&reloaded, Lang::Da);
+        assert!(
+            !Arc::ptr_eq(&da, &again),
+            "a new configuration renders anew"
+        );
+        assert_eq!(da, again);
+    }
 
     /// Per client (a /64 for IPv6) and for everybody; an attacker rotating
     /// through addresses past the global ceiling adds no entries.

@@ -21,20 +21,21 @@ use rand::{Rng, SeedableRng};
 
 use crate::util::{self, Figure, Opts};
 
-/// The record sizes of a canvass store of schema 2: key bytes, value bytes
+/// The record sizes of a canvass store of schema 3: key bytes, value bytes
 /// (`store::v1::tests::compact_records_are_much_smaller` prints them for
 /// the scale bench's invitation and answer). No `msgids` or `tokens` entry:
-/// a Message-ID and a link carry their invitation's id. The `names` tree
-/// holds a few dozen short strings whatever N is, and is left out.
+/// a Message-ID and a link carry their invitation's id; no `recipients`
+/// entry: an invitation is keyed by its address (`store::keyed_id`). The
+/// `names` tree holds a few dozen short strings whatever N is, and is left
+/// out.
 const INVITATION: (usize, usize) = (8, 159);
 /// Of an invitation's value: address key, token hash, nonce and the
 /// Message-ID's random half.
 const INVITATION_RANDOM: usize = 92;
-const INDEX_HASH: (usize, usize) = (32, 8); // recipients
 const ANSWER: (usize, usize) = (16, 148);
 
-/// The trees that grow with N (schema 2).
-const TREES: [&str; 3] = ["invitations", "recipients", "responses"];
+/// The trees that grow with N (schema 3).
+const TREES: [&str; 2] = ["invitations", "responses"];
 
 /// `canvass::store`'s sled settings (src/store/mod.rs, `open_db`).
 fn config(path: &Path) -> sled::Config {
@@ -96,25 +97,26 @@ fn write(dir: &Path, n: usize) {
     let db = config(dir).open().expect("open a sled database");
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let trees = TREES.map(|name| db.open_tree(name).expect("tree"));
+    // Keyed ids (62 bits of an HMAC), written in key order.
+    let mut keys: Vec<u64> = (0..n).map(|_| rng.gen::<u64>() >> 2 | 1 << 62).collect();
+    keys.sort_unstable();
     const BATCH: usize = 10_000;
     let mut i = 0;
     while i < n {
         let end = (i + BATCH).min(n);
-        let mut batches: [sled::Batch; 3] = Default::default();
-        for id in i..end {
+        let mut batches: [sled::Batch; 2] = Default::default();
+        for (id, key) in keys.iter().enumerate().take(end).skip(i) {
             // The invitation: its hashes, nonce and the Message-ID's random
             // half (random), the address (text), then small numbers (id,
             // names, times, flags as varints).
             let mut v = random(&mut rng, INVITATION_RANDOM);
             v.extend_from_slice(format!("\x1bkontakt+{id}@kommune.test").as_bytes());
-            v.extend_from_slice(&(id as u64).to_le_bytes()[..5]);
+            v.extend_from_slice(&key.to_le_bytes()[..8]);
             v.extend_from_slice(&[0, 1, 0, 2, 0, 3, 252]);
             v.extend_from_slice(&1_764_097_353u32.to_le_bytes());
             v.extend_from_slice(&rng.gen::<u32>().to_le_bytes());
             v.resize(INVITATION.1, 0);
-            batches[0].insert(&(id as u64).to_be_bytes(), v);
-            let id_value = (id as u64).to_be_bytes();
-            batches[1].insert(random(&mut rng, INDEX_HASH.0), &id_value);
+            batches[0].insert(&key.to_be_bytes(), v);
             if id % 2 == 0 {
                 // Answers are keyed at random (nothing in the key points
                 // back to an invitation); the bench's answers are all alike:
@@ -126,7 +128,7 @@ fn write(dir: &Path, n: usize) {
                 a.extend_from_slice("Netværk på tværs – æøå ÆØÅ 🙂".as_bytes());
                 a.extend_from_slice("Rigtig god hjælp, tak! Søren & Åse <3 🎉".as_bytes());
                 a.resize(ANSWER.1, 0);
-                batches[2].insert(random(&mut rng, ANSWER.0), a);
+                batches[1].insert(random(&mut rng, ANSWER.0), a);
             }
         }
         for (tree, batch) in trees.iter().zip(batches) {

@@ -12,8 +12,10 @@
 //! does). Measured: this process' CPU (user + system, sled's own threads
 //! included) and the disk used, per invitation; for the layout of schema 1
 //! (`invitations` of 304 bytes, `recipients`, `tokens`, `msgids`, `outbox`,
-//! `ingest`, `counters`) and for schema 2's (records of 159 bytes, no
-//! `tokens` and `msgids` entries), each with and without compression.
+//! `ingest`, `counters`), for schema 2's (records of 159 bytes, no
+//! `tokens` and `msgids` entries) and for schema 3's (the same record keyed
+//! by an id derived from the address' HMAC, so in no order, and no
+//! `recipients` entry), each with and without compression.
 
 use std::path::Path;
 use std::time::Instant;
@@ -30,20 +32,31 @@ struct Layout {
     name: &'static str,
     /// Writes the token and Message-ID indexes.
     indexes: bool,
+    /// One record per invitation, keyed by an id derived from the address'
+    /// HMAC (random order), with no `recipients` entry.
+    one_record: bool,
     /// The invitation record's bytes (about 40 % of it random: hashes,
     /// nonces; the rest text or small numbers).
     record: usize,
 }
 
-const LAYOUTS: [Layout; 2] = [
+const LAYOUTS: [Layout; 3] = [
     Layout {
         name: "schema 1 (4 keys, 304-byte record)",
         indexes: true,
+        one_record: false,
         record: 304,
     },
     Layout {
         name: "schema 2 (2 keys, 159-byte record)",
         indexes: false,
+        one_record: false,
+        record: 159,
+    },
+    Layout {
+        name: "schema 3 (1 key, keyed by the address, 159-byte record)",
+        indexes: false,
+        one_record: true,
         record: 159,
     },
 ];
@@ -55,8 +68,9 @@ pub fn run(opts: &Opts, figures: &mut Vec<Figure>) {
     for layout in &LAYOUTS {
         for compression in [true, false] {
             let dir = opts.dir.join(format!(
-                "writecost-{}-{}",
+                "writecost-{}-{}-{}",
                 layout.indexes,
+                layout.one_record,
                 if compression { "zstd" } else { "plain" }
             ));
             let _ = std::fs::remove_dir_all(&dir);
@@ -114,24 +128,34 @@ fn write(dir: &Path, n: usize, layout: &Layout, compression: bool) -> (f64, f64)
     let cpu0 = util::proc_cpu_seconds(pid);
     let t = Instant::now();
     let mut next_id = 0u64;
+    let mut ids = Vec::with_capacity(n);
     for _ in 0..n / 25 {
-        let batch: Vec<(u64, Vec<u8>, Vec<u8>)> = (0..25)
+        let batch: Vec<(u64, u64, Vec<u8>, Vec<u8>)> = (0..25)
             .map(|_| {
                 next_id += 1;
-                (next_id, record(b'a', layout.record), record(b'o', OUTBOX))
+                let rec = record(b'a', layout.record);
+                let id = if layout.one_record {
+                    u64::from_be_bytes(rec[..8].try_into().expect("8 bytes")) >> 2
+                } else {
+                    next_id
+                };
+                ids.push((id, next_id));
+                (id, next_id, rec, record(b'o', OUTBOX))
             })
             .collect();
         (&inv, &rcp, &tok, &mid, &out, &ing, &cnt)
             .transaction(|(inv, rcp, tok, mid, out, ing, cnt)| {
-                for (id, rec, item) in &batch {
+                for (id, seq, rec, item) in &batch {
                     let key = id.to_be_bytes();
                     inv.insert(&key, rec.as_slice())?;
-                    rcp.insert(&rec[..32], &key)?;
+                    if !layout.one_record {
+                        rcp.insert(&rec[..32], &key)?;
+                    }
                     if layout.indexes {
                         tok.insert(&rec[32..64], &key)?;
                         mid.insert(format!("canvass.{id:024x}@siri.dk").as_bytes(), &key)?;
                     }
-                    out.insert(&key, item.as_slice())?;
+                    out.insert(&seq.to_be_bytes(), item.as_slice())?;
                     ing.insert(&rec[64..96], &[])?;
                 }
                 cnt.insert("Syddanmark\0invited", &next_id.to_be_bytes())?;
@@ -141,13 +165,12 @@ fn write(dir: &Path, n: usize, layout: &Layout, compression: bool) -> (f64, f64)
             .expect("ingest transaction");
         db.flush().expect("flush");
     }
-    let ids: Vec<u64> = (1..=next_id).collect();
     for group in ids.chunks(8) {
         let sent = record(b's', layout.record);
         (&inv, &out)
             .transaction(|(inv, out)| {
-                for id in group {
-                    out.remove(&id.to_be_bytes())?;
+                for (id, seq) in group {
+                    out.remove(&seq.to_be_bytes())?;
                     inv.insert(&id.to_be_bytes(), sent.as_slice())?;
                 }
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())

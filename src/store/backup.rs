@@ -475,13 +475,17 @@ pub fn restore(
                 }
                 tree.apply_batch(batch).map_err(StoreError::from)?;
             }
-            // Invitations and outbox items are keyed by sled's id counter,
-            // which a fresh store starts at 0: move it past every id in use.
+            // Outbox items and invitations of schema 1 and 2 are keyed by
+            // sled's id counter, which a fresh store starts at 0: move it
+            // past every such id in use (not to a keyed id: those are
+            // derived from an address, `keyed_id`, and far above).
             if t.name == b"invitations" || t.name == b"outbox" {
                 for (k, _) in &t.entries {
                     if k.len() == 8 {
                         let id = u64_from(k, "invitations or outbox", "an id")?;
-                        max_id = Some(max_id.map_or(id, |m| m.max(id)));
+                        if id < super::KEYED_ID_BASE {
+                            max_id = Some(max_id.map_or(id, |m| m.max(id)));
+                        }
                     }
                 }
             }
@@ -633,14 +637,30 @@ mod tests {
         assert!(!report.replaced);
         let restored = open_after_drop(&target).unwrap();
         assert_eq!(dump(&restored), dump(&store));
-        // New invitations in the restored store never reuse an id.
-        let ids: Vec<u64> = all(&restored).iter().map(|i| i.id).collect();
+        // A new invitation is keyed by its address; sled's counter (outbox
+        // items, and an invitation whose keyed id is taken) moves past every
+        // id the backup holds, so no queued item's id is used again.
+        let queued = |s: &Store| -> Vec<(u64, Vec<String>)> {
+            let far = chrono::Utc::now() + chrono::Duration::days(1);
+            let (due, _) = s.outbox_due(far, 10).unwrap();
+            due.into_iter().map(|i| (i.id, i.to)).collect()
+        };
+        let restored_items = queued(&restored);
+        assert_eq!(restored_items.len(), 2);
         invite(&restored, &["c@x.dk"], 2);
         let new = all(&restored)
             .into_iter()
             .find(|i| i.message_id == "canvass.c@x.dk")
             .unwrap();
-        assert!(ids.iter().all(|i| *i < new.id), "{ids:?} then {}", new.id);
+        assert_eq!(new.id, crate::store::keyed_id(&new.address_key));
+        let (c_item, _) = queued(&restored)
+            .into_iter()
+            .find(|(_, to)| to == &["c@x.dk"])
+            .unwrap();
+        assert!(
+            restored_items.iter().all(|(id, _)| *id < c_item),
+            "{restored_items:?} then {c_item}"
+        );
         assert_eq!(restored.invitation_count(), 3);
         drop(restored);
 
@@ -800,8 +820,9 @@ mod tests {
                     .unwrap_or_default()
             };
             let invs = tree("invitations");
-            assert_eq!(tree("recipients").len(), invs.len());
-            // Links carry their invitation's id (schema 2): no token entries.
+            // Invitations keyed by their address (schema 3): no recipients
+            // entries; links carry their invitation's id: no token entries.
+            assert_eq!(tree("recipients").len(), 0);
             assert_eq!(tree("tokens").len(), 0);
             assert_eq!(tree("outbox").len(), invs.len());
             assert_eq!(tree("msgids").len(), invs.len());

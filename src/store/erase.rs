@@ -23,15 +23,16 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 use super::{
-    bump, counter, counter_key, decode, encode, tx_decode, tx_u64_from, u64_from, Delivery,
-    Invitation, Names, OutboxItem, Purpose, Store, StoreError,
+    bump, counter, counter_key, decode, encode, keyed_id, tx_decode, tx_invitation_of, tx_u64_from,
+    u64_from, Delivery, Invitation, Names, OutboxItem, Purpose, Store, StoreError,
 };
 use crate::address::{Address, AddressKey};
 use crate::retention::{self, ForgetReport, ForgottenInvitation, PurgeReport};
 use crate::token::TokenHash;
 
 /// The id under which `forget` records the HMAC of someone never invited
-/// (no invitation has it: ids come from sled's counter).
+/// (no invitation has it: ids come from sled's counter or are keyed ids,
+/// below 2^63).
 pub const FORGOTTEN_ONLY: u64 = u64::MAX;
 
 type TxError = ConflictableTransactionError<StoreError>;
@@ -90,6 +91,11 @@ impl Store {
     /// The invitation held under an address key, if any (not a `forget`
     /// marker of someone never invited).
     pub(super) fn invitation_id_of(&self, key: &AddressKey) -> Result<Option<u64>, StoreError> {
+        if let Some(i) = self.invitation(keyed_id(key))? {
+            if i.address_key == *key {
+                return Ok(Some(i.id));
+            }
+        }
         match self.recipients.get(key.0)? {
             Some(v) => Ok(Some(u64_from(&v, "recipients", "an address key")?)
                 .filter(|id| *id != FORGOTTEN_ONLY)),
@@ -150,14 +156,14 @@ impl Store {
             None => {
                 // Never invited: queued mail to them can only be stray; drop it,
                 // and record the HMAC so that nobody invites them later.
-                let trees = (&self.outbox, &self.recipients);
+                let trees = (&self.outbox, &self.invitations, &self.recipients);
                 let (dropped, was_held) = trees
-                    .transaction(|(out, rcp)| {
+                    .transaction(|(out, inv, rcp)| {
                         let dropped: Vec<_> = take_queued(out, &items, &self.names)?
                             .into_iter()
                             .map(dropped_entry)
                             .collect();
-                        let was_held = rcp.get(key.0)?.is_some();
+                        let was_held = tx_invitation_of(key, inv, rcp, &self.names)?.is_some();
                         if !was_held {
                             rcp.insert(&key.0, &FORGOTTEN_ONLY.to_be_bytes())?;
                         }
@@ -367,8 +373,13 @@ pub(super) mod tests {
             .unwrap()
     }
 
+    /// Every invitation, in the order they were made: the store keeps them
+    /// in the order of their keyed ids, and these tests' Message-IDs
+    /// (`canvass.<address>`) sort as their addresses were given.
     pub(in crate::store) fn all(store: &Store) -> Vec<Invitation> {
-        store.invitations().map(|i| i.unwrap()).collect()
+        let mut all: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        all.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+        all
     }
 
     #[test]

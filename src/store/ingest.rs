@@ -10,9 +10,9 @@ use sled::Transactional;
 
 use super::withdraw::{note_counted, tx_is_withdrawn};
 use super::{
-    bump, counter, counter_key, decode, encode, outbox_item, tx_decode, tx_u64_from, CommitView,
-    Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark, IngestUnit, Invitation,
-    InviteOutcome, Names, Outgoing, Purpose, Store, StoreError, TxResult,
+    bump, counter, counter_key, decode, encode, keyed_id, outbox_item, tx_decode, tx_invitation_of,
+    tx_u64_from, CommitView, Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark,
+    IngestUnit, Invitation, InviteOutcome, Names, Outgoing, Purpose, Store, StoreError, TxResult,
 };
 use crate::address::AddressKey;
 
@@ -184,7 +184,7 @@ fn ingest_one(
     let mut outcomes = Vec::with_capacity(unit.invitations.len());
     let mut over_cap = false;
     for new in &unit.invitations {
-        if rcp.get(new.address_key.0)?.is_some() {
+        if tx_invitation_of(&new.address_key, inv, rcp, names)?.is_some() {
             outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
             continue;
         }
@@ -196,7 +196,17 @@ fn ingest_one(
             }
         }
         used_today += 1;
-        let id = inv.generate_id()?;
+        // Keyed by the address (mod.rs, `keyed_id`); if another address
+        // holds that id already (about once in 10⁷ at a million), an id from
+        // sled's counter, found through `recipients`.
+        let keyed = keyed_id(&new.address_key);
+        let id = if inv.get(keyed.to_be_bytes())?.is_none() {
+            keyed
+        } else {
+            let id = inv.generate_id()?;
+            rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
+            id
+        };
         let outbox_id = out.generate_id()?;
         // The Message-ID carries the id (message_id.rs): found without an
         // index. One of another shape (never canvass' own) is indexed.
@@ -228,7 +238,6 @@ fn ingest_one(
             last_reminder_at: None,
         };
         inv.insert(&id.to_be_bytes(), encode(&invitation, names))?;
-        rcp.insert(&new.address_key.0, &id.to_be_bytes())?;
         // The link carries the invitation's id (`Token::for_invitation`):
         // no index. An invitation without a nonce, whose link canvass cannot
         // write again (tests and tools hand its token out), keeps the index.
@@ -284,10 +293,7 @@ fn match_invitation(
     names: &Names,
 ) -> TxResult<Option<(u64, Invitation)>> {
     let mut id = match key {
-        Some(k) => match rcp.get(k.0)? {
-            Some(v) => Some(tx_u64_from(&v, "recipients", "an address key")?),
-            None => None,
-        },
+        Some(k) => tx_invitation_of(k, inv, rcp, names)?,
         None => None,
     };
     if id.is_none() {

@@ -2,10 +2,16 @@
 //! rest of canvass sees plain records and a handful of operations, each of which
 //! is one transaction when it touches more than one tree.
 //!
-//! Trees (schema 2):
-//! - `invitations`: id (u64 BE) → [`Invitation`]
-//! - `recipients`: HMAC of the address → invitation id (nobody invited twice),
-//!   or `erase::FORGOTTEN_ONLY` for someone forgotten who was never invited
+//! Trees (schema 3):
+//! - `invitations`: id (u64 BE) → [`Invitation`]. An invitation's id is
+//!   derived from the HMAC of its address ([`keyed_id`]), so this one record
+//!   is also what says the address was invited (nobody invited twice): a
+//!   million invitations are a million keys, not two million (issue 16)
+//! - `recipients`: HMAC of the address → invitation id, only where the id is
+//!   not the address' [`keyed_id`]: invitations of schema 1 and 2 (whose ids
+//!   came from sled's counter, and whose links carry them), the rare one
+//!   whose keyed id was taken by another address; or `erase::FORGOTTEN_ONLY`
+//!   for someone forgotten who was never invited
 //! - `tokens`: SHA-256 of the token → a tombstone (`FORGOTTEN`, `WITHDRAWN`)
 //!   once the link was disabled; for links without the invitation's id (of
 //!   schema 1, or of an invitation without a nonce), → invitation id. A link
@@ -52,7 +58,7 @@ use crate::address::{Address, AddressKey};
 use crate::token::{LinkKey, TokenHash, TokenNonce};
 
 /// The layout version this canvass writes and reads.
-pub const SCHEMA_VERSION: u8 = 2;
+pub const SCHEMA_VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -504,13 +510,18 @@ impl Store {
         &self,
         key: &AddressKey,
     ) -> Result<Option<Invitation>, StoreError> {
+        match self.invitation(keyed_id(key))? {
+            Some(i) if i.address_key == *key => return Ok(Some(i)),
+            _ => {}
+        }
         let Some(id) = self.recipients.get(key.0)? else {
             return Ok(None);
         };
         self.invitation(u64_from(&id, "recipients", "an address key")?)
     }
 
-    /// Every invitation, in creation order.
+    /// Every invitation, in the order of their ids (those of schema 1 and 2
+    /// in creation order, then those keyed by their address, in no order).
     pub fn invitations(&self) -> impl Iterator<Item = Result<Invitation, StoreError>> + '_ {
         self.invitations.iter().map(|kv| {
             let (_, v) = kv?;
@@ -520,6 +531,46 @@ impl Store {
 
     pub fn invitation_count(&self) -> usize {
         self.invitations.len()
+    }
+}
+
+/// Where a keyed id starts: ids from sled's counter (schema 1 and 2, and
+/// the fallback of [`keyed_id`]) stay far below it, and the sentinels
+/// `FORGOTTEN`, `WITHDRAWN` and `erase::FORGOTTEN_ONLY` far above.
+pub(crate) const KEYED_ID_BASE: u64 = 1 << 62;
+
+/// The id of a new invitation to the address whose HMAC is `key` (schema
+/// 3): 62 bits of the HMAC, in `[2^62, 2^63)`. It is also the key of its
+/// record, so finding whether an address was invited reads that one key
+/// ([`tx_invitation_of`]). Two addresses share a keyed id with a chance of
+/// about n²/2⁶³ (10⁻⁷ at a million): the second gets an id from sled's
+/// counter and a `recipients` entry instead. The id says nothing about the
+/// address without the secret key, as the HMAC does not.
+pub(crate) fn keyed_id(key: &AddressKey) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key.0[..8]);
+    (u64::from_be_bytes(b) & (KEYED_ID_BASE - 1)) | KEYED_ID_BASE
+}
+
+/// Inside a transaction: the id of the invitation of the address whose HMAC
+/// is `key` — its record under the keyed id, else the `recipients` entry
+/// (which may be `erase::FORGOTTEN_ONLY`).
+fn tx_invitation_of(
+    key: &AddressKey,
+    inv: &TransactionalTree,
+    rcp: &TransactionalTree,
+    names: &Names,
+) -> TxResult<Option<u64>> {
+    let id = keyed_id(key);
+    if let Some(v) = inv.get(id.to_be_bytes())? {
+        let i: Invitation = tx_decode(&v, "invitation", names)?;
+        if i.address_key == *key {
+            return Ok(Some(id));
+        }
+    }
+    match rcp.get(key.0)? {
+        Some(v) => Ok(Some(tx_u64_from(&v, "recipients", "an address key")?)),
+        None => Ok(None),
     }
 }
 
@@ -573,6 +624,14 @@ pub(in crate::store) mod tests {
         }
     }
 
+    /// Every invitation, by address (the store keeps them in the order of
+    /// their keyed ids; these tests give their addresses in order).
+    fn by_address(store: &Store) -> Vec<Invitation> {
+        let mut all: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        all.sort_by_key(|i| i.address.as_ref().map(|a| a.to_string()));
+        all
+    }
+
     fn unit(key: &HmacKey, addrs: &[&str], seen: u8) -> IngestUnit {
         IngestUnit {
             seen_key: Some([seen; 32]),
@@ -619,6 +678,69 @@ pub(in crate::store) mod tests {
         assert_eq!(store.invitation_count(), 3);
     }
 
+    /// An invitation is keyed by its address (schema 3): one record, no
+    /// `recipients` entry. Two addresses whose keys share a keyed id (forced
+    /// here; about once in 10⁷ at a million invitations) are both invited,
+    /// the second under an id from sled's counter found through
+    /// `recipients`, and neither is invited again nor confused with the
+    /// other.
+    #[test]
+    fn invitations_are_keyed_by_their_address_and_a_shared_keyed_id_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = HmacKey::from_bytes(&[7; 32]);
+        let mut u = unit(&key, &["a@x.dk", "b@x.dk"], 1);
+        // b's HMAC made to begin as a's: the same keyed id.
+        let a_key = u.invitations[0].address_key;
+        let mut b_key = u.invitations[1].address_key;
+        b_key.0[..8].copy_from_slice(&a_key.0[..8]);
+        u.invitations[1].address_key = b_key;
+        assert_eq!(keyed_id(&a_key), keyed_id(&b_key));
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        let a = store.invitation_by_address(&a_key).unwrap().unwrap();
+        let b = store.invitation_by_address(&b_key).unwrap().unwrap();
+        assert_eq!(a.id, keyed_id(&a_key));
+        assert!(a.id >= KEYED_ID_BASE);
+        assert!(b.id < KEYED_ID_BASE, "from sled's counter: {}", b.id);
+        assert_eq!(a.address.as_ref().map(|x| x.as_str()), Some("a@x.dk"));
+        assert_eq!(b.address.as_ref().map(|x| x.as_str()), Some("b@x.dk"));
+        assert_eq!(store.recipients.len(), 1, "only b's fallback is indexed");
+        // Neither is invited again, in either order.
+        let mut again = unit(&key, &["b@x.dk", "a@x.dk"], 2);
+        again.invitations[0].address_key = b_key;
+        match store.commit_ingest(&again, &|_: &CommitView| None).unwrap() {
+            Committed::Done(o) => assert!(
+                o.iter()
+                    .all(|o| matches!(o, InviteOutcome::AlreadyInvited(_))),
+                "{o:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.invitation_count(), 2);
+        // A bounce naming b by address marks b, not a.
+        let o = effect(
+            &store,
+            Effect::Bounce {
+                recipients: vec![(Some(b_key), Failure::Permanent)],
+                message_ids: vec![],
+                by_address: true,
+            },
+            3,
+        );
+        assert_eq!(o.marked, 1);
+        assert!(store.invitation(b.id).unwrap().unwrap().bounced);
+        assert!(!store.invitation(a.id).unwrap().unwrap().bounced);
+        // Someone else, whose keyed id is free: keyed, no entry.
+        let c = new_inv(&key, "c@x.dk");
+        let c_key = c.address_key;
+        let mut u = unit(&key, &[], 4);
+        u.invitations.push(c);
+        store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
+        let c = store.invitation_by_address(&c_key).unwrap().unwrap();
+        assert_eq!(c.id, keyed_id(&c_key));
+        assert_eq!(store.recipients.len(), 1);
+    }
+
     #[test]
     fn daily_cap_refuses_the_excess() {
         let dir = tempfile::tempdir().unwrap();
@@ -656,7 +778,7 @@ pub(in crate::store) mod tests {
         assert_eq!(get("invited"), Some(2));
         assert_eq!(get("sent"), Some(1));
         assert_eq!(get("failed"), Some(1));
-        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let invs = by_address(&store);
         assert!(matches!(invs[0].delivery, Delivery::Sent { .. }));
         assert!(
             matches!(invs[1].delivery, Delivery::Failed { ref reason, .. } if reason.contains("550"))
@@ -759,9 +881,8 @@ pub(in crate::store) mod tests {
             7,
         );
         assert_eq!(o.marked, 0);
-        let bounced: Vec<String> = store
-            .invitations()
-            .map(|i| i.unwrap())
+        let bounced: Vec<String> = by_address(&store)
+            .into_iter()
             .filter(|i| i.bounced)
             .map(|i| i.address.unwrap().to_string())
             .collect();
@@ -784,7 +905,7 @@ pub(in crate::store) mod tests {
         }
         store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
         assert_eq!(store.msgids.len(), 0);
-        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let invs = by_address(&store);
         let (due, _) = store.outbox_due(Utc::now(), 10).unwrap();
         for (i, item) in invs.iter().zip(&due) {
             assert_eq!(
@@ -852,7 +973,7 @@ pub(in crate::store) mod tests {
         u.invitations[0].token_nonce = Some(nonce);
         store.commit_ingest(&u, &|_: &CommitView| None).unwrap();
         assert_eq!(store.tokens.len(), 0);
-        let invs: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
+        let invs = by_address(&store);
         let link = token.for_invitation(invs[0].id);
         assert!(matches!(store.link(&link).unwrap(), Link::Invitation(i) if i.id == invs[0].id));
         // Without the id, or with another invitation's: unknown.
@@ -919,9 +1040,8 @@ pub(in crate::store) mod tests {
             3,
         );
         assert_eq!(o.marked, 1);
-        let out: Vec<String> = store
-            .invitations()
-            .map(|i| i.unwrap())
+        let out: Vec<String> = by_address(&store)
+            .into_iter()
             .filter(|i| i.opted_out)
             .map(|i| i.address.unwrap().to_string())
             .collect();

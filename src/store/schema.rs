@@ -20,7 +20,20 @@ pub type Migration = fn(&sled::Db) -> Result<(), StoreError>;
 ///
 /// - 1 → 2 (`v1.rs`): compact records (times as integers, names as numbers
 ///   through the `names` tree, variable-length integers).
-pub const MIGRATIONS: &[Migration] = &[super::v1::migrate];
+/// - 2 → 3 ([`keyed_invitations`]): new invitations are keyed by their
+///   address (`keyed_id`), without a `recipients` entry.
+pub const MIGRATIONS: &[Migration] = &[super::v1::migrate, keyed_invitations];
+
+/// 2 → 3: nothing to rewrite. The invitations already made keep their ids
+/// (their links and Message-IDs carry them) and their `recipients` entries,
+/// which schema 3 reads as it reads a keyed id's fallback; only invitations
+/// made from now on are keyed by their address. The new marker is what
+/// matters: a canvass of schema 2 would not see those invitations in
+/// `recipients` and could invite their addresses again, so it must refuse
+/// the store (`StoreError::TooNew`) rather than open it.
+fn keyed_invitations(_db: &sled::Db) -> Result<(), StoreError> {
+    Ok(())
+}
 
 const _: () = assert!(
     MIGRATIONS.len() == (SCHEMA_VERSION - OLDEST_MIGRATABLE) as usize,
@@ -183,6 +196,96 @@ mod tests {
             "{err}"
         );
         assert!(meta3.get("schema").unwrap().is_none());
+    }
+
+    /// Rewrites the store at `path` as a canvass of schema 2 wrote it:
+    /// every invitation under an id from sled's counter, with a
+    /// `recipients` entry, and the `tokens` and `msgids` entries that named
+    /// its keyed id naming that one. (Its outbox must be empty.)
+    /// Returns (address, schema-2 id).
+    fn as_schema_2(path: &Path) -> Vec<(String, u64)> {
+        use crate::store::record::{decode, encode, Names};
+        use crate::store::v1::tests::open_db_again;
+        use crate::store::Invitation;
+        let db = open_db_again(path);
+        let names = Names::load(&db).unwrap();
+        let (inv, rcp) = (
+            db.open_tree("invitations").unwrap(),
+            db.open_tree("recipients").unwrap(),
+        );
+        let mut ids = Vec::new();
+        for kv in inv.iter().collect::<Vec<_>>() {
+            let (k, v) = kv.unwrap();
+            let mut i: Invitation = decode(&v, "test", &names).unwrap();
+            let old = i.id;
+            i.id = db.generate_id().unwrap();
+            inv.remove(&k).unwrap();
+            inv.insert(i.id.to_be_bytes(), encode(&i, &names)).unwrap();
+            rcp.insert(i.address_key.0, &i.id.to_be_bytes()).unwrap();
+            for index in ["tokens", "msgids"] {
+                let t = db.open_tree(index).unwrap();
+                for kv in t.iter() {
+                    let (k, v) = kv.unwrap();
+                    if v.as_ref() == old.to_be_bytes() {
+                        t.insert(k, &i.id.to_be_bytes()).unwrap();
+                    }
+                }
+            }
+            ids.push((i.address.unwrap().to_string(), i.id));
+        }
+        assert!(db.open_tree("outbox").unwrap().is_empty());
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema", &[2])
+            .unwrap();
+        db.flush().unwrap();
+        ids
+    }
+
+    /// A store of schema 2 opens as schema 3 with nothing rewritten: its
+    /// invitations keep their ids (links, Message-IDs) and are found by
+    /// their `recipients` entries (nobody invited twice across the
+    /// upgrade); invitations made after it are keyed by their address.
+    #[test]
+    fn a_schema_2_store_keeps_its_invitations_and_new_ones_are_keyed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            invite(&store, &["a@x.dk", "b@x.dk"], 1);
+            let (due, _) = store.outbox_due(chrono::Utc::now(), 10).unwrap();
+            store.mark_sent_all(&due, chrono::Utc::now()).unwrap();
+            store.flush_blocking().unwrap();
+        }
+        let old = as_schema_2(dir.path());
+        assert!(old.iter().all(|(_, id)| *id < crate::store::KEYED_ID_BASE));
+        let store = open_after_drop(dir.path()).unwrap();
+        let marker = store.db.open_tree("meta").unwrap().get("schema").unwrap();
+        assert_eq!(marker.unwrap().as_ref(), &[SCHEMA_VERSION]);
+        for (addr, id) in &old {
+            let i = all(&store)
+                .into_iter()
+                .find(|i| i.address.as_ref().is_some_and(|a| a.as_str() == addr))
+                .unwrap();
+            assert_eq!(i.id, *id);
+            assert_eq!(
+                store.invitation_by_address(&i.address_key).unwrap(),
+                Some(i.clone())
+            );
+            // Its link, which carries its schema-2 id.
+            assert_eq!(
+                store.link(i.link_key()).unwrap(),
+                crate::store::Link::Invitation(Box::new(i))
+            );
+        }
+        // Neither is invited again; a newcomer is keyed by the address.
+        invite(&store, &["b@x.dk", "a@x.dk", "c@x.dk"], 2);
+        assert_eq!(store.invitation_count(), 3);
+        let c = all(&store)
+            .into_iter()
+            .find(|i| i.message_id == "canvass.c@x.dk")
+            .unwrap();
+        assert_eq!(c.id, crate::store::keyed_id(&c.address_key));
+        assert_eq!(store.recipients.len(), 2, "a's and b's, none for c");
     }
 
     #[test]

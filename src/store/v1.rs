@@ -156,13 +156,17 @@ pub(super) fn downgrade(db: &sled::Db, only_every: usize) {
         }
     }
     let names = Names::load(db).unwrap();
-    // Schema 1 indexed every link.
+    // Schema 1 indexed every link, and every address.
     let tokens = db.open_tree("tokens").unwrap();
+    let recipients = db.open_tree("recipients").unwrap();
     for kv in db.open_tree("invitations").unwrap().iter() {
         let (k, v) = kv.unwrap();
         let i: Invitation = decode(&v, "test", &names).unwrap();
         if tokens.get(i.token_hash.0).unwrap().is_none() {
-            tokens.insert(i.token_hash.0, k).unwrap();
+            tokens.insert(i.token_hash.0, k.clone()).unwrap();
+        }
+        if recipients.get(i.address_key.0).unwrap().is_none() {
+            recipients.insert(i.address_key.0, k).unwrap();
         }
     }
     let all = |_: &[u8]| true;

@@ -543,11 +543,9 @@ fn schema_and_record_versions_are_checked_with_clear_messages() {
     let out = canvass(&["--config", cfg, "purge", "--dry-run"]);
     assert!(!out.status.success());
     let err = stderr(&out);
+    // (Records have versions of their own: schema 3 kept schema 2's records.)
     assert!(
-        err.contains(&format!(
-            "invitation: record version 42, this canvass reads version {}",
-            canvass::store::SCHEMA_VERSION
-        )),
+        err.contains("invitation: record version 42, this canvass reads version 2"),
         "{err}"
     );
 }
