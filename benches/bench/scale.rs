@@ -18,7 +18,8 @@
 //!   after start-up, and peak RSS (VmHWM) after start-up, the commands
 //!   above, a trigger processed and sent, 100 form GETs and 100 answers.
 //!
-//! The targets are judged at the largest size; every size is listed with how
+//! The targets are judged at the largest size, but idle RSS at 100k (issue
+//! 16: < 30 MB there, < 100 MB peak at 1M); every size is listed with how
 //! each cost grows.
 
 use std::path::{Path, PathBuf};
@@ -150,30 +151,33 @@ pub async fn run(opts: &Opts, figures: &mut Vec<Figure>) {
             true,
         ),
     );
+    // Issue 16's RSS targets are in MB (10^6 bytes): peak < 100 MB at the
+    // largest size, idle < 30 MB at 100k.
+    let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
     util::report(
         figures,
         Figure::at_most(
             &format!("5g@{at}"),
             "daemon peak RSS",
-            last.peak_rss_kib as f64 / 1024.0,
-            "MiB",
+            mb(last.peak_rss_kib),
+            "MB",
             100.0,
             "",
             true,
         ),
     );
-    util::report(
-        figures,
-        Figure::at_most(
-            &format!("5h@{at}"),
-            "daemon idle RSS",
-            last.idle_rss_kib as f64 / 1024.0,
-            "MiB",
-            30.0,
-            "",
-            true,
-        ),
-    );
+    for c in &all {
+        let id = format!("5h@{}", label(c.n));
+        let what = "daemon idle RSS";
+        util::report(
+            figures,
+            if c.n == 100_000 {
+                Figure::at_most(&id, what, mb(c.idle_rss_kib), "MB", 30.0, "", true)
+            } else {
+                Figure::info(&id, what, format!("{:.1} MB", mb(c.idle_rss_kib)))
+            },
+        );
+    }
     let growth = growth_table(&all);
     eprintln!("{growth}");
     let _ = std::fs::write(opts.dir.join("scale-growth.md"), growth);

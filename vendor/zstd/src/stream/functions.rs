@@ -5,10 +5,40 @@ use super::{Decoder, Encoder};
 /// Decompress from the given source as if using a `Decoder`.
 ///
 /// The input data must be in the zstd frame format.
-pub fn decode_all<R: io::Read>(source: R) -> io::Result<Vec<u8>> {
+pub fn decode_all<R: io::Read>(mut source: R) -> io::Result<Vec<u8>> {
+    // canvass: sled 0.34 reads every page it loads from disk through here,
+    // and a `Decoder` builds a fresh decompression context and its buffers
+    // for each call. A whole single frame that says its size (what
+    // `block::compress` writes) is decompressed at once with one context
+    // per thread instead; anything else is streamed as before.
+    let mut input = Vec::new();
+    source.read_to_end(&mut input)?;
+    if let Some(size) = single_frame_size(&input) {
+        thread_local! {
+            static DECOMPRESSOR: std::cell::RefCell<crate::block::Decompressor> =
+                std::cell::RefCell::new(crate::block::Decompressor::new());
+        }
+        let out = DECOMPRESSOR.with(|d| match d.try_borrow_mut() {
+            Ok(mut d) => d.decompress(&input, size),
+            Err(_) => crate::block::Decompressor::new().decompress(&input, size),
+        });
+        if let Ok(out) = out {
+            return Ok(out);
+        }
+    }
     let mut result = Vec::new();
-    copy_decode(source, &mut result)?;
+    copy_decode(&input[..], &mut result)?;
     Ok(result)
+}
+
+/// The content size of `input` when it is exactly one zstd frame whose
+/// header gives its size, and that size is plausible for one block.
+fn single_frame_size(input: &[u8]) -> Option<usize> {
+    const LARGEST: u64 = 64 << 20;
+    let whole = zstd_safe::find_frame_compressed_size(input).ok()? == input.len();
+    let size = zstd_safe::get_frame_content_size(input);
+    // (CONTENTSIZE_UNKNOWN and _ERROR are u64::MAX and u64::MAX - 1.)
+    (whole && size <= LARGEST).then(|| size as usize)
 }
 
 /// Decompress from the given source as if using a `Decoder`.
