@@ -298,7 +298,7 @@ fn recipients(
         return Some((dedup(found), "rfc3464"));
     }
     // 2. The fields in the raw text (a DSN part MIME parsing did not find).
-    if !dsn_part {
+    if !dsn_part && may_hold_dsn_fields(raw) {
         let found = dsn_fields(&String::from_utf8_lossy(raw));
         if !found.is_empty() {
             return Some((dedup(found), "rfc3464"));
@@ -417,6 +417,16 @@ fn is_dsn_part(part: &MessagePart<'_>) -> bool {
     })
 }
 
+/// Whether `raw` may hold a DSN's recipient field (`Final-Recipient`,
+/// `Original-Recipient`, in any case), without which [`dsn_fields`] finds
+/// nothing: most mail does not, and is not read as text for it.
+fn may_hold_dsn_fields(raw: &[u8]) -> bool {
+    memchr::memchr_iter(b'-', raw).any(|i| {
+        raw.get(i + 1..i + 10)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"recipient"))
+    })
+}
+
 fn part_text<'a>(part: &'a MessagePart<'_>) -> Cow<'a, str> {
     match &part.body {
         PartType::Text(t) | PartType::Html(t) => Cow::Borrowed(t.as_ref()),
@@ -527,8 +537,15 @@ mod tests {
              <canvass.abc@siri.dk.evil.example> <xcanvass.abc@siri.dk> <canvass.abc@other.dk> \
              <canvass.XYZ@siri.dk> <canvass.12@SIRI.DK>"
         );
-        scan_message_ids(&text, "siri.dk", &mut out);
+        scan_message_ids(text.as_bytes(), "siri.dk", &mut out);
         assert_eq!(out, [ID, "canvass.ff00@siri.dk", "canvass.12@siri.dk"]);
+        // Bytes that are no UTF-8 around one (an 8-bit original) hide nothing.
+        let mut out = Vec::new();
+        let mut raw = b"Subject: \xe6\xf8\xe5 \xff<".to_vec();
+        raw.extend_from_slice(ID.as_bytes());
+        raw.extend_from_slice(b">\xfe\xff canvass.");
+        scan_message_ids(&raw, "siri.dk", &mut out);
+        assert_eq!(out, [ID]);
     }
 
     #[test]

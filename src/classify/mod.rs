@@ -779,7 +779,7 @@ fn referenced_canvass_ids(msg: &Message<'_>, cfg: &Config) -> Vec<String> {
     let mut ids = Vec::new();
     for name in ["In-Reply-To", "References", "Subject"] {
         for value in header_values(msg, name) {
-            bounce::scan_message_ids(&value, cfg.survey_address.domain(), &mut ids);
+            bounce::scan_message_ids(value.as_bytes(), cfg.survey_address.domain(), &mut ids);
         }
     }
     ids
