@@ -45,8 +45,12 @@ fn normalised(headers: &[(String, String)]) -> Vec<(String, String)> {
 /// nothing did (for `canvass explain` and the operator). `None`: no trust is
 /// configured (a generic mailbox without `trust.authserv_id`).
 pub fn trusted(msg: &Message<'_>, cfg: &Config, domain: &str) -> Option<Result<String, String>> {
-    let headers = headers(msg);
     let authserv = cfg.trust.authserv_id.as_deref();
+    if matches!(cfg.mailbox.provider, Provider::Generic) && authserv.is_none() {
+        // Nothing to read: the header fields are not copied out for it.
+        return None;
+    }
+    let headers = headers(msg);
     let by_authserv = |first: Result<String, String>| match (first, authserv) {
         (Ok(v), _) => Ok(v),
         (Err(e), Some(id)) => {
