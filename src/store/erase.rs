@@ -23,8 +23,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 use super::{
-    bump, counter, counter_key, decode, encode, keyed_id, tx_decode, tx_invitation_of, tx_u64_from,
-    u64_from, Delivery, Invitation, Names, OutboxItem, Purpose, Store, StoreError,
+    bump, counter, counter_key, decode, encode, tx_decode, tx_invitation_of, tx_u64_from, Delivery,
+    Invitation, Names, OutboxItem, Purpose, Store, StoreError,
 };
 use crate::address::{Address, AddressKey};
 use crate::retention::{self, ForgetReport, ForgottenInvitation, PurgeReport};
@@ -91,16 +91,7 @@ impl Store {
     /// The invitation held under an address key, if any (not a `forget`
     /// marker of someone never invited).
     pub(super) fn invitation_id_of(&self, key: &AddressKey) -> Result<Option<u64>, StoreError> {
-        if let Some(i) = self.invitation(keyed_id(key))? {
-            if i.address_key == *key {
-                return Ok(Some(i.id));
-            }
-        }
-        match self.recipients.get(key.0)? {
-            Some(v) => Ok(Some(u64_from(&v, "recipients", "an address key")?)
-                .filter(|id| *id != FORGOTTEN_ONLY)),
-            None => Ok(None),
-        }
+        Ok(self.invitation_by_address(key)?.map(|i| i.id))
     }
 
     /// Mail queued to one person, by invitation and by recipient (belt and

@@ -11,8 +11,9 @@ use sled::Transactional;
 use super::withdraw::{note_counted, tx_is_withdrawn};
 use super::{
     bump, counter, counter_key, decode, encode, keyed_id, outbox_item, tx_decode, tx_invitation_of,
-    tx_u64_from, CommitView, Committed, Delivery, Effect, EffectOutcome, Failure, IngestMark,
-    IngestUnit, Invitation, InviteOutcome, Names, Outgoing, Purpose, Store, StoreError, TxResult,
+    tx_standing, tx_u64_from, CommitView, Committed, Delivery, Effect, EffectOutcome, Failure,
+    IngestMark, IngestUnit, Invitation, InviteOutcome, Names, Outgoing, Purpose, Standing, Store,
+    StoreError, TxResult,
 };
 use crate::address::AddressKey;
 
@@ -184,10 +185,13 @@ fn ingest_one(
     let mut outcomes = Vec::with_capacity(unit.invitations.len());
     let mut over_cap = false;
     for new in &unit.invitations {
-        if tx_invitation_of(&new.address_key, inv, rcp, names)?.is_some() {
-            outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
-            continue;
-        }
+        let keyed_id_free = match tx_standing(&new.address_key, inv, rcp, names)? {
+            Standing::Held(_) => {
+                outcomes.push(InviteOutcome::AlreadyInvited(new.address.clone()));
+                continue;
+            }
+            Standing::New { keyed_id_free } => keyed_id_free,
+        };
         if let Some((_, cap)) = &unit.daily_cap {
             if used_today >= u64::from(*cap) {
                 over_cap = true;
@@ -199,9 +203,8 @@ fn ingest_one(
         // Keyed by the address (mod.rs, `keyed_id`); if another address
         // holds that id already (about once in 10⁷ at a million), an id from
         // sled's counter, found through `recipients`.
-        let keyed = keyed_id(&new.address_key);
-        let id = if inv.get(keyed.to_be_bytes())?.is_none() {
-            keyed
+        let id = if keyed_id_free {
+            keyed_id(&new.address_key)
         } else {
             let id = inv.generate_id()?;
             rcp.insert(&new.address_key.0, &id.to_be_bytes())?;

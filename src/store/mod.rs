@@ -542,7 +542,7 @@ pub(crate) const KEYED_ID_BASE: u64 = 1 << 62;
 /// The id of a new invitation to the address whose HMAC is `key` (schema
 /// 3): 62 bits of the HMAC, in `[2^62, 2^63)`. It is also the key of its
 /// record, so finding whether an address was invited reads that one key
-/// ([`tx_invitation_of`]). Two addresses share a keyed id with a chance of
+/// ([`tx_standing`]). Two addresses share a keyed id with a chance of
 /// about n²/2⁶³ (10⁻⁷ at a million): the second gets an id from sled's
 /// counter and a `recipients` entry instead. The id says nothing about the
 /// address without the secret key, as the HMAC does not.
@@ -552,26 +552,56 @@ pub(crate) fn keyed_id(key: &AddressKey) -> u64 {
     (u64::from_be_bytes(b) & (KEYED_ID_BASE - 1)) | KEYED_ID_BASE
 }
 
-/// Inside a transaction: the id of the invitation of the address whose HMAC
-/// is `key` — its record under the keyed id, else the `recipients` entry
-/// (which may be `erase::FORGOTTEN_ONLY`).
+/// Where an address stands in the store ([`tx_standing`]).
+enum Standing {
+    /// Invited, under this id (or `erase::FORGOTTEN_ONLY`: forgotten, never invited).
+    Held(u64),
+    /// Never invited; whether its keyed id is free for its invitation.
+    New { keyed_id_free: bool },
+}
+
+/// Inside a transaction: where the address whose HMAC is `key` stands —
+/// its record under the keyed id, else the `recipients` entry — read once,
+/// so that a new invitation learns from the same read whether it can take
+/// its keyed id.
+fn tx_standing(
+    key: &AddressKey,
+    inv: &TransactionalTree,
+    rcp: &TransactionalTree,
+    names: &Names,
+) -> TxResult<Standing> {
+    let id = keyed_id(key);
+    let keyed_id_free = match inv.get(id.to_be_bytes())? {
+        Some(v) => {
+            let i: Invitation = tx_decode(&v, "invitation", names)?;
+            if i.address_key == *key {
+                return Ok(Standing::Held(id));
+            }
+            false
+        }
+        None => true,
+    };
+    match rcp.get(key.0)? {
+        Some(v) => Ok(Standing::Held(tx_u64_from(
+            &v,
+            "recipients",
+            "an address key",
+        )?)),
+        None => Ok(Standing::New { keyed_id_free }),
+    }
+}
+
+/// [`tx_standing`] as the id of the address' invitation, if it has one.
 fn tx_invitation_of(
     key: &AddressKey,
     inv: &TransactionalTree,
     rcp: &TransactionalTree,
     names: &Names,
 ) -> TxResult<Option<u64>> {
-    let id = keyed_id(key);
-    if let Some(v) = inv.get(id.to_be_bytes())? {
-        let i: Invitation = tx_decode(&v, "invitation", names)?;
-        if i.address_key == *key {
-            return Ok(Some(id));
-        }
-    }
-    match rcp.get(key.0)? {
-        Some(v) => Ok(Some(tx_u64_from(&v, "recipients", "an address key")?)),
-        None => Ok(None),
-    }
+    Ok(match tx_standing(key, inv, rcp, names)? {
+        Standing::Held(id) => Some(id),
+        Standing::New { .. } => None,
+    })
 }
 
 /// The invitation behind a link, inside a transaction: its key in
@@ -625,7 +655,9 @@ pub(in crate::store) mod tests {
     }
 
     /// Every invitation, by address (the store keeps them in the order of
-    /// their keyed ids; these tests give their addresses in order).
+    /// their keyed ids; these tests give their addresses in order, and some
+    /// have Message-IDs that carry the keyed id, so `erase::tests::all`'s
+    /// order by Message-ID would not do).
     fn by_address(store: &Store) -> Vec<Invitation> {
         let mut all: Vec<Invitation> = store.invitations().map(|i| i.unwrap()).collect();
         all.sort_by_key(|i| i.address.as_ref().map(|a| a.to_string()));
